@@ -1,0 +1,273 @@
+//! Keras's activation functions, by their Keras names, each with its derivative beside it.
+//! Elementwise ones differentiate from the input and the output (whichever is cheaper);
+//! softmax and log_softmax work along one axis of a tensor seen as (outer, axis, inner).
+
+use crate::tensor::Tensor;
+
+const SELU_ALPHA: f32 = 1.673_263_2;
+const SELU_SCALE: f32 = 1.050_701;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActivationFn {
+    Linear,
+    Relu,
+    Relu6,
+    /// Keras's `leaky_relu` function, whose default negative slope is 0.2.
+    LeakyRelu,
+    Elu,
+    Selu,
+    /// The exact form, `0.5·x·(1 + erf(x/√2))`, Keras's default (`approximate=False`).
+    Gelu,
+    Silu,
+    Sigmoid,
+    /// Keras 3's `relu6(x + 3) / 6`.
+    HardSigmoid,
+    Tanh,
+    Softplus,
+    Softsign,
+    Exponential,
+    Softmax,
+    LogSoftmax,
+}
+
+/// Every name convnet accepts, the canonical one first in each group.
+pub const ACTIVATION_NAMES: &[&str] = &[
+    "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "sigmoid",
+    "hard_sigmoid",
+    "tanh",
+    "softplus",
+    "softsign",
+    "exponential",
+    "softmax",
+    "log_softmax",
+];
+
+impl ActivationFn {
+    /// The function Keras means by `name` (`None` for unknown names). `None`/`null` in a
+    /// config means linear, as in Keras.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use ActivationFn::*;
+        Some(match name {
+            "linear" => Linear,
+            "relu" => Relu,
+            "relu6" => Relu6,
+            "leaky_relu" => LeakyRelu,
+            "elu" => Elu,
+            "selu" => Selu,
+            "gelu" => Gelu,
+            "silu" | "swish" => Silu,
+            "sigmoid" => Sigmoid,
+            "hard_sigmoid" => HardSigmoid,
+            "tanh" => Tanh,
+            "softplus" => Softplus,
+            "softsign" => Softsign,
+            "exponential" => Exponential,
+            "softmax" => Softmax,
+            "log_softmax" => LogSoftmax,
+            _ => return None,
+        })
+    }
+
+    /// The name Keras writes in a config for this function.
+    pub fn name(self) -> &'static str {
+        use ActivationFn::*;
+        match self {
+            Linear => "linear",
+            Relu => "relu",
+            Relu6 => "relu6",
+            LeakyRelu => "leaky_relu",
+            Elu => "elu",
+            Selu => "selu",
+            Gelu => "gelu",
+            Silu => "silu",
+            Sigmoid => "sigmoid",
+            HardSigmoid => "hard_sigmoid",
+            Tanh => "tanh",
+            Softplus => "softplus",
+            Softsign => "softsign",
+            Exponential => "exponential",
+            Softmax => "softmax",
+            LogSoftmax => "log_softmax",
+        }
+    }
+
+    /// Applies the function in place (softmax-like ones along the last axis).
+    pub fn apply_inplace(self, t: &mut Tensor) {
+        let axis_len = t.shape().last().copied().unwrap_or(1);
+        match self {
+            ActivationFn::Linear => {}
+            ActivationFn::Softmax => softmax_inplace(t.data_mut(), axis_len, 1),
+            ActivationFn::LogSoftmax => log_softmax_inplace(t.data_mut(), axis_len, 1),
+            f => t.map_inplace(|x| f.scalar(x)),
+        }
+    }
+
+    /// dL/dx from dL/dy, given the input `x` and output `y` of this function; the result
+    /// overwrites `dy`.
+    pub fn backward_inplace(self, x: &[f32], y: &[f32], dy: &mut [f32], axis_len: usize) {
+        match self {
+            ActivationFn::Linear => {}
+            ActivationFn::Softmax => softmax_backward_inplace(y, dy, axis_len, 1),
+            ActivationFn::LogSoftmax => log_softmax_backward_inplace(y, dy, axis_len, 1),
+            f => dy
+                .iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(d, (&x, &y))| *d *= f.derivative(x, y)),
+        }
+    }
+
+    /// f(x) for the elementwise functions.
+    fn scalar(self, x: f32) -> f32 {
+        use ActivationFn::*;
+        match self {
+            Linear | Softmax | LogSoftmax => x,
+            Relu => x.max(0.0),
+            Relu6 => x.clamp(0.0, 6.0),
+            LeakyRelu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.2 * x
+                }
+            }
+            Elu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x.exp_m1()
+                }
+            }
+            Selu => {
+                if x > 0.0 {
+                    SELU_SCALE * x
+                } else {
+                    SELU_SCALE * SELU_ALPHA * x.exp_m1()
+                }
+            }
+            Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Silu => x * sigmoid(x),
+            Sigmoid => sigmoid(x),
+            HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Tanh => x.tanh(),
+            Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Softsign => x / (1.0 + x.abs()),
+            Exponential => x.exp(),
+        }
+    }
+
+    /// f'(x), given x and y = f(x).
+    fn derivative(self, x: f32, y: f32) -> f32 {
+        use ActivationFn::*;
+        let step = |on: bool| if on { 1.0 } else { 0.0 };
+        match self {
+            Linear | Softmax | LogSoftmax => 1.0,
+            Relu => step(x > 0.0),
+            Relu6 => step(x > 0.0 && x < 6.0),
+            LeakyRelu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.2
+                }
+            }
+            Elu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + 1.0
+                }
+            }
+            Selu => {
+                if x > 0.0 {
+                    SELU_SCALE
+                } else {
+                    y + SELU_SCALE * SELU_ALPHA
+                }
+            }
+            Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f32::consts::PI).sqrt();
+                cdf + x * pdf
+            }
+            Silu => {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s))
+            }
+            Sigmoid => y * (1.0 - y),
+            HardSigmoid => step(x > -3.0 && x < 3.0) / 6.0,
+            Tanh => 1.0 - y * y,
+            Softplus => sigmoid(x),
+            Softsign => 1.0 / ((1.0 + x.abs()) * (1.0 + x.abs())),
+            Exponential => y,
+        }
+    }
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Calls `f(indices)` with the element indices of every 1-D line along the axis of a
+/// buffer seen as (outer, axis_len, inner).
+fn for_each_line(len: usize, axis_len: usize, inner: usize, mut f: impl FnMut(&[usize])) {
+    let mut idx = Vec::with_capacity(axis_len);
+    for o in 0..len / (axis_len * inner).max(1) {
+        for i in 0..inner {
+            idx.clear();
+            idx.extend((0..axis_len).map(|a| (o * axis_len + a) * inner + i));
+            f(&idx);
+        }
+    }
+}
+
+/// Softmax along the axis of a buffer seen as (outer, axis_len, inner), stabilised by
+/// subtracting each line's maximum.
+pub fn softmax_inplace(x: &mut [f32], axis_len: usize, inner: usize) {
+    for_each_line(x.len(), axis_len, inner, |idx| {
+        let max = idx.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for &i in idx {
+            x[i] = (x[i] - max).exp();
+            sum += x[i];
+        }
+        idx.iter().for_each(|&i| x[i] /= sum);
+    });
+}
+
+/// `dx = y · (dy − Σ dy·y)` along each line; overwrites `dy`.
+pub fn softmax_backward_inplace(y: &[f32], dy: &mut [f32], axis_len: usize, inner: usize) {
+    for_each_line(y.len(), axis_len, inner, |idx| {
+        let dot: f32 = idx.iter().map(|&i| dy[i] * y[i]).sum();
+        idx.iter().for_each(|&i| dy[i] = y[i] * (dy[i] - dot));
+    });
+}
+
+pub fn log_softmax_inplace(x: &mut [f32], axis_len: usize, inner: usize) {
+    for_each_line(x.len(), axis_len, inner, |idx| {
+        let max = idx.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+        let log_sum = idx.iter().map(|&i| (x[i] - max).exp()).sum::<f32>().ln() + max;
+        idx.iter().for_each(|&i| x[i] -= log_sum);
+    });
+}
+
+/// `dx = dy − softmax · Σ dy` along each line, with softmax = exp(y); overwrites `dy`.
+pub fn log_softmax_backward_inplace(y: &[f32], dy: &mut [f32], axis_len: usize, inner: usize) {
+    for_each_line(y.len(), axis_len, inner, |idx| {
+        let total: f32 = idx.iter().map(|&i| dy[i]).sum();
+        idx.iter().for_each(|&i| dy[i] -= y[i].exp() * total);
+    });
+}

@@ -1,0 +1,327 @@
+//! 2-D convolution on NHWC data with an HWIO kernel (Keras's layout: kernel_h, kernel_w,
+//! in_channels / groups, out_channels), as deep-learning libraries define it: a
+//! cross-correlation, the kernel slid over the input without flipping.
+//!
+//! The algorithm is im2col in tiles: a block of output pixels gathers its receptive
+//! fields into a small row-major buffer (one row per output pixel, `kh·kw·cin` columns in
+//! the kernel's own order), and one matrix product with the kernel gives the block's
+//! outputs. Tiles bound the scratch memory (no whole-batch im2col buffer) and are the unit
+//! of parallel work. A 1x1 convolution with stride 1 and no padding needs no gathering at
+//! all: the NHWC buffer already is the (pixels × channels) matrix.
+//!
+//! Gradients use the same tiles: dL/dx is (dL/dy · Wᵀ) scattered back through the tile's
+//! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
+
+use super::gemm::{matmul, MatRef};
+use rayon::prelude::*;
+
+/// Keras's padding modes. `Same` follows TensorFlow's rule: the output has
+/// ceil(input / stride) positions and, when the total padding is odd, the extra row or
+/// column goes at the bottom or right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    Valid,
+    Same,
+}
+
+impl Padding {
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        }
+    }
+}
+
+/// Output length along one axis and the padding before and after the input, or `None`
+/// when a `valid` window does not fit in the input.
+///
+/// `out = (input − k_eff + pad_before + pad_after) / stride + 1`, with
+/// `k_eff = (kernel − 1)·dilation + 1` the dilated kernel's extent.
+pub fn output_length(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+) -> Option<(usize, usize, usize)> {
+    let extent = (kernel - 1) * dilation + 1;
+    match padding {
+        Padding::Valid => {
+            (input >= extent).then(|| ((input - extent) / stride + 1, 0, 0))
+        }
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let total = ((out.max(1) - 1) * stride + extent).saturating_sub(input);
+            Some((out, total / 2, total - total / 2))
+        }
+    }
+}
+
+/// Everything a convolution kernel needs to know about its shapes. `in_c` and `out_c`
+/// are the full channel counts; each of the `groups` groups maps `in_c / groups` input
+/// channels to `out_c / groups` output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub groups: usize,
+}
+
+/// Scratch floats per tile: 64K floats (256 KiB) keeps a tile and its kernel panel in L2.
+const TILE_FLOATS: usize = 1 << 16;
+
+impl ConvGeometry {
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c
+    }
+
+    pub fn kernel_len(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.group_in() * self.out_c
+    }
+
+    fn group_in(&self) -> usize {
+        self.in_c / self.groups
+    }
+
+    fn group_out(&self) -> usize {
+        self.out_c / self.groups
+    }
+
+    /// Columns of one group's im2col row: the receptive field of one output pixel.
+    fn patch_len(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.group_in()
+    }
+
+    /// Multiply-adds of one forward pass (the same count for each gradient).
+    pub fn macs(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c * self.patch_len()
+    }
+
+    /// A 1x1 kernel, stride 1, no padding: the input buffer is already the im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1
+            && self.kernel_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
+
+    fn tile_rows(&self) -> usize {
+        (TILE_FLOATS / self.patch_len().max(1)).clamp(16, 4096)
+    }
+
+    fn check(&self, x: usize, w: usize, y: usize) {
+        assert!(self.groups > 0 && self.in_c % self.groups == 0 && self.out_c % self.groups == 0);
+        assert_eq!(x, self.input_len(), "conv input length");
+        assert_eq!(w, self.kernel_len(), "conv kernel length");
+        assert_eq!(y, self.output_len(), "conv output length");
+    }
+
+    /// Calls `f(kernel_offset, input_offset)` for every kernel tap of output pixel
+    /// `pixel` (flat over batch, rows, columns) that falls inside the input;
+    /// `kernel_offset` is the tap's first column in an im2col row, `input_offset` the
+    /// first channel of the input pixel under it.
+    #[inline]
+    pub(crate) fn for_each_tap(&self, pixel: usize, mut f: impl FnMut(usize, usize)) {
+        let per_image = self.out_h * self.out_w;
+        let (n, rem) = (pixel / per_image, pixel % per_image);
+        let (oy, ox) = (rem / self.out_w, rem % self.out_w);
+        let cg = self.group_in();
+        for i in 0..self.kernel_h {
+            let iy = (oy * self.stride_h + i * self.dilation_h).wrapping_sub(self.pad_top);
+            if iy >= self.in_h {
+                continue;
+            }
+            for j in 0..self.kernel_w {
+                let ix = (ox * self.stride_w + j * self.dilation_w).wrapping_sub(self.pad_left);
+                if ix >= self.in_w {
+                    continue;
+                }
+                f(
+                    (i * self.kernel_w + j) * cg,
+                    ((n * self.in_h + iy) * self.in_w + ix) * self.in_c,
+                );
+            }
+        }
+    }
+
+    /// Fills `col` (rows × patch_len) with the receptive fields of output pixels
+    /// `first..first + rows`, for group `group`; taps in the padding are zeros.
+    fn im2col(&self, x: &[f32], group: usize, first: usize, rows: usize, col: &mut [f32]) {
+        let (patch, cg) = (self.patch_len(), self.group_in());
+        col[..rows * patch].fill(0.0);
+        for r in 0..rows {
+            let row = &mut col[r * patch..(r + 1) * patch];
+            self.for_each_tap(first + r, |k, at| {
+                let src = at + group * cg;
+                row[k..k + cg].copy_from_slice(&x[src..src + cg]);
+            });
+        }
+    }
+
+    /// Adds the rows of `col` back onto the input positions they were gathered from.
+    fn col2im_add(&self, col: &[f32], group: usize, first: usize, rows: usize, dx: &mut [f32]) {
+        let (patch, cg) = (self.patch_len(), self.group_in());
+        for r in 0..rows {
+            let row = &col[r * patch..(r + 1) * patch];
+            self.for_each_tap(first + r, |k, at| {
+                let dst = &mut dx[at + group * cg..at + group * cg + cg];
+                dst.iter_mut().zip(&row[k..k + cg]).for_each(|(d, s)| *d += s);
+            });
+        }
+    }
+}
+
+/// `y = conv(x, w)`; `y` is overwritten.
+pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    g.check(x.len(), w.len(), y.len());
+    let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
+    let pixels = g.batch * g.out_h * g.out_w;
+    if pixels == 0 || oc == 0 {
+        return;
+    }
+    let rows_per_tile = g.tile_rows();
+    let parallel_tiles = pixels > rows_per_tile;
+    let run_tile = |(t, y_tile): (usize, &mut [f32])| {
+        let first = t * rows_per_tile;
+        let rows = y_tile.len() / oc;
+        let mut col = Vec::new();
+        for group in 0..g.groups {
+            let kernel = MatRef::row_major(&w[group * og..], oc);
+            let out = &mut y_tile[group * og..];
+            if g.is_pointwise() {
+                let a = MatRef::row_major(&x[first * g.in_c + group * cg..], g.in_c);
+                matmul(rows, og, cg, a, kernel, out, oc, false, !parallel_tiles);
+            } else {
+                col.resize(rows * g.patch_len(), 0.0);
+                g.im2col(x, group, first, rows, &mut col);
+                let a = MatRef::row_major(&col, g.patch_len());
+                matmul(rows, og, g.patch_len(), a, kernel, out, oc, false, !parallel_tiles);
+            }
+        }
+    };
+    if parallel_tiles {
+        y.par_chunks_mut(rows_per_tile * oc).enumerate().for_each(run_tile);
+    } else {
+        run_tile((0, y));
+    }
+}
+
+/// `dx = dL/dx` from `dy = dL/dy`; `dx` is overwritten.
+pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    g.check(dx.len(), w.len(), dy.len());
+    let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
+    let patch = g.patch_len();
+    if g.is_pointwise() {
+        // dx (pixels × cin) = dy (pixels × cout) · Wᵀ, per group, in row blocks.
+        let rows_per_tile = g.tile_rows();
+        let run = |(t, dx_tile): (usize, &mut [f32])| {
+            let first = t * rows_per_tile;
+            let rows = dx_tile.len() / g.in_c;
+            for group in 0..g.groups {
+                let a = MatRef::row_major(&dy[first * oc + group * og..], oc);
+                let wt = MatRef::row_major(&w[group * og..], oc).t();
+                matmul(rows, cg, og, a, wt, &mut dx_tile[group * cg..], g.in_c, false, false);
+            }
+        };
+        if dx.is_empty() {
+            return;
+        }
+        dx.par_chunks_mut(rows_per_tile * g.in_c).enumerate().for_each(run);
+        return;
+    }
+    dx.fill(0.0);
+    let image_in = g.in_h * g.in_w * g.in_c;
+    let image_pixels = g.out_h * g.out_w;
+    if image_in == 0 || image_pixels == 0 {
+        return;
+    }
+    // Images are independent in dx, so each image is one parallel task; within an image
+    // the tiles run in order because their receptive fields overlap.
+    let rows_per_tile = g.tile_rows();
+    dx.par_chunks_mut(image_in).enumerate().for_each(|(n, dx_image)| {
+        let image_geometry = ConvGeometry { batch: 1, ..*g };
+        let dy_image = &dy[n * image_pixels * oc..(n + 1) * image_pixels * oc];
+        let mut col = Vec::new();
+        for first in (0..image_pixels).step_by(rows_per_tile) {
+            let rows = rows_per_tile.min(image_pixels - first);
+            col.resize(rows * patch, 0.0);
+            for group in 0..g.groups {
+                let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
+                let wt = MatRef::row_major(&w[group * og..], oc).t();
+                matmul(rows, patch, og, a, wt, &mut col, patch, false, false);
+                image_geometry.col2im_add(&col, group, first, rows, dx_image);
+            }
+        }
+    });
+}
+
+/// `dw += dL/dW` from the input `x` and `dy = dL/dy`.
+pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    g.check(x.len(), dw.len(), dy.len());
+    let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
+    let pixels = g.batch * g.out_h * g.out_w;
+    if pixels == 0 || dw.is_empty() {
+        return;
+    }
+    if g.is_pointwise() {
+        // dW (cin × cout) += xᵀ (cin × pixels) · dy (pixels × cout), one product per group.
+        for group in 0..g.groups {
+            let xt = MatRef::row_major(&x[group * cg..], g.in_c).t();
+            let b = MatRef::row_major(&dy[group * og..], oc);
+            matmul(cg, og, pixels, xt, b, &mut dw[group * og..], oc, true, true);
+        }
+        return;
+    }
+    // Tiles run in parallel, each summing into its own copy of dW; the copies are added
+    // at the end (a kernel is small next to the activations).
+    let rows_per_tile = g.tile_rows();
+    let patch = g.patch_len();
+    let tiles = pixels.div_ceil(rows_per_tile);
+    let partial = (0..tiles)
+        .into_par_iter()
+        .fold(
+            || (vec![0.0f32; dw.len()], Vec::new()),
+            |(mut acc, mut col), t| {
+                let first = t * rows_per_tile;
+                let rows = rows_per_tile.min(pixels - first);
+                col.resize(rows * patch, 0.0);
+                for group in 0..g.groups {
+                    g.im2col(x, group, first, rows, &mut col);
+                    let colt = MatRef::row_major(&col, patch).t();
+                    let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
+                    matmul(patch, og, rows, colt, b, &mut acc[group * og..], oc, true, false);
+                }
+                (acc, col)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
+    if let Some(sum) = partial {
+        dw.iter_mut().zip(&sum).for_each(|(d, s)| *d += s);
+    }
+}

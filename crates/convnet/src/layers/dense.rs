@@ -1,0 +1,170 @@
+//! Dense: `activation(x · kernel + bias)` on the last axis of an input of any rank, as
+//! Keras applies it (a (batch, h, w, c) input gives (batch, h, w, units)).
+
+use super::config::ConfigReader;
+use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, require_built};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::activations::ActivationFn;
+use crate::error::Result;
+use crate::initializers::{Initializer, Rng};
+use crate::kernels::gemm::{matmul, MatRef};
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct Dense {
+    base: LayerBase,
+    pub units: usize,
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+const UNSUPPORTED: [&str; 5] = ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"];
+
+impl Dense {
+    pub fn new(units: usize) -> Self {
+        Dense {
+            base: LayerBase::new("dense"),
+            units,
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::glorot_uniform(),
+            bias_initializer: Initializer::zeros(),
+        }
+    }
+
+    pub fn activation(mut self, name: &str) -> Self {
+        self.activation = activation_arg(&mut self.base, name);
+        self
+    }
+
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        for field in UNSUPPORTED {
+            c.unsupported_unless_null(field)?;
+        }
+        c.unsupported_unless_null("quantization_config")?;
+        c.unsupported_unless_null("lora_rank")?;
+        Ok(Dense {
+            base: c.base()?,
+            units: c.positive("units", None)?,
+            activation: c.activation("activation")?,
+            use_bias: c.bool("use_bias", true)?,
+            kernel_initializer: c.initializer("kernel_initializer", Initializer::glorot_uniform())?,
+            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
+        })
+    }
+
+    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+        let out_shape = infer(self, &[x])?;
+        require_built(self)?;
+        let k = *x.shape().last().expect("rank checked");
+        let rows = x.len() / k;
+        let mut y = Tensor::zeros(out_shape);
+        let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
+        matmul(rows, self.units, k, MatRef::row_major(x.data(), k), kernel, y.data_mut(), self.units, false, true);
+        if self.use_bias {
+            add_bias(y.data_mut(), self.weights()[1].value.data());
+        }
+        Ok(y)
+    }
+}
+
+impl Layer for Dense {
+    fn class_name(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("units".into(), json!(self.units));
+        m.insert("activation".into(), json!(self.activation.name()));
+        m.insert("use_bias".into(), json!(self.use_bias));
+        m.insert("kernel_initializer".into(), self.kernel_initializer.to_config());
+        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
+        for field in ["kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint", "quantization_config"] {
+            m.insert(field.into(), Value::Null);
+        }
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        self.base.check(self.class_name())?;
+        let shape = single(self, inputs)?;
+        if shape.len() < 2 {
+            return Err(self.shape_error(&format!(
+                "expects an input of rank 2 or more (batch, …, features), got {}",
+                super::format_shape(shape)
+            )));
+        }
+        if self.units == 0 {
+            return Err(self.shape_error("units must be positive"));
+        }
+        let built = self.weights().first().map(|k| k.value.shape()[0]);
+        check_channels(self, *shape.last().expect("rank ≥ 2"), built)?;
+        let mut out = shape.clone();
+        *out.last_mut().expect("rank ≥ 2") = Some(self.units);
+        Ok(out)
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        let features = inputs[0].last().copied().flatten().expect("checked by output_shape");
+        self.base.weights.clear();
+        self.base.add_weight("kernel", &[features, self.units], &self.kernel_initializer.clone(), true, rng)?;
+        if self.use_bias {
+            self.base.add_weight("bias", &[self.units], &self.bias_initializer.clone(), true, rng)?;
+        }
+        Ok(())
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut y = self.compute(single(self, inputs)?)?;
+        self.activation.apply_inplace(&mut y);
+        Ok(y)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        let k = *x.shape().last().expect("rank checked");
+        let rows = x.len() / k;
+        let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
+        let mut dx = x.zeros_like();
+        // dx = dz · Kᵀ ; dK += xᵀ · dz
+        matmul(rows, k, self.units, MatRef::row_major(dz.data(), self.units), kernel.t(), dx.data_mut(), k, false, true);
+        matmul(k, self.units, rows, MatRef::row_major(x.data(), k).t(), MatRef::row_major(dz.data(), self.units), dweights[0].data_mut(), self.units, true, true);
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[1].data_mut());
+        }
+        Ok(vec![dx])
+    }
+}

@@ -1,0 +1,182 @@
+//! DepthwiseConv2D: each input channel convolved with its own `depth_multiplier`
+//! filters; kernel shape (kernel_h, kernel_w, channels, depth_multiplier), output
+//! channels `channels · depth_multiplier`.
+
+use super::config::ConfigReader;
+use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::activations::ActivationFn;
+use crate::error::Result;
+use crate::initializers::{Initializer, Rng};
+use crate::kernels::conv::{ConvGeometry, Padding};
+use crate::kernels::depthwise;
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct DepthwiseConv2D {
+    base: LayerBase,
+    pub depth_multiplier: usize,
+    pub window: Window,
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub depthwise_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+impl DepthwiseConv2D {
+    pub fn new(kernel_size: (usize, usize)) -> Self {
+        DepthwiseConv2D {
+            base: LayerBase::new("depthwise_conv2d"),
+            depth_multiplier: 1,
+            window: Window::new(kernel_size),
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            depthwise_initializer: Initializer::glorot_uniform(),
+            bias_initializer: Initializer::zeros(),
+        }
+    }
+
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.depth_multiplier = m;
+        self
+    }
+
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.window.strides = strides;
+        self
+    }
+
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.window.padding = padding;
+        self
+    }
+
+    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
+        self.window.dilation = dilation;
+        self
+    }
+
+    pub fn activation(mut self, name: &str) -> Self {
+        self.activation = activation_arg(&mut self.base, name);
+        self
+    }
+
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        c.channels_last()?;
+        for field in ["depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint", "bias_constraint"] {
+            c.unsupported_unless_null(field)?;
+        }
+        Ok(DepthwiseConv2D {
+            base: c.base()?,
+            depth_multiplier: c.positive("depth_multiplier", Some(1))?,
+            window: Window::from_config(c, "kernel_size", None)?,
+            activation: c.activation("activation")?,
+            use_bias: c.bool("use_bias", true)?,
+            depthwise_initializer: c.initializer("depthwise_initializer", Initializer::glorot_uniform())?,
+            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
+        })
+    }
+
+    fn geometry(&self, x: &Tensor) -> Result<ConvGeometry> {
+        let c = x.shape()[3];
+        self.window.geometry(self, x.shape(), c * self.depth_multiplier, c)
+    }
+
+    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+        let out_shape = infer(self, &[x])?;
+        require_built(self)?;
+        let mut y = Tensor::zeros(out_shape);
+        depthwise::depthwise_forward(&self.geometry(x)?, x.data(), self.weights()[0].value.data(), y.data_mut());
+        if self.use_bias {
+            add_bias(y.data_mut(), self.weights()[1].value.data());
+        }
+        Ok(y)
+    }
+}
+
+impl Layer for DepthwiseConv2D {
+    fn class_name(&self) -> &'static str {
+        "DepthwiseConv2D"
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
+        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        self.window.write_config(&mut m);
+        m.insert("activation".into(), json!(self.activation.name()));
+        m.insert("use_bias".into(), json!(self.use_bias));
+        m.insert("depthwise_initializer".into(), self.depthwise_initializer.to_config());
+        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
+        for field in ["depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint", "bias_constraint"] {
+            m.insert(field.into(), Value::Null);
+        }
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        self.base.check(self.class_name())?;
+        let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
+        self.window.validate(self, "kernel_size")?;
+        if self.depth_multiplier == 0 {
+            return Err(self.shape_error("depth_multiplier must be positive"));
+        }
+        let c = check_channels(self, c, self.weights().first().map(|k| k.value.shape()[2]))?;
+        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        Ok(vec![n, oh, ow, Some(c * self.depth_multiplier)])
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        let c = inputs[0][3].expect("checked by output_shape");
+        let (kh, kw) = self.window.size;
+        self.base.weights.clear();
+        self.base.add_weight("kernel", &[kh, kw, c, self.depth_multiplier], &self.depthwise_initializer.clone(), true, rng)?;
+        if self.use_bias {
+            self.base.add_weight("bias", &[c * self.depth_multiplier], &self.bias_initializer.clone(), true, rng)?;
+        }
+        Ok(())
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut y = self.compute(single(self, inputs)?)?;
+        self.activation.apply_inplace(&mut y);
+        Ok(y)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        let g = self.geometry(x)?;
+        let mut dx = x.zeros_like();
+        depthwise::depthwise_backward_input(&g, dz.data(), self.weights()[0].value.data(), dx.data_mut());
+        depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[1].data_mut());
+        }
+        Ok(vec![dx])
+    }
+}

@@ -1,0 +1,187 @@
+//! Dropout: in training, each value is zeroed with probability `rate` and the survivors
+//! are scaled by 1/(1 − rate), so the expected output equals the input; at inference it
+//! is the identity. The mask comes from a seeded generator (the layer's `seed`, else one
+//! drawn from the model's generator when the layer is built), so runs repeat exactly.
+
+use super::config::ConfigReader;
+use super::{single, Layer, LayerBase, Saved, Shape};
+use crate::error::Result;
+use crate::initializers::{rng_from_seed, Rng};
+use crate::tensor::Tensor;
+use rand::RngExt;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    base: LayerBase,
+    pub rate: f64,
+    pub seed: Option<u64>,
+    /// Keras's `noise_shape`: the mask's shape, broadcast over axes of size 1; `None`
+    /// entries take the input's size.
+    pub noise_shape: Option<Vec<Option<usize>>>,
+    rng: Option<Rng>,
+}
+
+impl Dropout {
+    pub fn new(rate: f64) -> Self {
+        Dropout {
+            base: LayerBase::new("dropout"),
+            rate,
+            seed: None,
+            noise_shape: None,
+            rng: None,
+        }
+    }
+
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self.rng = None;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        let noise_shape = match c.get("noise_shape") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        v => v.as_u64().filter(|&d| d > 0).map(|d| Some(d as usize)).ok_or_else(|| {
+                            c.error("noise_shape", format!("expected positive sizes or null, found {v}"))
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(v) => return Err(c.error("noise_shape", format!("expected a list, found {v}"))),
+        };
+        let seed = match c.get("seed") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| c.error("seed", format!("expected a non-negative integer, found {v}")))?),
+        };
+        Ok(Dropout {
+            base: c.base()?,
+            rate: match c.opt_f64("rate")? {
+                Some(rate) if (0.0..=1.0).contains(&rate) => rate,
+                Some(rate) => return Err(c.error("rate", format!("must be between 0 and 1, found {rate}"))),
+                None => return Err(c.error("rate", "missing")),
+            },
+            seed,
+            noise_shape,
+            rng: None,
+        })
+    }
+
+    /// The mask's shape for an input shape, or an error when noise_shape cannot
+    /// broadcast to it.
+    fn mask_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let Some(noise) = &self.noise_shape else {
+            return Ok(input.to_vec());
+        };
+        if noise.len() != input.len() {
+            return Err(self.shape_error(&format!("noise_shape {noise:?} does not have the input's rank {}", input.len())));
+        }
+        noise
+            .iter()
+            .zip(input)
+            .map(|(n, &d)| match n {
+                None => Ok(d),
+                Some(n) if *n == d || *n == 1 => Ok(*n),
+                Some(n) => Err(self.shape_error(&format!("noise_shape size {n} cannot broadcast to input size {d}"))),
+            })
+            .collect()
+    }
+}
+
+impl Layer for Dropout {
+    fn class_name(&self) -> &'static str {
+        "Dropout"
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("rate".into(), json!(self.rate));
+        m.insert("seed".into(), json!(self.seed));
+        m.insert("noise_shape".into(), json!(self.noise_shape));
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        if !(0.0..=1.0).contains(&self.rate) {
+            return Err(self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate)));
+        }
+        Ok(single(self, inputs)?.clone())
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        Ok(())
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        self.output_shape(&[super::shape_of(x)])?;
+        Ok(x.clone())
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
+        let x = *single(self, inputs)?;
+        self.output_shape(&[super::shape_of(x)])?;
+        if !training || self.rate == 0.0 {
+            return Ok((x.clone(), Saved::none()));
+        }
+        let keep = 1.0 - self.rate;
+        let mask_shape = self.mask_shape(x.shape())?;
+        let seed = self.seed.unwrap_or(0);
+        let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
+        let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
+        let small: Vec<f32> = (0..mask_shape.iter().product::<usize>())
+            .map(|_| if rng.random::<f64>() < keep { scale } else { 0.0 })
+            .collect();
+        let mask = broadcast(&small, &mask_shape, x.shape());
+        let mut y = x.clone();
+        y.data_mut().iter_mut().zip(mask.data()).for_each(|(v, m)| *v *= m);
+        Ok((y, Saved::new(mask)))
+    }
+
+    fn backward_impl(&self, _: &[&Tensor], _: &Tensor, saved: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let mut dx = dy.clone();
+        if let Ok(mask) = saved.get::<Tensor>(self) {
+            dx.data_mut().iter_mut().zip(mask.data()).for_each(|(d, m)| *d *= m);
+        }
+        Ok(vec![dx])
+    }
+}
+
+/// Repeats `small` (of shape `from`, with 1 on the broadcast axes) to shape `to`.
+fn broadcast(small: &[f32], from: &[usize], to: &[usize]) -> Tensor {
+    let mut out = Tensor::zeros(to.to_vec());
+    let rank = to.len();
+    for (i, v) in out.data_mut().iter_mut().enumerate() {
+        let (mut rest, mut src, mut stride) = (i, 0, 1);
+        for axis in (0..rank).rev() {
+            let coord = rest % to[axis];
+            rest /= to[axis];
+            if from[axis] != 1 {
+                src += coord * stride;
+            }
+            stride *= from[axis];
+        }
+        *v = small[src];
+    }
+    out
+}

@@ -1,0 +1,267 @@
+//! Layers that merge several inputs: Concatenate along an axis, and the elementwise
+//! Add, Multiply and Average of inputs of one shape.
+
+use super::config::ConfigReader;
+use super::reshape::layer_common;
+use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
+use crate::error::Result;
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+fn at_least_two(layer: &dyn Layer, count: usize) -> Result<()> {
+    if count < 2 {
+        return Err(layer.shape_error(&format!("needs at least 2 inputs, got {count}")));
+    }
+    Ok(())
+}
+
+/// Concatenate: joins inputs along `axis` (default -1, the channels: the Inception
+/// block's 1x1, 3x3 and 5x5 branches become one deeper tensor).
+#[derive(Clone, Debug)]
+pub struct Concatenate {
+    base: LayerBase,
+    pub axis: i64,
+}
+
+impl Default for Concatenate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Concatenate {
+    pub fn new() -> Self {
+        Concatenate {
+            base: LayerBase::new("concatenate"),
+            axis: -1,
+        }
+    }
+
+    pub fn axis(mut self, axis: i64) -> Self {
+        self.axis = axis;
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        Ok(Concatenate {
+            base: c.base()?,
+            axis: c.int_at_least("axis", Some(-1), i64::MIN)?,
+        })
+    }
+
+    fn axis_index(&self, rank: usize) -> Result<usize> {
+        let axis = if self.axis < 0 { rank as i64 + self.axis } else { self.axis };
+        if axis <= 0 || axis >= rank as i64 {
+            return Err(self.shape_error(&format!(
+                "axis {} is out of range for inputs of rank {rank} (the batch axis cannot be joined)",
+                self.axis
+            )));
+        }
+        Ok(axis as usize)
+    }
+
+    /// (outer, per-input block lengths): each input is `outer` blocks of
+    /// `shape[axis..].product()` values, and the output interleaves them block by block.
+    fn blocks(&self, shapes: &[&[usize]]) -> Result<(usize, Vec<usize>)> {
+        let axis = self.axis_index(shapes[0].len())?;
+        let outer = shapes[0][..axis].iter().product();
+        Ok((outer, shapes.iter().map(|s| s[axis..].iter().product()).collect()))
+    }
+}
+
+impl Layer for Concatenate {
+    layer_common!("Concatenate");
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("axis".into(), json!(self.axis));
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        at_least_two(self, inputs.len())?;
+        let rank = inputs[0].len();
+        let axis = self.axis_index(rank)?;
+        let mut out = inputs[0].clone();
+        for shape in &inputs[1..] {
+            let compatible = shape.len() == rank
+                && (0..rank).all(|a| a == axis || shape[a].is_none() || out[a].is_none() || shape[a] == out[a]);
+            if !compatible {
+                return Err(self.shape_error(&format!(
+                    "inputs must match on every axis but axis {}: got {}",
+                    self.axis,
+                    inputs.iter().map(format_shape).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            out[axis] = out[axis].zip(shape[axis]).map(|(a, b)| a + b);
+            for a in 0..rank {
+                if a != axis && out[a].is_none() {
+                    out[a] = shape[a];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut y = Tensor::zeros(infer(self, inputs)?);
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let (outer, blocks) = self.blocks(&shapes)?;
+        let row: usize = blocks.iter().sum();
+        let out = y.data_mut();
+        for o in 0..outer {
+            let mut at = o * row;
+            for (x, &len) in inputs.iter().zip(&blocks) {
+                out[at..at + len].copy_from_slice(&x.data()[o * len..(o + 1) * len]);
+                at += len;
+            }
+        }
+        Ok(y)
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let (outer, blocks) = self.blocks(&shapes)?;
+        let row: usize = blocks.iter().sum();
+        let mut grads: Vec<Tensor> = inputs.iter().map(|x| x.zeros_like()).collect();
+        for o in 0..outer {
+            let mut at = o * row;
+            for (g, &len) in grads.iter_mut().zip(&blocks) {
+                g.data_mut()[o * len..(o + 1) * len].copy_from_slice(&dy.data()[at..at + len]);
+                at += len;
+            }
+        }
+        Ok(grads)
+    }
+}
+
+/// The elementwise merges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeOp {
+    Add,
+    Multiply,
+    Average,
+}
+
+/// Add, Multiply or Average of two or more inputs of the same shape.
+#[derive(Clone, Debug)]
+pub struct Merge {
+    base: LayerBase,
+    pub op: MergeOp,
+}
+
+/// Keras's `Add()`: the sum of its inputs (a ResNet block's shortcut).
+pub struct Add;
+/// Keras's `Multiply()`: the elementwise product of its inputs.
+pub struct Multiply;
+/// Keras's `Average()`: the elementwise mean of its inputs.
+pub struct Average;
+
+macro_rules! merge_constructor {
+    ($ty:ident, $op:expr) => {
+        impl $ty {
+            #[allow(clippy::new_ret_no_self)]
+            pub fn new() -> Merge {
+                Merge::new($op)
+            }
+        }
+    };
+}
+merge_constructor!(Add, MergeOp::Add);
+merge_constructor!(Multiply, MergeOp::Multiply);
+merge_constructor!(Average, MergeOp::Average);
+
+impl Merge {
+    pub fn new(op: MergeOp) -> Self {
+        Merge {
+            base: LayerBase::new(match op {
+                MergeOp::Add => "add",
+                MergeOp::Multiply => "multiply",
+                MergeOp::Average => "average",
+            }),
+            op,
+        }
+    }
+
+    pub(super) fn from_config(c: &ConfigReader, op: MergeOp) -> Result<Self> {
+        Ok(Merge { base: c.base()?, op })
+    }
+}
+
+impl Layer for Merge {
+    fn class_name(&self) -> &'static str {
+        match self.op {
+            MergeOp::Add => "Add",
+            MergeOp::Multiply => "Multiply",
+            MergeOp::Average => "Average",
+        }
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        Map::new()
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        at_least_two(self, inputs.len())?;
+        let mut out = inputs[0].clone();
+        for shape in &inputs[1..] {
+            let compatible = shape.len() == out.len()
+                && shape.iter().zip(&out).all(|(a, b)| a.is_none() || b.is_none() || a == b);
+            if !compatible {
+                return Err(self.shape_error(&format!(
+                    "inputs must all have the same shape, got {}",
+                    inputs.iter().map(format_shape).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            out.iter_mut().zip(shape).for_each(|(o, s)| *o = o.or(*s));
+        }
+        Ok(out)
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        infer(self, inputs)?;
+        let mut y = inputs[0].clone();
+        for x in &inputs[1..] {
+            let pairs = y.data_mut().iter_mut().zip(x.data());
+            match self.op {
+                MergeOp::Add | MergeOp::Average => pairs.for_each(|(a, b)| *a += b),
+                MergeOp::Multiply => pairs.for_each(|(a, b)| *a *= b),
+            }
+        }
+        if self.op == MergeOp::Average {
+            let inv = 1.0 / inputs.len() as f32;
+            y.map_inplace(|v| v * inv);
+        }
+        Ok(y)
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        Ok(match self.op {
+            MergeOp::Add => vec![dy.clone(); inputs.len()],
+            MergeOp::Average => {
+                let mut g = dy.clone();
+                let inv = 1.0 / inputs.len() as f32;
+                g.map_inplace(|v| v * inv);
+                vec![g; inputs.len()]
+            }
+            // d(x0·x1·…)/dxi = dy · the product of the other inputs.
+            MergeOp::Multiply => (0..inputs.len())
+                .map(|i| {
+                    let mut g = dy.clone();
+                    for (_, x) in inputs.iter().enumerate().filter(|(j, _)| *j != i) {
+                        g.data_mut().iter_mut().zip(x.data()).for_each(|(a, b)| *a *= b);
+                    }
+                    g
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,471 @@
+//! Layers: Keras config in, Keras config out, weights, and calls into `crate::kernels`.
+//!
+//! A layer has two forward paths. [`Layer::call`] is inference: it takes `&self`, keeps
+//! nothing and can serve many threads at once. [`Layer::forward`] is the training path:
+//! it may update state (BatchNormalization's moving statistics, Dropout's generator) and
+//! returns a [`Saved`] with whatever [`Layer::backward`] needs beyond the inputs and the
+//! output. Backward is explicit per layer, written next to forward, as the design notes
+//! explain backpropagation: dL/dx from dL/dy, and dL/dW accumulated into the caller's
+//! buffers so that a layer applied twice adds up its gradients.
+
+mod activation;
+mod config;
+mod conv;
+mod dense;
+mod depthwise;
+mod dropout;
+mod merge;
+mod normalization;
+mod pooling;
+mod rescaling;
+mod reshape;
+mod separable;
+mod transpose;
+
+pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
+pub use config::ConfigReader;
+pub use conv::Conv2D;
+pub use dense::Dense;
+pub use depthwise::DepthwiseConv2D;
+pub use dropout::Dropout;
+pub use merge::{Add, Average, Concatenate, Merge, MergeOp, Multiply};
+pub use normalization::BatchNormalization;
+pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D};
+pub use crate::kernels::pool::PoolKind;
+pub use rescaling::Rescaling;
+pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D};
+pub use separable::SeparableConv2D;
+pub use transpose::Conv2DTranspose;
+
+use crate::error::{Error, Result};
+use crate::initializers::{Initializer, Rng};
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+use std::any::Any;
+
+/// A shape as Keras infers it before running: the batch axis first, `None` where a size
+/// is not known yet (usually the batch).
+pub type Shape = Vec<Option<usize>>;
+
+/// The known shape of a concrete tensor.
+pub fn shape_of(t: &Tensor) -> Shape {
+    t.shape().iter().map(|&d| Some(d)).collect()
+}
+
+/// A weight: its Keras name (`kernel`, `bias`, `gamma`, `moving_mean`, …), its value, and
+/// whether training changes it through gradients.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub value: Tensor,
+    pub trainable: bool,
+}
+
+/// What a training-mode forward pass keeps for backward, beyond inputs and output.
+#[derive(Default)]
+pub struct Saved(Option<Box<dyn Any + Send + Sync>>);
+
+impl Saved {
+    pub fn none() -> Self {
+        Saved(None)
+    }
+
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Saved(Some(Box::new(value)))
+    }
+
+    /// The saved value, or an error naming the layer when backward was called without
+    /// the matching training-path forward.
+    pub fn get<T: Any>(&self, layer: &dyn Layer) -> Result<&T> {
+        self.0
+            .as_ref()
+            .and_then(|b| b.downcast_ref::<T>())
+            .ok_or_else(|| {
+                layer.shape_error("backward needs the state of a forward() call on this layer")
+            })
+    }
+}
+
+/// The fields every Keras layer has, and its weights.
+#[derive(Clone, Debug)]
+pub struct LayerBase {
+    pub name: String,
+    pub trainable: bool,
+    /// Keras's dtype policy object, kept as read so configs round-trip; convnet
+    /// computes in f32 whatever it says.
+    pub dtype: Value,
+    pub weights: Vec<Weight>,
+    /// An argument given in Rust code that turned out invalid (an unknown activation
+    /// name, say): builders cannot fail, so the error waits here until the layer is
+    /// built or run.
+    pub invalid: Option<(String, String)>,
+}
+
+impl LayerBase {
+    pub fn new(name: &str) -> Self {
+        LayerBase {
+            name: name.to_string(),
+            trainable: true,
+            dtype: json!({"module": "keras", "class_name": "DTypePolicy",
+                          "config": {"name": "float32"}, "registered_name": null}),
+            weights: Vec::new(),
+            invalid: None,
+        }
+    }
+
+    /// The error held back by a builder, if any.
+    pub fn check(&self, class: &str) -> Result<()> {
+        match &self.invalid {
+            None => Ok(()),
+            Some((field, message)) => Err(Error::Config {
+                layer: self.name.clone(),
+                class: class.into(),
+                field: field.clone(),
+                message: message.clone(),
+            }),
+        }
+    }
+
+    fn add_weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: &Initializer,
+        trainable: bool,
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let value = init.sample(shape, rng)?;
+        self.weights.push(Weight {
+            name: name.to_string(),
+            value,
+            trainable,
+        });
+        Ok(())
+    }
+}
+
+pub trait Layer: Send + Sync + std::fmt::Debug {
+    /// The Keras class name (`Conv2D`, `BatchNormalization`, …).
+    fn class_name(&self) -> &'static str;
+
+    fn base(&self) -> &LayerBase;
+
+    fn base_mut(&mut self) -> &mut LayerBase;
+
+    /// The fields of the Keras config that follow `name`, `trainable` and `dtype`, in
+    /// Keras's order.
+    fn config_fields(&self) -> Map<String, Value>;
+
+    /// The output shape for these input shapes, or an error naming the layer when they
+    /// cannot work (a kernel larger than a `valid` input, mismatched merge inputs, …).
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape>;
+
+    /// Creates the weights for these input shapes. Layers without weights only check
+    /// the shapes.
+    fn build(&mut self, inputs: &[Shape], _rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs).map(|_| ())
+    }
+
+    /// Inference: `training = false`, nothing kept.
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor>;
+
+    /// The training path: Keras's `call(inputs, training=training)`, keeping what
+    /// [`Layer::backward`] needs.
+    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+        Ok((self.call(inputs)?, Saved::none()))
+    }
+
+    /// The gradient arithmetic behind [`Layer::backward`], which has already checked
+    /// that the input count, `dy`'s shape and the gradient buffers are right.
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>>;
+
+    /// Gradients with respect to each input, from `dy = dL/d(output)`; adds dL/dW into
+    /// `dweights` (one tensor per weight, in [`Layer::weights`] order; the non-trainable
+    /// ones stay as they are). `saved` is what [`Layer::forward`] returned with `output`.
+    fn backward(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
+        if dy.shape() != output.shape() {
+            return Err(self.shape_error(&format!(
+                "the output gradient has shape {:?} but the output has shape {:?}",
+                dy.shape(),
+                output.shape()
+            )));
+        }
+        let weights = self.weights();
+        let buffers_fit = dweights.len() == weights.len()
+            && weights.iter().zip(dweights.iter()).all(|(w, d)| w.value.shape() == d.shape());
+        if !buffers_fit {
+            return Err(self.shape_error("weight gradient buffers do not match the weights"));
+        }
+        let shapes: Vec<Shape> = inputs.iter().map(|t| shape_of(t)).collect();
+        let expected = self.output_shape(&shapes)?;
+        if expected.iter().zip(output.shape()).any(|(e, &o)| *e != Some(o)) || expected.len() != output.rank() {
+            return Err(self.shape_error(&format!(
+                "the inputs give an output of shape {}, not the {:?} passed to backward",
+                format_shape(&expected),
+                output.shape()
+            )));
+        }
+        self.backward_impl(inputs, output, saved, dy, dweights)
+    }
+
+    fn name(&self) -> &str {
+        &self.base().name
+    }
+
+    fn set_name(&mut self, name: &str) {
+        self.base_mut().name = name.to_string();
+    }
+
+    fn weights(&self) -> &[Weight] {
+        &self.base().weights
+    }
+
+    /// Replaces the weights' values, in Keras's order, checking every shape.
+    fn set_weights(&mut self, values: Vec<Tensor>) -> Result<()> {
+        let count = self.weights().len();
+        if values.len() != count {
+            return Err(self.shape_error(&format!(
+                "expects {count} weights but {} were given",
+                values.len()
+            )));
+        }
+        for (i, value) in values.into_iter().enumerate() {
+            let w = &self.weights()[i];
+            if w.value.shape() != value.shape() {
+                return Err(self.shape_error(&format!(
+                    "weight '{}' has shape {:?}, cannot set a value of shape {:?}",
+                    w.name,
+                    w.value.shape(),
+                    value.shape()
+                )));
+            }
+            self.base_mut().weights[i].value = value;
+        }
+        Ok(())
+    }
+
+    /// The Keras config object: `name`, `trainable`, `dtype`, then the layer's own fields.
+    fn config(&self) -> Value {
+        let base = self.base();
+        let mut map = Map::new();
+        map.insert("name".into(), json!(base.name));
+        map.insert("trainable".into(), json!(base.trainable));
+        map.insert("dtype".into(), base.dtype.clone());
+        map.extend(self.config_fields());
+        Value::Object(map)
+    }
+
+    /// An error about this layer's shapes or use.
+    fn shape_error(&self, message: &str) -> Error {
+        Error::Shape {
+            layer: self.name().to_string(),
+            class: self.class_name().to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The object Keras writes for a layer: module, class name, config.
+pub fn layer_to_keras(layer: &dyn Layer) -> Value {
+    json!({
+        "module": "keras.layers",
+        "class_name": layer.class_name(),
+        "config": layer.config(),
+        "registered_name": null,
+    })
+}
+
+/// Builds a layer from the object Keras writes for it (`{"class_name": …, "config": …}`).
+/// An unknown class, or a missing or invalid field, is an error naming the layer.
+pub fn layer_from_keras(object: &Value) -> Result<Box<dyn Layer>> {
+    let config = object.get("config").unwrap_or(&Value::Null);
+    let name = config.get("name").and_then(Value::as_str).unwrap_or("<unnamed>");
+    let class = object.get("class_name").and_then(Value::as_str).ok_or_else(|| Error::Config {
+        layer: name.to_string(),
+        class: "?".into(),
+        field: "class_name".into(),
+        message: "missing: every layer object names its class".into(),
+    })?;
+    layer_from_config(class, config)
+}
+
+/// Every layer class convnet implements.
+pub const LAYER_CLASSES: &[&str] = &[
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
+    "Dense",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "BatchNormalization",
+    "Dropout",
+    "Flatten",
+    "Reshape",
+    "ZeroPadding2D",
+    "Cropping2D",
+    "UpSampling2D",
+    "Rescaling",
+    "Concatenate",
+    "Add",
+    "Multiply",
+    "Average",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "Softmax",
+];
+
+/// Builds a layer of Keras class `class` from its config object.
+pub fn layer_from_config(class: &str, config: &Value) -> Result<Box<dyn Layer>> {
+    let c = ConfigReader::new(class, config)?;
+    let layer: Box<dyn Layer> = match class {
+        "Conv2D" => Box::new(Conv2D::from_config(&c)?),
+        "DepthwiseConv2D" => Box::new(DepthwiseConv2D::from_config(&c)?),
+        "SeparableConv2D" => Box::new(SeparableConv2D::from_config(&c)?),
+        "Conv2DTranspose" => Box::new(Conv2DTranspose::from_config(&c)?),
+        "Dense" => Box::new(Dense::from_config(&c)?),
+        "MaxPooling2D" => Box::new(Pooling2D::from_config(&c, PoolKind::Max)?),
+        "AveragePooling2D" => Box::new(Pooling2D::from_config(&c, PoolKind::Average)?),
+        "GlobalAveragePooling2D" => Box::new(GlobalPooling2D::from_config(&c, PoolKind::Average)?),
+        "GlobalMaxPooling2D" => Box::new(GlobalPooling2D::from_config(&c, PoolKind::Max)?),
+        "BatchNormalization" => Box::new(BatchNormalization::from_config(&c)?),
+        "Dropout" => Box::new(Dropout::from_config(&c)?),
+        "Flatten" => Box::new(Flatten::from_config(&c)?),
+        "Reshape" => Box::new(Reshape::from_config(&c)?),
+        "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
+        "Cropping2D" => Box::new(Cropping2D::from_config(&c)?),
+        "UpSampling2D" => Box::new(UpSampling2D::from_config(&c)?),
+        "Rescaling" => Box::new(Rescaling::from_config(&c)?),
+        "Concatenate" => Box::new(Concatenate::from_config(&c)?),
+        "Add" => Box::new(Merge::from_config(&c, MergeOp::Add)?),
+        "Multiply" => Box::new(Merge::from_config(&c, MergeOp::Multiply)?),
+        "Average" => Box::new(Merge::from_config(&c, MergeOp::Average)?),
+        "Activation" => Box::new(Activation::from_config(&c)?),
+        "ReLU" => Box::new(ReLU::from_config(&c)?),
+        "LeakyReLU" => Box::new(LeakyReLU::from_config(&c)?),
+        "PReLU" => Box::new(PReLU::from_config(&c)?),
+        "Softmax" => Box::new(Softmax::from_config(&c)?),
+        _ => {
+            return Err(Error::UnknownClass {
+                layer: c.layer_name().to_string(),
+                class: class.to_string(),
+            })
+        }
+    };
+    c.finish()?;
+    Ok(layer)
+}
+
+/// Checks the number of inputs a layer was given.
+fn expect_inputs<T>(layer: &dyn Layer, inputs: &[T], count: usize) -> Result<()> {
+    if inputs.len() == count {
+        Ok(())
+    } else {
+        Err(layer.shape_error(&format!(
+            "expects {count} input{} but was given {}",
+            if count == 1 { "" } else { "s" },
+            inputs.len()
+        )))
+    }
+}
+
+/// The single input of a one-input layer.
+fn single<'a, T>(layer: &dyn Layer, inputs: &'a [T]) -> Result<&'a T> {
+    expect_inputs(layer, inputs, 1)?;
+    Ok(&inputs[0])
+}
+
+/// The concrete shape that `output_shape` gives for concrete inputs.
+fn concrete(layer: &dyn Layer, shape: Shape) -> Result<Vec<usize>> {
+    shape
+        .iter()
+        .map(|d| d.ok_or_else(|| layer.shape_error("output size unknown for a concrete input")))
+        .collect()
+}
+
+/// Runs shape inference on concrete inputs: validates them and gives the output shape.
+fn infer(layer: &dyn Layer, inputs: &[&Tensor]) -> Result<Vec<usize>> {
+    let shapes: Vec<Shape> = inputs.iter().map(|t| shape_of(t)).collect();
+    concrete(layer, layer.output_shape(&shapes)?)
+}
+
+/// A shape as Keras prints it: `(None, 28, 28, 1)`.
+pub fn format_shape(shape: &Shape) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or("None".to_string(), |d| d.to_string()))
+        .collect();
+    if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    }
+}
+
+/// Zero gradient buffers for every weight of a layer.
+pub fn zero_grads(layer: &dyn Layer) -> Vec<Tensor> {
+    layer.weights().iter().map(|w| w.value.zeros_like()).collect()
+}
+
+/// Default layer names, as Keras derives them from the class name (`Conv2D` → `conv2d`,
+/// `ReLU` → `re_lu`, `PReLU` → `p_re_lu`).
+pub fn default_name(class: &str) -> String {
+    let chars: Vec<char> = class.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            // Keras's two regexes: before a capitalised word, and between a lower-case
+            // letter and a capital.
+            if prev.is_ascii_lowercase() || (next_lower && prev != '_') {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_name;
+
+    #[test]
+    fn default_names_follow_keras() {
+        for (class, name) in [
+            ("Conv2D", "conv2d"),
+            ("ReLU", "re_lu"),
+            ("PReLU", "p_re_lu"),
+            ("LeakyReLU", "leaky_re_lu"),
+            ("MaxPooling2D", "max_pooling2d"),
+            ("BatchNormalization", "batch_normalization"),
+            ("Conv2DTranspose", "conv2d_transpose"),
+            ("UpSampling2D", "up_sampling2d"),
+            ("ZeroPadding2D", "zero_padding2d"),
+            ("GlobalAveragePooling2D", "global_average_pooling2d"),
+            ("SeparableConv2D", "separable_conv2d"),
+            ("DepthwiseConv2D", "depthwise_conv2d"),
+        ] {
+            assert_eq!(default_name(class), name, "{class}");
+        }
+    }
+}

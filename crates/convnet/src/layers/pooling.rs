@@ -1,0 +1,265 @@
+//! Pooling: MaxPooling2D and AveragePooling2D slide a window like a convolution with no
+//! weights; the global poolings reduce each channel's whole feature map to one value.
+//! `MaxPooling2D::new(…)` and friends build the shared [`Pooling2D`] /
+//! [`GlobalPooling2D`] types with the right kind, so Keras's class names read as in Keras.
+
+use super::config::ConfigReader;
+use super::conv::{nhwc, Window};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::error::Result;
+use crate::kernels::conv::Padding;
+use crate::kernels::pool::{pool_backward, pool_forward, PoolGeometry, PoolKind};
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+/// A windowed pooling layer, max or average.
+#[derive(Clone, Debug)]
+pub struct Pooling2D {
+    base: LayerBase,
+    pub kind: PoolKind,
+    pub window: Window,
+}
+
+/// Keras's `MaxPooling2D(pool_size=(2, 2), strides=None, padding="valid")`.
+pub struct MaxPooling2D;
+/// Keras's `AveragePooling2D(pool_size=(2, 2), strides=None, padding="valid")`.
+pub struct AveragePooling2D;
+
+impl MaxPooling2D {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(pool_size: (usize, usize)) -> Pooling2D {
+        Pooling2D::new(PoolKind::Max, pool_size)
+    }
+}
+
+impl AveragePooling2D {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(pool_size: (usize, usize)) -> Pooling2D {
+        Pooling2D::new(PoolKind::Average, pool_size)
+    }
+}
+
+impl Pooling2D {
+    pub fn new(kind: PoolKind, pool_size: (usize, usize)) -> Self {
+        let mut window = Window::new(pool_size);
+        window.strides = pool_size;
+        Pooling2D {
+            base: LayerBase::new(match kind {
+                PoolKind::Max => "max_pooling2d",
+                PoolKind::Average => "average_pooling2d",
+            }),
+            kind,
+            window,
+        }
+    }
+
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.window.strides = strides;
+        self
+    }
+
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.window.padding = padding;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
+        c.channels_last()?;
+        let pool_size = c.pair("pool_size", Some((2, 2)))?;
+        let mut layer = Pooling2D::new(kind, pool_size);
+        layer.base = c.base()?;
+        layer.window.strides = c.pair("strides", Some(pool_size))?;
+        layer.window.padding = c.padding("padding")?;
+        Ok(layer)
+    }
+
+    fn geometry(&self, x: &[usize], y: &[usize]) -> Result<PoolGeometry> {
+        Ok(PoolGeometry {
+            batch: x[0],
+            in_h: x[1],
+            in_w: x[2],
+            channels: x[3],
+            out_h: y[1],
+            out_w: y[2],
+            pool_h: self.window.size.0,
+            pool_w: self.window.size.1,
+            stride_h: self.window.strides.0,
+            stride_w: self.window.strides.1,
+            pad_top: self.window.axis(self, 0, x[1])?.1,
+            pad_left: self.window.axis(self, 1, x[2])?.1,
+        })
+    }
+}
+
+impl Layer for Pooling2D {
+    fn class_name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Max => "MaxPooling2D",
+            PoolKind::Average => "AveragePooling2D",
+        }
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("pool_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert("padding".into(), json!(self.window.padding.keras_name()));
+        m.insert("strides".into(), json!([self.window.strides.0, self.window.strides.1]));
+        m.insert("data_format".into(), json!("channels_last"));
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
+        self.window.validate(self, "pool_size")?;
+        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        Ok(vec![n, oh, ow, c])
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        let mut y = Tensor::zeros(infer(self, &[x])?);
+        pool_forward(&self.geometry(x.shape(), y.shape())?, self.kind, x.data(), y.data_mut());
+        Ok(y)
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let mut dx = x.zeros_like();
+        pool_backward(&self.geometry(x.shape(), output.shape())?, self.kind, x.data(), dy.data(), dx.data_mut());
+        Ok(vec![dx])
+    }
+}
+
+/// A pooling over the whole feature map: (batch, h, w, c) → (batch, c), or
+/// (batch, 1, 1, c) with `keepdims`.
+#[derive(Clone, Debug)]
+pub struct GlobalPooling2D {
+    base: LayerBase,
+    pub kind: PoolKind,
+    pub keepdims: bool,
+}
+
+/// Keras's `GlobalAveragePooling2D(keepdims=False)`.
+pub struct GlobalAveragePooling2D;
+/// Keras's `GlobalMaxPooling2D(keepdims=False)`.
+pub struct GlobalMaxPooling2D;
+
+impl GlobalAveragePooling2D {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> GlobalPooling2D {
+        GlobalPooling2D::new(PoolKind::Average)
+    }
+}
+
+impl GlobalMaxPooling2D {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> GlobalPooling2D {
+        GlobalPooling2D::new(PoolKind::Max)
+    }
+}
+
+impl GlobalPooling2D {
+    pub fn new(kind: PoolKind) -> Self {
+        GlobalPooling2D {
+            base: LayerBase::new(match kind {
+                PoolKind::Max => "global_max_pooling2d",
+                PoolKind::Average => "global_average_pooling2d",
+            }),
+            kind,
+            keepdims: false,
+        }
+    }
+
+    pub fn keepdims(mut self, keepdims: bool) -> Self {
+        self.keepdims = keepdims;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
+        c.channels_last()?;
+        Ok(GlobalPooling2D {
+            base: c.base()?,
+            kind,
+            keepdims: c.bool("keepdims", false)?,
+        })
+    }
+
+    /// The global pool is a window pool whose window is the whole map.
+    fn geometry(x: &[usize]) -> PoolGeometry {
+        PoolGeometry {
+            batch: x[0],
+            in_h: x[1],
+            in_w: x[2],
+            channels: x[3],
+            out_h: 1,
+            out_w: 1,
+            pool_h: x[1],
+            pool_w: x[2],
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+        }
+    }
+}
+
+impl Layer for GlobalPooling2D {
+    fn class_name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Max => "GlobalMaxPooling2D",
+            PoolKind::Average => "GlobalAveragePooling2D",
+        }
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("data_format".into(), json!("channels_last"));
+        m.insert("keepdims".into(), json!(self.keepdims));
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let [n, _, _, c] = nhwc(self, single(self, inputs)?)?;
+        Ok(if self.keepdims { vec![n, Some(1), Some(1), c] } else { vec![n, c] })
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        let mut y = Tensor::zeros(infer(self, &[x])?);
+        pool_forward(&Self::geometry(x.shape()), self.kind, x.data(), y.data_mut());
+        Ok(y)
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let mut dx = x.zeros_like();
+        pool_backward(&Self::geometry(x.shape()), self.kind, x.data(), dy.data(), dx.data_mut());
+        Ok(vec![dx])
+    }
+}

@@ -1,0 +1,239 @@
+//! SeparableConv2D: a depthwise convolution (one `depth_multiplier` set of filters per
+//! input channel, with the layer's strides, padding and dilation) followed by a 1x1
+//! "pointwise" convolution that mixes channels into `filters` outputs; then bias and
+//! activation. Far fewer weights than a full convolution of the same window.
+
+use super::config::ConfigReader;
+use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::activations::ActivationFn;
+use crate::error::Result;
+use crate::initializers::{Initializer, Rng};
+use crate::kernels::conv::{self, ConvGeometry, Padding};
+use crate::kernels::depthwise;
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct SeparableConv2D {
+    base: LayerBase,
+    pub depth_multiplier: usize,
+    pub filters: usize,
+    pub window: Window,
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub depthwise_initializer: Initializer,
+    pub pointwise_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+const UNSUPPORTED: [&str; 7] = [
+    "depthwise_regularizer",
+    "pointwise_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "depthwise_constraint",
+    "pointwise_constraint",
+    "bias_constraint",
+];
+
+/// What backward needs: the depthwise stage's output and the pre-activation.
+struct Intermediate {
+    depthwise_out: Tensor,
+    activation: Saved,
+}
+
+impl SeparableConv2D {
+    pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
+        SeparableConv2D {
+            base: LayerBase::new("separable_conv2d"),
+            depth_multiplier: 1,
+            filters,
+            window: Window::new(kernel_size),
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            depthwise_initializer: Initializer::glorot_uniform(),
+            pointwise_initializer: Initializer::glorot_uniform(),
+            bias_initializer: Initializer::zeros(),
+        }
+    }
+
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.depth_multiplier = m;
+        self
+    }
+
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.window.strides = strides;
+        self
+    }
+
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.window.padding = padding;
+        self
+    }
+
+    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
+        self.window.dilation = dilation;
+        self
+    }
+
+    pub fn activation(mut self, name: &str) -> Self {
+        self.activation = activation_arg(&mut self.base, name);
+        self
+    }
+
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        c.channels_last()?;
+        for field in UNSUPPORTED {
+            c.unsupported_unless_null(field)?;
+        }
+        Ok(SeparableConv2D {
+            base: c.base()?,
+            depth_multiplier: c.positive("depth_multiplier", Some(1))?,
+            filters: c.positive("filters", None)?,
+            window: Window::from_config(c, "kernel_size", None)?,
+            activation: c.activation("activation")?,
+            use_bias: c.bool("use_bias", true)?,
+            depthwise_initializer: c.initializer("depthwise_initializer", Initializer::glorot_uniform())?,
+            pointwise_initializer: c.initializer("pointwise_initializer", Initializer::glorot_uniform())?,
+            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
+        })
+    }
+
+    /// The depthwise stage's and the pointwise stage's geometries for input `x`.
+    fn geometries(&self, x: &Tensor) -> Result<(ConvGeometry, ConvGeometry)> {
+        let c = x.shape()[3];
+        let mid = c * self.depth_multiplier;
+        let dw = self.window.geometry(self, x.shape(), mid, c)?;
+        let pw = ConvGeometry {
+            in_h: dw.out_h,
+            in_w: dw.out_w,
+            in_c: mid,
+            out_c: self.filters,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+            groups: 1,
+            ..dw
+        };
+        Ok((dw, pw))
+    }
+
+    /// Returns the depthwise output and the pre-activation output.
+    fn compute(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let out_shape = infer(self, &[x])?;
+        require_built(self)?;
+        let (dw, pw) = self.geometries(x)?;
+        let mut mid = Tensor::zeros([dw.batch, dw.out_h, dw.out_w, dw.out_c]);
+        depthwise::depthwise_forward(&dw, x.data(), self.weights()[0].value.data(), mid.data_mut());
+        let mut y = Tensor::zeros(out_shape);
+        conv::conv2d_forward(&pw, mid.data(), self.weights()[1].value.data(), y.data_mut());
+        if self.use_bias {
+            add_bias(y.data_mut(), self.weights()[2].value.data());
+        }
+        Ok((mid, y))
+    }
+}
+
+impl Layer for SeparableConv2D {
+    fn class_name(&self) -> &'static str {
+        "SeparableConv2D"
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
+        m.insert("filters".into(), json!(self.filters));
+        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        self.window.write_config(&mut m);
+        m.insert("activation".into(), json!(self.activation.name()));
+        m.insert("use_bias".into(), json!(self.use_bias));
+        m.insert("depthwise_initializer".into(), self.depthwise_initializer.to_config());
+        m.insert("pointwise_initializer".into(), self.pointwise_initializer.to_config());
+        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
+        for field in UNSUPPORTED {
+            m.insert(field.into(), Value::Null);
+        }
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        self.base.check(self.class_name())?;
+        let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
+        self.window.validate(self, "kernel_size")?;
+        if self.depth_multiplier == 0 || self.filters == 0 {
+            return Err(self.shape_error("filters and depth_multiplier must be positive"));
+        }
+        check_channels(self, c, self.weights().first().map(|k| k.value.shape()[2]))?;
+        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        Ok(vec![n, oh, ow, Some(self.filters)])
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        let c = inputs[0][3].expect("checked by output_shape");
+        let (kh, kw) = self.window.size;
+        let dm = self.depth_multiplier;
+        self.base.weights.clear();
+        self.base.add_weight("depthwise_kernel", &[kh, kw, c, dm], &self.depthwise_initializer.clone(), true, rng)?;
+        self.base.add_weight("pointwise_kernel", &[1, 1, c * dm, self.filters], &self.pointwise_initializer.clone(), true, rng)?;
+        if self.use_bias {
+            self.base.add_weight("bias", &[self.filters], &self.bias_initializer.clone(), true, rng)?;
+        }
+        Ok(())
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let (_, mut y) = self.compute(single(self, inputs)?)?;
+        self.activation.apply_inplace(&mut y);
+        Ok(y)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+        let (mid, z) = self.compute(single(self, inputs)?)?;
+        let (y, activation) = activate(self.activation, z, true);
+        Ok((y, Saved::new(Intermediate { depthwise_out: mid, activation })))
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let saved: &Intermediate = saved.get(self)?;
+        let dz = activation_grad(self, self.activation, &saved.activation, output, dy)?;
+        let (dw, pw) = self.geometries(x)?;
+        let mid = &saved.depthwise_out;
+        let mut dmid = mid.zeros_like();
+        conv::conv2d_backward_input(&pw, dz.data(), self.weights()[1].value.data(), dmid.data_mut());
+        conv::conv2d_backward_kernel(&pw, mid.data(), dz.data(), dweights[1].data_mut());
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[2].data_mut());
+        }
+        let mut dx = x.zeros_like();
+        depthwise::depthwise_backward_input(&dw, dmid.data(), self.weights()[0].value.data(), dx.data_mut());
+        depthwise::depthwise_backward_kernel(&dw, x.data(), dmid.data(), dweights[0].data_mut());
+        Ok(vec![dx])
+    }
+}

@@ -1,0 +1,249 @@
+//! Conv2DTranspose: the gradient of a convolution with respect to its input, used as a
+//! layer ("deconvolution"). Its kernel (kernel_h, kernel_w, filters, in_channels) is the
+//! kernel of the forward convolution that maps the layer's *output* back to its input, so
+//! the three convolution kernels serve here with their roles swapped: forward is
+//! `conv2d_backward_input`, dL/dx is `conv2d_forward`, dL/dW is `conv2d_backward_kernel`
+//! with input and output gradient exchanged.
+
+use super::config::ConfigReader;
+use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::activations::ActivationFn;
+use crate::error::Result;
+use crate::initializers::{Initializer, Rng};
+use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
+use crate::tensor::Tensor;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct Conv2DTranspose {
+    base: LayerBase,
+    pub filters: usize,
+    pub window: Window,
+    pub output_padding: Option<(usize, usize)>,
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+const UNSUPPORTED: [&str; 5] = ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"];
+
+impl Conv2DTranspose {
+    pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
+        Conv2DTranspose {
+            base: LayerBase::new("conv2d_transpose"),
+            filters,
+            window: Window::new(kernel_size),
+            output_padding: None,
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::glorot_uniform(),
+            bias_initializer: Initializer::zeros(),
+        }
+    }
+
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.window.strides = strides;
+        self
+    }
+
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.window.padding = padding;
+        self
+    }
+
+    pub fn output_padding(mut self, output_padding: (usize, usize)) -> Self {
+        self.output_padding = Some(output_padding);
+        self
+    }
+
+    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
+        self.window.dilation = dilation;
+        self
+    }
+
+    pub fn activation(mut self, name: &str) -> Self {
+        self.activation = activation_arg(&mut self.base, name);
+        self
+    }
+
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+
+    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
+        c.channels_last()?;
+        for field in UNSUPPORTED {
+            c.unsupported_unless_null(field)?;
+        }
+        let output_padding = match c.opt_int_list("output_padding") {
+            Ok(None) => None,
+            Ok(Some(v)) if v.len() == 2 && v.iter().all(|&p| p >= 0) => Some((v[0] as usize, v[1] as usize)),
+            _ => match c.int_at_least("output_padding", None, 0) {
+                Ok(p) => Some((p as usize, p as usize)),
+                Err(_) => return Err(c.error("output_padding", "expected null, a non-negative integer or a list of two")),
+            },
+        };
+        Ok(Conv2DTranspose {
+            base: c.base()?,
+            filters: c.positive("filters", None)?,
+            window: Window::from_config(c, "kernel_size", None)?,
+            output_padding,
+            activation: c.activation("activation")?,
+            use_bias: c.bool("use_bias", true)?,
+            kernel_initializer: c.initializer("kernel_initializer", Initializer::glorot_uniform())?,
+            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
+        })
+    }
+
+    /// Keras's `deconv_output_length` along one axis.
+    fn output_len(&self, axis: usize, input: usize) -> Result<usize> {
+        let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
+        let (k, s, d) = (pick(self.window.size), pick(self.window.strides), pick(self.window.dilation));
+        let extent = (k - 1) * d + 1;
+        Ok(match (self.output_padding.map(pick), self.window.padding) {
+            (None, Padding::Valid) => input * s + extent.saturating_sub(s),
+            (None, Padding::Same) => input * s,
+            (Some(op), padding) => {
+                if op >= s {
+                    return Err(self.shape_error(&format!("output_padding {op} must be smaller than the stride {s}")));
+                }
+                let pad = if padding == Padding::Same { extent / 2 } else { 0 };
+                ((input - 1) * s + extent + op)
+                    .checked_sub(2 * pad)
+                    .ok_or_else(|| self.shape_error("output_padding gives a negative output size"))?
+            }
+        })
+    }
+
+    /// The geometry of the forward convolution from this layer's output (shape `out`)
+    /// back to its input `x`.
+    fn geometry(&self, x: &[usize], out: &[usize]) -> Result<ConvGeometry> {
+        let axis = |a: usize| -> Result<usize> {
+            let pick = |p: (usize, usize)| if a == 0 { p.0 } else { p.1 };
+            let (k, s, d) = (pick(self.window.size), pick(self.window.strides), pick(self.window.dilation));
+            match output_length(out[1 + a], k, s, d, self.window.padding) {
+                Some((len, pad, _)) if len == x[1 + a] => Ok(pad),
+                _ => Err(self.shape_error("output_padding is incompatible with the strides and padding")),
+            }
+        };
+        Ok(ConvGeometry {
+            batch: x[0],
+            in_h: out[1],
+            in_w: out[2],
+            in_c: self.filters,
+            out_h: x[1],
+            out_w: x[2],
+            out_c: x[3],
+            kernel_h: self.window.size.0,
+            kernel_w: self.window.size.1,
+            stride_h: self.window.strides.0,
+            stride_w: self.window.strides.1,
+            dilation_h: self.window.dilation.0,
+            dilation_w: self.window.dilation.1,
+            pad_top: axis(0)?,
+            pad_left: axis(1)?,
+            groups: 1,
+        })
+    }
+
+    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+        let out_shape = infer(self, &[x])?;
+        require_built(self)?;
+        let g = self.geometry(x.shape(), &out_shape)?;
+        let mut y = Tensor::zeros(out_shape);
+        conv::conv2d_backward_input(&g, x.data(), self.weights()[0].value.data(), y.data_mut());
+        if self.use_bias {
+            add_bias(y.data_mut(), self.weights()[1].value.data());
+        }
+        Ok(y)
+    }
+}
+
+impl Layer for Conv2DTranspose {
+    fn class_name(&self) -> &'static str {
+        "Conv2DTranspose"
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("filters".into(), json!(self.filters));
+        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert("strides".into(), json!([self.window.strides.0, self.window.strides.1]));
+        m.insert("padding".into(), json!(self.window.padding.keras_name()));
+        m.insert("output_padding".into(), self.output_padding.map_or(Value::Null, |(a, b)| json!([a, b])));
+        m.insert("data_format".into(), json!("channels_last"));
+        m.insert("dilation_rate".into(), json!([self.window.dilation.0, self.window.dilation.1]));
+        m.insert("activation".into(), json!(self.activation.name()));
+        m.insert("use_bias".into(), json!(self.use_bias));
+        m.insert("kernel_initializer".into(), self.kernel_initializer.to_config());
+        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
+        for field in UNSUPPORTED {
+            m.insert(field.into(), Value::Null);
+        }
+        m
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        self.base.check(self.class_name())?;
+        let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
+        self.window.validate(self, "kernel_size")?;
+        if self.filters == 0 {
+            return Err(self.shape_error("filters must be positive"));
+        }
+        check_channels(self, c, self.weights().first().map(|k| k.value.shape()[3]))?;
+        let oh = h.map(|h| self.output_len(0, h)).transpose()?;
+        let ow = w.map(|w| self.output_len(1, w)).transpose()?;
+        Ok(vec![n, oh, ow, Some(self.filters)])
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        let c = inputs[0][3].expect("checked by output_shape");
+        let (kh, kw) = self.window.size;
+        self.base.weights.clear();
+        self.base.add_weight("kernel", &[kh, kw, self.filters, c], &self.kernel_initializer.clone(), true, rng)?;
+        if self.use_bias {
+            self.base.add_weight("bias", &[self.filters], &self.bias_initializer.clone(), true, rng)?;
+        }
+        Ok(())
+    }
+
+    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut y = self.compute(single(self, inputs)?)?;
+        self.activation.apply_inplace(&mut y);
+        Ok(y)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+    }
+
+    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        let g = self.geometry(x.shape(), output.shape())?;
+        let mut dx = x.zeros_like();
+        conv::conv2d_forward(&g, dz.data(), self.weights()[0].value.data(), dx.data_mut());
+        conv::conv2d_backward_kernel(&g, dz.data(), x.data(), dweights[0].data_mut());
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[1].data_mut());
+        }
+        Ok(vec![dx])
+    }
+}

@@ -1,0 +1,20 @@
+//! convnet: Keras-style convolutional neural networks in Rust, on a convolution engine
+//! of its own.
+//!
+//! The data path: [`Tensor`]s (f32, NHWC) flow through [`layers`] (Keras's classes,
+//! configs and weights), which call [`kernels`] (convolution, depthwise, pooling,
+//! normalisation, matrix products) for the arithmetic, forward and backward.
+
+pub mod activations;
+pub mod error;
+pub mod initializers;
+pub mod kernels;
+pub mod layers;
+pub mod tensor;
+
+pub use activations::ActivationFn;
+pub use error::{Error, Result};
+pub use initializers::{Initializer, Rng};
+pub use kernels::Padding;
+pub use layers::{Layer, Shape, Weight};
+pub use tensor::Tensor;

@@ -1,0 +1,225 @@
+//! The tensor: a contiguous, row-major `Vec<f32>` with a shape. Images are NHWC
+//! (batch, height, width, channels), Keras's `channels_last`, so a pixel's channels sit
+//! side by side: a 1x1 convolution is then a plain matrix product on the buffer and
+//! depthwise kernels vectorise across channels.
+//!
+//! There are no strides and no views: layers and kernels work on slices, and a reshape
+//! is free because the data never needs to be rearranged for it.
+
+use crate::error::{Error, Result};
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use std::path::Path;
+
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 8;
+        write!(f, "Tensor{:?} {:?}", self.shape, &self.data[..self.data.len().min(SHOWN)])?;
+        if self.data.len() > SHOWN {
+            write!(f, " …")?;
+        }
+        Ok(())
+    }
+}
+
+/// The number of elements of a shape, or an error when it overflows `usize`.
+pub fn checked_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl Tensor {
+    /// A tensor from its shape and its row-major data; the lengths must agree.
+    pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
+        let shape = shape.into();
+        match checked_len(&shape) {
+            Some(n) if n == data.len() => Ok(Tensor { shape, data }),
+            _ => Err(Error::Tensor(format!(
+                "shape {shape:?} needs {} values but {} were given",
+                checked_len(&shape).map_or("too many".to_string(), |n| n.to_string()),
+                data.len()
+            ))),
+        }
+    }
+
+    pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
+        Self::full(shape, 0.0)
+    }
+
+    pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
+        let shape = shape.into();
+        let n = checked_len(&shape).expect("tensor shape overflows usize");
+        Tensor {
+            shape,
+            data: vec![value; n],
+        }
+    }
+
+    /// A zero tensor with the same shape as `self`.
+    pub fn zeros_like(&self) -> Self {
+        Self::zeros(self.shape.clone())
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The same data under another shape with the same number of elements.
+    pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        Tensor::new(shape, self.data)
+    }
+
+    /// Applies `f` to every element, in place.
+    pub fn map_inplace(&mut self, f: impl Fn(f32) -> f32) {
+        self.data.iter_mut().for_each(|v| *v = f(*v));
+    }
+
+    /// `self += other`, elementwise; shapes must match.
+    pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
+        if self.shape != other.shape {
+            return Err(Error::Tensor(format!(
+                "cannot add a tensor of shape {:?} to one of shape {:?}",
+                other.shape, self.shape
+            )));
+        }
+        self.data
+            .iter_mut()
+            .zip(&other.data)
+            .for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    pub fn to_ndarray(&self) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone())
+            .expect("tensor length always matches its shape")
+    }
+
+    /// Any ndarray array, in any memory order, as a row-major tensor.
+    pub fn from_ndarray<D: ndarray::Dimension>(array: ndarray::Array<f32, D>) -> Self {
+        let shape = array.shape().to_vec();
+        let data = if array.is_standard_layout() {
+            array.into_raw_vec_and_offset().0
+        } else {
+            array.iter().copied().collect()
+        };
+        Tensor { shape, data }
+    }
+
+    /// Reads a `.npy` file of float32 or float64 (converted to f32) values, in C or
+    /// Fortran order. The declared shape is checked against the file's size before any
+    /// buffer is allocated for it.
+    pub fn read_npy(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        Self::from_npy_bytes(&bytes).map_err(|message| Error::file(path, message))
+    }
+
+    /// Parses the bytes of a `.npy` file; the error message says what is wrong with it.
+    pub fn from_npy_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let (header, data_start) = parse_npy_header(bytes)?;
+        let descriptor = header.type_descriptor.to_string();
+        let descriptor = descriptor.trim_matches(|c| c == '\'' || c == '"');
+        let element_size = match descriptor {
+            "<f4" | "<i4" | "<u4" => 4,
+            "<f8" | "<i8" | "<u8" => 8,
+            "|u1" | "|i1" | "|b1" => 1,
+            other => {
+                return Err(format!(
+                    "unsupported .npy dtype {other}: convnet reads little-endian float32, \
+                     float64 and integer arrays"
+                ))
+            }
+        };
+        let count = checked_len(&header.shape)
+            .ok_or_else(|| format!("declared shape {:?} is too large", header.shape))?;
+        let available = bytes.len() - data_start;
+        if count.checked_mul(element_size) != Some(available) {
+            return Err(format!(
+                "declared shape {:?} of {descriptor} needs {} bytes of data but the file holds {available}",
+                header.shape,
+                count.saturating_mul(element_size)
+            ));
+        }
+        let reader = &bytes[..];
+        let bad = |e: ndarray_npy::ReadNpyError| format!("invalid .npy data: {e}");
+        let tensor = match descriptor {
+            "<f4" => Self::from_ndarray(ArrayD::<f32>::read_npy(reader).map_err(bad)?),
+            "<f8" => Self::from_ndarray(ArrayD::<f64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
+            "<i4" => Self::from_ndarray(ArrayD::<i32>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
+            "<i8" => Self::from_ndarray(ArrayD::<i64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
+            "<u4" => Self::from_ndarray(ArrayD::<u32>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
+            "<u8" => Self::from_ndarray(ArrayD::<u64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
+            "|u1" => Self::from_ndarray(ArrayD::<u8>::read_npy(reader).map_err(bad)?.mapv(f32::from)),
+            "|i1" => Self::from_ndarray(ArrayD::<i8>::read_npy(reader).map_err(bad)?.mapv(f32::from)),
+            _ => Self::from_ndarray(ArrayD::<bool>::read_npy(reader).map_err(bad)?.mapv(|v| v as u8 as f32)),
+        };
+        Ok(tensor)
+    }
+
+    /// Writes the tensor as a float32 `.npy` file.
+    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut bytes = Vec::new();
+        self.to_ndarray()
+            .write_npy(&mut bytes)
+            .map_err(|e| Error::file(path, e))?;
+        std::fs::write(path, bytes).map_err(|e| Error::file(path, e))
+    }
+}
+
+/// Reads the magic string, version and header of a `.npy` file held in memory; returns
+/// the header and the offset of the data. The header length is checked against the bytes
+/// present before the header parser sees it.
+fn parse_npy_header(bytes: &[u8]) -> std::result::Result<(Header, usize), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+        return Err("not a .npy file (wrong magic string)".into());
+    }
+    let (header_len, prefix): (usize, usize) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("unsupported .npy format version {v}")),
+    };
+    let data_start = prefix
+        .checked_add(header_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| {
+            format!("header declares {header_len} bytes but the file is truncated")
+        })?;
+    let header = Header::from_reader(&mut &bytes[..data_start])
+        .map_err(|e| format!("invalid .npy header: {e}"))?;
+    Ok((header, data_start))
+}
