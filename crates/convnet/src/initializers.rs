@@ -27,7 +27,7 @@ pub struct Initializer {
 }
 
 /// String identifiers Keras accepts in place of a config object, with their classes.
-const ALIASES: &[(&str, &str)] = &[
+pub const INITIALIZERS: &[(&str, &str)] = &[
     ("glorot_uniform", "GlorotUniform"),
     ("glorot_normal", "GlorotNormal"),
     ("he_uniform", "HeUniform"),
@@ -47,14 +47,18 @@ const ALIASES: &[(&str, &str)] = &[
 enum Draw {
     Constant(f32),
     Uniform(f64, f64),
-    Normal { mean: f64, stddev: f64, truncated: bool },
+    Normal {
+        mean: f64,
+        stddev: f64,
+        truncated: bool,
+    },
 }
 
 impl Initializer {
     /// An initializer by Keras name (`"glorot_uniform"`, `"he_normal"`, `"zeros"`, …) or
     /// class name (`"GlorotUniform"`), with Keras's default arguments.
     pub fn new(name: &str) -> Result<Self> {
-        let class = ALIASES
+        let class = INITIALIZERS
             .iter()
             .find(|(alias, class)| *alias == name || *class == name)
             .map(|(_, class)| *class)
@@ -62,7 +66,9 @@ impl Initializer {
         let config = match class {
             "Zeros" | "Ones" => json!({}),
             "Constant" => json!({"value": 0.0}),
-            "RandomNormal" | "TruncatedNormal" => json!({"mean": 0.0, "stddev": 0.05, "seed": null}),
+            "RandomNormal" | "TruncatedNormal" => {
+                json!({"mean": 0.0, "stddev": 0.05, "seed": null})
+            }
             "RandomUniform" => json!({"minval": -0.05, "maxval": 0.05, "seed": null}),
             "VarianceScaling" => json!({"scale": 1.0, "mode": "fan_in",
                                         "distribution": "truncated_normal", "seed": null}),
@@ -114,12 +120,18 @@ impl Initializer {
                     .ok_or("initializer object without a 'class_name'")?;
                 let mut init = Self::new(class).map_err(|e| e.to_string())?;
                 if let Some(cfg) = obj.get("config") {
-                    let cfg = cfg.as_object().ok_or("initializer 'config' is not an object")?;
+                    let cfg = cfg
+                        .as_object()
+                        .ok_or("initializer 'config' is not an object")?;
                     init.config = cfg.clone();
                 }
                 init
             }
-            other => return Err(format!("expected an initializer name or object, found {other}")),
+            other => {
+                return Err(format!(
+                    "expected an initializer name or object, found {other}"
+                ))
+            }
         };
         init.draw(1, 1)?; // validates the arguments now, not at build time
         Ok(init)
@@ -172,14 +184,20 @@ impl Initializer {
                     stddev: variance.sqrt(),
                     truncated: false,
                 },
-                other => Err(format!("{}: unknown distribution '{other}'", self.class_name))?,
+                other => Err(format!(
+                    "{}: unknown distribution '{other}'",
+                    self.class_name
+                ))?,
             })
         };
         match self.class_name.as_str() {
             "Zeros" => Ok(Draw::Constant(0.0)),
             "Ones" => Ok(Draw::Constant(1.0)),
             "Constant" => Ok(Draw::Constant(self.number("value", 0.0)? as f32)),
-            "RandomUniform" => Ok(Draw::Uniform(self.number("minval", -0.05)?, self.number("maxval", 0.05)?)),
+            "RandomUniform" => Ok(Draw::Uniform(
+                self.number("minval", -0.05)?,
+                self.number("maxval", 0.05)?,
+            )),
             "RandomNormal" | "TruncatedNormal" => Ok(Draw::Normal {
                 mean: self.number("mean", 0.0)?,
                 stddev: self.number("stddev", 0.05)?,
@@ -193,7 +211,11 @@ impl Initializer {
             "LecunNormal" => scaling(1.0, "fan_in", "truncated_normal"),
             "VarianceScaling" => {
                 let text = |key: &str, default: &str| {
-                    self.config.get(key).and_then(Value::as_str).unwrap_or(default).to_string()
+                    self.config
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or(default)
+                        .to_string()
                 };
                 scaling(
                     self.number("scale", 1.0)?,
@@ -224,7 +246,11 @@ impl Initializer {
             .map(|_| match draw {
                 Draw::Constant(v) => v,
                 Draw::Uniform(lo, hi) => (lo + (hi - lo) * rng.random::<f64>()) as f32,
-                Draw::Normal { mean, stddev, truncated } => loop {
+                Draw::Normal {
+                    mean,
+                    stddev,
+                    truncated,
+                } => loop {
                     let z: f64 = rng.sample(StandardNormal);
                     if !truncated || z.abs() <= 2.0 {
                         break (mean + stddev * z) as f32;

@@ -21,7 +21,12 @@ pub struct Tensor {
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 8;
-        write!(f, "Tensor{:?} {:?}", self.shape, &self.data[..self.data.len().min(SHOWN)])?;
+        write!(
+            f,
+            "Tensor{:?} {:?}",
+            self.shape,
+            &self.data[..self.data.len().min(SHOWN)]
+        )?;
         if self.data.len() > SHOWN {
             write!(f, " …")?;
         }
@@ -170,18 +175,46 @@ impl Tensor {
                 count.saturating_mul(element_size)
             ));
         }
-        let reader = &bytes[..];
+        let reader = bytes;
         let bad = |e: ndarray_npy::ReadNpyError| format!("invalid .npy data: {e}");
         let tensor = match descriptor {
             "<f4" => Self::from_ndarray(ArrayD::<f32>::read_npy(reader).map_err(bad)?),
-            "<f8" => Self::from_ndarray(ArrayD::<f64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
-            "<i4" => Self::from_ndarray(ArrayD::<i32>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
-            "<i8" => Self::from_ndarray(ArrayD::<i64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
-            "<u4" => Self::from_ndarray(ArrayD::<u32>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
-            "<u8" => Self::from_ndarray(ArrayD::<u64>::read_npy(reader).map_err(bad)?.mapv(|v| v as f32)),
-            "|u1" => Self::from_ndarray(ArrayD::<u8>::read_npy(reader).map_err(bad)?.mapv(f32::from)),
-            "|i1" => Self::from_ndarray(ArrayD::<i8>::read_npy(reader).map_err(bad)?.mapv(f32::from)),
-            _ => Self::from_ndarray(ArrayD::<bool>::read_npy(reader).map_err(bad)?.mapv(|v| v as u8 as f32)),
+            "<f8" => Self::from_ndarray(
+                ArrayD::<f64>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as f32),
+            ),
+            "<i4" => Self::from_ndarray(
+                ArrayD::<i32>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as f32),
+            ),
+            "<i8" => Self::from_ndarray(
+                ArrayD::<i64>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as f32),
+            ),
+            "<u4" => Self::from_ndarray(
+                ArrayD::<u32>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as f32),
+            ),
+            "<u8" => Self::from_ndarray(
+                ArrayD::<u64>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as f32),
+            ),
+            "|u1" => {
+                Self::from_ndarray(ArrayD::<u8>::read_npy(reader).map_err(bad)?.mapv(f32::from))
+            }
+            "|i1" => {
+                Self::from_ndarray(ArrayD::<i8>::read_npy(reader).map_err(bad)?.mapv(f32::from))
+            }
+            _ => Self::from_ndarray(
+                ArrayD::<bool>::read_npy(reader)
+                    .map_err(bad)?
+                    .mapv(|v| v as u8 as f32),
+            ),
         };
         Ok(tensor)
     }
@@ -216,9 +249,7 @@ fn parse_npy_header(bytes: &[u8]) -> std::result::Result<(Header, usize), String
     let data_start = prefix
         .checked_add(header_len)
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| {
-            format!("header declares {header_len} bytes but the file is truncated")
-        })?;
+        .ok_or_else(|| format!("header declares {header_len} bytes but the file is truncated"))?;
     let header = Header::from_reader(&mut &bytes[..data_start])
         .map_err(|e| format!("invalid .npy header: {e}"))?;
     Ok((header, data_start))

@@ -49,13 +49,19 @@ impl Arrays {
     }
 
     fn has(&mut self, name: &str) -> bool {
-        self.0.names().is_ok_and(|names| names.iter().any(|n| n == name))
+        self.0
+            .names()
+            .is_ok_and(|names| names.iter().any(|n| n == name))
     }
 }
 
 fn compare(what: &str, got: &Tensor, want: &ArrayD<f64>) -> Result<(), String> {
     if got.shape() != want.shape() {
-        return Err(format!("{what}: shape {:?}, Keras has {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "{what}: shape {:?}, Keras has {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let err = relative_error(got, want);
     if err.is_nan() || err > TOLERANCE {
@@ -83,12 +89,18 @@ fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
         .iter()
         .map(|s| {
             s.as_array()
-                .map(|dims| dims.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+                .map(|dims| {
+                    dims.iter()
+                        .map(|d| d.as_u64().map(|d| d as usize))
+                        .collect()
+                })
                 .ok_or("bad input shape")
         })
         .collect::<Result<_, _>>()?;
     let mut rng = initializers::rng_from_seed(0);
-    layer.build(&input_shapes, &mut rng).map_err(|e| e.to_string())?;
+    layer
+        .build(&input_shapes, &mut rng)
+        .map_err(|e| e.to_string())?;
 
     // Weight names, shapes and trainability in Keras's order.
     let expected_weights = case["weights"].as_array().ok_or("weights missing")?;
@@ -102,22 +114,34 @@ fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
         .map(|w| {
             (
                 w["name"].as_str().unwrap_or("?").to_string(),
-                w["shape"].as_array().map_or(vec![], |s| s.iter().filter_map(|d| d.as_u64()).map(|d| d as usize).collect()),
+                w["shape"].as_array().map_or(vec![], |s| {
+                    s.iter()
+                        .filter_map(|d| d.as_u64())
+                        .map(|d| d as usize)
+                        .collect()
+                }),
                 w["trainable"].as_bool().unwrap_or(false),
             )
         })
         .collect();
     if ours != theirs {
-        return Err(format!("weights differ: convnet {ours:?}, keras {theirs:?}"));
+        return Err(format!(
+            "weights differ: convnet {ours:?}, keras {theirs:?}"
+        ));
     }
 
     let file = dir.join(case["file"].as_str().ok_or("file missing")?);
     let reader = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut arrays = Arrays(NpzReader::new(reader).map_err(|e| format!("{}: {e}", file.display()))?);
+    let mut arrays =
+        Arrays(NpzReader::new(reader).map_err(|e| format!("{}: {e}", file.display()))?);
 
-    let weights: Vec<Tensor> = (0..theirs.len()).map(|i| arrays.tensor(&format!("w{i}"))).collect::<Result<_, _>>()?;
+    let weights: Vec<Tensor> = (0..theirs.len())
+        .map(|i| arrays.tensor(&format!("w{i}")))
+        .collect::<Result<_, _>>()?;
     layer.set_weights(weights).map_err(|e| e.to_string())?;
-    let inputs: Vec<Tensor> = (0..input_shapes.len()).map(|i| arrays.tensor(&format!("x{i}"))).collect::<Result<_, _>>()?;
+    let inputs: Vec<Tensor> = (0..input_shapes.len())
+        .map(|i| arrays.tensor(&format!("x{i}")))
+        .collect::<Result<_, _>>()?;
     let input_refs: Vec<&Tensor> = inputs.iter().collect();
     let training = case["training"].as_bool().unwrap_or(false);
 
@@ -127,7 +151,9 @@ fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
         compare("call() output", &y, &arrays.get("y")?)?;
     }
 
-    let (y, saved) = layer.forward(&input_refs, training).map_err(|e| e.to_string())?;
+    let (y, saved) = layer
+        .forward(&input_refs, training)
+        .map_err(|e| e.to_string())?;
     compare("output", &y, &arrays.get("y")?)?;
 
     let r = arrays.tensor("r")?;
@@ -136,18 +162,32 @@ fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
         .backward(&input_refs, &y, &saved, &r, &mut dweights)
         .map_err(|e| e.to_string())?;
     if dx.len() != inputs.len() {
-        return Err(format!("{} input gradients for {} inputs", dx.len(), inputs.len()));
+        return Err(format!(
+            "{} input gradients for {} inputs",
+            dx.len(),
+            inputs.len()
+        ));
     }
     for (i, g) in dx.iter().enumerate() {
         compare(&format!("dx{i}"), g, &arrays.get(&format!("dx{i}"))?)?;
     }
     for (i, (w, dw)) in layer.weights().iter().zip(&dweights).enumerate() {
         if w.trainable {
-            compare(&format!("dw{i} ({})", w.name), dw, &arrays.get(&format!("dw{i}"))?)?;
+            compare(
+                &format!("dw{i} ({})", w.name),
+                dw,
+                &arrays.get(&format!("dw{i}"))?,
+            )?;
         } else if arrays.has(&format!("w{i}_after")) {
-            compare(&format!("w{i}_after ({})", w.name), &w.value, &arrays.get(&format!("w{i}_after"))?)?;
+            compare(
+                &format!("w{i}_after ({})", w.name),
+                &w.value,
+                &arrays.get(&format!("w{i}_after"))?,
+            )?;
         } else {
-            return Err(format!("non-trainable weight {i} has no w{i}_after in the case file"));
+            return Err(format!(
+                "non-trainable weight {i} has no w{i}_after in the case file"
+            ));
         }
     }
     Ok(())
@@ -160,7 +200,9 @@ fn every_golden_layer_case_matches_keras() {
     let text = std::fs::read_to_string(&cases_path)
         .unwrap_or_else(|e| panic!("{}: {e}", cases_path.display()));
     let cases: Value = serde_json::from_str(&text).expect("cases.json is JSON");
-    let cases = cases["cases"].as_array().expect("cases.json has a 'cases' list");
+    let cases = cases["cases"]
+        .as_array()
+        .expect("cases.json has a 'cases' list");
     assert!(!cases.is_empty(), "no cases in {}", cases_path.display());
 
     let failures: Vec<String> = cases

@@ -47,9 +47,7 @@ pub fn output_length(
 ) -> Option<(usize, usize, usize)> {
     let extent = (kernel - 1) * dilation + 1;
     match padding {
-        Padding::Valid => {
-            (input >= extent).then(|| ((input - extent) / stride + 1, 0, 0))
-        }
+        Padding::Valid => (input >= extent).then(|| ((input - extent) / stride + 1, 0, 0)),
         Padding::Same => {
             let out = input.div_ceil(stride);
             let total = ((out.max(1) - 1) * stride + extent).saturating_sub(input);
@@ -132,7 +130,11 @@ impl ConvGeometry {
     }
 
     fn check(&self, x: usize, w: usize, y: usize) {
-        assert!(self.groups > 0 && self.in_c % self.groups == 0 && self.out_c % self.groups == 0);
+        assert!(
+            self.groups > 0
+                && self.in_c.is_multiple_of(self.groups)
+                && self.out_c.is_multiple_of(self.groups)
+        );
         assert_eq!(x, self.input_len(), "conv input length");
         assert_eq!(w, self.kernel_len(), "conv kernel length");
         assert_eq!(y, self.output_len(), "conv output length");
@@ -187,7 +189,9 @@ impl ConvGeometry {
             let row = &col[r * patch..(r + 1) * patch];
             self.for_each_tap(first + r, |k, at| {
                 let dst = &mut dx[at + group * cg..at + group * cg + cg];
-                dst.iter_mut().zip(&row[k..k + cg]).for_each(|(d, s)| *d += s);
+                dst.iter_mut()
+                    .zip(&row[k..k + cg])
+                    .for_each(|(d, s)| *d += s);
             });
         }
     }
@@ -217,12 +221,24 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
                 col.resize(rows * g.patch_len(), 0.0);
                 g.im2col(x, group, first, rows, &mut col);
                 let a = MatRef::row_major(&col, g.patch_len());
-                matmul(rows, og, g.patch_len(), a, kernel, out, oc, false, !parallel_tiles);
+                matmul(
+                    rows,
+                    og,
+                    g.patch_len(),
+                    a,
+                    kernel,
+                    out,
+                    oc,
+                    false,
+                    !parallel_tiles,
+                );
             }
         }
     };
     if parallel_tiles {
-        y.par_chunks_mut(rows_per_tile * oc).enumerate().for_each(run_tile);
+        y.par_chunks_mut(rows_per_tile * oc)
+            .enumerate()
+            .for_each(run_tile);
     } else {
         run_tile((0, y));
     }
@@ -242,13 +258,25 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
             for group in 0..g.groups {
                 let a = MatRef::row_major(&dy[first * oc + group * og..], oc);
                 let wt = MatRef::row_major(&w[group * og..], oc).t();
-                matmul(rows, cg, og, a, wt, &mut dx_tile[group * cg..], g.in_c, false, false);
+                matmul(
+                    rows,
+                    cg,
+                    og,
+                    a,
+                    wt,
+                    &mut dx_tile[group * cg..],
+                    g.in_c,
+                    false,
+                    false,
+                );
             }
         };
         if dx.is_empty() {
             return;
         }
-        dx.par_chunks_mut(rows_per_tile * g.in_c).enumerate().for_each(run);
+        dx.par_chunks_mut(rows_per_tile * g.in_c)
+            .enumerate()
+            .for_each(run);
         return;
     }
     dx.fill(0.0);
@@ -260,21 +288,23 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
     // Images are independent in dx, so each image is one parallel task; within an image
     // the tiles run in order because their receptive fields overlap.
     let rows_per_tile = g.tile_rows();
-    dx.par_chunks_mut(image_in).enumerate().for_each(|(n, dx_image)| {
-        let image_geometry = ConvGeometry { batch: 1, ..*g };
-        let dy_image = &dy[n * image_pixels * oc..(n + 1) * image_pixels * oc];
-        let mut col = Vec::new();
-        for first in (0..image_pixels).step_by(rows_per_tile) {
-            let rows = rows_per_tile.min(image_pixels - first);
-            col.resize(rows * patch, 0.0);
-            for group in 0..g.groups {
-                let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
-                let wt = MatRef::row_major(&w[group * og..], oc).t();
-                matmul(rows, patch, og, a, wt, &mut col, patch, false, false);
-                image_geometry.col2im_add(&col, group, first, rows, dx_image);
+    dx.par_chunks_mut(image_in)
+        .enumerate()
+        .for_each(|(n, dx_image)| {
+            let image_geometry = ConvGeometry { batch: 1, ..*g };
+            let dy_image = &dy[n * image_pixels * oc..(n + 1) * image_pixels * oc];
+            let mut col = Vec::new();
+            for first in (0..image_pixels).step_by(rows_per_tile) {
+                let rows = rows_per_tile.min(image_pixels - first);
+                col.resize(rows * patch, 0.0);
+                for group in 0..g.groups {
+                    let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
+                    let wt = MatRef::row_major(&w[group * og..], oc).t();
+                    matmul(rows, patch, og, a, wt, &mut col, patch, false, false);
+                    image_geometry.col2im_add(&col, group, first, rows, dx_image);
+                }
             }
-        }
-    });
+        });
 }
 
 /// `dw += dL/dW` from the input `x` and `dy = dL/dy`.
@@ -311,7 +341,17 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
                     g.im2col(x, group, first, rows, &mut col);
                     let colt = MatRef::row_major(&col, patch).t();
                     let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
-                    matmul(patch, og, rows, colt, b, &mut acc[group * og..], oc, true, false);
+                    matmul(
+                        patch,
+                        og,
+                        rows,
+                        colt,
+                        b,
+                        &mut acc[group * og..],
+                        oc,
+                        true,
+                        false,
+                    );
                 }
                 (acc, col)
             },

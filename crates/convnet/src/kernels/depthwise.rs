@@ -9,7 +9,10 @@ use super::conv::ConvGeometry;
 use rayon::prelude::*;
 
 fn check(g: &ConvGeometry, x: usize, w: usize, y: usize) -> usize {
-    assert!(g.groups == g.in_c && g.in_c > 0 && g.out_c % g.in_c == 0, "depthwise geometry");
+    assert!(
+        g.groups == g.in_c && g.in_c > 0 && g.out_c.is_multiple_of(g.in_c),
+        "depthwise geometry"
+    );
     assert_eq!(x, g.input_len(), "depthwise input length");
     assert_eq!(w, g.kernel_len(), "depthwise kernel length");
     assert_eq!(y, g.output_len(), "depthwise output length");
@@ -25,23 +28,30 @@ pub fn depthwise_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) 
     }
     // One task per output row: rows are independent and big enough to amortise rayon.
     let row_len = g.out_w * oc;
-    y.par_chunks_mut(row_len).enumerate().for_each(|(row, y_row)| {
-        y_row.fill(0.0);
-        for ox in 0..g.out_w {
-            let out = &mut y_row[ox * oc..(ox + 1) * oc];
-            g.for_each_tap(row * g.out_w + ox, |tap, at| {
-                let (xs, ks) = (&x[at..at + c], &w[tap * oc..(tap + 1) * oc]);
-                if dm == 1 {
-                    out.iter_mut().zip(xs.iter().zip(ks)).for_each(|(o, (a, b))| *o += a * b);
-                } else {
-                    for (ch, &a) in xs.iter().enumerate() {
-                        let (o, k) = (&mut out[ch * dm..(ch + 1) * dm], &ks[ch * dm..(ch + 1) * dm]);
-                        o.iter_mut().zip(k).for_each(|(o, b)| *o += a * b);
+    y.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(row, y_row)| {
+            y_row.fill(0.0);
+            for ox in 0..g.out_w {
+                let out = &mut y_row[ox * oc..(ox + 1) * oc];
+                g.for_each_tap(row * g.out_w + ox, |tap, at| {
+                    let (xs, ks) = (&x[at..at + c], &w[tap * oc..(tap + 1) * oc]);
+                    if dm == 1 {
+                        out.iter_mut()
+                            .zip(xs.iter().zip(ks))
+                            .for_each(|(o, (a, b))| *o += a * b);
+                    } else {
+                        for (ch, &a) in xs.iter().enumerate() {
+                            let (o, k) = (
+                                &mut out[ch * dm..(ch + 1) * dm],
+                                &ks[ch * dm..(ch + 1) * dm],
+                            );
+                            o.iter_mut().zip(k).for_each(|(o, b)| *o += a * b);
+                        }
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
 }
 
 /// `dx = dL/dx` from `dy`; `dx` is overwritten.
@@ -54,24 +64,32 @@ pub fn depthwise_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mu
     if image_in == 0 {
         return;
     }
-    dx.par_chunks_mut(image_in).enumerate().for_each(|(n, dx_image)| {
-        let image_geometry = ConvGeometry { batch: 1, ..*g };
-        for p in 0..image_pixels {
-            let grad = &dy[(n * image_pixels + p) * oc..(n * image_pixels + p + 1) * oc];
-            image_geometry.for_each_tap(p, |tap, at| {
-                let ks = &w[tap * oc..(tap + 1) * oc];
-                let d = &mut dx_image[at..at + c];
-                if dm == 1 {
-                    d.iter_mut().zip(grad.iter().zip(ks)).for_each(|(d, (a, b))| *d += a * b);
-                } else {
-                    for (ch, d) in d.iter_mut().enumerate() {
-                        let r = ch * dm..(ch + 1) * dm;
-                        *d += grad[r.clone()].iter().zip(&ks[r]).map(|(a, b)| a * b).sum::<f32>();
+    dx.par_chunks_mut(image_in)
+        .enumerate()
+        .for_each(|(n, dx_image)| {
+            let image_geometry = ConvGeometry { batch: 1, ..*g };
+            for p in 0..image_pixels {
+                let grad = &dy[(n * image_pixels + p) * oc..(n * image_pixels + p + 1) * oc];
+                image_geometry.for_each_tap(p, |tap, at| {
+                    let ks = &w[tap * oc..(tap + 1) * oc];
+                    let d = &mut dx_image[at..at + c];
+                    if dm == 1 {
+                        d.iter_mut()
+                            .zip(grad.iter().zip(ks))
+                            .for_each(|(d, (a, b))| *d += a * b);
+                    } else {
+                        for (ch, d) in d.iter_mut().enumerate() {
+                            let r = ch * dm..(ch + 1) * dm;
+                            *d += grad[r.clone()]
+                                .iter()
+                                .zip(&ks[r])
+                                .map(|(a, b)| a * b)
+                                .sum::<f32>();
+                        }
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
 }
 
 /// `dw += dL/dW` from the input `x` and `dy`.

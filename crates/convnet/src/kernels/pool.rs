@@ -70,34 +70,40 @@ pub enum PoolKind {
 /// `y = pool(x)`; `y` is overwritten.
 pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) {
     g.check(x.len(), y.len());
-    let (c, image_in, image_out) = (g.channels, g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels);
+    let (c, image_in, image_out) = (
+        g.channels,
+        g.in_h * g.in_w * g.channels,
+        g.out_h * g.out_w * g.channels,
+    );
     if image_out == 0 {
         return;
     }
-    y.par_chunks_mut(image_out).enumerate().for_each(|(n, y_image)| {
-        let x_image = &x[n * image_in..(n + 1) * image_in];
-        g.for_each_window(|out, rows, cols| {
-            let o = &mut y_image[out..out + c];
-            let cells = rows.len() * cols.len();
-            o.fill(match kind {
-                PoolKind::Max if cells > 0 => f32::NEG_INFINITY,
-                _ => 0.0,
-            });
-            for iy in rows {
-                for ix in cols.clone() {
-                    let xs = &x_image[(iy * g.in_w + ix) * c..(iy * g.in_w + ix + 1) * c];
-                    match kind {
-                        PoolKind::Max => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
-                        PoolKind::Average => o.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
+    y.par_chunks_mut(image_out)
+        .enumerate()
+        .for_each(|(n, y_image)| {
+            let x_image = &x[n * image_in..(n + 1) * image_in];
+            g.for_each_window(|out, rows, cols| {
+                let o = &mut y_image[out..out + c];
+                let cells = rows.len() * cols.len();
+                o.fill(match kind {
+                    PoolKind::Max if cells > 0 => f32::NEG_INFINITY,
+                    _ => 0.0,
+                });
+                for iy in rows {
+                    for ix in cols.clone() {
+                        let xs = &x_image[(iy * g.in_w + ix) * c..(iy * g.in_w + ix + 1) * c];
+                        match kind {
+                            PoolKind::Max => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
+                            PoolKind::Average => o.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
+                        }
                     }
                 }
-            }
-            if kind == PoolKind::Average && cells > 0 {
-                let inv = 1.0 / cells as f32;
-                o.iter_mut().for_each(|v| *v *= inv);
-            }
+                if kind == PoolKind::Average && cells > 0 {
+                    let inv = 1.0 / cells as f32;
+                    o.iter_mut().for_each(|v| *v *= inv);
+                }
+            });
         });
-    });
 }
 
 /// `dx = dL/dx` from the input `x` and `dy`; `dx` is overwritten. Max pooling sends each
@@ -105,46 +111,55 @@ pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) 
 pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     g.check(x.len(), dy.len());
     assert_eq!(dx.len(), x.len(), "pool gradient length");
-    let (c, image_in, image_out) = (g.channels, g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels);
+    let (c, image_in, image_out) = (
+        g.channels,
+        g.in_h * g.in_w * g.channels,
+        g.out_h * g.out_w * g.channels,
+    );
     dx.fill(0.0);
     if image_in == 0 {
         return;
     }
-    dx.par_chunks_mut(image_in).enumerate().for_each(|(n, dx_image)| {
-        let x_image = &x[n * image_in..(n + 1) * image_in];
-        let dy_image = &dy[n * image_out..(n + 1) * image_out];
-        let mut best = vec![(f32::NEG_INFINITY, usize::MAX); c];
-        g.for_each_window(|out, rows, cols| {
-            let grad = &dy_image[out..out + c];
-            match kind {
-                PoolKind::Average => {
-                    let inv = 1.0 / (rows.len() * cols.len()).max(1) as f32;
-                    for iy in rows {
-                        for ix in cols.clone() {
-                            let at = (iy * g.in_w + ix) * c;
-                            dx_image[at..at + c].iter_mut().zip(grad).for_each(|(d, g)| *d += g * inv);
-                        }
-                    }
-                }
-                PoolKind::Max => {
-                    best.fill((f32::NEG_INFINITY, usize::MAX));
-                    for iy in rows {
-                        for ix in cols.clone() {
-                            let at = (iy * g.in_w + ix) * c;
-                            for (ch, b) in best.iter_mut().enumerate() {
-                                if x_image[at + ch] > b.0 || b.1 == usize::MAX {
-                                    *b = (x_image[at + ch], at + ch);
-                                }
+    dx.par_chunks_mut(image_in)
+        .enumerate()
+        .for_each(|(n, dx_image)| {
+            let x_image = &x[n * image_in..(n + 1) * image_in];
+            let dy_image = &dy[n * image_out..(n + 1) * image_out];
+            let mut best = vec![(f32::NEG_INFINITY, usize::MAX); c];
+            g.for_each_window(|out, rows, cols| {
+                let grad = &dy_image[out..out + c];
+                match kind {
+                    PoolKind::Average => {
+                        let inv = 1.0 / (rows.len() * cols.len()).max(1) as f32;
+                        for iy in rows {
+                            for ix in cols.clone() {
+                                let at = (iy * g.in_w + ix) * c;
+                                dx_image[at..at + c]
+                                    .iter_mut()
+                                    .zip(grad)
+                                    .for_each(|(d, g)| *d += g * inv);
                             }
                         }
                     }
-                    for (ch, &(_, at)) in best.iter().enumerate() {
-                        if at != usize::MAX {
-                            dx_image[at] += grad[ch];
+                    PoolKind::Max => {
+                        best.fill((f32::NEG_INFINITY, usize::MAX));
+                        for iy in rows {
+                            for ix in cols.clone() {
+                                let at = (iy * g.in_w + ix) * c;
+                                for (ch, b) in best.iter_mut().enumerate() {
+                                    if x_image[at + ch] > b.0 || b.1 == usize::MAX {
+                                        *b = (x_image[at + ch], at + ch);
+                                    }
+                                }
+                            }
+                        }
+                        for (ch, &(_, at)) in best.iter().enumerate() {
+                            if at != usize::MAX {
+                                dx_image[at] += grad[ch];
+                            }
                         }
                     }
                 }
-            }
+            });
         });
-    });
 }

@@ -24,7 +24,10 @@ fn map_input(layer: &dyn Layer, inputs: &[&Tensor], f: impl Fn(f32) -> f32) -> R
 /// dy times `f'(x)`, elementwise.
 fn chain(x: &Tensor, dy: &Tensor, derivative: impl Fn(f32) -> f32) -> Tensor {
     let mut dx = dy.clone();
-    dx.data_mut().iter_mut().zip(x.data()).for_each(|(d, &x)| *d *= derivative(x));
+    dx.data_mut()
+        .iter_mut()
+        .zip(x.data())
+        .for_each(|(d, &x)| *d *= derivative(x));
     dx
 }
 
@@ -73,10 +76,18 @@ impl Layer for Activation {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let mut dx = dy.clone();
         let axis = output.shape().last().copied().unwrap_or(1);
-        self.activation.backward_inplace(inputs[0].data(), output.data(), dx.data_mut(), axis);
+        self.activation
+            .backward_inplace(inputs[0].data(), output.data(), dx.data_mut(), axis);
         Ok(vec![dx])
     }
 }
@@ -139,7 +150,8 @@ impl ReLU {
         if self.max_value.is_some_and(|m| m < 0.0) {
             return Some(format!("max_value must be ≥ 0, got {:?}", self.max_value));
         }
-        (self.negative_slope < 0.0).then(|| format!("negative_slope must be ≥ 0, got {}", self.negative_slope))
+        (self.negative_slope < 0.0)
+            .then(|| format!("negative_slope must be ≥ 0, got {}", self.negative_slope))
     }
 
     fn value(&self, x: f32) -> f32 {
@@ -180,7 +192,14 @@ impl Layer for ReLU {
         map_input(self, inputs, |x| self.value(x))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         Ok(vec![chain(inputs[0], dy, |x| self.derivative(x))])
     }
 }
@@ -237,9 +256,22 @@ impl Layer for LeakyReLU {
         map_input(self, inputs, |x| if x >= 0.0 { x } else { slope * x })
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let slope = self.negative_slope as f32;
-        Ok(vec![chain(inputs[0], dy, |x| if x >= 0.0 { 1.0 } else { slope })])
+        Ok(vec![chain(inputs[0], dy, |x| {
+            if x >= 0.0 {
+                1.0
+            } else {
+                slope
+            }
+        })])
     }
 }
 
@@ -291,14 +323,22 @@ impl PReLU {
     fn alpha_shape(&self, input: &Shape) -> Result<Vec<usize>> {
         let mut shape: Vec<Option<usize>> = input[1..].to_vec();
         for &axis in self.shared_axes.iter().flatten() {
-            let slot = usize::try_from(axis - 1).ok().filter(|&a| a < shape.len()).ok_or_else(|| {
-                self.shape_error(&format!("shared axis {axis} is out of range for input {}", super::format_shape(input)))
-            })?;
+            let slot = usize::try_from(axis - 1)
+                .ok()
+                .filter(|&a| a < shape.len())
+                .ok_or_else(|| {
+                    self.shape_error(&format!(
+                        "shared axis {axis} is out of range for input {}",
+                        super::format_shape(input)
+                    ))
+                })?;
             shape[slot] = Some(1);
         }
         shape
             .into_iter()
-            .map(|d| d.ok_or_else(|| self.shape_error("every non-shared axis must have a known size")))
+            .map(|d| {
+                d.ok_or_else(|| self.shape_error("every non-shared axis must have a known size"))
+            })
             .collect()
     }
 
@@ -322,7 +362,10 @@ impl Layer for PReLU {
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("alpha_initializer".into(), self.alpha_initializer.to_config());
+        m.insert(
+            "alpha_initializer".into(),
+            self.alpha_initializer.to_config(),
+        );
         m.insert("alpha_regularizer".into(), Value::Null);
         m.insert("alpha_constraint".into(), Value::Null);
         m.insert("shared_axes".into(), json!(self.shared_axes));
@@ -351,7 +394,8 @@ impl Layer for PReLU {
         self.base.weights.clear();
         self.output_shape(inputs)?;
         let shape = self.alpha_shape(&inputs[0])?;
-        self.base.add_weight("alpha", &shape, &self.alpha_initializer.clone(), true, rng)?;
+        self.base
+            .add_weight("alpha", &shape, &self.alpha_initializer.clone(), true, rng)?;
         Ok(())
     }
 
@@ -371,7 +415,14 @@ impl Layer for PReLU {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = inputs[0];
         let alpha = &self.weights()[0].value;
         let sample = &x.shape()[1..];
@@ -423,15 +474,25 @@ impl Softmax {
             None => Some(-1),
         }
         .ok_or_else(|| c.error("axis", "expected one integer axis"))?;
-        Ok(Softmax { base: c.base()?, axis })
+        Ok(Softmax {
+            base: c.base()?,
+            axis,
+        })
     }
 
     /// (axis length, inner) for a concrete shape.
     fn layout(&self, shape: &[usize]) -> Result<(usize, usize)> {
         let rank = shape.len() as i64;
-        let axis = if self.axis < 0 { rank + self.axis } else { self.axis };
+        let axis = if self.axis < 0 {
+            rank + self.axis
+        } else {
+            self.axis
+        };
         if axis < 0 || axis >= rank {
-            return Err(self.shape_error(&format!("axis {} is out of range for rank {rank}", self.axis)));
+            return Err(self.shape_error(&format!(
+                "axis {} is out of range for rank {rank}",
+                self.axis
+            )));
         }
         let axis = axis as usize;
         Ok((shape[axis], shape[axis + 1..].iter().product()))
@@ -451,7 +512,10 @@ impl Layer for Softmax {
         let shape = single(self, inputs)?;
         let rank = shape.len() as i64;
         if !(-rank..rank).contains(&self.axis) {
-            return Err(self.shape_error(&format!("axis {} is out of range for rank {rank}", self.axis)));
+            return Err(self.shape_error(&format!(
+                "axis {} is out of range for rank {rank}",
+                self.axis
+            )));
         }
         Ok(shape.clone())
     }
@@ -463,7 +527,14 @@ impl Layer for Softmax {
         Ok(y)
     }
 
-    fn backward_impl(&self, _: &[&Tensor], output: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        output: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let (len, inner) = self.layout(output.shape())?;
         let mut dx = dy.clone();
         activations::softmax_backward_inplace(output.data(), dx.data_mut(), len, inner);

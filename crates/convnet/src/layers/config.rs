@@ -139,12 +139,21 @@ impl<'a> ConfigReader<'a> {
     /// Two positive integers, given as one integer (used for both) or a list of two, as
     /// Keras accepts for `kernel_size`, `strides`, `pool_size`, …
     pub fn pair(&self, field: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
-        let bad = |v: &Value| self.error(field, format!("expected a positive integer or a list of two, found {v}"));
+        let bad = |v: &Value| {
+            self.error(
+                field,
+                format!("expected a positive integer or a list of two, found {v}"),
+            )
+        };
         match self.get(field) {
             None => default.ok_or_else(|| self.error(field, "missing")),
             Some(v) => {
                 let items: Vec<i64> = match v {
-                    Value::Array(items) => items.iter().map(as_int).collect::<Option<_>>().ok_or_else(|| bad(v))?,
+                    Value::Array(items) => items
+                        .iter()
+                        .map(as_int)
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| bad(v))?,
                     _ => vec![as_int(v).ok_or_else(|| bad(v))?; 2],
                 };
                 match items[..] {
@@ -157,7 +166,11 @@ impl<'a> ConfigReader<'a> {
 
     /// Amounts of the form Keras takes for ZeroPadding2D and Cropping2D: one integer,
     /// a pair (rows, columns) or a pair of pairs ((top, bottom), (left, right)); all ≥ 0.
-    pub fn two_sided_pairs(&self, field: &str, default: [[usize; 2]; 2]) -> Result<[[usize; 2]; 2]> {
+    pub fn two_sided_pairs(
+        &self,
+        field: &str,
+        default: [[usize; 2]; 2],
+    ) -> Result<[[usize; 2]; 2]> {
         let bad = |v: &Value| {
             self.error(
                 field,
@@ -171,7 +184,10 @@ impl<'a> ConfigReader<'a> {
         if let Some(n) = nonneg(v) {
             return Ok([[n, n], [n, n]]);
         }
-        let items = v.as_array().filter(|a| a.len() == 2).ok_or_else(|| bad(v))?;
+        let items = v
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .ok_or_else(|| bad(v))?;
         let side = |x: &Value| -> Option<[usize; 2]> {
             if let Some(n) = nonneg(x) {
                 return Some([n, n]);
@@ -181,7 +197,10 @@ impl<'a> ConfigReader<'a> {
                 _ => None,
             }
         };
-        Ok([side(&items[0]).ok_or_else(|| bad(v))?, side(&items[1]).ok_or_else(|| bad(v))?])
+        Ok([
+            side(&items[0]).ok_or_else(|| bad(v))?,
+            side(&items[1]).ok_or_else(|| bad(v))?,
+        ])
     }
 
     pub fn string(&self, field: &str, default: &str) -> Result<String> {
@@ -196,7 +215,10 @@ impl<'a> ConfigReader<'a> {
         match self.string(field, "valid")?.to_ascii_lowercase().as_str() {
             "valid" => Ok(Padding::Valid),
             "same" => Ok(Padding::Same),
-            other => Err(self.error(field, format!("expected 'valid' or 'same', found '{other}'"))),
+            other => Err(self.error(
+                field,
+                format!("expected 'valid' or 'same', found '{other}'"),
+            )),
         }
     }
 
@@ -246,7 +268,11 @@ impl<'a> ConfigReader<'a> {
     /// Fails on any field that no accessor read and that is not null.
     pub fn finish(&self) -> Result<()> {
         let read = self.read.borrow();
-        match self.map.iter().find(|(k, v)| !read.contains(k.as_str()) && !v.is_null()) {
+        match self
+            .map
+            .iter()
+            .find(|(k, v)| !read.contains(k.as_str()) && !v.is_null())
+        {
             None => Ok(()),
             Some((field, _)) => Err(self.error(field, format!("unknown field for {}", self.class))),
         }
@@ -255,5 +281,9 @@ impl<'a> ConfigReader<'a> {
 
 /// An integer, also when JSON wrote it as a float with no fraction (`3.0`).
 fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64))
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
 }

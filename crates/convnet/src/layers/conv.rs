@@ -40,15 +40,24 @@ impl Window {
                 return Err(layer.shape_error(&format!("{what} must be positive, got ({a}, {b})")));
             }
         }
-        if (self.strides.0 > 1 || self.strides.1 > 1) && (self.dilation.0 > 1 || self.dilation.1 > 1) {
-            return Err(layer.shape_error("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)"));
+        if (self.strides.0 > 1 || self.strides.1 > 1)
+            && (self.dilation.0 > 1 || self.dilation.1 > 1)
+        {
+            return Err(layer.shape_error(
+                "strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)",
+            ));
         }
         Ok(())
     }
 
     /// The output length along one spatial axis (0 rows, 1 columns) and its padding,
     /// with the formula in the error when a `valid` window does not fit.
-    pub(super) fn axis(&self, layer: &dyn Layer, axis: usize, input: usize) -> Result<(usize, usize)> {
+    pub(super) fn axis(
+        &self,
+        layer: &dyn Layer,
+        axis: usize,
+        input: usize,
+    ) -> Result<(usize, usize)> {
         let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
         let (k, s, d) = (pick(self.size), pick(self.strides), pick(self.dilation));
         output_length(input, k, s, d, self.padding)
@@ -66,13 +75,27 @@ impl Window {
     }
 
     /// The spatial output shape for an NHWC input shape (sizes may be unknown).
-    pub(super) fn output_hw(&self, layer: &dyn Layer, h: Option<usize>, w: Option<usize>) -> Result<(Option<usize>, Option<usize>)> {
-        let out = |axis, d: Option<usize>| d.map(|d| self.axis(layer, axis, d).map(|o| o.0)).transpose();
+    pub(super) fn output_hw(
+        &self,
+        layer: &dyn Layer,
+        h: Option<usize>,
+        w: Option<usize>,
+    ) -> Result<(Option<usize>, Option<usize>)> {
+        let out = |axis, d: Option<usize>| {
+            d.map(|d| self.axis(layer, axis, d).map(|o| o.0))
+                .transpose()
+        };
         Ok((out(0, h)?, out(1, w)?))
     }
 
     /// The kernel geometry for a concrete NHWC input.
-    pub(super) fn geometry(&self, layer: &dyn Layer, input: &[usize], out_c: usize, groups: usize) -> Result<ConvGeometry> {
+    pub(super) fn geometry(
+        &self,
+        layer: &dyn Layer,
+        input: &[usize],
+        out_c: usize,
+        groups: usize,
+    ) -> Result<ConvGeometry> {
         let (out_h, pad_top) = self.axis(layer, 0, input[1])?;
         let (out_w, pad_left) = self.axis(layer, 1, input[2])?;
         Ok(ConvGeometry {
@@ -95,7 +118,11 @@ impl Window {
         })
     }
 
-    pub(super) fn from_config(c: &ConfigReader, size_field: &str, default_size: Option<(usize, usize)>) -> Result<Self> {
+    pub(super) fn from_config(
+        c: &ConfigReader,
+        size_field: &str,
+        default_size: Option<(usize, usize)>,
+    ) -> Result<Self> {
         let size = c.pair(size_field, default_size)?;
         Ok(Window {
             size,
@@ -109,7 +136,10 @@ impl Window {
         map.insert("strides".into(), json!([self.strides.0, self.strides.1]));
         map.insert("padding".into(), json!(self.padding.keras_name()));
         map.insert("data_format".into(), json!("channels_last"));
-        map.insert("dilation_rate".into(), json!([self.dilation.0, self.dilation.1]));
+        map.insert(
+            "dilation_rate".into(),
+            json!([self.dilation.0, self.dilation.1]),
+        );
     }
 }
 
@@ -117,8 +147,10 @@ impl Window {
 pub(super) fn nhwc(layer: &dyn Layer, shape: &Shape) -> Result<[Option<usize>; 4]> {
     match shape[..] {
         [n, h, w, c] => {
-            if [h, w, c].iter().any(|d| *d == Some(0)) {
-                return Err(layer.shape_error(&format!("input shape {shape:?} has a zero dimension")));
+            if [h, w, c].contains(&Some(0)) {
+                return Err(
+                    layer.shape_error(&format!("input shape {shape:?} has a zero dimension"))
+                );
             }
             Ok([n, h, w, c])
         }
@@ -130,7 +162,11 @@ pub(super) fn nhwc(layer: &dyn Layer, shape: &Shape) -> Result<[Option<usize>; 4
 }
 
 /// The channel count an input must have once the layer's kernel exists.
-pub(super) fn check_channels(layer: &dyn Layer, got: Option<usize>, expected: Option<usize>) -> Result<usize> {
+pub(super) fn check_channels(
+    layer: &dyn Layer,
+    got: Option<usize>,
+    expected: Option<usize>,
+) -> Result<usize> {
     match (got, expected) {
         (None, _) => Err(layer.shape_error("the number of input channels must be known")),
         (Some(g), Some(e)) if g != e => Err(layer.shape_error(&format!(
@@ -160,13 +196,23 @@ pub(super) fn activate(act: ActivationFn, mut z: Tensor, keep: bool) -> (Tensor,
     if act == ActivationFn::Linear {
         return (z, Saved::none());
     }
-    let saved = if keep { Saved::new(z.clone()) } else { Saved::none() };
+    let saved = if keep {
+        Saved::new(z.clone())
+    } else {
+        Saved::none()
+    };
     act.apply_inplace(&mut z);
     (z, saved)
 }
 
 /// dL/dz from dL/dy through the activation: `z` is the saved pre-activation.
-pub(super) fn activation_grad(layer: &dyn Layer, act: ActivationFn, saved: &Saved, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+pub(super) fn activation_grad(
+    layer: &dyn Layer,
+    act: ActivationFn,
+    saved: &Saved,
+    y: &Tensor,
+    dy: &Tensor,
+) -> Result<Tensor> {
     let mut dz = dy.clone();
     if act != ActivationFn::Linear {
         let z: &Tensor = saved.get(layer)?;
@@ -260,7 +306,13 @@ impl Conv2D {
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"] {
+        for field in [
+            "kernel_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "kernel_constraint",
+            "bias_constraint",
+        ] {
             c.unsupported_unless_null(field)?;
         }
         Ok(Conv2D {
@@ -270,7 +322,8 @@ impl Conv2D {
             groups: c.positive("groups", Some(1))?,
             activation: c.activation("activation")?,
             use_bias: c.bool("use_bias", true)?,
-            kernel_initializer: c.initializer("kernel_initializer", Initializer::glorot_uniform())?,
+            kernel_initializer: c
+                .initializer("kernel_initializer", Initializer::glorot_uniform())?,
             bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
         })
     }
@@ -278,7 +331,9 @@ impl Conv2D {
     fn compute(&self, x: &Tensor) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
-        let g = self.window.geometry(self, x.shape(), self.filters, self.groups)?;
+        let g = self
+            .window
+            .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::zeros(out_shape);
         conv::conv2d_forward(&g, x.data(), self.weights()[0].value.data(), y.data_mut());
         if self.use_bias {
@@ -304,14 +359,26 @@ impl Layer for Conv2D {
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("filters".into(), json!(self.filters));
-        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert(
+            "kernel_size".into(),
+            json!([self.window.size.0, self.window.size.1]),
+        );
         self.window.write_config(&mut m);
         m.insert("groups".into(), json!(self.groups));
         m.insert("activation".into(), json!(self.activation.name()));
         m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert("kernel_initializer".into(), self.kernel_initializer.to_config());
+        m.insert(
+            "kernel_initializer".into(),
+            self.kernel_initializer.to_config(),
+        );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"] {
+        for field in [
+            "kernel_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "kernel_constraint",
+            "bias_constraint",
+        ] {
             m.insert(field.into(), Value::Null);
         }
         m
@@ -324,9 +391,12 @@ impl Layer for Conv2D {
         if self.filters == 0 || self.groups == 0 {
             return Err(self.shape_error("filters and groups must be positive"));
         }
-        let built = self.weights().first().map(|k| k.value.shape()[2] * self.groups);
+        let built = self
+            .weights()
+            .first()
+            .map(|k| k.value.shape()[2] * self.groups);
         let c = check_channels(self, c, built)?;
-        if c % self.groups != 0 || self.filters % self.groups != 0 {
+        if c % self.groups != 0 || !self.filters.is_multiple_of(self.groups) {
             return Err(self.shape_error(&format!(
                 "groups = {} must divide both the input channels ({c}) and filters ({})",
                 self.groups, self.filters
@@ -342,9 +412,21 @@ impl Layer for Conv2D {
         let (kh, kw) = self.window.size;
         let shape = [kh, kw, c / self.groups, self.filters];
         self.base.weights.clear();
-        self.base.add_weight("kernel", &shape, &self.kernel_initializer.clone(), true, rng)?;
+        self.base.add_weight(
+            "kernel",
+            &shape,
+            &self.kernel_initializer.clone(),
+            true,
+            rng,
+        )?;
         if self.use_bias {
-            self.base.add_weight("bias", &[self.filters], &self.bias_initializer.clone(), true, rng)?;
+            self.base.add_weight(
+                "bias",
+                &[self.filters],
+                &self.bias_initializer.clone(),
+                true,
+                rng,
+            )?;
         }
         Ok(())
     }
@@ -356,13 +438,26 @@ impl Layer for Conv2D {
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+        Ok(activate(
+            self.activation,
+            self.compute(single(self, inputs)?)?,
+            true,
+        ))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        let g = self.window.geometry(self, x.shape(), self.filters, self.groups)?;
+        let g = self
+            .window
+            .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut dx = x.zeros_like();
         conv::conv2d_backward_input(&g, dz.data(), self.weights()[0].value.data(), dx.data_mut());
         conv::conv2d_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
@@ -376,7 +471,8 @@ impl Layer for Conv2D {
 /// Errors for a layer that was never built but is asked to run.
 pub(super) fn require_built(layer: &dyn Layer) -> Result<()> {
     if layer.weights().is_empty() {
-        Err(layer.shape_error("has no weights yet: build it (or load its weights) before calling it"))
+        Err(layer
+            .shape_error("has no weights yet: build it (or load its weights) before calling it"))
     } else {
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! Keras applies it (a (batch, h, w, c) input gives (batch, h, w, units)).
 
 use super::config::ConfigReader;
-use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, require_built};
+use super::conv::{
+    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, require_built,
+};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -21,7 +23,13 @@ pub struct Dense {
     pub bias_initializer: Initializer,
 }
 
-const UNSUPPORTED: [&str; 5] = ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"];
+const UNSUPPORTED: [&str; 5] = [
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+];
 
 impl Dense {
     pub fn new(units: usize) -> Self {
@@ -66,7 +74,8 @@ impl Dense {
             units: c.positive("units", None)?,
             activation: c.activation("activation")?,
             use_bias: c.bool("use_bias", true)?,
-            kernel_initializer: c.initializer("kernel_initializer", Initializer::glorot_uniform())?,
+            kernel_initializer: c
+                .initializer("kernel_initializer", Initializer::glorot_uniform())?,
             bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
         })
     }
@@ -78,7 +87,17 @@ impl Dense {
         let rows = x.len() / k;
         let mut y = Tensor::zeros(out_shape);
         let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
-        matmul(rows, self.units, k, MatRef::row_major(x.data(), k), kernel, y.data_mut(), self.units, false, true);
+        matmul(
+            rows,
+            self.units,
+            k,
+            MatRef::row_major(x.data(), k),
+            kernel,
+            y.data_mut(),
+            self.units,
+            false,
+            true,
+        );
         if self.use_bias {
             add_bias(y.data_mut(), self.weights()[1].value.data());
         }
@@ -104,9 +123,18 @@ impl Layer for Dense {
         m.insert("units".into(), json!(self.units));
         m.insert("activation".into(), json!(self.activation.name()));
         m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert("kernel_initializer".into(), self.kernel_initializer.to_config());
+        m.insert(
+            "kernel_initializer".into(),
+            self.kernel_initializer.to_config(),
+        );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in ["kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint", "quantization_config"] {
+        for field in [
+            "kernel_regularizer",
+            "bias_regularizer",
+            "kernel_constraint",
+            "bias_constraint",
+            "quantization_config",
+        ] {
             m.insert(field.into(), Value::Null);
         }
         m
@@ -125,7 +153,9 @@ impl Layer for Dense {
             return Err(self.shape_error("units must be positive"));
         }
         let built = self.weights().first().map(|k| k.value.shape()[0]);
-        check_channels(self, *shape.last().expect("rank ≥ 2"), built)?;
+        if check_channels(self, *shape.last().expect("rank ≥ 2"), built)? == 0 {
+            return Err(self.shape_error("the input's last axis is empty"));
+        }
         let mut out = shape.clone();
         *out.last_mut().expect("rank ≥ 2") = Some(self.units);
         Ok(out)
@@ -133,11 +163,27 @@ impl Layer for Dense {
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
-        let features = inputs[0].last().copied().flatten().expect("checked by output_shape");
+        let features = inputs[0]
+            .last()
+            .copied()
+            .flatten()
+            .expect("checked by output_shape");
         self.base.weights.clear();
-        self.base.add_weight("kernel", &[features, self.units], &self.kernel_initializer.clone(), true, rng)?;
+        self.base.add_weight(
+            "kernel",
+            &[features, self.units],
+            &self.kernel_initializer.clone(),
+            true,
+            rng,
+        )?;
         if self.use_bias {
-            self.base.add_weight("bias", &[self.units], &self.bias_initializer.clone(), true, rng)?;
+            self.base.add_weight(
+                "bias",
+                &[self.units],
+                &self.bias_initializer.clone(),
+                true,
+                rng,
+            )?;
         }
         Ok(())
     }
@@ -149,10 +195,21 @@ impl Layer for Dense {
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+        Ok(activate(
+            self.activation,
+            self.compute(single(self, inputs)?)?,
+            true,
+        ))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         let k = *x.shape().last().expect("rank checked");
@@ -160,8 +217,28 @@ impl Layer for Dense {
         let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
         let mut dx = x.zeros_like();
         // dx = dz · Kᵀ ; dK += xᵀ · dz
-        matmul(rows, k, self.units, MatRef::row_major(dz.data(), self.units), kernel.t(), dx.data_mut(), k, false, true);
-        matmul(k, self.units, rows, MatRef::row_major(x.data(), k).t(), MatRef::row_major(dz.data(), self.units), dweights[0].data_mut(), self.units, true, true);
+        matmul(
+            rows,
+            k,
+            self.units,
+            MatRef::row_major(dz.data(), self.units),
+            kernel.t(),
+            dx.data_mut(),
+            k,
+            false,
+            true,
+        );
+        matmul(
+            k,
+            self.units,
+            rows,
+            MatRef::row_major(x.data(), k).t(),
+            MatRef::row_major(dz.data(), self.units),
+            dweights[0].data_mut(),
+            self.units,
+            true,
+            true,
+        );
         if self.use_bias {
             bias_grad(dz.data(), dweights[1].data_mut());
         }

@@ -3,7 +3,10 @@
 //! channels `channels · depth_multiplier`.
 
 use super::config::ConfigReader;
-use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::conv::{
+    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
+    require_built, Window,
+};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -74,7 +77,13 @@ impl DepthwiseConv2D {
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in ["depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint", "bias_constraint"] {
+        for field in [
+            "depthwise_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "depthwise_constraint",
+            "bias_constraint",
+        ] {
             c.unsupported_unless_null(field)?;
         }
         Ok(DepthwiseConv2D {
@@ -83,21 +92,28 @@ impl DepthwiseConv2D {
             window: Window::from_config(c, "kernel_size", None)?,
             activation: c.activation("activation")?,
             use_bias: c.bool("use_bias", true)?,
-            depthwise_initializer: c.initializer("depthwise_initializer", Initializer::glorot_uniform())?,
+            depthwise_initializer: c
+                .initializer("depthwise_initializer", Initializer::glorot_uniform())?,
             bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
         })
     }
 
     fn geometry(&self, x: &Tensor) -> Result<ConvGeometry> {
         let c = x.shape()[3];
-        self.window.geometry(self, x.shape(), c * self.depth_multiplier, c)
+        self.window
+            .geometry(self, x.shape(), c * self.depth_multiplier, c)
     }
 
     fn compute(&self, x: &Tensor) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let mut y = Tensor::zeros(out_shape);
-        depthwise::depthwise_forward(&self.geometry(x)?, x.data(), self.weights()[0].value.data(), y.data_mut());
+        depthwise::depthwise_forward(
+            &self.geometry(x)?,
+            x.data(),
+            self.weights()[0].value.data(),
+            y.data_mut(),
+        );
         if self.use_bias {
             add_bias(y.data_mut(), self.weights()[1].value.data());
         }
@@ -121,13 +137,25 @@ impl Layer for DepthwiseConv2D {
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
-        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert(
+            "kernel_size".into(),
+            json!([self.window.size.0, self.window.size.1]),
+        );
         self.window.write_config(&mut m);
         m.insert("activation".into(), json!(self.activation.name()));
         m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert("depthwise_initializer".into(), self.depthwise_initializer.to_config());
+        m.insert(
+            "depthwise_initializer".into(),
+            self.depthwise_initializer.to_config(),
+        );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in ["depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint", "bias_constraint"] {
+        for field in [
+            "depthwise_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "depthwise_constraint",
+            "bias_constraint",
+        ] {
             m.insert(field.into(), Value::Null);
         }
         m
@@ -150,9 +178,21 @@ impl Layer for DepthwiseConv2D {
         let c = inputs[0][3].expect("checked by output_shape");
         let (kh, kw) = self.window.size;
         self.base.weights.clear();
-        self.base.add_weight("kernel", &[kh, kw, c, self.depth_multiplier], &self.depthwise_initializer.clone(), true, rng)?;
+        self.base.add_weight(
+            "kernel",
+            &[kh, kw, c, self.depth_multiplier],
+            &self.depthwise_initializer.clone(),
+            true,
+            rng,
+        )?;
         if self.use_bias {
-            self.base.add_weight("bias", &[c * self.depth_multiplier], &self.bias_initializer.clone(), true, rng)?;
+            self.base.add_weight(
+                "bias",
+                &[c * self.depth_multiplier],
+                &self.bias_initializer.clone(),
+                true,
+                rng,
+            )?;
         }
         Ok(())
     }
@@ -164,15 +204,31 @@ impl Layer for DepthwiseConv2D {
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+        Ok(activate(
+            self.activation,
+            self.compute(single(self, inputs)?)?,
+            true,
+        ))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         let g = self.geometry(x)?;
         let mut dx = x.zeros_like();
-        depthwise::depthwise_backward_input(&g, dz.data(), self.weights()[0].value.data(), dx.data_mut());
+        depthwise::depthwise_backward_input(
+            &g,
+            dz.data(),
+            self.weights()[0].value.data(),
+            dx.data_mut(),
+        );
         depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
         if self.use_bias {
             bias_grad(dz.data(), dweights[1].data_mut());

@@ -52,9 +52,16 @@ impl Dropout {
                     .iter()
                     .map(|v| match v {
                         Value::Null => Ok(None),
-                        v => v.as_u64().filter(|&d| d > 0).map(|d| Some(d as usize)).ok_or_else(|| {
-                            c.error("noise_shape", format!("expected positive sizes or null, found {v}"))
-                        }),
+                        v => v
+                            .as_u64()
+                            .filter(|&d| d > 0)
+                            .map(|d| Some(d as usize))
+                            .ok_or_else(|| {
+                                c.error(
+                                    "noise_shape",
+                                    format!("expected positive sizes or null, found {v}"),
+                                )
+                            }),
                     })
                     .collect::<Result<Vec<_>>>()?,
             ),
@@ -62,13 +69,20 @@ impl Dropout {
         };
         let seed = match c.get("seed") {
             None => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| c.error("seed", format!("expected a non-negative integer, found {v}")))?),
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                c.error(
+                    "seed",
+                    format!("expected a non-negative integer, found {v}"),
+                )
+            })?),
         };
         Ok(Dropout {
             base: c.base()?,
             rate: match c.opt_f64("rate")? {
                 Some(rate) if (0.0..=1.0).contains(&rate) => rate,
-                Some(rate) => return Err(c.error("rate", format!("must be between 0 and 1, found {rate}"))),
+                Some(rate) => {
+                    return Err(c.error("rate", format!("must be between 0 and 1, found {rate}")))
+                }
                 None => return Err(c.error("rate", "missing")),
             },
             seed,
@@ -84,7 +98,10 @@ impl Dropout {
             return Ok(input.to_vec());
         };
         if noise.len() != input.len() {
-            return Err(self.shape_error(&format!("noise_shape {noise:?} does not have the input's rank {}", input.len())));
+            return Err(self.shape_error(&format!(
+                "noise_shape {noise:?} does not have the input's rank {}",
+                input.len()
+            )));
         }
         noise
             .iter()
@@ -92,7 +109,9 @@ impl Dropout {
             .map(|(n, &d)| match n {
                 None => Ok(d),
                 Some(n) if *n == d || *n == 1 => Ok(*n),
-                Some(n) => Err(self.shape_error(&format!("noise_shape size {n} cannot broadcast to input size {d}"))),
+                Some(n) => Err(self.shape_error(&format!(
+                    "noise_shape size {n} cannot broadcast to input size {d}"
+                ))),
             })
             .collect()
     }
@@ -121,7 +140,9 @@ impl Layer for Dropout {
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         if !(0.0..=1.0).contains(&self.rate) {
-            return Err(self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate)));
+            return Err(
+                self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate))
+            );
         }
         Ok(single(self, inputs)?.clone())
     }
@@ -150,18 +171,37 @@ impl Layer for Dropout {
         let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
         let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
         let small: Vec<f32> = (0..mask_shape.iter().product::<usize>())
-            .map(|_| if rng.random::<f64>() < keep { scale } else { 0.0 })
+            .map(|_| {
+                if rng.random::<f64>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let mask = broadcast(&small, &mask_shape, x.shape());
         let mut y = x.clone();
-        y.data_mut().iter_mut().zip(mask.data()).for_each(|(v, m)| *v *= m);
+        y.data_mut()
+            .iter_mut()
+            .zip(mask.data())
+            .for_each(|(v, m)| *v *= m);
         Ok((y, Saved::new(mask)))
     }
 
-    fn backward_impl(&self, _: &[&Tensor], _: &Tensor, saved: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        _: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let mut dx = dy.clone();
         if let Ok(mask) = saved.get::<Tensor>(self) {
-            dx.data_mut().iter_mut().zip(mask.data()).for_each(|(d, m)| *d *= m);
+            dx.data_mut()
+                .iter_mut()
+                .zip(mask.data())
+                .for_each(|(d, m)| *d *= m);
         }
         Ok(vec![dx])
     }

@@ -50,7 +50,11 @@ impl Concatenate {
     }
 
     fn axis_index(&self, rank: usize) -> Result<usize> {
-        let axis = if self.axis < 0 { rank as i64 + self.axis } else { self.axis };
+        let axis = if self.axis < 0 {
+            rank as i64 + self.axis
+        } else {
+            self.axis
+        };
         if axis <= 0 || axis >= rank as i64 {
             return Err(self.shape_error(&format!(
                 "axis {} is out of range for inputs of rank {rank} (the batch axis cannot be joined)",
@@ -65,7 +69,10 @@ impl Concatenate {
     fn blocks(&self, shapes: &[&[usize]]) -> Result<(usize, Vec<usize>)> {
         let axis = self.axis_index(shapes[0].len())?;
         let outer = shapes[0][..axis].iter().product();
-        Ok((outer, shapes.iter().map(|s| s[axis..].iter().product()).collect()))
+        Ok((
+            outer,
+            shapes.iter().map(|s| s[axis..].iter().product()).collect(),
+        ))
     }
 }
 
@@ -85,12 +92,18 @@ impl Layer for Concatenate {
         let mut out = inputs[0].clone();
         for shape in &inputs[1..] {
             let compatible = shape.len() == rank
-                && (0..rank).all(|a| a == axis || shape[a].is_none() || out[a].is_none() || shape[a] == out[a]);
+                && (0..rank).all(|a| {
+                    a == axis || shape[a].is_none() || out[a].is_none() || shape[a] == out[a]
+                });
             if !compatible {
                 return Err(self.shape_error(&format!(
                     "inputs must match on every axis but axis {}: got {}",
                     self.axis,
-                    inputs.iter().map(format_shape).collect::<Vec<_>>().join(", ")
+                    inputs
+                        .iter()
+                        .map(format_shape)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             out[axis] = out[axis].zip(shape[axis]).map(|(a, b)| a + b);
@@ -119,7 +132,14 @@ impl Layer for Concatenate {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let (outer, blocks) = self.blocks(&shapes)?;
         let row: usize = blocks.iter().sum();
@@ -184,7 +204,10 @@ impl Merge {
     }
 
     pub(super) fn from_config(c: &ConfigReader, op: MergeOp) -> Result<Self> {
-        Ok(Merge { base: c.base()?, op })
+        Ok(Merge {
+            base: c.base()?,
+            op,
+        })
     }
 }
 
@@ -214,11 +237,18 @@ impl Layer for Merge {
         let mut out = inputs[0].clone();
         for shape in &inputs[1..] {
             let compatible = shape.len() == out.len()
-                && shape.iter().zip(&out).all(|(a, b)| a.is_none() || b.is_none() || a == b);
+                && shape
+                    .iter()
+                    .zip(&out)
+                    .all(|(a, b)| a.is_none() || b.is_none() || a == b);
             if !compatible {
                 return Err(self.shape_error(&format!(
                     "inputs must all have the same shape, got {}",
-                    inputs.iter().map(format_shape).collect::<Vec<_>>().join(", ")
+                    inputs
+                        .iter()
+                        .map(format_shape)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             out.iter_mut().zip(shape).for_each(|(o, s)| *o = o.or(*s));
@@ -243,7 +273,14 @@ impl Layer for Merge {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         Ok(match self.op {
             MergeOp::Add => vec![dy.clone(); inputs.len()],
             MergeOp::Average => {
@@ -257,7 +294,10 @@ impl Layer for Merge {
                 .map(|i| {
                     let mut g = dy.clone();
                     for (_, x) in inputs.iter().enumerate().filter(|(j, _)| *j != i) {
-                        g.data_mut().iter_mut().zip(x.data()).for_each(|(a, b)| *a *= b);
+                        g.data_mut()
+                            .iter_mut()
+                            .zip(x.data())
+                            .for_each(|(a, b)| *a *= b);
                     }
                     g
                 })

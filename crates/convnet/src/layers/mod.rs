@@ -22,6 +22,7 @@ mod reshape;
 mod separable;
 mod transpose;
 
+pub use crate::kernels::pool::PoolKind;
 pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
 pub use config::ConfigReader;
 pub use conv::Conv2D;
@@ -30,8 +31,10 @@ pub use depthwise::DepthwiseConv2D;
 pub use dropout::Dropout;
 pub use merge::{Add, Average, Concatenate, Merge, MergeOp, Multiply};
 pub use normalization::BatchNormalization;
-pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D};
-pub use crate::kernels::pool::PoolKind;
+pub use pooling::{
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D,
+    Pooling2D,
+};
 pub use rescaling::Rescaling;
 pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D};
 pub use separable::SeparableConv2D;
@@ -86,6 +89,10 @@ impl Saved {
     }
 }
 
+/// The most values one weight may hold (8 GiB of f32): a config asking for more is
+/// refused before anything is allocated.
+pub const MAX_WEIGHT_LEN: usize = 1 << 31;
+
 /// The fields every Keras layer has, and its weights.
 #[derive(Clone, Debug)]
 pub struct LayerBase {
@@ -134,6 +141,13 @@ impl LayerBase {
         trainable: bool,
         rng: &mut Rng,
     ) -> Result<()> {
+        if crate::tensor::checked_len(shape).is_none_or(|n| n > MAX_WEIGHT_LEN) {
+            return Err(Error::Shape {
+                layer: self.name.clone(),
+                class: "weight".into(),
+                message: format!("weight '{name}' of shape {shape:?} is larger than convnet allows ({MAX_WEIGHT_LEN} values)"),
+            });
+        }
         let value = init.sample(shape, rng)?;
         self.weights.push(Weight {
             name: name.to_string(),
@@ -206,13 +220,21 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         }
         let weights = self.weights();
         let buffers_fit = dweights.len() == weights.len()
-            && weights.iter().zip(dweights.iter()).all(|(w, d)| w.value.shape() == d.shape());
+            && weights
+                .iter()
+                .zip(dweights.iter())
+                .all(|(w, d)| w.value.shape() == d.shape());
         if !buffers_fit {
             return Err(self.shape_error("weight gradient buffers do not match the weights"));
         }
         let shapes: Vec<Shape> = inputs.iter().map(|t| shape_of(t)).collect();
         let expected = self.output_shape(&shapes)?;
-        if expected.iter().zip(output.shape()).any(|(e, &o)| *e != Some(o)) || expected.len() != output.rank() {
+        if expected
+            .iter()
+            .zip(output.shape())
+            .any(|(e, &o)| *e != Some(o))
+            || expected.len() != output.rank()
+        {
             return Err(self.shape_error(&format!(
                 "the inputs give an output of shape {}, not the {:?} passed to backward",
                 format_shape(&expected),
@@ -293,13 +315,19 @@ pub fn layer_to_keras(layer: &dyn Layer) -> Value {
 /// An unknown class, or a missing or invalid field, is an error naming the layer.
 pub fn layer_from_keras(object: &Value) -> Result<Box<dyn Layer>> {
     let config = object.get("config").unwrap_or(&Value::Null);
-    let name = config.get("name").and_then(Value::as_str).unwrap_or("<unnamed>");
-    let class = object.get("class_name").and_then(Value::as_str).ok_or_else(|| Error::Config {
-        layer: name.to_string(),
-        class: "?".into(),
-        field: "class_name".into(),
-        message: "missing: every layer object names its class".into(),
-    })?;
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    let class = object
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Config {
+            layer: name.to_string(),
+            class: "?".into(),
+            field: "class_name".into(),
+            message: "missing: every layer object names its class".into(),
+        })?;
     layer_from_config(class, config)
 }
 
@@ -422,7 +450,11 @@ pub fn format_shape(shape: &Shape) -> String {
 
 /// Zero gradient buffers for every weight of a layer.
 pub fn zero_grads(layer: &dyn Layer) -> Vec<Tensor> {
-    layer.weights().iter().map(|w| w.value.zeros_like()).collect()
+    layer
+        .weights()
+        .iter()
+        .map(|w| w.value.zeros_like())
+        .collect()
 }
 
 /// Default layer names, as Keras derives them from the class name (`Conv2D` → `conv2d`,

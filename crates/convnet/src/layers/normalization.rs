@@ -90,11 +90,20 @@ impl BatchNormalization {
     }
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        for field in ["beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint", "renorm_clipping"] {
+        for field in [
+            "beta_regularizer",
+            "gamma_regularizer",
+            "beta_constraint",
+            "gamma_constraint",
+            "renorm_clipping",
+        ] {
             c.unsupported_unless_null(field)?;
         }
         if c.bool("renorm", false)? {
-            return Err(c.error("renorm", "batch renormalization is not supported by convnet"));
+            return Err(c.error(
+                "renorm",
+                "batch renormalization is not supported by convnet",
+            ));
         }
         let axis = match c.get("axis") {
             Some(serde_json::Value::Array(items)) if items.len() == 1 => items[0].as_i64(),
@@ -111,8 +120,10 @@ impl BatchNormalization {
             scale: c.bool("scale", true)?,
             beta_initializer: c.initializer("beta_initializer", Initializer::zeros())?,
             gamma_initializer: c.initializer("gamma_initializer", Initializer::ones())?,
-            moving_mean_initializer: c.initializer("moving_mean_initializer", Initializer::zeros())?,
-            moving_variance_initializer: c.initializer("moving_variance_initializer", Initializer::ones())?,
+            moving_mean_initializer: c
+                .initializer("moving_mean_initializer", Initializer::zeros())?,
+            moving_variance_initializer: c
+                .initializer("moving_variance_initializer", Initializer::ones())?,
             synchronized: c.bool("synchronized", false)?,
             renorm_momentum: c.f64("renorm_momentum", 0.99)?,
         })
@@ -120,9 +131,16 @@ impl BatchNormalization {
 
     /// The axis as an index into a shape of `rank` dimensions (never the batch axis).
     fn axis_index(&self, rank: usize) -> Result<usize> {
-        let axis = if self.axis < 0 { rank as i64 + self.axis } else { self.axis };
+        let axis = if self.axis < 0 {
+            rank as i64 + self.axis
+        } else {
+            self.axis
+        };
         if axis <= 0 || axis >= rank as i64 {
-            return Err(self.shape_error(&format!("axis {} is out of range for an input of rank {rank}", self.axis)));
+            return Err(self.shape_error(&format!(
+                "axis {} is out of range for an input of rank {rank}",
+                self.axis
+            )));
         }
         Ok(axis as usize)
     }
@@ -142,14 +160,26 @@ impl BatchNormalization {
     }
 
     fn per_channel(&self, slot: Option<usize>, channels: usize, default: f32) -> Vec<f32> {
-        slot.map_or_else(|| vec![default; channels], |i| self.weights()[i].value.data().to_vec())
+        slot.map_or_else(
+            || vec![default; channels],
+            |i| self.weights()[i].value.data().to_vec(),
+        )
     }
 
     /// `y = γ · (x − mean) · inv_std + β`; also returns x̂ when asked.
-    fn normalize(&self, x: &Tensor, mean: &[f32], inv_std: &[f32], keep_x_hat: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn normalize(
+        &self,
+        x: &Tensor,
+        mean: &[f32],
+        inv_std: &[f32],
+        keep_x_hat: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (channels, inner) = self.layout(x.shape())?;
         let (g, b, _, _) = self.slots();
-        let (gamma, beta) = (self.per_channel(g, channels, 1.0), self.per_channel(b, channels, 0.0));
+        let (gamma, beta) = (
+            self.per_channel(g, channels, 1.0),
+            self.per_channel(b, channels, 0.0),
+        );
         let mut y = x.clone();
         let mut x_hat = keep_x_hat.then(|| x.clone());
         for (i, v) in y.data_mut().iter_mut().enumerate() {
@@ -166,7 +196,12 @@ impl BatchNormalization {
     fn moving_inv_std(&self) -> (Vec<f32>, Vec<f32>) {
         let (_, _, m, v) = self.slots();
         let mean = self.weights()[m].value.data().to_vec();
-        let inv_std = self.weights()[v].value.data().iter().map(|&var| 1.0 / (var + self.epsilon as f32).sqrt()).collect();
+        let inv_std = self.weights()[v]
+            .value
+            .data()
+            .iter()
+            .map(|&var| 1.0 / (var + self.epsilon as f32).sqrt())
+            .collect();
         (mean, inv_std)
     }
 }
@@ -192,10 +227,24 @@ impl Layer for BatchNormalization {
         m.insert("center".into(), json!(self.center));
         m.insert("scale".into(), json!(self.scale));
         m.insert("beta_initializer".into(), self.beta_initializer.to_config());
-        m.insert("gamma_initializer".into(), self.gamma_initializer.to_config());
-        m.insert("moving_mean_initializer".into(), self.moving_mean_initializer.to_config());
-        m.insert("moving_variance_initializer".into(), self.moving_variance_initializer.to_config());
-        for field in ["beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"] {
+        m.insert(
+            "gamma_initializer".into(),
+            self.gamma_initializer.to_config(),
+        );
+        m.insert(
+            "moving_mean_initializer".into(),
+            self.moving_mean_initializer.to_config(),
+        );
+        m.insert(
+            "moving_variance_initializer".into(),
+            self.moving_variance_initializer.to_config(),
+        );
+        for field in [
+            "beta_regularizer",
+            "gamma_regularizer",
+            "beta_constraint",
+            "gamma_constraint",
+        ] {
             m.insert(field.into(), Value::Null);
         }
         m.insert("synchronized".into(), json!(self.synchronized));
@@ -208,11 +257,13 @@ impl Layer for BatchNormalization {
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
         let axis = self.axis_index(shape.len())?;
-        if !(self.epsilon > 0.0) {
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
             return Err(self.shape_error("epsilon must be positive"));
         }
         match (shape[axis], self.weights().last()) {
-            (None, _) => Err(self.shape_error(&format!("the size of axis {} must be known", self.axis))),
+            (None, _) => {
+                Err(self.shape_error(&format!("the size of axis {} must be known", self.axis)))
+            }
             (Some(c), Some(w)) if w.value.shape() != [c] => Err(self.shape_error(&format!(
                 "was built for {} features on axis {} but the input has {c}",
                 w.value.shape()[0],
@@ -227,13 +278,27 @@ impl Layer for BatchNormalization {
         self.output_shape(inputs)?;
         let c = inputs[0][self.axis_index(inputs[0].len())?].expect("checked by output_shape");
         if self.scale {
-            self.base.add_weight("gamma", &[c], &self.gamma_initializer.clone(), true, rng)?;
+            self.base
+                .add_weight("gamma", &[c], &self.gamma_initializer.clone(), true, rng)?;
         }
         if self.center {
-            self.base.add_weight("beta", &[c], &self.beta_initializer.clone(), true, rng)?;
+            self.base
+                .add_weight("beta", &[c], &self.beta_initializer.clone(), true, rng)?;
         }
-        self.base.add_weight("moving_mean", &[c], &self.moving_mean_initializer.clone(), false, rng)?;
-        self.base.add_weight("moving_variance", &[c], &self.moving_variance_initializer.clone(), false, rng)?;
+        self.base.add_weight(
+            "moving_mean",
+            &[c],
+            &self.moving_mean_initializer.clone(),
+            false,
+            rng,
+        )?;
+        self.base.add_weight(
+            "moving_variance",
+            &[c],
+            &self.moving_variance_initializer.clone(),
+            false,
+            rng,
+        )?;
         Ok(())
     }
 
@@ -261,13 +326,23 @@ impl Layer for BatchNormalization {
         let (_, _, m, v) = self.slots();
         for (slot, batch) in [(m, &mean), (v, &var)] {
             let moving = self.base.weights[slot].value.data_mut();
-            moving.iter_mut().zip(batch).for_each(|(mv, b)| *mv = *mv * momentum + b * (1.0 - momentum));
+            moving
+                .iter_mut()
+                .zip(batch)
+                .for_each(|(mv, b)| *mv = *mv * momentum + b * (1.0 - momentum));
         }
         let x_hat = x_hat.expect("asked for x_hat");
         Ok((y, Saved::new(BatchStatistics { x_hat, inv_std })))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let (channels, inner) = self.layout(x.shape())?;
         let (g, b, _, _) = self.slots();
@@ -278,17 +353,28 @@ impl Layer for BatchNormalization {
             Some(s) => (s.x_hat.clone(), s.inv_std.clone()),
             None => {
                 let (mean, inv_std) = self.moving_inv_std();
-                let x_hat = self.normalize(x, &mean, &inv_std, true)?.1.expect("asked for x_hat");
+                let x_hat = self
+                    .normalize(x, &mean, &inv_std, true)?
+                    .1
+                    .expect("asked for x_hat");
                 // normalize() applied gamma and beta to y only; x_hat is the plain x̂.
                 (x_hat, inv_std)
             }
         };
         let (sum_dy, sum_dy_xhat) = norm::grad_sums(dy.data(), x_hat.data(), channels, inner);
         if let Some(i) = g {
-            dweights[i].data_mut().iter_mut().zip(&sum_dy_xhat).for_each(|(d, s)| *d += s);
+            dweights[i]
+                .data_mut()
+                .iter_mut()
+                .zip(&sum_dy_xhat)
+                .for_each(|(d, s)| *d += s);
         }
         if let Some(i) = b {
-            dweights[i].data_mut().iter_mut().zip(&sum_dy).for_each(|(d, s)| *d += s);
+            dweights[i]
+                .data_mut()
+                .iter_mut()
+                .zip(&sum_dy)
+                .for_each(|(d, s)| *d += s);
         }
         let count = (x.len() / channels) as f32;
         let mut dx = dy.clone();

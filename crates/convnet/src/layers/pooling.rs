@@ -114,9 +114,15 @@ impl Layer for Pooling2D {
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("pool_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert(
+            "pool_size".into(),
+            json!([self.window.size.0, self.window.size.1]),
+        );
         m.insert("padding".into(), json!(self.window.padding.keras_name()));
-        m.insert("strides".into(), json!([self.window.strides.0, self.window.strides.1]));
+        m.insert(
+            "strides".into(),
+            json!([self.window.strides.0, self.window.strides.1]),
+        );
         m.insert("data_format".into(), json!("channels_last"));
         m
     }
@@ -131,14 +137,32 @@ impl Layer for Pooling2D {
     fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
-        pool_forward(&self.geometry(x.shape(), y.shape())?, self.kind, x.data(), y.data_mut());
+        pool_forward(
+            &self.geometry(x.shape(), y.shape())?,
+            self.kind,
+            x.data(),
+            y.data_mut(),
+        );
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let mut dx = x.zeros_like();
-        pool_backward(&self.geometry(x.shape(), output.shape())?, self.kind, x.data(), dy.data(), dx.data_mut());
+        pool_backward(
+            &self.geometry(x.shape(), output.shape())?,
+            self.kind,
+            x.data(),
+            dy.data(),
+            dx.data_mut(),
+        );
         Ok(vec![dx])
     }
 }
@@ -246,20 +270,42 @@ impl Layer for GlobalPooling2D {
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, _, _, c] = nhwc(self, single(self, inputs)?)?;
-        Ok(if self.keepdims { vec![n, Some(1), Some(1), c] } else { vec![n, c] })
+        Ok(if self.keepdims {
+            vec![n, Some(1), Some(1), c]
+        } else {
+            vec![n, c]
+        })
     }
 
     fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
-        pool_forward(&Self::geometry(x.shape()), self.kind, x.data(), y.data_mut());
+        pool_forward(
+            &Self::geometry(x.shape()),
+            self.kind,
+            x.data(),
+            y.data_mut(),
+        );
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let mut dx = x.zeros_like();
-        pool_backward(&Self::geometry(x.shape()), self.kind, x.data(), dy.data(), dx.data_mut());
+        pool_backward(
+            &Self::geometry(x.shape()),
+            self.kind,
+            x.data(),
+            dy.data(),
+            dx.data_mut(),
+        );
         Ok(vec![dx])
     }
 }

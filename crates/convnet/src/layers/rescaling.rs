@@ -30,7 +30,10 @@ impl Rescaling {
                 None => Ok(vec![default]),
                 Some(Value::Array(items)) if !items.is_empty() => items
                     .iter()
-                    .map(|v| v.as_f64().ok_or_else(|| c.error(field, format!("expected numbers, found {v}"))))
+                    .map(|v| {
+                        v.as_f64()
+                            .ok_or_else(|| c.error(field, format!("expected numbers, found {v}")))
+                    })
                     .collect(),
                 Some(_) => Ok(vec![c.f64(field, default)?]),
             }
@@ -92,9 +95,19 @@ impl Layer for Rescaling {
         Ok(y)
     }
 
-    fn backward_impl(&self, _: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let mut dx = dy.clone();
-        dx.data_mut().iter_mut().enumerate().for_each(|(i, d)| *d *= Self::at(&self.scale, i));
+        dx.data_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, d)| *d *= Self::at(&self.scale, i));
         Ok(vec![dx])
     }
 }

@@ -40,7 +40,9 @@ impl Default for Flatten {
 
 impl Flatten {
     pub fn new() -> Self {
-        Flatten { base: LayerBase::new("flatten") }
+        Flatten {
+            base: LayerBase::new("flatten"),
+        }
     }
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
@@ -63,7 +65,9 @@ impl Layer for Flatten {
         if shape.is_empty() {
             return Err(self.shape_error("expects an input with a batch axis"));
         }
-        let rest: Option<usize> = shape[1..].iter().try_fold(1usize, |acc, d| d.and_then(|d| acc.checked_mul(d)));
+        let rest: Option<usize> = shape[1..]
+            .iter()
+            .try_fold(1usize, |acc, d| d.and_then(|d| acc.checked_mul(d)));
         Ok(vec![shape[0], rest])
     }
 
@@ -72,7 +76,14 @@ impl Layer for Flatten {
         x.clone().reshape(infer(self, &[x])?)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         Ok(vec![dy.clone().reshape(inputs[0].shape().to_vec())?])
     }
 }
@@ -94,8 +105,27 @@ impl Reshape {
     }
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let target_shape = c.opt_int_list("target_shape")?.ok_or_else(|| c.error("target_shape", "missing"))?;
-        Ok(Reshape { base: c.base()?, target_shape })
+        let target_shape = c
+            .opt_int_list("target_shape")?
+            .ok_or_else(|| c.error("target_shape", "missing"))?;
+        let layer = Reshape {
+            base: c.base()?,
+            target_shape,
+        };
+        match layer.invalid_target() {
+            Some(message) => Err(c.error("target_shape", message)),
+            None => Ok(layer),
+        }
+    }
+
+    fn invalid_target(&self) -> Option<String> {
+        let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
+        (unknown > 1 || self.target_shape.iter().any(|&d| d == 0 || d < -1)).then(|| {
+            format!(
+                "{:?} must hold positive sizes and at most one -1",
+                self.target_shape
+            )
+        })
     }
 }
 
@@ -113,15 +143,19 @@ impl Layer for Reshape {
         if shape.is_empty() {
             return Err(self.shape_error("expects an input with a batch axis"));
         }
-        let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
-        if unknown > 1 || self.target_shape.iter().any(|&d| d == 0 || d < -1) {
-            return Err(self.shape_error(&format!(
-                "target_shape {:?} must hold positive sizes and at most one -1",
-                self.target_shape
-            )));
+        if let Some(message) = self.invalid_target() {
+            return Err(self.shape_error(&format!("target_shape {message}")));
         }
-        let known: usize = self.target_shape.iter().filter(|&&d| d > 0).map(|&d| d as usize).product();
-        let total: Option<usize> = shape[1..].iter().try_fold(1usize, |acc, d| d.map(|d| acc * d));
+        let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
+        let known: usize = self
+            .target_shape
+            .iter()
+            .filter(|&&d| d > 0)
+            .map(|&d| d as usize)
+            .product();
+        let total: Option<usize> = shape[1..]
+            .iter()
+            .try_fold(1usize, |acc, d| d.map(|d| acc * d));
         let mut out = vec![shape[0]];
         for &d in &self.target_shape {
             out.push(if d > 0 {
@@ -156,7 +190,14 @@ impl Layer for Reshape {
         x.clone().reshape(infer(self, &[x])?)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         Ok(vec![dy.clone().reshape(inputs[0].shape().to_vec())?])
     }
 }
@@ -164,7 +205,11 @@ impl Layer for Reshape {
 /// Copies the image `src` (n, h, w, c) into `dst` (n, H, W, c) at offset (top, left),
 /// or the other way round when `extract`: dst is then the window of src at that offset.
 fn copy_window(src: &Tensor, dst: &mut Tensor, top: usize, left: usize, extract: bool) {
-    let (big, small) = if extract { (src.shape(), dst.shape()) } else { (dst.shape(), src.shape()) };
+    let (big, small) = if extract {
+        (src.shape(), dst.shape())
+    } else {
+        (dst.shape(), src.shape())
+    };
     let (n, h, w, c) = (small[0], small[1], small[2], small[3]);
     let (bh, bw) = (big[1], big[2]);
     let (src_data, dst_data) = (src.data(), dst.data_mut());
@@ -230,7 +275,14 @@ impl Layer for ZeroPadding2D {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let mut dx = inputs[0].zeros_like();
         copy_window(dy, &mut dx, self.padding[0][0], self.padding[1][0], true);
         Ok(vec![dx])
@@ -282,7 +334,12 @@ impl Layer for Cropping2D {
                 d => Ok(d.map(|d| d - a - b)),
             }
         };
-        Ok(vec![n, crop(h, self.cropping[0], "rows")?, crop(w, self.cropping[1], "columns")?, c])
+        Ok(vec![
+            n,
+            crop(h, self.cropping[0], "rows")?,
+            crop(w, self.cropping[1], "columns")?,
+            c,
+        ])
     }
 
     fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -292,7 +349,14 @@ impl Layer for Cropping2D {
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let mut dx = inputs[0].zeros_like();
         copy_window(dy, &mut dx, self.cropping[0][0], self.cropping[1][0], false);
         Ok(vec![dx])
@@ -337,7 +401,10 @@ impl UpSampling2D {
         for b in 0..n {
             for oy in 0..h * sh {
                 for ox in 0..w * sw {
-                    f(((b * h + oy / sh) * w + ox / sw) * c, ((b * h * sh + oy) * w * sw + ox) * c);
+                    f(
+                        ((b * h + oy / sh) * w + ox / sw) * c,
+                        ((b * h * sh + oy) * w * sw + ox) * c,
+                    );
                 }
             }
         }
@@ -360,7 +427,12 @@ impl Layer for UpSampling2D {
         if self.size.0 == 0 || self.size.1 == 0 {
             return Err(self.shape_error("size must be positive"));
         }
-        Ok(vec![n, h.map(|h| h * self.size.0), w.map(|w| w * self.size.1), c])
+        Ok(vec![
+            n,
+            h.map(|h| h * self.size.0),
+            w.map(|w| w * self.size.1),
+            c,
+        ])
     }
 
     fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -368,17 +440,29 @@ impl Layer for UpSampling2D {
         let mut y = Tensor::zeros(infer(self, &[x])?);
         let c = x.shape()[3];
         let (src, dst) = (x.data(), y.data_mut());
-        self.for_each_pixel(x.shape(), |i, o| dst[o..o + c].copy_from_slice(&src[i..i + c]));
+        self.for_each_pixel(x.shape(), |i, o| {
+            dst[o..o + c].copy_from_slice(&src[i..i + c])
+        });
         Ok(y)
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = inputs[0];
         let mut dx = x.zeros_like();
         let c = x.shape()[3];
         let (src, dst) = (dy.data(), dx.data_mut());
         self.for_each_pixel(x.shape(), |i, o| {
-            dst[i..i + c].iter_mut().zip(&src[o..o + c]).for_each(|(d, g)| *d += g)
+            dst[i..i + c]
+                .iter_mut()
+                .zip(&src[o..o + c])
+                .for_each(|(d, g)| *d += g)
         });
         Ok(vec![dx])
     }

@@ -4,7 +4,10 @@
 //! activation. Far fewer weights than a full convolution of the same window.
 
 use super::config::ConfigReader;
-use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::conv::{
+    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
+    require_built, Window,
+};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -105,8 +108,10 @@ impl SeparableConv2D {
             window: Window::from_config(c, "kernel_size", None)?,
             activation: c.activation("activation")?,
             use_bias: c.bool("use_bias", true)?,
-            depthwise_initializer: c.initializer("depthwise_initializer", Initializer::glorot_uniform())?,
-            pointwise_initializer: c.initializer("pointwise_initializer", Initializer::glorot_uniform())?,
+            depthwise_initializer: c
+                .initializer("depthwise_initializer", Initializer::glorot_uniform())?,
+            pointwise_initializer: c
+                .initializer("pointwise_initializer", Initializer::glorot_uniform())?,
             bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
         })
     }
@@ -141,9 +146,19 @@ impl SeparableConv2D {
         require_built(self)?;
         let (dw, pw) = self.geometries(x)?;
         let mut mid = Tensor::zeros([dw.batch, dw.out_h, dw.out_w, dw.out_c]);
-        depthwise::depthwise_forward(&dw, x.data(), self.weights()[0].value.data(), mid.data_mut());
+        depthwise::depthwise_forward(
+            &dw,
+            x.data(),
+            self.weights()[0].value.data(),
+            mid.data_mut(),
+        );
         let mut y = Tensor::zeros(out_shape);
-        conv::conv2d_forward(&pw, mid.data(), self.weights()[1].value.data(), y.data_mut());
+        conv::conv2d_forward(
+            &pw,
+            mid.data(),
+            self.weights()[1].value.data(),
+            y.data_mut(),
+        );
         if self.use_bias {
             add_bias(y.data_mut(), self.weights()[2].value.data());
         }
@@ -168,12 +183,21 @@ impl Layer for SeparableConv2D {
         let mut m = Map::new();
         m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
         m.insert("filters".into(), json!(self.filters));
-        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
+        m.insert(
+            "kernel_size".into(),
+            json!([self.window.size.0, self.window.size.1]),
+        );
         self.window.write_config(&mut m);
         m.insert("activation".into(), json!(self.activation.name()));
         m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert("depthwise_initializer".into(), self.depthwise_initializer.to_config());
-        m.insert("pointwise_initializer".into(), self.pointwise_initializer.to_config());
+        m.insert(
+            "depthwise_initializer".into(),
+            self.depthwise_initializer.to_config(),
+        );
+        m.insert(
+            "pointwise_initializer".into(),
+            self.pointwise_initializer.to_config(),
+        );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
         for field in UNSUPPORTED {
             m.insert(field.into(), Value::Null);
@@ -199,10 +223,28 @@ impl Layer for SeparableConv2D {
         let (kh, kw) = self.window.size;
         let dm = self.depth_multiplier;
         self.base.weights.clear();
-        self.base.add_weight("depthwise_kernel", &[kh, kw, c, dm], &self.depthwise_initializer.clone(), true, rng)?;
-        self.base.add_weight("pointwise_kernel", &[1, 1, c * dm, self.filters], &self.pointwise_initializer.clone(), true, rng)?;
+        self.base.add_weight(
+            "depthwise_kernel",
+            &[kh, kw, c, dm],
+            &self.depthwise_initializer.clone(),
+            true,
+            rng,
+        )?;
+        self.base.add_weight(
+            "pointwise_kernel",
+            &[1, 1, c * dm, self.filters],
+            &self.pointwise_initializer.clone(),
+            true,
+            rng,
+        )?;
         if self.use_bias {
-            self.base.add_weight("bias", &[self.filters], &self.bias_initializer.clone(), true, rng)?;
+            self.base.add_weight(
+                "bias",
+                &[self.filters],
+                &self.bias_initializer.clone(),
+                true,
+                rng,
+            )?;
         }
         Ok(())
     }
@@ -216,23 +258,46 @@ impl Layer for SeparableConv2D {
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
         let (mid, z) = self.compute(single(self, inputs)?)?;
         let (y, activation) = activate(self.activation, z, true);
-        Ok((y, Saved::new(Intermediate { depthwise_out: mid, activation })))
+        Ok((
+            y,
+            Saved::new(Intermediate {
+                depthwise_out: mid,
+                activation,
+            }),
+        ))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let saved: &Intermediate = saved.get(self)?;
         let dz = activation_grad(self, self.activation, &saved.activation, output, dy)?;
         let (dw, pw) = self.geometries(x)?;
         let mid = &saved.depthwise_out;
         let mut dmid = mid.zeros_like();
-        conv::conv2d_backward_input(&pw, dz.data(), self.weights()[1].value.data(), dmid.data_mut());
+        conv::conv2d_backward_input(
+            &pw,
+            dz.data(),
+            self.weights()[1].value.data(),
+            dmid.data_mut(),
+        );
         conv::conv2d_backward_kernel(&pw, mid.data(), dz.data(), dweights[1].data_mut());
         if self.use_bias {
             bias_grad(dz.data(), dweights[2].data_mut());
         }
         let mut dx = x.zeros_like();
-        depthwise::depthwise_backward_input(&dw, dmid.data(), self.weights()[0].value.data(), dx.data_mut());
+        depthwise::depthwise_backward_input(
+            &dw,
+            dmid.data(),
+            self.weights()[0].value.data(),
+            dx.data_mut(),
+        );
         depthwise::depthwise_backward_kernel(&dw, x.data(), dmid.data(), dweights[0].data_mut());
         Ok(vec![dx])
     }

@@ -6,7 +6,10 @@
 //! with input and output gradient exchanged.
 
 use super::config::ConfigReader;
-use super::conv::{activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window};
+use super::conv::{
+    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
+    require_built, Window,
+};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -27,7 +30,13 @@ pub struct Conv2DTranspose {
     pub bias_initializer: Initializer,
 }
 
-const UNSUPPORTED: [&str; 5] = ["kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"];
+const UNSUPPORTED: [&str; 5] = [
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+];
 
 impl Conv2DTranspose {
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
@@ -85,10 +94,17 @@ impl Conv2DTranspose {
         }
         let output_padding = match c.opt_int_list("output_padding") {
             Ok(None) => None,
-            Ok(Some(v)) if v.len() == 2 && v.iter().all(|&p| p >= 0) => Some((v[0] as usize, v[1] as usize)),
+            Ok(Some(v)) if v.len() == 2 && v.iter().all(|&p| p >= 0) => {
+                Some((v[0] as usize, v[1] as usize))
+            }
             _ => match c.int_at_least("output_padding", None, 0) {
                 Ok(p) => Some((p as usize, p as usize)),
-                Err(_) => return Err(c.error("output_padding", "expected null, a non-negative integer or a list of two")),
+                Err(_) => {
+                    return Err(c.error(
+                        "output_padding",
+                        "expected null, a non-negative integer or a list of two",
+                    ))
+                }
             },
         };
         Ok(Conv2DTranspose {
@@ -98,7 +114,8 @@ impl Conv2DTranspose {
             output_padding,
             activation: c.activation("activation")?,
             use_bias: c.bool("use_bias", true)?,
-            kernel_initializer: c.initializer("kernel_initializer", Initializer::glorot_uniform())?,
+            kernel_initializer: c
+                .initializer("kernel_initializer", Initializer::glorot_uniform())?,
             bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
         })
     }
@@ -106,19 +123,31 @@ impl Conv2DTranspose {
     /// Keras's `deconv_output_length` along one axis.
     fn output_len(&self, axis: usize, input: usize) -> Result<usize> {
         let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
-        let (k, s, d) = (pick(self.window.size), pick(self.window.strides), pick(self.window.dilation));
+        let (k, s, d) = (
+            pick(self.window.size),
+            pick(self.window.strides),
+            pick(self.window.dilation),
+        );
         let extent = (k - 1) * d + 1;
         Ok(match (self.output_padding.map(pick), self.window.padding) {
             (None, Padding::Valid) => input * s + extent.saturating_sub(s),
             (None, Padding::Same) => input * s,
             (Some(op), padding) => {
                 if op >= s {
-                    return Err(self.shape_error(&format!("output_padding {op} must be smaller than the stride {s}")));
+                    return Err(self.shape_error(&format!(
+                        "output_padding {op} must be smaller than the stride {s}"
+                    )));
                 }
-                let pad = if padding == Padding::Same { extent / 2 } else { 0 };
+                let pad = if padding == Padding::Same {
+                    extent / 2
+                } else {
+                    0
+                };
                 ((input - 1) * s + extent + op)
                     .checked_sub(2 * pad)
-                    .ok_or_else(|| self.shape_error("output_padding gives a negative output size"))?
+                    .ok_or_else(|| {
+                        self.shape_error("output_padding gives a negative output size")
+                    })?
             }
         })
     }
@@ -128,10 +157,17 @@ impl Conv2DTranspose {
     fn geometry(&self, x: &[usize], out: &[usize]) -> Result<ConvGeometry> {
         let axis = |a: usize| -> Result<usize> {
             let pick = |p: (usize, usize)| if a == 0 { p.0 } else { p.1 };
-            let (k, s, d) = (pick(self.window.size), pick(self.window.strides), pick(self.window.dilation));
+            let (k, s, d) = (
+                pick(self.window.size),
+                pick(self.window.strides),
+                pick(self.window.dilation),
+            );
             match output_length(out[1 + a], k, s, d, self.window.padding) {
                 Some((len, pad, _)) if len == x[1 + a] => Ok(pad),
-                _ => Err(self.shape_error("output_padding is incompatible with the strides and padding")),
+                _ => {
+                    Err(self
+                        .shape_error("output_padding is incompatible with the strides and padding"))
+                }
             }
         };
         Ok(ConvGeometry {
@@ -183,15 +219,31 @@ impl Layer for Conv2DTranspose {
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("filters".into(), json!(self.filters));
-        m.insert("kernel_size".into(), json!([self.window.size.0, self.window.size.1]));
-        m.insert("strides".into(), json!([self.window.strides.0, self.window.strides.1]));
+        m.insert(
+            "kernel_size".into(),
+            json!([self.window.size.0, self.window.size.1]),
+        );
+        m.insert(
+            "strides".into(),
+            json!([self.window.strides.0, self.window.strides.1]),
+        );
         m.insert("padding".into(), json!(self.window.padding.keras_name()));
-        m.insert("output_padding".into(), self.output_padding.map_or(Value::Null, |(a, b)| json!([a, b])));
+        m.insert(
+            "output_padding".into(),
+            self.output_padding
+                .map_or(Value::Null, |(a, b)| json!([a, b])),
+        );
         m.insert("data_format".into(), json!("channels_last"));
-        m.insert("dilation_rate".into(), json!([self.window.dilation.0, self.window.dilation.1]));
+        m.insert(
+            "dilation_rate".into(),
+            json!([self.window.dilation.0, self.window.dilation.1]),
+        );
         m.insert("activation".into(), json!(self.activation.name()));
         m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert("kernel_initializer".into(), self.kernel_initializer.to_config());
+        m.insert(
+            "kernel_initializer".into(),
+            self.kernel_initializer.to_config(),
+        );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
         for field in UNSUPPORTED {
             m.insert(field.into(), Value::Null);
@@ -217,9 +269,21 @@ impl Layer for Conv2DTranspose {
         let c = inputs[0][3].expect("checked by output_shape");
         let (kh, kw) = self.window.size;
         self.base.weights.clear();
-        self.base.add_weight("kernel", &[kh, kw, self.filters, c], &self.kernel_initializer.clone(), true, rng)?;
+        self.base.add_weight(
+            "kernel",
+            &[kh, kw, self.filters, c],
+            &self.kernel_initializer.clone(),
+            true,
+            rng,
+        )?;
         if self.use_bias {
-            self.base.add_weight("bias", &[self.filters], &self.bias_initializer.clone(), true, rng)?;
+            self.base.add_weight(
+                "bias",
+                &[self.filters],
+                &self.bias_initializer.clone(),
+                true,
+                rng,
+            )?;
         }
         Ok(())
     }
@@ -231,10 +295,21 @@ impl Layer for Conv2DTranspose {
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(self.activation, self.compute(single(self, inputs)?)?, true))
+        Ok(activate(
+            self.activation,
+            self.compute(single(self, inputs)?)?,
+            true,
+        ))
     }
 
-    fn backward_impl(&self, inputs: &[&Tensor], output: &Tensor, saved: &Saved, dy: &Tensor, dweights: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         let g = self.geometry(x.shape(), output.shape())?;

@@ -1,0 +1,54 @@
+//! The design notes' own examples, computed by convnet.
+
+use convnet::layers::{Concatenate, Conv2D, Layer};
+use convnet::{Padding, Shape, Tensor};
+
+/// The notes' 4x4 input with the edge-detection kernel [[-1,0,1],[-1,0,1],[-1,0,1]],
+/// stride 1, no padding. The notes print S(0,0) = 7; the sum of products is
+/// −1+0+3 −5+0+7 −9+0+11 = 6, and every position gives 6 (each row rises by 2 across
+/// three columns).
+#[test]
+fn worked_example_gives_six_everywhere() {
+    let input = Tensor::new([1, 4, 4, 1], (1..=16).map(|v| v as f32).collect()).unwrap();
+    let kernel = Tensor::new(
+        [3, 3, 1, 1],
+        vec![-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0],
+    )
+    .unwrap();
+    let mut conv = Conv2D::new(1, (3, 3)).use_bias(false);
+    conv.build(
+        &[vec![None, Some(4), Some(4), Some(1)]],
+        &mut convnet::initializers::rng_from_seed(0),
+    )
+    .unwrap();
+    conv.set_weights(vec![kernel]).unwrap();
+    let output = conv.call(&[&input]).unwrap();
+    assert_eq!(output.shape(), &[1, 2, 2, 1]);
+    assert_eq!(output.data(), &[6.0, 6.0, 6.0, 6.0]);
+}
+
+/// Output size = (input − kernel + 2·padding) / stride + 1: with 'same' padding the 1x1,
+/// 3x3 and 5x5 branches of the Inception block all keep 224x224, and concatenating
+/// their 64 channels each gives 224x224x192.
+#[test]
+fn inception_branches_keep_the_size_and_concatenate_to_192() {
+    let input: Shape = vec![None, Some(224), Some(224), Some(3)];
+    let branches: Vec<Shape> = [1, 3, 5]
+        .iter()
+        .map(|&k| {
+            Conv2D::new(64, (k, k))
+                .padding(Padding::Same)
+                .activation("relu")
+                .output_shape(std::slice::from_ref(&input))
+                .unwrap()
+        })
+        .collect();
+    for b in &branches {
+        assert_eq!(b, &vec![None, Some(224), Some(224), Some(64)]);
+    }
+    let merged = Concatenate::new().output_shape(&branches).unwrap();
+    assert_eq!(merged, vec![None, Some(224), Some(224), Some(192)]);
+    // Without padding the 5x5 branch shrinks by kernel − 1 = 4.
+    let valid = Conv2D::new(64, (5, 5)).output_shape(&[input]).unwrap();
+    assert_eq!(valid, vec![None, Some(220), Some(220), Some(64)]);
+}

@@ -1,0 +1,292 @@
+//! Every way a config, a shape or a file can be wrong gives an error whose message names
+//! the layer (or file) and the problem — never a panic.
+
+use convnet::initializers::rng_from_seed;
+use convnet::layers::*;
+use convnet::{Padding, Tensor};
+use serde_json::{json, Value};
+
+fn shape(dims: &[usize]) -> Shape {
+    std::iter::once(None)
+        .chain(dims.iter().map(|&d| Some(d)))
+        .collect()
+}
+
+/// The error from building `class` with `config`, as text.
+fn config_error(class: &str, config: Value) -> String {
+    match layer_from_keras(&json!({"class_name": class, "config": config})) {
+        Ok(layer) => panic!("{class} {config} was accepted: {layer:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "error message {message:?} does not mention {part:?}"
+        );
+    }
+}
+
+#[test]
+fn kernel_larger_than_a_valid_input() {
+    let e = Conv2D::new(4, (5, 5))
+        .name("edges")
+        .output_shape(&[shape(&[3, 3, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'edges'", "Conv2D", "larger than", "valid"]);
+    let e = MaxPooling2D::new((3, 3))
+        .output_shape(&[shape(&[2, 8, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["max_pooling2d", "larger than"]);
+}
+
+#[test]
+fn channels_not_divisible_by_groups() {
+    let e = Conv2D::new(6, (3, 3))
+        .groups(4)
+        .output_shape(&[shape(&[8, 8, 6])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["conv2d", "groups = 4", "input channels (6)"]);
+}
+
+#[test]
+fn mismatched_merge_shapes() {
+    let e = Add::new()
+        .output_shape(&[shape(&[4, 4, 3]), shape(&[4, 4, 2])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(
+        &e,
+        &["'add'", "same shape", "(None, 4, 4, 3)", "(None, 4, 4, 2)"],
+    );
+    let e = Concatenate::new()
+        .output_shape(&[shape(&[4, 4, 3]), shape(&[5, 4, 2])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'concatenate'", "must match"]);
+    let e = Multiply::new()
+        .output_shape(&[shape(&[4])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["multiply", "at least 2 inputs"]);
+}
+
+#[test]
+fn negative_and_impossible_sizes() {
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": -3, "kernel_size": 3}),
+    );
+    assert_mentions(&e, &["'c'", "Conv2D", "'filters'", "at least 1", "-3"]);
+    let e = config_error("Reshape", json!({"name": "r", "target_shape": [-2, 3]}));
+    assert!(e.contains("'r'"), "{e}");
+    let e = Reshape::new(&[-2, 3])
+        .output_shape(&[shape(&[6])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["reshape", "positive sizes"]);
+    let e = Reshape::new(&[5])
+        .output_shape(&[shape(&[2, 3])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["reshape", "6 values per sample"]);
+    let e = Cropping2D::new([[2, 2], [0, 0]])
+        .output_shape(&[shape(&[4, 4, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["cropping2d", "leaves nothing"]);
+    let e = config_error(
+        "ZeroPadding2D",
+        json!({"name": "z", "padding": [[1, -1], [0, 0]]}),
+    );
+    assert_mentions(&e, &["'z'", "'padding'", "non-negative"]);
+    let e = config_error("Dropout", json!({"name": "d", "rate": 1.5}));
+    assert_mentions(&e, &["'d'", "'rate'", "between 0 and 1"]);
+}
+
+#[test]
+fn unknown_class_and_fields() {
+    let e = config_error("Conv3D", json!({"name": "vol"}));
+    assert_mentions(&e, &["'vol'", "unknown layer class 'Conv3D'"]);
+    let e = config_error("Conv2D", json!({"name": "c", "kernel_size": 3}));
+    assert_mentions(&e, &["'c'", "'filters'", "missing"]);
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": 2, "kernel_size": "big"}),
+    );
+    assert_mentions(&e, &["'kernel_size'", "\"big\""]);
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": 2, "kernel_size": 3, "kernel_sise": 3}),
+    );
+    assert_mentions(&e, &["'kernel_sise'", "unknown field"]);
+    let e = config_error(
+        "Dense",
+        json!({"name": "d", "units": 2, "activation": "rleu"}),
+    );
+    assert_mentions(&e, &["'d'", "'activation'", "unknown activation 'rleu'"]);
+    let e = config_error(
+        "Dense",
+        json!({"name": "d", "units": 2, "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}),
+    );
+    assert_mentions(&e, &["'kernel_regularizer'", "not supported"]);
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_first"}),
+    );
+    assert_mentions(&e, &["'data_format'", "channels_first"]);
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": 2, "kernel_size": 3, "padding": "causal"}),
+    );
+    assert_mentions(&e, &["'padding'", "causal"]);
+    let e = config_error(
+        "Dense",
+        json!({"name": "d", "units": 2, "kernel_initializer": "orthogonal"}),
+    );
+    assert_mentions(&e, &["'kernel_initializer'", "orthogonal"]);
+    let e = config_error(
+        "UpSampling2D",
+        json!({"name": "u", "interpolation": "bicubic"}),
+    );
+    assert_mentions(&e, &["'interpolation'", "bicubic"]);
+    let e = config_error("BatchNormalization", json!({"name": "bn", "renorm": true}));
+    assert_mentions(&e, &["'bn'", "'renorm'"]);
+    let e = layer_from_keras(&json!({"config": {"name": "x"}}))
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'x'", "class_name"]);
+}
+
+#[test]
+fn wrong_inputs_at_run_time() {
+    let mut rng = rng_from_seed(0);
+    let mut dense = Dense::new(3).name("head");
+    let e = dense.output_shape(&[vec![None]]).unwrap_err().to_string();
+    assert_mentions(&e, &["'head'", "rank 2"]);
+    // Called before it has weights.
+    let x = Tensor::zeros([2, 4]);
+    let e = dense.call(&[&x]).unwrap_err().to_string();
+    assert_mentions(&e, &["'head'", "no weights"]);
+    dense.build(&[shape(&[4])], &mut rng).unwrap();
+    // Built for 4 features, given 5.
+    let e = dense
+        .call(&[&Tensor::zeros([2, 5])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'head'", "built for 4", "has 5"]);
+    // Two inputs to a one-input layer.
+    let e = dense.call(&[&x, &x]).unwrap_err().to_string();
+    assert_mentions(&e, &["'head'", "expects 1 input"]);
+    // A conv layer given a matrix instead of an image batch.
+    let e = Conv2D::new(2, (3, 3)).call(&[&x]).unwrap_err().to_string();
+    assert_mentions(&e, &["conv2d", "4-D input"]);
+    // Weights of the wrong shape.
+    let e = dense
+        .set_weights(vec![Tensor::zeros([3, 3]), Tensor::zeros([3])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'head'", "kernel", "[4, 3]", "[3, 3]"]);
+    // A gradient of the wrong shape.
+    let (y, saved) = dense.forward(&[&x], true).unwrap();
+    let mut grads = zero_grads(&dense);
+    let e = dense
+        .backward(&[&x], &y, &saved, &Tensor::zeros([2, 4]), &mut grads)
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'head'", "output gradient"]);
+}
+
+#[test]
+fn invalid_builder_arguments_surface_when_used() {
+    let conv = Conv2D::new(2, (3, 3))
+        .activation("rleu")
+        .padding(Padding::Same);
+    let e = conv
+        .output_shape(&[shape(&[8, 8, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["conv2d", "'activation'", "rleu"]);
+    let e = Conv2D::new(2, (0, 3))
+        .output_shape(&[shape(&[8, 8, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["conv2d", "kernel_size must be positive"]);
+    let e = Conv2D::new(2, (3, 3))
+        .strides((2, 2))
+        .dilation_rate((2, 2))
+        .output_shape(&[shape(&[8, 8, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["conv2d", "dilation_rate"]);
+    let e = BatchNormalization::new()
+        .axis(5)
+        .output_shape(&[shape(&[4, 4, 2])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["batch_normalization", "axis 5"]);
+    let e = Dropout::new(2.0)
+        .output_shape(&[shape(&[4])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["dropout", "rate"]);
+}
+
+#[test]
+fn broken_npy_files() {
+    let dir = std::env::temp_dir().join(format!("convnet-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.npy");
+    let t = Tensor::new([2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    t.write_npy(&good).unwrap();
+    assert_eq!(Tensor::read_npy(&good).unwrap(), t);
+    let bytes = std::fs::read(&good).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated.npy",
+            bytes[..bytes.len() - 4].to_vec(),
+            "holds 20",
+        ),
+        (
+            "magic.npy",
+            b"PK\x03\x04 not numpy at all".to_vec(),
+            "magic",
+        ),
+        ("empty.npy", vec![], "magic"),
+        ("header.npy", bytes[..20].to_vec(), "truncated"),
+        // A header declaring a huge shape over a few bytes of data: refused before any
+        // buffer of that size is allocated.
+        ("huge.npy", huge_declared_npy(), "needs"),
+    ];
+    for (name, data, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap();
+        let e = Tensor::read_npy(&path).unwrap_err().to_string();
+        assert_mentions(&e, &[name, expected]);
+    }
+    let e = Tensor::read_npy(dir.join("missing.npy"))
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["missing.npy"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn huge_declared_npy() -> Vec<u8> {
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000, 1000), }";
+    let mut padded = header.to_string();
+    while !(10 + padded.len() + 1).is_multiple_of(64) {
+        padded.push(' ');
+    }
+    padded.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    out.extend_from_slice(padded.as_bytes());
+    out.extend_from_slice(&[0u8; 16]);
+    out
+}

@@ -1,0 +1,203 @@
+//! The convolution, depthwise and pooling kernels against plain nested loops in f64, on
+//! shapes large enough that the kernels split the work into several tiles and threads
+//! (the golden and gradient-check cases all fit in one tile).
+
+use convnet::initializers::rng_from_seed;
+use convnet::kernels::conv::{
+    conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, output_length,
+};
+use convnet::kernels::depthwise::{
+    depthwise_backward_input, depthwise_backward_kernel, depthwise_forward,
+};
+use convnet::kernels::{ConvGeometry, Padding};
+use rand::RngExt;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rng_from_seed(seed);
+    (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn geometry(
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    out_c: usize,
+    k: (usize, usize),
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+    groups: usize,
+) -> ConvGeometry {
+    let (out_h, pad_top, _) = output_length(h, k.0, stride, dilation, padding).unwrap();
+    let (out_w, pad_left, _) = output_length(w, k.1, stride, dilation, padding).unwrap();
+    ConvGeometry {
+        batch,
+        in_h: h,
+        in_w: w,
+        in_c: c,
+        out_h,
+        out_w,
+        out_c,
+        kernel_h: k.0,
+        kernel_w: k.1,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: dilation,
+        dilation_w: dilation,
+        pad_top,
+        pad_left,
+        groups,
+    }
+}
+
+/// y, dL/dx and dL/dW of a grouped convolution by the definition, for L = Σ y·dy.
+fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (cg, og) = (g.in_c / g.groups, g.out_c / g.groups);
+    let mut y = vec![0.0f64; g.output_len()];
+    let mut dx = vec![0.0f64; g.input_len()];
+    let mut dw = vec![0.0f64; g.kernel_len()];
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                for oc in 0..g.out_c {
+                    let out = ((n * g.out_h + oy) * g.out_w + ox) * g.out_c + oc;
+                    let group = oc / og;
+                    for i in 0..g.kernel_h {
+                        for j in 0..g.kernel_w {
+                            let iy =
+                                (oy * g.stride_h + i * g.dilation_h) as isize - g.pad_top as isize;
+                            let ix =
+                                (ox * g.stride_w + j * g.dilation_w) as isize - g.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
+                                continue;
+                            }
+                            for c in 0..cg {
+                                let xi = ((n * g.in_h + iy as usize) * g.in_w + ix as usize)
+                                    * g.in_c
+                                    + group * cg
+                                    + c;
+                                let wi = ((i * g.kernel_w + j) * cg + c) * g.out_c + oc;
+                                y[out] += x[xi] as f64 * w[wi] as f64;
+                                dx[xi] += dy[out] as f64 * w[wi] as f64;
+                                dw[wi] += dy[out] as f64 * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, dx, dw)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| (a as f64 - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
+    assert!(
+        diff / norm < 1e-5,
+        "{what}: relative error {:.3e}",
+        diff / norm
+    );
+}
+
+fn check_conv(g: ConvGeometry, depthwise: bool) {
+    let x = random(g.input_len(), 1);
+    let w = random(g.kernel_len(), 2);
+    let dy = random(g.output_len(), 3);
+    let (y_ref, dx_ref, dw_ref) = reference(&g, &x, &w, &dy);
+    let mut y = vec![f32::NAN; g.output_len()];
+    let mut dx = vec![f32::NAN; g.input_len()];
+    let mut dw = vec![0.5f32; g.kernel_len()];
+    if depthwise {
+        depthwise_forward(&g, &x, &w, &mut y);
+        depthwise_backward_input(&g, &dy, &w, &mut dx);
+        depthwise_backward_kernel(&g, &x, &dy, &mut dw);
+    } else {
+        conv2d_forward(&g, &x, &w, &mut y);
+        conv2d_backward_input(&g, &dy, &w, &mut dx);
+        conv2d_backward_kernel(&g, &x, &dy, &mut dw);
+    }
+    // The kernel gradient accumulates onto what the buffer held.
+    let dw_ref: Vec<f64> = dw_ref.iter().map(|v| v + 0.5).collect();
+    assert_close(&format!("forward {g:?}"), &y, &y_ref);
+    assert_close(&format!("input gradient {g:?}"), &dx, &dx_ref);
+    assert_close(&format!("kernel gradient {g:?}"), &dw, &dw_ref);
+}
+
+#[test]
+fn conv_3x3_over_several_tiles() {
+    // 3·20·20 = 1200 output pixels, 144 columns per patch: 3 tiles of 455 rows.
+    check_conv(
+        geometry(3, 20, 20, 16, 8, (3, 3), 1, 1, Padding::Same, 1),
+        false,
+    );
+}
+
+#[test]
+fn conv_strided_dilated_grouped_over_several_tiles() {
+    check_conv(
+        geometry(2, 33, 29, 12, 9, (5, 3), 2, 1, Padding::Same, 3),
+        false,
+    );
+    check_conv(
+        geometry(2, 30, 30, 8, 6, (3, 3), 1, 2, Padding::Valid, 2),
+        false,
+    );
+}
+
+#[test]
+fn pointwise_conv_uses_the_buffer_directly_over_several_tiles() {
+    // 2·48·48 = 4608 pixels > 4096 rows per tile.
+    check_conv(
+        geometry(2, 48, 48, 16, 24, (1, 1), 1, 1, Padding::Valid, 1),
+        false,
+    );
+    check_conv(
+        geometry(2, 48, 48, 16, 24, (1, 1), 1, 1, Padding::Same, 4),
+        false,
+    );
+}
+
+#[test]
+fn strided_1x1_conv_gathers() {
+    check_conv(
+        geometry(2, 17, 17, 8, 4, (1, 1), 2, 1, Padding::Same, 1),
+        false,
+    );
+}
+
+#[test]
+fn depthwise_matches_grouped_convolution_by_definition() {
+    for (dm, stride, padding) in [
+        (1, 1, Padding::Same),
+        (3, 2, Padding::Same),
+        (2, 1, Padding::Valid),
+    ] {
+        let c = 6;
+        check_conv(
+            geometry(3, 26, 21, c, c * dm, (3, 3), stride, 1, padding, c),
+            true,
+        );
+    }
+}
+
+#[test]
+fn same_padding_puts_the_odd_row_at_the_bottom() {
+    // TensorFlow's rule: 4 rows, kernel 2, stride 1 → total padding 1, all after.
+    assert_eq!(output_length(4, 2, 1, 1, Padding::Same), Some((4, 0, 1)));
+    // 7 rows, kernel 4, stride 2 → 4 outputs, padding 3 = 1 before + 2 after.
+    assert_eq!(output_length(7, 4, 2, 1, Padding::Same), Some((4, 1, 2)));
+    // valid: (input − kernel) / stride + 1, and nothing when the kernel does not fit.
+    assert_eq!(output_length(9, 3, 2, 1, Padding::Valid), Some((4, 0, 0)));
+    assert_eq!(output_length(3, 5, 1, 1, Padding::Valid), None);
+    // dilation 2 turns a 3-tap kernel into an extent of 5.
+    assert_eq!(output_length(5, 3, 1, 2, Padding::Valid), Some((1, 0, 0)));
+}
