@@ -275,3 +275,126 @@ pub fn compute_fans(shape: &[usize]) -> (usize, usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(t: &Tensor) -> (f64, f64, f32) {
+        let n = t.len() as f64;
+        let mean = t.data().iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = t
+            .data()
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let max = t.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        (mean, var.sqrt(), max)
+    }
+
+    #[test]
+    fn fans_follow_keras() {
+        assert_eq!(compute_fans(&[3, 3, 16, 32]), (144, 288));
+        assert_eq!(compute_fans(&[784, 10]), (784, 10));
+        assert_eq!(compute_fans(&[7]), (7, 7));
+        // A depthwise kernel (kh, kw, channels, multiplier).
+        assert_eq!(compute_fans(&[3, 3, 32, 1]), (288, 9));
+    }
+
+    #[test]
+    fn variance_scaling_draws_have_keras_limits_and_spreads() {
+        let mut rng = rng_from_seed(7);
+        let shape = [3, 3, 16, 32];
+        // glorot_uniform: U(±sqrt(6 / (fan_in + fan_out))), std = limit / sqrt(3).
+        let limit = (6.0f64 / (144.0 + 288.0)).sqrt();
+        let (mean, std, max) = stats(
+            &Initializer::new("glorot_uniform")
+                .unwrap()
+                .sample(&shape, &mut rng)
+                .unwrap(),
+        );
+        assert!(
+            max as f64 <= limit
+                && mean.abs() < 0.01
+                && (std - limit / 3f64.sqrt()).abs() < 0.01 * limit
+        );
+        // he_normal: truncated at 2σ, σ chosen so the std is sqrt(2 / fan_in).
+        let target = (2.0f64 / 144.0).sqrt();
+        let (_, std, max) = stats(
+            &Initializer::new("he_normal")
+                .unwrap()
+                .sample(&shape, &mut rng)
+                .unwrap(),
+        );
+        assert!(
+            (std - target).abs() < 0.03 * target,
+            "std {std} vs {target}"
+        );
+        assert!((max as f64) <= 2.0 * target / 0.879_625_661_034_239_8 + 1e-6);
+        // lecun_uniform: U(±sqrt(3 / fan_in)).
+        let (_, _, max) = stats(
+            &Initializer::new("lecun_uniform")
+                .unwrap()
+                .sample(&shape, &mut rng)
+                .unwrap(),
+        );
+        assert!(max as f64 <= (3.0f64 / 144.0).sqrt());
+        let ones = Initializer::new("ones")
+            .unwrap()
+            .sample(&[4], &mut rng)
+            .unwrap();
+        assert_eq!(ones.data(), &[1.0; 4]);
+        let constant = Initializer::from_config(
+            &serde_json::json!({"class_name": "Constant", "config": {"value": 0.5}}),
+        )
+        .unwrap();
+        assert_eq!(constant.sample(&[2], &mut rng).unwrap().data(), &[0.5, 0.5]);
+        let (mean, std, _) = stats(
+            &Initializer::new("random_normal")
+                .unwrap()
+                .sample(&[10000], &mut rng)
+                .unwrap(),
+        );
+        assert!(mean.abs() < 0.002 && (std - 0.05).abs() < 0.002);
+    }
+
+    #[test]
+    fn seeds_fix_the_draws() {
+        let init = Initializer::glorot_uniform();
+        let a = init.sample(&[5, 5], &mut rng_from_seed(1)).unwrap();
+        let b = init.sample(&[5, 5], &mut rng_from_seed(1)).unwrap();
+        let c = init.sample(&[5, 5], &mut rng_from_seed(2)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // An initializer's own seed wins over the generator it is given.
+        let seeded = Initializer::glorot_uniform().with_seed(9);
+        assert_eq!(
+            seeded.sample(&[5, 5], &mut rng_from_seed(1)).unwrap(),
+            seeded.sample(&[5, 5], &mut rng_from_seed(2)).unwrap()
+        );
+    }
+
+    #[test]
+    fn configs_round_trip_and_errors_name_the_problem() {
+        let value = serde_json::json!({"module": "keras.initializers", "class_name": "HeNormal",
+                                       "config": {"seed": 3}, "registered_name": null});
+        assert_eq!(Initializer::from_config(&value).unwrap().to_config(), value);
+        assert_eq!(
+            Initializer::from_config(&serde_json::json!("he_uniform"))
+                .unwrap()
+                .class_name(),
+            "HeUniform"
+        );
+        let e =
+            Initializer::from_config(&serde_json::json!({"class_name": "Orthogonal"})).unwrap_err();
+        assert!(e.contains("Orthogonal"), "{e}");
+        let e = Initializer::from_config(&serde_json::json!({"class_name": "VarianceScaling", "config": {"mode": "fan_sideways"}})).unwrap_err();
+        assert!(e.contains("fan_sideways"), "{e}");
+        let e = Initializer::from_config(
+            &serde_json::json!({"class_name": "RandomNormal", "config": {"stddev": "wide"}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("stddev"), "{e}");
+    }
+}
