@@ -13,7 +13,7 @@ fn main() -> convnet::Result<()> {
         [3, 3, 1, 1],
         vec![-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0],
     )?;
-    let mut conv = Conv2D::new(1, (3, 3)).use_bias(false).name("edges");
+    let mut conv = Conv2D::new(1, (3, 3)).use_bias(false).named("edges");
     conv.build(
         &[vec![None, Some(4), Some(4), Some(1)]],
         &mut initializers::rng_from_seed(0),

@@ -32,7 +32,7 @@ fn assert_mentions(message: &str, parts: &[&str]) {
 #[test]
 fn kernel_larger_than_a_valid_input() {
     let e = Conv2D::new(4, (5, 5))
-        .name("edges")
+        .named("edges")
         .output_shape(&[shape(&[3, 3, 1])])
         .unwrap_err()
         .to_string();
@@ -166,7 +166,7 @@ fn unknown_class_and_fields() {
 #[test]
 fn wrong_inputs_at_run_time() {
     let mut rng = rng_from_seed(0);
-    let mut dense = Dense::new(3).name("head");
+    let mut dense = Dense::new(3).named("head");
     let e = dense.output_shape(&[vec![None]]).unwrap_err().to_string();
     assert_mentions(&e, &["'head'", "rank 2"]);
     // Called before it has weights.

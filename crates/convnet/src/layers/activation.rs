@@ -4,7 +4,6 @@
 
 use super::config::ConfigReader;
 use super::conv::activation_arg;
-use super::reshape::layer_common;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::activations::{self, ActivationFn};
 use crate::error::Result;
@@ -305,9 +304,7 @@ impl PReLU {
     }
 
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        for field in ["alpha_regularizer", "alpha_constraint"] {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&["alpha_regularizer", "alpha_constraint"])?;
         let shared_axes = match c.get("shared_axes") {
             Some(v) if v.is_i64() => Some(vec![v.as_i64().expect("checked")]),
             _ => c.opt_int_list("shared_axes")?,

@@ -244,14 +244,16 @@ impl<'a> ConfigReader<'a> {
 
     /// Fields convnet does not implement yet (regularizers, constraints): accepted only
     /// when null, so that a model never trains differently from what its file says.
-    pub fn unsupported_unless_null(&self, field: &str) -> Result<()> {
-        match self.get(field) {
-            None => Ok(()),
-            Some(v) => Err(self.error(
-                field,
-                format!("{v} is not supported by convnet yet; only null is accepted"),
-            )),
+    pub fn unsupported_unless_null(&self, fields: &[&str]) -> Result<()> {
+        for field in fields {
+            if let Some(v) = self.get(field) {
+                return Err(self.error(
+                    field,
+                    format!("{v} is not supported by convnet yet; only null is accepted"),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// `data_format`: convnet is channels_last (NHWC) throughout.

@@ -2,7 +2,7 @@
 //! ([`Window`]), the NHWC input check, and the bias-plus-activation epilogue.
 
 use super::config::ConfigReader;
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
@@ -231,6 +231,16 @@ pub(super) fn activation_arg(base: &mut LayerBase, name: &str) -> ActivationFn {
     })
 }
 
+/// The regularizers and constraints in the configs of Conv2D and Conv2DTranspose,
+/// accepted only as null.
+pub(super) const KERNEL_EXTRAS: [&str; 5] = [
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+];
+
 /// The 2-D convolution layer: `activation(conv(x, kernel) + bias)`, kernel shape
 /// (kernel_h, kernel_w, in_channels / groups, filters).
 #[derive(Clone, Debug)]
@@ -259,33 +269,12 @@ impl Conv2D {
         }
     }
 
-    pub fn strides(mut self, strides: (usize, usize)) -> Self {
-        self.window.strides = strides;
-        self
-    }
+    window_builders!();
 
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.window.padding = padding;
-        self
-    }
-
-    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
-        self.window.dilation = dilation;
-        self
-    }
+    activation_builders!();
 
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
-        self
-    }
-
-    pub fn activation(mut self, name: &str) -> Self {
-        self.activation = activation_arg(&mut self.base, name);
-        self
-    }
-
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
         self
     }
 
@@ -299,22 +288,9 @@ impl Conv2D {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in [
-            "kernel_regularizer",
-            "bias_regularizer",
-            "activity_regularizer",
-            "kernel_constraint",
-            "bias_constraint",
-        ] {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&KERNEL_EXTRAS)?;
         Ok(Conv2D {
             base: c.base()?,
             filters: c.positive("filters", None)?,
@@ -344,17 +320,7 @@ impl Conv2D {
 }
 
 impl Layer for Conv2D {
-    fn class_name(&self) -> &'static str {
-        "Conv2D"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("Conv2D");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -372,15 +338,7 @@ impl Layer for Conv2D {
             self.kernel_initializer.to_config(),
         );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in [
-            "kernel_regularizer",
-            "bias_regularizer",
-            "activity_regularizer",
-            "kernel_constraint",
-            "bias_constraint",
-        ] {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &KERNEL_EXTRAS);
         m
     }
 
@@ -411,39 +369,14 @@ impl Layer for Conv2D {
         let c = inputs[0][3].expect("checked by output_shape");
         let (kh, kw) = self.window.size;
         let shape = [kh, kw, c / self.groups, self.filters];
-        self.base.weights.clear();
-        self.base.add_weight(
-            "kernel",
-            &shape,
-            &self.kernel_initializer.clone(),
-            true,
-            rng,
-        )?;
-        if self.use_bias {
-            self.base.add_weight(
-                "bias",
-                &[self.filters],
-                &self.bias_initializer.clone(),
-                true,
-                rng,
-            )?;
-        }
-        Ok(())
+        let bias = self
+            .use_bias
+            .then_some((self.filters, &self.bias_initializer));
+        self.base
+            .add_kernel_and_bias(("kernel", &shape, &self.kernel_initializer), bias, rng)
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut y = self.compute(single(self, inputs)?)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
-    }
-
-    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(
-            self.activation,
-            self.compute(single(self, inputs)?)?,
-            true,
-        ))
-    }
+    activated_forward!();
 
     fn backward_impl(
         &self,

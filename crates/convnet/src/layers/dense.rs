@@ -2,10 +2,8 @@
 //! Keras applies it (a (batch, h, w, c) input gives (batch, h, w, units)).
 
 use super::config::ConfigReader;
-use super::conv::{
-    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, require_built,
-};
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::conv::{activation_grad, add_bias, bias_grad, check_channels, require_built};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
@@ -23,12 +21,13 @@ pub struct Dense {
     pub bias_initializer: Initializer,
 }
 
-const UNSUPPORTED: [&str; 5] = [
+/// The fields of Dense's config that convnet accepts only as null, as Keras writes them.
+const NULL_FIELDS: [&str; 5] = [
     "kernel_regularizer",
     "bias_regularizer",
-    "activity_regularizer",
     "kernel_constraint",
     "bias_constraint",
+    "quantization_config",
 ];
 
 impl Dense {
@@ -43,32 +42,16 @@ impl Dense {
         }
     }
 
-    pub fn activation(mut self, name: &str) -> Self {
-        self.activation = activation_arg(&mut self.base, name);
-        self
-    }
-
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
+    activation_builders!();
 
     pub fn kernel_initializer(mut self, init: Initializer) -> Self {
         self.kernel_initializer = init;
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        for field in UNSUPPORTED {
-            c.unsupported_unless_null(field)?;
-        }
-        c.unsupported_unless_null("quantization_config")?;
-        c.unsupported_unless_null("lora_rank")?;
+        c.unsupported_unless_null(&NULL_FIELDS)?;
+        c.unsupported_unless_null(&["activity_regularizer", "lora_rank"])?;
         Ok(Dense {
             base: c.base()?,
             units: c.positive("units", None)?,
@@ -106,17 +89,7 @@ impl Dense {
 }
 
 impl Layer for Dense {
-    fn class_name(&self) -> &'static str {
-        "Dense"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("Dense");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -128,15 +101,7 @@ impl Layer for Dense {
             self.kernel_initializer.to_config(),
         );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in [
-            "kernel_regularizer",
-            "bias_regularizer",
-            "kernel_constraint",
-            "bias_constraint",
-            "quantization_config",
-        ] {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &NULL_FIELDS);
         m
     }
 
@@ -168,39 +133,17 @@ impl Layer for Dense {
             .copied()
             .flatten()
             .expect("checked by output_shape");
-        self.base.weights.clear();
-        self.base.add_weight(
-            "kernel",
-            &[features, self.units],
-            &self.kernel_initializer.clone(),
-            true,
+        let bias = self
+            .use_bias
+            .then_some((self.units, &self.bias_initializer));
+        self.base.add_kernel_and_bias(
+            ("kernel", &[features, self.units], &self.kernel_initializer),
+            bias,
             rng,
-        )?;
-        if self.use_bias {
-            self.base.add_weight(
-                "bias",
-                &[self.units],
-                &self.bias_initializer.clone(),
-                true,
-                rng,
-            )?;
-        }
-        Ok(())
+        )
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut y = self.compute(single(self, inputs)?)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
-    }
-
-    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(
-            self.activation,
-            self.compute(single(self, inputs)?)?,
-            true,
-        ))
-    }
+    activated_forward!();
 
     fn backward_impl(
         &self,

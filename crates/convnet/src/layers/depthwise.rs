@@ -4,14 +4,13 @@
 
 use super::config::ConfigReader;
 use super::conv::{
-    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
-    require_built, Window,
+    activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
 };
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
-use crate::kernels::conv::{ConvGeometry, Padding};
+use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
@@ -27,6 +26,15 @@ pub struct DepthwiseConv2D {
     pub bias_initializer: Initializer,
 }
 
+/// The regularizers and constraints in DepthwiseConv2D's config, accepted only as null.
+const NULL_FIELDS: [&str; 5] = [
+    "depthwise_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "depthwise_constraint",
+    "bias_constraint",
+];
+
 impl DepthwiseConv2D {
     pub fn new(kernel_size: (usize, usize)) -> Self {
         DepthwiseConv2D {
@@ -40,52 +48,18 @@ impl DepthwiseConv2D {
         }
     }
 
+    window_builders!();
+
+    activation_builders!();
+
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.depth_multiplier = m;
         self
     }
 
-    pub fn strides(mut self, strides: (usize, usize)) -> Self {
-        self.window.strides = strides;
-        self
-    }
-
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.window.padding = padding;
-        self
-    }
-
-    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
-        self.window.dilation = dilation;
-        self
-    }
-
-    pub fn activation(mut self, name: &str) -> Self {
-        self.activation = activation_arg(&mut self.base, name);
-        self
-    }
-
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in [
-            "depthwise_regularizer",
-            "bias_regularizer",
-            "activity_regularizer",
-            "depthwise_constraint",
-            "bias_constraint",
-        ] {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&NULL_FIELDS)?;
         Ok(DepthwiseConv2D {
             base: c.base()?,
             depth_multiplier: c.positive("depth_multiplier", Some(1))?,
@@ -122,17 +96,7 @@ impl DepthwiseConv2D {
 }
 
 impl Layer for DepthwiseConv2D {
-    fn class_name(&self) -> &'static str {
-        "DepthwiseConv2D"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("DepthwiseConv2D");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -149,15 +113,7 @@ impl Layer for DepthwiseConv2D {
             self.depthwise_initializer.to_config(),
         );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in [
-            "depthwise_regularizer",
-            "bias_regularizer",
-            "activity_regularizer",
-            "depthwise_constraint",
-            "bias_constraint",
-        ] {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &NULL_FIELDS);
         m
     }
 
@@ -177,39 +133,21 @@ impl Layer for DepthwiseConv2D {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
         let (kh, kw) = self.window.size;
-        self.base.weights.clear();
-        self.base.add_weight(
-            "kernel",
-            &[kh, kw, c, self.depth_multiplier],
-            &self.depthwise_initializer.clone(),
-            true,
+        let bias = self
+            .use_bias
+            .then_some((c * self.depth_multiplier, &self.bias_initializer));
+        self.base.add_kernel_and_bias(
+            (
+                "kernel",
+                &[kh, kw, c, self.depth_multiplier],
+                &self.depthwise_initializer,
+            ),
+            bias,
             rng,
-        )?;
-        if self.use_bias {
-            self.base.add_weight(
-                "bias",
-                &[c * self.depth_multiplier],
-                &self.bias_initializer.clone(),
-                true,
-                rng,
-            )?;
-        }
-        Ok(())
+        )
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut y = self.compute(single(self, inputs)?)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
-    }
-
-    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(
-            self.activation,
-            self.compute(single(self, inputs)?)?,
-            true,
-        ))
-    }
+    activated_forward!();
 
     fn backward_impl(
         &self,

@@ -39,11 +39,6 @@ impl Dropout {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         let noise_shape = match c.get("noise_shape") {
             None => None,
@@ -118,17 +113,7 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
-    fn class_name(&self) -> &'static str {
-        "Dropout"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("Dropout");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();

@@ -2,7 +2,6 @@
 //! Add, Multiply and Average of inputs of one shape.
 
 use super::config::ConfigReader;
-use super::reshape::layer_common;
 use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -220,13 +219,7 @@ impl Layer for Merge {
         }
     }
 
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_base!();
 
     fn config_fields(&self) -> Map<String, Value> {
         Map::new()

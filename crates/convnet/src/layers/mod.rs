@@ -8,6 +8,87 @@
 //! explain backpropagation: dL/dx from dL/dy, and dL/dW accumulated into the caller's
 //! buffers so that a layer applied twice adds up its gradients.
 
+/// `class_name`, `base` and `base_mut`: the same three lines in every layer.
+macro_rules! layer_common {
+    ($class:literal) => {
+        fn class_name(&self) -> &'static str {
+            $class
+        }
+
+        layer_base!();
+    };
+}
+
+/// `base` and `base_mut`, for layer types that serve several Keras classes.
+macro_rules! layer_base {
+    () => {
+        fn base(&self) -> &LayerBase {
+            &self.base
+        }
+
+        fn base_mut(&mut self) -> &mut LayerBase {
+            &mut self.base
+        }
+    };
+}
+
+/// `call` and `forward` for layers whose `compute` gives the output before the
+/// activation: inference applies it in place, training keeps the pre-activation.
+macro_rules! activated_forward {
+    () => {
+        fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+            let mut y = self.compute(single(self, inputs)?)?;
+            self.activation.apply_inplace(&mut y);
+            Ok(y)
+        }
+
+        fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
+            Ok(crate::layers::conv::activate(
+                self.activation,
+                self.compute(single(self, inputs)?)?,
+                true,
+            ))
+        }
+    };
+}
+
+/// Builder methods of the layers with a sliding [`conv::Window`].
+macro_rules! window_builders {
+    () => {
+        pub fn strides(mut self, strides: (usize, usize)) -> Self {
+            self.window.strides = strides;
+            self
+        }
+
+        pub fn padding(mut self, padding: crate::kernels::Padding) -> Self {
+            self.window.padding = padding;
+            self
+        }
+
+        pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
+            self.window.dilation = dilation;
+            self
+        }
+    };
+}
+
+/// Builder methods of the layers with an activation and an optional bias.
+macro_rules! activation_builders {
+    () => {
+        /// The activation by Keras name; an unknown name is reported when the layer is
+        /// built or run.
+        pub fn activation(mut self, name: &str) -> Self {
+            self.activation = crate::layers::conv::activation_arg(&mut self.base, name);
+            self
+        }
+
+        pub fn use_bias(mut self, use_bias: bool) -> Self {
+            self.use_bias = use_bias;
+            self
+        }
+    };
+}
+
 mod activation;
 mod config;
 mod conv;
@@ -133,6 +214,22 @@ impl LayerBase {
         }
     }
 
+    /// A kernel and, when `bias` is given, a bias of that length: the weights of the
+    /// convolution family and Dense, in Keras's order.
+    fn add_kernel_and_bias(
+        &mut self,
+        kernel: (&str, &[usize], &Initializer),
+        bias: Option<(usize, &Initializer)>,
+        rng: &mut Rng,
+    ) -> Result<()> {
+        self.weights.clear();
+        self.add_weight(kernel.0, kernel.1, kernel.2, true, rng)?;
+        if let Some((len, init)) = bias {
+            self.add_weight("bias", &[len], init, true, rng)?;
+        }
+        Ok(())
+    }
+
     fn add_weight(
         &mut self,
         name: &str,
@@ -246,6 +343,15 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
 
     fn name(&self) -> &str {
         &self.base().name
+    }
+
+    /// Builder form of [`Layer::set_name`]: `Conv2D::new(64, (3, 3)).named("stem")`.
+    fn named(mut self, name: &str) -> Self
+    where
+        Self: Sized,
+    {
+        self.set_name(name);
+        self
     }
 
     fn set_name(&mut self, name: &str) {
@@ -400,6 +506,14 @@ pub fn layer_from_config(class: &str, config: &Value) -> Result<Box<dyn Layer>> 
     };
     c.finish()?;
     Ok(layer)
+}
+
+/// Writes `null` for each of `fields`: the regularizers and constraints a layer's
+/// config lists but convnet only accepts as null.
+fn write_nulls(map: &mut Map<String, Value>, fields: &[&str]) {
+    for field in fields {
+        map.insert((*field).into(), Value::Null);
+    }
 }
 
 /// Checks the number of inputs a layer was given.

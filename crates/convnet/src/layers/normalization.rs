@@ -6,7 +6,7 @@
 //! moving_mean, moving_variance.
 
 use super::config::ConfigReader;
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::norm;
@@ -28,6 +28,14 @@ pub struct BatchNormalization {
     synchronized: bool,
     renorm_momentum: f64,
 }
+
+/// The regularizers and constraints in BatchNormalization's config, accepted only as null.
+const NULL_FIELDS: [&str; 4] = [
+    "beta_regularizer",
+    "gamma_regularizer",
+    "beta_constraint",
+    "gamma_constraint",
+];
 
 /// What training-mode backward needs: the normalised input and 1/√(var + ε).
 struct BatchStatistics {
@@ -84,21 +92,9 @@ impl BatchNormalization {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        for field in [
-            "beta_regularizer",
-            "gamma_regularizer",
-            "beta_constraint",
-            "gamma_constraint",
-            "renorm_clipping",
-        ] {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&NULL_FIELDS)?;
+        c.unsupported_unless_null(&["renorm_clipping"])?;
         if c.bool("renorm", false)? {
             return Err(c.error(
                 "renorm",
@@ -207,17 +203,7 @@ impl BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
-    fn class_name(&self) -> &'static str {
-        "BatchNormalization"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("BatchNormalization");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -239,14 +225,7 @@ impl Layer for BatchNormalization {
             "moving_variance_initializer".into(),
             self.moving_variance_initializer.to_config(),
         );
-        for field in [
-            "beta_regularizer",
-            "gamma_regularizer",
-            "beta_constraint",
-            "gamma_constraint",
-        ] {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &NULL_FIELDS);
         m.insert("synchronized".into(), json!(self.synchronized));
         m.insert("renorm".into(), json!(false));
         m.insert("renorm_clipping".into(), Value::Null);

@@ -63,11 +63,6 @@ impl Pooling2D {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
         c.channels_last()?;
         let pool_size = c.pair("pool_size", Some((2, 2)))?;
@@ -104,13 +99,7 @@ impl Layer for Pooling2D {
         }
     }
 
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_base!();
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -212,11 +201,6 @@ impl GlobalPooling2D {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
         c.channels_last()?;
         Ok(GlobalPooling2D {
@@ -253,13 +237,7 @@ impl Layer for GlobalPooling2D {
         }
     }
 
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_base!();
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();

@@ -2,7 +2,6 @@
 //! `scale` and `offset` are numbers, or lists applied along the last (channel) axis.
 
 use super::config::ConfigReader;
-use super::reshape::layer_common;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;

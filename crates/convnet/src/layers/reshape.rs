@@ -8,24 +8,6 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
 
-/// Implements the parts of [`Layer`] every layer here shares.
-macro_rules! layer_common {
-    ($class:literal) => {
-        fn class_name(&self) -> &'static str {
-            $class
-        }
-
-        fn base(&self) -> &LayerBase {
-            &self.base
-        }
-
-        fn base_mut(&mut self) -> &mut LayerBase {
-            &mut self.base
-        }
-    };
-}
-pub(super) use layer_common;
-
 /// Flatten: (batch, d1, d2, …) → (batch, d1·d2·…), in row-major (NHWC) order.
 #[derive(Clone, Debug)]
 pub struct Flatten {

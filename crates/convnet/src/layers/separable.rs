@@ -5,14 +5,13 @@
 
 use super::config::ConfigReader;
 use super::conv::{
-    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
-    require_built, Window,
+    activate, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
 };
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
-use crate::kernels::conv::{self, ConvGeometry, Padding};
+use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::depthwise;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
@@ -30,7 +29,7 @@ pub struct SeparableConv2D {
     pub bias_initializer: Initializer,
 }
 
-const UNSUPPORTED: [&str; 7] = [
+const NULL_FIELDS: [&str; 7] = [
     "depthwise_regularizer",
     "pointwise_regularizer",
     "bias_regularizer",
@@ -61,46 +60,18 @@ impl SeparableConv2D {
         }
     }
 
+    window_builders!();
+
+    activation_builders!();
+
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.depth_multiplier = m;
         self
     }
 
-    pub fn strides(mut self, strides: (usize, usize)) -> Self {
-        self.window.strides = strides;
-        self
-    }
-
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.window.padding = padding;
-        self
-    }
-
-    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
-        self.window.dilation = dilation;
-        self
-    }
-
-    pub fn activation(mut self, name: &str) -> Self {
-        self.activation = activation_arg(&mut self.base, name);
-        self
-    }
-
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in UNSUPPORTED {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&NULL_FIELDS)?;
         Ok(SeparableConv2D {
             base: c.base()?,
             depth_multiplier: c.positive("depth_multiplier", Some(1))?,
@@ -167,17 +138,7 @@ impl SeparableConv2D {
 }
 
 impl Layer for SeparableConv2D {
-    fn class_name(&self) -> &'static str {
-        "SeparableConv2D"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("SeparableConv2D");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -199,9 +160,7 @@ impl Layer for SeparableConv2D {
             self.pointwise_initializer.to_config(),
         );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in UNSUPPORTED {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &NULL_FIELDS);
         m
     }
 

@@ -7,10 +7,10 @@
 
 use super::config::ConfigReader;
 use super::conv::{
-    activate, activation_arg, activation_grad, add_bias, bias_grad, check_channels, nhwc,
-    require_built, Window,
+    activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
+    KERNEL_EXTRAS,
 };
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
@@ -30,14 +30,6 @@ pub struct Conv2DTranspose {
     pub bias_initializer: Initializer,
 }
 
-const UNSUPPORTED: [&str; 5] = [
-    "kernel_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "bias_constraint",
-];
-
 impl Conv2DTranspose {
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         Conv2DTranspose {
@@ -52,46 +44,18 @@ impl Conv2DTranspose {
         }
     }
 
-    pub fn strides(mut self, strides: (usize, usize)) -> Self {
-        self.window.strides = strides;
-        self
-    }
+    window_builders!();
 
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.window.padding = padding;
-        self
-    }
+    activation_builders!();
 
     pub fn output_padding(mut self, output_padding: (usize, usize)) -> Self {
         self.output_padding = Some(output_padding);
         self
     }
 
-    pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
-        self.window.dilation = dilation;
-        self
-    }
-
-    pub fn activation(mut self, name: &str) -> Self {
-        self.activation = activation_arg(&mut self.base, name);
-        self
-    }
-
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    pub fn name(mut self, name: &str) -> Self {
-        self.base.name = name.to_string();
-        self
-    }
-
     pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
         c.channels_last()?;
-        for field in UNSUPPORTED {
-            c.unsupported_unless_null(field)?;
-        }
+        c.unsupported_unless_null(&KERNEL_EXTRAS)?;
         let output_padding = match c.opt_int_list("output_padding") {
             Ok(None) => None,
             Ok(Some(v)) if v.len() == 2 && v.iter().all(|&p| p >= 0) => {
@@ -204,17 +168,7 @@ impl Conv2DTranspose {
 }
 
 impl Layer for Conv2DTranspose {
-    fn class_name(&self) -> &'static str {
-        "Conv2DTranspose"
-    }
-
-    fn base(&self) -> &LayerBase {
-        &self.base
-    }
-
-    fn base_mut(&mut self) -> &mut LayerBase {
-        &mut self.base
-    }
+    layer_common!("Conv2DTranspose");
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -245,9 +199,7 @@ impl Layer for Conv2DTranspose {
             self.kernel_initializer.to_config(),
         );
         m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        for field in UNSUPPORTED {
-            m.insert(field.into(), Value::Null);
-        }
+        write_nulls(&mut m, &KERNEL_EXTRAS);
         m
     }
 
@@ -268,39 +220,21 @@ impl Layer for Conv2DTranspose {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
         let (kh, kw) = self.window.size;
-        self.base.weights.clear();
-        self.base.add_weight(
-            "kernel",
-            &[kh, kw, self.filters, c],
-            &self.kernel_initializer.clone(),
-            true,
+        let bias = self
+            .use_bias
+            .then_some((self.filters, &self.bias_initializer));
+        self.base.add_kernel_and_bias(
+            (
+                "kernel",
+                &[kh, kw, self.filters, c],
+                &self.kernel_initializer,
+            ),
+            bias,
             rng,
-        )?;
-        if self.use_bias {
-            self.base.add_weight(
-                "bias",
-                &[self.filters],
-                &self.bias_initializer.clone(),
-                true,
-                rng,
-            )?;
-        }
-        Ok(())
+        )
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut y = self.compute(single(self, inputs)?)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
-    }
-
-    fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok(activate(
-            self.activation,
-            self.compute(single(self, inputs)?)?,
-            true,
-        ))
-    }
+    activated_forward!();
 
     fn backward_impl(
         &self,
