@@ -30,74 +30,49 @@ pub enum ActivationFn {
     LogSoftmax,
 }
 
-/// Every name convnet accepts, the canonical one first in each group.
-pub const ACTIVATION_NAMES: &[&str] = &[
-    "linear",
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "gelu",
-    "silu",
-    "swish",
-    "sigmoid",
-    "hard_sigmoid",
-    "tanh",
-    "softplus",
-    "softsign",
-    "exponential",
-    "softmax",
-    "log_softmax",
+/// Every name convnet accepts with its function; where two names share a function
+/// (silu, swish), the first is the one written back to configs.
+pub const ACTIVATIONS: &[(&str, ActivationFn)] = &[
+    ("linear", ActivationFn::Linear),
+    ("relu", ActivationFn::Relu),
+    ("relu6", ActivationFn::Relu6),
+    ("leaky_relu", ActivationFn::LeakyRelu),
+    ("elu", ActivationFn::Elu),
+    ("selu", ActivationFn::Selu),
+    ("gelu", ActivationFn::Gelu),
+    ("silu", ActivationFn::Silu),
+    ("swish", ActivationFn::Silu),
+    ("sigmoid", ActivationFn::Sigmoid),
+    ("hard_sigmoid", ActivationFn::HardSigmoid),
+    ("tanh", ActivationFn::Tanh),
+    ("softplus", ActivationFn::Softplus),
+    ("softsign", ActivationFn::Softsign),
+    ("exponential", ActivationFn::Exponential),
+    ("softmax", ActivationFn::Softmax),
+    ("log_softmax", ActivationFn::LogSoftmax),
 ];
 
+/// The accepted activation names.
+pub fn activation_names() -> impl Iterator<Item = &'static str> {
+    ACTIVATIONS.iter().map(|(name, _)| *name)
+}
+
 impl ActivationFn {
-    /// The function Keras means by `name` (`None` for unknown names). `None`/`null` in a
-    /// config means linear, as in Keras.
+    /// The function Keras means by `name` (`None` for unknown names).
     pub fn from_name(name: &str) -> Option<Self> {
-        use ActivationFn::*;
-        Some(match name {
-            "linear" => Linear,
-            "relu" => Relu,
-            "relu6" => Relu6,
-            "leaky_relu" => LeakyRelu,
-            "elu" => Elu,
-            "selu" => Selu,
-            "gelu" => Gelu,
-            "silu" | "swish" => Silu,
-            "sigmoid" => Sigmoid,
-            "hard_sigmoid" => HardSigmoid,
-            "tanh" => Tanh,
-            "softplus" => Softplus,
-            "softsign" => Softsign,
-            "exponential" => Exponential,
-            "softmax" => Softmax,
-            "log_softmax" => LogSoftmax,
-            _ => return None,
-        })
+        ACTIVATIONS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
     }
 
     /// The name Keras writes in a config for this function.
     pub fn name(self) -> &'static str {
-        use ActivationFn::*;
-        match self {
-            Linear => "linear",
-            Relu => "relu",
-            Relu6 => "relu6",
-            LeakyRelu => "leaky_relu",
-            Elu => "elu",
-            Selu => "selu",
-            Gelu => "gelu",
-            Silu => "silu",
-            Sigmoid => "sigmoid",
-            HardSigmoid => "hard_sigmoid",
-            Tanh => "tanh",
-            Softplus => "softplus",
-            Softsign => "softsign",
-            Exponential => "exponential",
-            Softmax => "softmax",
-            LogSoftmax => "log_softmax",
-        }
+        ACTIVATIONS
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .expect("every activation function is in ACTIVATIONS")
     }
 
     /// Applies the function in place (softmax-like ones along the last axis).

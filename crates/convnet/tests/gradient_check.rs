@@ -305,7 +305,7 @@ proptest! {
     }
 
     #[test]
-    fn activation_layers(name in prop::sample::select(convnet::activations::ACTIVATION_NAMES.to_vec()), seed in any::<u64>()) {
+    fn activation_layers(name in prop::sample::select(convnet::activations::activation_names().collect::<Vec<_>>()), seed in any::<u64>()) {
         let make = move || -> Box<dyn Layer> { Box::new(Activation::new(name)) };
         check(Case { make: Box::new(make), inputs: vec![grid(&[2, 3, 4], seed)], training: false }, seed, KINKED_STEP)?;
     }

@@ -358,10 +358,10 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
         )
         .map(|(acc, _)| acc)
         .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            super::add_into(&mut a, &b);
             a
         });
     if let Some(sum) = partial {
-        dw.iter_mut().zip(&sum).for_each(|(d, s)| *d += s);
+        super::add_into(dw, &sum);
     }
 }

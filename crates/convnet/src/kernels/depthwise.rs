@@ -96,7 +96,6 @@ pub fn depthwise_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mu
 pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let dm = check(g, x.len(), dw.len(), dy.len());
     let (c, oc) = (g.in_c, g.out_c);
-    let pixels = g.batch * g.out_h * g.out_w;
     // Output rows in parallel, each summing into its own copy of the (small) kernel.
     let sum = (0..g.batch * g.out_h)
         .into_par_iter()
@@ -117,10 +116,10 @@ pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &m
             },
         )
         .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            super::add_into(&mut a, &b);
             a
         });
-    if let (Some(sum), true) = (sum, pixels > 0) {
-        dw.iter_mut().zip(&sum).for_each(|(d, s)| *d += s);
+    if let Some(sum) = sum {
+        super::add_into(dw, &sum);
     }
 }

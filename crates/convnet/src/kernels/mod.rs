@@ -18,3 +18,8 @@ pub use pool::PoolGeometry;
 /// Work below this many multiply-adds runs on the calling thread: splitting it would cost
 /// more in rayon's bookkeeping than it saves.
 pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// `dst += src`, elementwise: how per-task partial kernel gradients are summed.
+pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+}

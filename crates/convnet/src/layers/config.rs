@@ -229,7 +229,9 @@ impl<'a> ConfigReader<'a> {
                 field,
                 format!(
                     "unknown activation '{name}' (known: {})",
-                    crate::activations::ACTIVATION_NAMES.join(", ")
+                    crate::activations::activation_names()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })

@@ -437,73 +437,87 @@ pub fn layer_from_keras(object: &Value) -> Result<Box<dyn Layer>> {
     layer_from_config(class, config)
 }
 
-/// Every layer class convnet implements.
-pub const LAYER_CLASSES: &[&str] = &[
-    "Conv2D",
-    "DepthwiseConv2D",
-    "SeparableConv2D",
-    "Conv2DTranspose",
-    "Dense",
-    "MaxPooling2D",
-    "AveragePooling2D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D",
-    "BatchNormalization",
-    "Dropout",
-    "Flatten",
-    "Reshape",
-    "ZeroPadding2D",
-    "Cropping2D",
-    "UpSampling2D",
-    "Rescaling",
-    "Concatenate",
-    "Add",
-    "Multiply",
-    "Average",
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "PReLU",
-    "Softmax",
+/// How a layer is read from its Keras config.
+type FromConfig = fn(&ConfigReader) -> Result<Box<dyn Layer>>;
+
+/// Every Keras class convnet implements, with its reader: the one list behind
+/// [`layer_from_config`] and [`layer_classes`].
+const REGISTRY: &[(&str, FromConfig)] = &[
+    ("Conv2D", |c| Ok(Box::new(Conv2D::from_config(c)?))),
+    ("DepthwiseConv2D", |c| {
+        Ok(Box::new(DepthwiseConv2D::from_config(c)?))
+    }),
+    ("SeparableConv2D", |c| {
+        Ok(Box::new(SeparableConv2D::from_config(c)?))
+    }),
+    ("Conv2DTranspose", |c| {
+        Ok(Box::new(Conv2DTranspose::from_config(c)?))
+    }),
+    ("Dense", |c| Ok(Box::new(Dense::from_config(c)?))),
+    ("MaxPooling2D", |c| {
+        Ok(Box::new(Pooling2D::from_config(c, PoolKind::Max)?))
+    }),
+    ("AveragePooling2D", |c| {
+        Ok(Box::new(Pooling2D::from_config(c, PoolKind::Average)?))
+    }),
+    ("GlobalAveragePooling2D", |c| {
+        Ok(Box::new(GlobalPooling2D::from_config(
+            c,
+            PoolKind::Average,
+        )?))
+    }),
+    ("GlobalMaxPooling2D", |c| {
+        Ok(Box::new(GlobalPooling2D::from_config(c, PoolKind::Max)?))
+    }),
+    ("BatchNormalization", |c| {
+        Ok(Box::new(BatchNormalization::from_config(c)?))
+    }),
+    ("Dropout", |c| Ok(Box::new(Dropout::from_config(c)?))),
+    ("Flatten", |c| Ok(Box::new(Flatten::from_config(c)?))),
+    ("Reshape", |c| Ok(Box::new(Reshape::from_config(c)?))),
+    ("ZeroPadding2D", |c| {
+        Ok(Box::new(ZeroPadding2D::from_config(c)?))
+    }),
+    ("Cropping2D", |c| Ok(Box::new(Cropping2D::from_config(c)?))),
+    ("UpSampling2D", |c| {
+        Ok(Box::new(UpSampling2D::from_config(c)?))
+    }),
+    ("Rescaling", |c| Ok(Box::new(Rescaling::from_config(c)?))),
+    ("Concatenate", |c| {
+        Ok(Box::new(Concatenate::from_config(c)?))
+    }),
+    ("Add", |c| {
+        Ok(Box::new(Merge::from_config(c, MergeOp::Add)?))
+    }),
+    ("Multiply", |c| {
+        Ok(Box::new(Merge::from_config(c, MergeOp::Multiply)?))
+    }),
+    ("Average", |c| {
+        Ok(Box::new(Merge::from_config(c, MergeOp::Average)?))
+    }),
+    ("Activation", |c| Ok(Box::new(Activation::from_config(c)?))),
+    ("ReLU", |c| Ok(Box::new(ReLU::from_config(c)?))),
+    ("LeakyReLU", |c| Ok(Box::new(LeakyReLU::from_config(c)?))),
+    ("PReLU", |c| Ok(Box::new(PReLU::from_config(c)?))),
+    ("Softmax", |c| Ok(Box::new(Softmax::from_config(c)?))),
 ];
+
+/// The Keras class names convnet implements.
+pub fn layer_classes() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|(class, _)| *class)
+}
 
 /// Builds a layer of Keras class `class` from its config object.
 pub fn layer_from_config(class: &str, config: &Value) -> Result<Box<dyn Layer>> {
     let c = ConfigReader::new(class, config)?;
-    let layer: Box<dyn Layer> = match class {
-        "Conv2D" => Box::new(Conv2D::from_config(&c)?),
-        "DepthwiseConv2D" => Box::new(DepthwiseConv2D::from_config(&c)?),
-        "SeparableConv2D" => Box::new(SeparableConv2D::from_config(&c)?),
-        "Conv2DTranspose" => Box::new(Conv2DTranspose::from_config(&c)?),
-        "Dense" => Box::new(Dense::from_config(&c)?),
-        "MaxPooling2D" => Box::new(Pooling2D::from_config(&c, PoolKind::Max)?),
-        "AveragePooling2D" => Box::new(Pooling2D::from_config(&c, PoolKind::Average)?),
-        "GlobalAveragePooling2D" => Box::new(GlobalPooling2D::from_config(&c, PoolKind::Average)?),
-        "GlobalMaxPooling2D" => Box::new(GlobalPooling2D::from_config(&c, PoolKind::Max)?),
-        "BatchNormalization" => Box::new(BatchNormalization::from_config(&c)?),
-        "Dropout" => Box::new(Dropout::from_config(&c)?),
-        "Flatten" => Box::new(Flatten::from_config(&c)?),
-        "Reshape" => Box::new(Reshape::from_config(&c)?),
-        "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
-        "Cropping2D" => Box::new(Cropping2D::from_config(&c)?),
-        "UpSampling2D" => Box::new(UpSampling2D::from_config(&c)?),
-        "Rescaling" => Box::new(Rescaling::from_config(&c)?),
-        "Concatenate" => Box::new(Concatenate::from_config(&c)?),
-        "Add" => Box::new(Merge::from_config(&c, MergeOp::Add)?),
-        "Multiply" => Box::new(Merge::from_config(&c, MergeOp::Multiply)?),
-        "Average" => Box::new(Merge::from_config(&c, MergeOp::Average)?),
-        "Activation" => Box::new(Activation::from_config(&c)?),
-        "ReLU" => Box::new(ReLU::from_config(&c)?),
-        "LeakyReLU" => Box::new(LeakyReLU::from_config(&c)?),
-        "PReLU" => Box::new(PReLU::from_config(&c)?),
-        "Softmax" => Box::new(Softmax::from_config(&c)?),
-        _ => {
-            return Err(Error::UnknownClass {
-                layer: c.layer_name().to_string(),
-                class: class.to_string(),
-            })
-        }
-    };
+    let (_, read) = REGISTRY
+        .iter()
+        .find(|(name, _)| *name == class)
+        .ok_or_else(|| Error::UnknownClass {
+            layer: c.layer_name().to_string(),
+            class: class.to_string(),
+        })?;
+    let layer = read(&c)?;
     c.finish()?;
     Ok(layer)
 }
