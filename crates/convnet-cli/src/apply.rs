@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         layer.set_weights(weights)?;
     }
     let refs: Vec<&Tensor> = inputs.iter().collect();
-    let output = layer.call(&refs)?;
+    let output = layer.apply(&refs)?;
     output.write_npy(&args.output)?;
     println!(
         "{} '{}': {} -> {:?}, written to {}",

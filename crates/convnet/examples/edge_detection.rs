@@ -19,7 +19,7 @@ fn main() -> convnet::Result<()> {
         &mut initializers::rng_from_seed(0),
     )?;
     conv.set_weights(vec![kernel])?;
-    let output = conv.call(&[&input])?;
+    let output = conv.apply(&[&input])?;
 
     println!("input I (4x4):");
     for row in input.data().chunks(4) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A layer's Keras config is missing a field, has a field of the wrong type or value,
     /// or names something convnet does not support.
@@ -34,6 +34,11 @@ pub enum Error {
     /// A tensor-level misuse that is not tied to one layer (wrong data length, …).
     #[error("{0}")]
     Tensor(String),
+
+    /// A model graph that cannot work: an output not reachable from the inputs, an
+    /// input never used, two layers with one name, …
+    #[error("model '{model}': {message}")]
+    Model { model: String, message: String },
 
     /// Reading or writing a file failed; the message says what was wrong with it.
     #[error("{path}: {message}")]

@@ -19,6 +19,29 @@ pub fn rng_from_seed(seed: u64) -> Rng {
     Rng::seed_from_u64(seed)
 }
 
+/// The generator layers draw their weights from when they are built by a call on a
+/// symbolic tensor, like Keras's global seed generator.
+static GLOBAL_RNG: std::sync::Mutex<Option<Rng>> = std::sync::Mutex::new(None);
+
+/// Fixes the global generator, as `keras.utils.set_random_seed` does: layers built after
+/// this draw the same weights in every run of the same program.
+pub fn set_random_seed(seed: u64) {
+    *GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner()) = Some(rng_from_seed(seed));
+}
+
+/// A fresh generator drawn from the global one (seeded from the clock until
+/// [`set_random_seed`] is called).
+pub fn next_rng() -> Rng {
+    let mut global = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let global = global.get_or_insert_with(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        rng_from_seed(nanos ^ (std::process::id() as u64) << 32)
+    });
+    rng_from_seed(global.random())
+}
+
 /// An initializer: the Keras class name and its config object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Initializer {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod initializers;
 pub mod kernels;
 pub mod layers;
+pub mod model;
 pub mod tensor;
 
 pub use activations::ActivationFn;
@@ -17,4 +18,5 @@ pub use error::{Error, Result};
 pub use initializers::{Initializer, Rng};
 pub use kernels::Padding;
 pub use layers::{Layer, Shape, Weight};
+pub use model::{Call, Input, Model, Sequential, SymbolicTensor};
 pub use tensor::Tensor;

@@ -22,7 +22,7 @@ fn worked_example_gives_six_everywhere() {
     )
     .unwrap();
     conv.set_weights(vec![kernel]).unwrap();
-    let output = conv.call(&[&input]).unwrap();
+    let output = conv.apply(&[&input]).unwrap();
     assert_eq!(output.shape(), &[1, 2, 2, 1]);
     assert_eq!(output.data(), &[6.0, 6.0, 6.0, 6.0]);
 }

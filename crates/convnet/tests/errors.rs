@@ -171,20 +171,20 @@ fn wrong_inputs_at_run_time() {
     assert_mentions(&e, &["'head'", "rank 2"]);
     // Called before it has weights.
     let x = Tensor::zeros([2, 4]);
-    let e = dense.call(&[&x]).unwrap_err().to_string();
+    let e = dense.apply(&[&x]).unwrap_err().to_string();
     assert_mentions(&e, &["'head'", "no weights"]);
     dense.build(&[shape(&[4])], &mut rng).unwrap();
     // Built for 4 features, given 5.
     let e = dense
-        .call(&[&Tensor::zeros([2, 5])])
+        .apply(&[&Tensor::zeros([2, 5])])
         .unwrap_err()
         .to_string();
     assert_mentions(&e, &["'head'", "built for 4", "has 5"]);
     // Two inputs to a one-input layer.
-    let e = dense.call(&[&x, &x]).unwrap_err().to_string();
+    let e = dense.apply(&[&x, &x]).unwrap_err().to_string();
     assert_mentions(&e, &["'head'", "expects 1 input"]);
     // A conv layer given a matrix instead of an image batch.
-    let e = Conv2D::new(2, (3, 3)).call(&[&x]).unwrap_err().to_string();
+    let e = Conv2D::new(2, (3, 3)).apply(&[&x]).unwrap_err().to_string();
     assert_mentions(&e, &["conv2d", "4-D input"]);
     // Weights of the wrong shape.
     let e = dense

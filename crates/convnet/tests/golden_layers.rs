@@ -147,8 +147,8 @@ fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
 
     // The inference path must agree with Keras in inference mode.
     if !training {
-        let y = layer.call(&input_refs).map_err(|e| e.to_string())?;
-        compare("call() output", &y, &arrays.get("y")?)?;
+        let y = layer.apply(&input_refs).map_err(|e| e.to_string())?;
+        compare("apply() output", &y, &arrays.get("y")?)?;
     }
 
     let (y, saved) = layer

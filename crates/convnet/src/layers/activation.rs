@@ -69,7 +69,7 @@ impl Layer for Activation {
         Ok(single(self, inputs)?.clone())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let mut y = map_input(self, inputs, |v| v)?;
         self.activation.apply_inplace(&mut y);
         Ok(y)
@@ -187,7 +187,7 @@ impl Layer for ReLU {
         Ok(single(self, inputs)?.clone())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         map_input(self, inputs, |x| self.value(x))
     }
 
@@ -250,7 +250,7 @@ impl Layer for LeakyReLU {
         Ok(single(self, inputs)?.clone())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let slope = self.negative_slope as f32;
         map_input(self, inputs, |x| if x >= 0.0 { x } else { slope * x })
     }
@@ -396,7 +396,7 @@ impl Layer for PReLU {
         Ok(())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         self.output_shape(&[super::shape_of(x)])?;
         super::conv::require_built(self)?;
@@ -517,7 +517,7 @@ impl Layer for Softmax {
         Ok(shape.clone())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let mut y = map_input(self, inputs, |v| v)?;
         let (len, inner) = self.layout(y.shape())?;
         activations::softmax_inplace(y.data_mut(), len, inner);

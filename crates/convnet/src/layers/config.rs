@@ -69,7 +69,7 @@ impl<'a> ConfigReader<'a> {
     /// `name`, `trainable` and `dtype`, the fields every layer has.
     pub fn base(&self) -> Result<LayerBase> {
         let mut base = LayerBase::new(&self.layer);
-        self.get("name");
+        base.auto_named = self.get("name").is_none();
         base.trainable = self.bool("trainable", true)?;
         if let Some(dtype) = self.get("dtype") {
             base.dtype = dtype.clone();

@@ -138,7 +138,7 @@ impl Layer for Dropout {
         Ok(())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         self.output_shape(&[super::shape_of(x)])?;
         Ok(x.clone())

@@ -115,7 +115,7 @@ impl Layer for Concatenate {
         Ok(out)
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let mut y = Tensor::zeros(infer(self, inputs)?);
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let (outer, blocks) = self.blocks(&shapes)?;
@@ -249,7 +249,7 @@ impl Layer for Merge {
         Ok(out)
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         infer(self, inputs)?;
         let mut y = inputs[0].clone();
         for x in &inputs[1..] {

@@ -1,6 +1,6 @@
 //! Layers: Keras config in, Keras config out, weights, and calls into `crate::kernels`.
 //!
-//! A layer has two forward paths. [`Layer::call`] is inference: it takes `&self`, keeps
+//! A layer has two forward paths. [`Layer::apply`] is inference: it takes `&self`, keeps
 //! nothing and can serve many threads at once. [`Layer::forward`] is the training path:
 //! it may update state (BatchNormalization's moving statistics, Dropout's generator) and
 //! returns a [`Saved`] with whatever [`Layer::backward`] needs beyond the inputs and the
@@ -36,7 +36,7 @@ macro_rules! layer_base {
 /// activation: inference applies it in place, training keeps the pre-activation.
 macro_rules! activated_forward {
     () => {
-        fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
             let mut y = self.compute(single(self, inputs)?)?;
             self.activation.apply_inplace(&mut y);
             Ok(y)
@@ -95,6 +95,7 @@ mod conv;
 mod dense;
 mod depthwise;
 mod dropout;
+mod input;
 mod merge;
 mod normalization;
 mod pooling;
@@ -110,6 +111,7 @@ pub use conv::Conv2D;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
 pub use dropout::Dropout;
+pub use input::InputLayer;
 pub use merge::{Add, Average, Concatenate, Merge, MergeOp, Multiply};
 pub use normalization::BatchNormalization;
 pub use pooling::{
@@ -187,6 +189,9 @@ pub struct LayerBase {
     /// name, say): builders cannot fail, so the error waits here until the layer is
     /// built or run.
     pub invalid: Option<(String, String)>,
+    /// Whether the name is the class's default, to be numbered by a model
+    /// (`conv2d`, `conv2d_1`, …) rather than one the user or a file chose.
+    pub auto_named: bool,
 }
 
 impl LayerBase {
@@ -198,6 +203,7 @@ impl LayerBase {
                           "config": {"name": "float32"}, "registered_name": null}),
             weights: Vec::new(),
             invalid: None,
+            auto_named: true,
         }
     }
 
@@ -255,7 +261,18 @@ impl LayerBase {
     }
 }
 
-pub trait Layer: Send + Sync + std::fmt::Debug {
+/// Copies a layer behind a `Box<dyn Layer>`; every layer is `Clone`.
+pub trait CloneLayer {
+    fn clone_layer(&self) -> Box<dyn Layer>;
+}
+
+impl<T: Layer + Clone + 'static> CloneLayer for T {
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+}
+
+pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// The Keras class name (`Conv2D`, `BatchNormalization`, …).
     fn class_name(&self) -> &'static str;
 
@@ -278,12 +295,12 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     }
 
     /// Inference: `training = false`, nothing kept.
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor>;
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor>;
 
     /// The training path: Keras's `call(inputs, training=training)`, keeping what
     /// [`Layer::backward`] needs.
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        Ok((self.call(inputs)?, Saved::none()))
+        Ok((self.apply(inputs)?, Saved::none()))
     }
 
     /// The gradient arithmetic behind [`Layer::backward`], which has already checked
@@ -355,7 +372,9 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     }
 
     fn set_name(&mut self, name: &str) {
-        self.base_mut().name = name.to_string();
+        let base = self.base_mut();
+        base.name = name.to_string();
+        base.auto_named = false;
     }
 
     fn weights(&self) -> &[Weight] {
@@ -443,6 +462,7 @@ type FromConfig = fn(&ConfigReader) -> Result<Box<dyn Layer>>;
 /// Every Keras class convnet implements, with its reader: the one list behind
 /// [`layer_from_config`] and [`layer_classes`].
 const REGISTRY: &[(&str, FromConfig)] = &[
+    ("InputLayer", |c| Ok(Box::new(InputLayer::from_config(c)?))),
     ("Conv2D", |c| Ok(Box::new(Conv2D::from_config(c)?))),
     ("DepthwiseConv2D", |c| {
         Ok(Box::new(DepthwiseConv2D::from_config(c)?))

@@ -281,7 +281,7 @@ impl Layer for BatchNormalization {
         Ok(())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         infer(self, &[x])?;
         super::conv::require_built(self)?;
@@ -291,7 +291,7 @@ impl Layer for BatchNormalization {
 
     fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
         if !(training && self.base.trainable) {
-            return Ok((self.call(inputs)?, Saved::none()));
+            return Ok((self.apply(inputs)?, Saved::none()));
         }
         let x = *single(self, inputs)?;
         infer(self, &[x])?;

@@ -123,7 +123,7 @@ impl Layer for Pooling2D {
         Ok(vec![n, oh, ow, c])
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
         pool_forward(
@@ -255,7 +255,7 @@ impl Layer for GlobalPooling2D {
         })
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
         pool_forward(

@@ -84,7 +84,7 @@ impl Layer for Rescaling {
         Ok(shape.clone())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         self.output_shape(&[super::shape_of(x)])?;
         let mut y = x.clone();

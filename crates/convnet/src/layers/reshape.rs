@@ -53,7 +53,7 @@ impl Layer for Flatten {
         Ok(vec![shape[0], rest])
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         x.clone().reshape(infer(self, &[x])?)
     }
@@ -167,7 +167,7 @@ impl Layer for Reshape {
         Ok(out)
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         x.clone().reshape(infer(self, &[x])?)
     }
@@ -250,7 +250,7 @@ impl Layer for ZeroPadding2D {
         Ok(vec![n, h.map(|h| h + t + b), w.map(|w| w + l + r), c])
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
         copy_window(x, &mut y, self.padding[0][0], self.padding[1][0], false);
@@ -324,7 +324,7 @@ impl Layer for Cropping2D {
         ])
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
         copy_window(x, &mut y, self.cropping[0][0], self.cropping[1][0], true);
@@ -417,7 +417,7 @@ impl Layer for UpSampling2D {
         ])
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::zeros(infer(self, &[x])?);
         let c = x.shape()[3];

@@ -208,7 +208,7 @@ impl Layer for SeparableConv2D {
         Ok(())
     }
 
-    fn call(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let (_, mut y) = self.compute(single(self, inputs)?)?;
         self.activation.apply_inplace(&mut y);
         Ok(y)

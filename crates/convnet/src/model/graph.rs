@@ -1,0 +1,505 @@
+//! The model: a graph of layers cut out of the symbolic record, from its inputs to its
+//! outputs, and run in topological order.
+//!
+//! Layers are ordered as Keras orders `model.layers` (by depth from the outputs, deepest
+//! first, ties broken by a depth-first walk from the outputs), which is also the order of
+//! the summary and of the weights. Nodes — one per layer call — run in decreasing depth,
+//! a topological order. Inference ([`Model::apply`]) takes `&self` and frees each
+//! intermediate tensor as soon as its last consumer has run; training
+//! ([`Model::forward`] then [`Model::backward`]) keeps every node's output and saved
+//! state on a tape, walks the nodes in reverse and sums the gradients of a tensor that
+//! feeds several layers.
+
+use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
+use crate::error::{Error, Result};
+use crate::initializers::rng_from_seed;
+use crate::layers::{default_name, shape_of, zero_grads, InputLayer, Layer, Saved, Shape, Weight};
+use crate::tensor::Tensor;
+use std::collections::{HashMap, HashSet};
+
+/// One call of a layer inside the model.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    /// Index into the model's layers.
+    pub(crate) layer: usize,
+    /// The nodes whose outputs this call takes, in order.
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) shape: Shape,
+    /// Which call of its layer this is (Keras's node index, `conv2d[1][0]`).
+    pub(crate) call_index: usize,
+    /// Distance from the outputs, as Keras measures it (outputs are 0).
+    pub(crate) depth: usize,
+}
+
+/// What the training path keeps for backward, and the buffers it reuses.
+#[derive(Default)]
+struct Tape {
+    outputs: Vec<Option<Tensor>>,
+    saved: Vec<Saved>,
+    grads: Vec<Option<Tensor>>,
+}
+
+pub struct Model {
+    pub(crate) name: String,
+    /// Built by `Sequential`: the summary hides the InputLayer and `add` works.
+    pub(crate) sequential: bool,
+    pub(crate) layers: Vec<Box<dyn Layer>>,
+    /// Execution order.
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) outputs: Vec<usize>,
+    tape: Tape,
+    /// dL/dW per layer and weight, filled by `backward`.
+    grads: Vec<Vec<Tensor>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Model({:?}, {} layers)", self.name, self.layers.len())
+    }
+}
+
+impl Model {
+    /// Keras's `Model(inputs, outputs)`: the layers between the inputs and the outputs.
+    /// Errors name the layers involved: an output that needs an input the model was not
+    /// given, an input no output uses, a layer call that failed, two layers with one name.
+    pub fn new(inputs: impl SymbolicInputs, outputs: impl SymbolicInputs) -> Result<Model> {
+        build_from_symbolic("functional", &inputs.tensors(), &outputs.tensors())
+    }
+
+    /// Sets the model's name (Keras's `name=`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn from_parts(name: &str, sequential: bool, layers: Vec<Box<dyn Layer>>, nodes: Vec<Node>, inputs: Vec<usize>, outputs: Vec<usize>) -> Model {
+        let grads = layers.iter().map(|l| zero_grads(l.as_ref())).collect();
+        Model {
+            name: name.to_string(),
+            sequential,
+            layers,
+            nodes,
+            inputs,
+            outputs,
+            tape: Tape::default(),
+            grads,
+        }
+    }
+
+    /// The layers, in Keras's `model.layers` order (a Sequential's InputLayer is not
+    /// listed, as in Keras).
+    pub fn layers(&self) -> impl Iterator<Item = &dyn Layer> {
+        let hide_input = self.sequential;
+        self.layers
+            .iter()
+            .filter(move |l| !(hide_input && l.class_name() == "InputLayer"))
+            .map(|l| l.as_ref())
+    }
+
+    /// The layer called `name`, or an error listing the model's layers.
+    pub fn get_layer(&self, name: &str) -> Result<&dyn Layer> {
+        let index = self.layer_index(name)?;
+        Ok(self.layers[index].as_ref())
+    }
+
+    /// The layer called `name`, to change it (its weights, its `trainable` flag).
+    pub fn get_layer_mut(&mut self, name: &str) -> Result<&mut Box<dyn Layer>> {
+        let index = self.layer_index(name)?;
+        Ok(&mut self.layers[index])
+    }
+
+    fn layer_index(&self, name: &str) -> Result<usize> {
+        self.layers.iter().position(|l| l.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
+            model_error(&self.name, format!("has no layer named '{name}' (layers: {})", names.join(", ")))
+        })
+    }
+
+    /// All weights, layer by layer in model order, each layer's in Keras's order.
+    pub fn weights(&self) -> impl Iterator<Item = &Weight> {
+        self.layers.iter().flat_map(|l| l.weights())
+    }
+
+    /// The weights training changes: trainable weights of trainable layers.
+    pub fn trainable_weights(&self) -> impl Iterator<Item = &Weight> {
+        self.layers
+            .iter()
+            .filter(|l| l.base().trainable)
+            .flat_map(|l| l.weights().iter().filter(|w| w.trainable))
+    }
+
+    /// Everything else: moving statistics, and the weights of frozen layers.
+    pub fn non_trainable_weights(&self) -> impl Iterator<Item = &Weight> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.weights().iter().filter(move |w| !(w.trainable && l.base().trainable)))
+    }
+
+    pub fn count_params(&self) -> usize {
+        self.weights().map(|w| w.value.len()).sum()
+    }
+
+    /// Copies of all weights, in [`Model::weights`] order.
+    pub fn get_weights(&self) -> Vec<Tensor> {
+        self.weights().map(|w| w.value.clone()).collect()
+    }
+
+    /// Replaces all weights, in [`Model::weights`] order; every shape must match.
+    pub fn set_weights(&mut self, values: Vec<Tensor>) -> Result<()> {
+        let expected = self.weights().count();
+        if values.len() != expected {
+            return Err(model_error(&self.name, format!("has {expected} weights but {} were given", values.len())));
+        }
+        let mut values = values.into_iter();
+        for layer in &mut self.layers {
+            let count = layer.weights().len();
+            layer.set_weights(values.by_ref().take(count).collect())?;
+        }
+        Ok(())
+    }
+
+    /// Draws every weight again from its initializer with a generator seeded by `seed`:
+    /// the same seed gives the same weights.
+    pub fn initialize_weights(&mut self, seed: u64) -> Result<()> {
+        let mut rng = rng_from_seed(seed);
+        for node in &self.nodes {
+            if node.call_index == 0 {
+                let shapes = self.input_shapes_of(node);
+                self.layers[node.layer].build(&shapes, &mut rng)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn input_shapes_of(&self, node: &Node) -> Vec<Shape> {
+        node.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+
+    /// The shapes of the model's inputs (batch axis first).
+    pub fn input_shapes(&self) -> Vec<Shape> {
+        self.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+
+    /// The shapes of the model's outputs.
+    pub fn output_shapes(&self) -> Vec<Shape> {
+        self.outputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+
+    /// Each layer's name and output shape (of its last call), in model order.
+    pub fn layer_output_shapes(&self) -> Vec<(String, Shape)> {
+        self.layers()
+            .map(|l| {
+                let shape = self.last_node_of(l.name()).map(|n| n.shape.clone()).unwrap_or_default();
+                (l.name().to_string(), shape)
+            })
+            .collect()
+    }
+
+    pub(crate) fn last_node_of(&self, layer_name: &str) -> Option<&Node> {
+        self.nodes.iter().filter(|n| self.layers[n.layer].name() == layer_name).max_by_key(|n| n.call_index)
+    }
+
+    /// Checks the inputs given to a run against the model's inputs.
+    fn check_inputs(&self, inputs: &[&Tensor]) -> Result<()> {
+        if self.nodes.is_empty() {
+            return Err(model_error(&self.name, "is not built yet: give it an Input or call build() with the input shape"));
+        }
+        if inputs.len() != self.inputs.len() {
+            return Err(model_error(&self.name, format!("expects {} inputs but was given {}", self.inputs.len(), inputs.len())));
+        }
+        for (&node, x) in self.inputs.iter().zip(inputs) {
+            self.layers[self.nodes[node].layer].output_shape(&[shape_of(x)])?;
+        }
+        Ok(())
+    }
+
+    /// How many nodes read each node's output (model outputs count as readers).
+    fn reader_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.nodes.len()];
+        for node in &self.nodes {
+            for &i in &node.inputs {
+                counts[i] += 1;
+            }
+        }
+        for &o in &self.outputs {
+            counts[o] += 1;
+        }
+        counts
+    }
+
+    /// Inference: runs the model on concrete inputs (one per model input) and returns
+    /// one tensor per output. Takes `&self` and keeps nothing, so threads can share a
+    /// model; each intermediate tensor is dropped once its last reader has run.
+    pub fn apply(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.check_inputs(inputs)?;
+        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        let mut readers = self.reader_counts();
+        for (id, node) in self.nodes.iter().enumerate() {
+            let output = match self.inputs.iter().position(|&i| i == id) {
+                Some(k) => inputs[k].clone(),
+                None => {
+                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| values[i].as_ref().expect("inputs run first")).collect();
+                    self.layers[node.layer].apply(&args)?
+                }
+            };
+            values[id] = Some(output);
+            for &i in &node.inputs {
+                readers[i] -= 1;
+                if readers[i] == 0 {
+                    values[i] = None;
+                }
+            }
+        }
+        Ok(self.outputs.iter().map(|&o| values[o].clone().expect("outputs are kept")).collect())
+    }
+
+    /// The training path: Keras's `model(inputs, training=training)`, keeping every
+    /// node's output and saved state for [`Model::backward`]. BatchNormalization updates
+    /// its moving statistics and Dropout drops when `training` is true.
+    pub fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<Vec<Tensor>> {
+        self.check_inputs(inputs)?;
+        let tape = &mut self.tape;
+        tape.outputs.clear();
+        tape.outputs.resize(self.nodes.len(), None);
+        tape.saved.clear();
+        for (id, node) in self.nodes.iter().enumerate() {
+            let (output, saved) = match self.inputs.iter().position(|&i| i == id) {
+                Some(k) => (inputs[k].clone(), Saved::none()),
+                None => {
+                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| tape.outputs[i].as_ref().expect("inputs run first")).collect();
+                    self.layers[node.layer].forward(&args, training)?
+                }
+            };
+            tape.outputs[id] = Some(output);
+            tape.saved.push(saved);
+        }
+        Ok(self.outputs.iter().map(|&o| tape.outputs[o].clone().expect("kept on the tape")).collect())
+    }
+
+    /// Backpropagation through the last [`Model::forward`]: `output_grads` are dL/d(output)
+    /// for each model output. Fills the weight gradients ([`Model::gradients`]) and returns
+    /// dL/d(input) for each model input.
+    pub fn backward(&mut self, output_grads: &[Tensor]) -> Result<Vec<Tensor>> {
+        let tape = &mut self.tape;
+        if tape.saved.len() != self.nodes.len() {
+            return Err(model_error(&self.name, "backward() needs a forward() first"));
+        }
+        if output_grads.len() != self.outputs.len() {
+            return Err(model_error(&self.name, format!("has {} outputs but {} output gradients were given", self.outputs.len(), output_grads.len())));
+        }
+        // The buffers live from step to step; they are made again only when the weights
+        // they mirror changed (a layer added, weights replaced by other shapes).
+        let fits = self.grads.len() == self.layers.len()
+            && self.layers.iter().zip(&self.grads).all(|(l, g)| {
+                l.weights().len() == g.len() && l.weights().iter().zip(g).all(|(w, g)| w.value.shape() == g.shape())
+            });
+        if fits {
+            for layer_grads in &mut self.grads {
+                layer_grads.iter_mut().for_each(|g| g.data_mut().fill(0.0));
+            }
+        } else {
+            self.grads = self.layers.iter().map(|l| zero_grads(l.as_ref())).collect();
+        }
+        tape.grads.clear();
+        tape.grads.resize(self.nodes.len(), None);
+        for (&o, g) in self.outputs.iter().zip(output_grads) {
+            let shape = tape.outputs[o].as_ref().expect("kept on the tape").shape();
+            if g.shape() != shape {
+                let layer = self.layers[self.nodes[o].layer].name();
+                return Err(model_error(&self.name, format!("the gradient for output '{layer}' has shape {:?}, the output has {shape:?}", g.shape())));
+            }
+            accumulate(&mut tape.grads[o], g.clone())?;
+        }
+        for id in (0..self.nodes.len()).rev() {
+            let node = &self.nodes[id];
+            let Some(dy) = tape.grads[id].take() else { continue };
+            if node.inputs.is_empty() {
+                tape.grads[id] = Some(dy);
+                continue;
+            }
+            let args: Vec<&Tensor> = node.inputs.iter().map(|&i| tape.outputs[i].as_ref().expect("kept on the tape")).collect();
+            let output = tape.outputs[id].as_ref().expect("kept on the tape");
+            let dx = self.layers[node.layer].backward(&args, output, &tape.saved[id], &dy, &mut self.grads[node.layer])?;
+            for (&i, g) in node.inputs.iter().zip(dx) {
+                accumulate(&mut tape.grads[i], g)?;
+            }
+        }
+        Ok(self
+            .inputs
+            .iter()
+            .map(|&i| tape.grads[i].take().unwrap_or_else(|| tape.outputs[i].as_ref().expect("kept").zeros_like()))
+            .collect())
+    }
+
+    /// dL/dW from the last [`Model::backward`], per layer (model order) and weight.
+    pub fn gradients(&self) -> &[Vec<Tensor>] {
+        &self.grads
+    }
+
+    /// The layers and their gradients together, for an optimizer to update in place.
+    pub fn layers_and_gradients(&mut self) -> impl Iterator<Item = (&mut Box<dyn Layer>, &Vec<Tensor>)> {
+        self.layers.iter_mut().zip(self.grads.iter())
+    }
+}
+
+/// Adds `g` into a gradient slot that may still be empty.
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    match slot {
+        Some(sum) => sum.add_assign(&g),
+        None => {
+            *slot = Some(g);
+            Ok(())
+        }
+    }
+}
+
+/// Keras's graph map: a depth-first walk from the outputs, depths measured from the
+/// outputs, layers ordered deepest first (ties in walk order), then names given.
+fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[SymbolicTensor]) -> Result<Model> {
+    for t in inputs {
+        t.shape()?;
+        if !t.is_input() {
+            let layer = t.0.layer.lock().name().to_string();
+            return Err(model_error(name, format!("inputs must come from Input::new, but one is the output of layer '{layer}'")));
+        }
+    }
+    if outputs.is_empty() {
+        return Err(model_error(name, "needs at least one output"));
+    }
+    let input_keys: HashSet<usize> = inputs.iter().map(SymbolicTensor::key).collect();
+
+    // Depth-first walk (post-order), recording the order layers are first met in.
+    let mut post_order: Vec<SymbolicTensor> = Vec::new();
+    let mut finished: HashSet<usize> = HashSet::new();
+    let mut walk_index: HashMap<u64, usize> = HashMap::new();
+    let mut stack: Vec<(SymbolicTensor, bool)> = outputs.iter().rev().map(|t| (t.clone(), false)).collect();
+    while let Some((t, expanded)) = stack.pop() {
+        if finished.contains(&t.key()) {
+            continue;
+        }
+        if expanded {
+            finished.insert(t.key());
+            post_order.push(t);
+            continue;
+        }
+        t.shape()?;
+        let layer_id = t.0.layer.id();
+        let next = walk_index.len();
+        walk_index.entry(layer_id).or_insert(next);
+        if t.is_input() && !input_keys.contains(&t.key()) {
+            let layer = t.0.layer.lock().name().to_string();
+            return Err(model_error(
+                name,
+                format!("an output depends on input '{layer}', which is not one of the model's inputs"),
+            ));
+        }
+        stack.push((t.clone(), true));
+        if !input_keys.contains(&t.key()) {
+            for i in t.0.inputs.iter().rev() {
+                stack.push((i.clone(), false));
+            }
+        }
+    }
+    for t in inputs {
+        if !finished.contains(&t.key()) {
+            let layer = t.0.layer.lock().name().to_string();
+            return Err(model_error(name, format!("input '{layer}' is not used by any output")));
+        }
+    }
+
+    // Depths from the outputs: a node is one deeper than its deepest reader, and all
+    // calls of one layer share the deepest of their depths.
+    let mut node_depth: HashMap<usize, usize> = HashMap::new();
+    let mut layer_depth: HashMap<u64, usize> = HashMap::new();
+    for t in post_order.iter().rev() {
+        let mut depth = *node_depth.entry(t.key()).or_insert(0);
+        depth = depth.max(*layer_depth.get(&t.0.layer.id()).unwrap_or(&0));
+        layer_depth.insert(t.0.layer.id(), depth);
+        node_depth.insert(t.key(), depth);
+        if !input_keys.contains(&t.key()) {
+            for i in &t.0.inputs {
+                let d = node_depth.entry(i.key()).or_insert(0);
+                *d = (*d).max(depth + 1);
+            }
+        }
+    }
+
+    // Layers deepest first, ties in walk order; nodes deepest first, ties in post-order.
+    let mut layer_ids: Vec<u64> = layer_depth.keys().copied().collect();
+    layer_ids.sort_by_key(|id| (std::cmp::Reverse(layer_depth[id]), walk_index[id]));
+    let layer_index: HashMap<u64, usize> = layer_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut order: Vec<(usize, usize, &SymbolicTensor)> =
+        post_order.iter().enumerate().map(|(p, t)| (node_depth[&t.key()], p, t)).collect();
+    order.sort_by_key(|&(depth, p, _)| (std::cmp::Reverse(depth), p));
+    let node_id: HashMap<usize, usize> = order.iter().enumerate().map(|(i, (_, _, t))| (t.key(), i)).collect();
+
+    let mut handles: Vec<Option<super::symbolic::SharedLayer>> = vec![None; layer_ids.len()];
+    let nodes: Vec<Node> = order
+        .iter()
+        .map(|(_, _, t)| {
+            let layer = layer_index[&t.0.layer.id()];
+            handles[layer] = Some(t.0.layer.clone());
+            Node {
+                layer,
+                inputs: if input_keys.contains(&t.key()) { vec![] } else { t.0.inputs.iter().map(|i| node_id[&i.key()]).collect() },
+                shape: t.shape().expect("checked in the walk"),
+                call_index: t.0.call_index,
+                depth: node_depth[&t.key()],
+            }
+        })
+        .collect();
+    let handles: Vec<_> = handles.into_iter().map(|h| h.expect("every layer has a node")).collect();
+    let mut layers: Vec<Box<dyn Layer>> = handles.iter().map(|h| h.lock().clone_layer()).collect();
+
+    // Names: auto-named layers numbered per class in creation order, as Keras does.
+    let mut by_creation: Vec<usize> = (0..layers.len()).collect();
+    by_creation.sort_by_key(|&i| handles[i].id());
+    assign_names(name, &mut layers, &by_creation)?;
+
+    let model_inputs = inputs.iter().map(|t| node_id[&t.key()]).collect();
+    let model_outputs = outputs.iter().map(|t| node_id[&t.key()]).collect();
+    Ok(Model::from_parts(name, false, layers, nodes, model_inputs, model_outputs))
+}
+
+/// Gives every auto-named layer its Keras name (`conv2d`, `conv2d_1`, … in `order`),
+/// skipping names the user chose, and checks that all names are unique.
+pub(crate) fn assign_names(model: &str, layers: &mut [Box<dyn Layer>], order: &[usize]) -> Result<()> {
+    let mut taken: HashSet<String> = layers.iter().filter(|l| !l.base().auto_named).map(|l| l.name().to_string()).collect();
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    for &i in order {
+        if !layers[i].base().auto_named {
+            continue;
+        }
+        let prefix = if layers[i].class_name() == "InputLayer" { "input_layer".to_string() } else { default_name(layers[i].class_name()) };
+        let counter = counters.entry(prefix.clone()).or_insert(0);
+        let name = loop {
+            let candidate = if *counter == 0 { prefix.clone() } else { format!("{prefix}_{counter}") };
+            *counter += 1;
+            if !taken.contains(&candidate) {
+                break candidate;
+            }
+        };
+        taken.insert(name.clone());
+        layers[i].base_mut().name = name;
+    }
+    let mut seen = HashSet::new();
+    for l in layers.iter() {
+        if !seen.insert(l.name()) {
+            return Err(Error::Model {
+                model: model.to_string(),
+                message: format!("two layers are named '{}': layer names must be unique", l.name()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An InputLayer for `shape` (without the batch axis), auto-named.
+pub(crate) fn input_layer(shape: &[usize]) -> Box<dyn Layer> {
+    Box::new(InputLayer::new(shape))
+}

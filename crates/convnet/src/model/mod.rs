@@ -1,0 +1,14 @@
+//! Models: Keras's two ways to build one. [`Sequential`] takes one list of layers; the
+//! functional API calls layers on symbolic tensors from [`Input`] and cuts a [`Model`]
+//! out of the result, with branches, merges, several inputs and outputs, and shared
+//! layers. Both give the same [`Model`], which runs, trains and prints its summary.
+
+mod graph;
+mod sequential;
+mod summary;
+mod symbolic;
+
+pub use graph::Model;
+pub use sequential::{Sequential, SequentialItem};
+pub use summary::{readable_size, thousands};
+pub use symbolic::{Call, Input, SharedLayer, SymbolicInputs, SymbolicTensor};
