@@ -39,19 +39,33 @@ impl InputLayer {
                     .as_u64()
                     .filter(|&d| d > 0)
                     .map(|d| Some(d as usize))
-                    .ok_or_else(|| c.error("batch_shape", format!("expected positive sizes or null, found {d}"))),
+                    .ok_or_else(|| {
+                        c.error(
+                            "batch_shape",
+                            format!("expected positive sizes or null, found {d}"),
+                        )
+                    }),
             })
             .collect::<Result<Shape>>()?;
         if c.bool("sparse", false)? || c.bool("ragged", false)? {
-            return Err(c.error("sparse", "sparse and ragged inputs are not supported by convnet"));
+            return Err(c.error(
+                "sparse",
+                "sparse and ragged inputs are not supported by convnet",
+            ));
         }
         c.bool("optional", false)?;
-        Ok(InputLayer { base: c.base()?, batch_shape })
+        Ok(InputLayer {
+            base: c.base()?,
+            batch_shape,
+        })
     }
 
     fn check(&self, shape: &Shape) -> Result<()> {
         let fits = shape.len() == self.batch_shape.len()
-            && shape.iter().zip(&self.batch_shape).all(|(got, want)| want.is_none() || got == want);
+            && shape
+                .iter()
+                .zip(&self.batch_shape)
+                .all(|(got, want)| want.is_none() || got == want);
         if fits {
             Ok(())
         } else {
@@ -97,7 +111,14 @@ impl Layer for InputLayer {
         Ok(x.clone())
     }
 
-    fn backward_impl(&self, _: &[&Tensor], _: &Tensor, _: &Saved, dy: &Tensor, _: &mut [Tensor]) -> Result<Vec<Tensor>> {
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        _: &Tensor,
+        _: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
         Ok(vec![dy.clone()])
     }
 }

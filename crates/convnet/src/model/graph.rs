@@ -53,6 +53,23 @@ pub struct Model {
     grads: Vec<Vec<Tensor>>,
 }
 
+/// A copy with its own weights; the tape starts empty.
+impl Clone for Model {
+    fn clone(&self) -> Self {
+        let layers = self.layers.iter().map(|l| l.clone_layer()).collect();
+        let mut copy = Model::from_parts(
+            &self.name,
+            self.sequential,
+            layers,
+            self.nodes.clone(),
+            self.inputs.clone(),
+            self.outputs.clone(),
+        );
+        copy.grads.clone_from(&self.grads);
+        copy
+    }
+}
+
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Model({:?}, {} layers)", self.name, self.layers.len())
@@ -77,7 +94,14 @@ impl Model {
         &self.name
     }
 
-    pub(crate) fn from_parts(name: &str, sequential: bool, layers: Vec<Box<dyn Layer>>, nodes: Vec<Node>, inputs: Vec<usize>, outputs: Vec<usize>) -> Model {
+    pub(crate) fn from_parts(
+        name: &str,
+        sequential: bool,
+        layers: Vec<Box<dyn Layer>>,
+        nodes: Vec<Node>,
+        inputs: Vec<usize>,
+        outputs: Vec<usize>,
+    ) -> Model {
         let grads = layers.iter().map(|l| zero_grads(l.as_ref())).collect();
         Model {
             name: name.to_string(),
@@ -114,10 +138,16 @@ impl Model {
     }
 
     fn layer_index(&self, name: &str) -> Result<usize> {
-        self.layers.iter().position(|l| l.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
-            model_error(&self.name, format!("has no layer named '{name}' (layers: {})", names.join(", ")))
-        })
+        self.layers
+            .iter()
+            .position(|l| l.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
+                model_error(
+                    &self.name,
+                    format!("has no layer named '{name}' (layers: {})", names.join(", ")),
+                )
+            })
     }
 
     /// All weights, layer by layer in model order, each layer's in Keras's order.
@@ -135,9 +165,11 @@ impl Model {
 
     /// Everything else: moving statistics, and the weights of frozen layers.
     pub fn non_trainable_weights(&self) -> impl Iterator<Item = &Weight> {
-        self.layers
-            .iter()
-            .flat_map(|l| l.weights().iter().filter(move |w| !(w.trainable && l.base().trainable)))
+        self.layers.iter().flat_map(|l| {
+            l.weights()
+                .iter()
+                .filter(move |w| !(w.trainable && l.base().trainable))
+        })
     }
 
     pub fn count_params(&self) -> usize {
@@ -153,7 +185,10 @@ impl Model {
     pub fn set_weights(&mut self, values: Vec<Tensor>) -> Result<()> {
         let expected = self.weights().count();
         if values.len() != expected {
-            return Err(model_error(&self.name, format!("has {expected} weights but {} were given", values.len())));
+            return Err(model_error(
+                &self.name,
+                format!("has {expected} weights but {} were given", values.len()),
+            ));
         }
         let mut values = values.into_iter();
         for layer in &mut self.layers {
@@ -177,40 +212,65 @@ impl Model {
     }
 
     fn input_shapes_of(&self, node: &Node) -> Vec<Shape> {
-        node.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+        node.inputs
+            .iter()
+            .map(|&i| self.nodes[i].shape.clone())
+            .collect()
     }
 
     /// The shapes of the model's inputs (batch axis first).
     pub fn input_shapes(&self) -> Vec<Shape> {
-        self.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+        self.inputs
+            .iter()
+            .map(|&i| self.nodes[i].shape.clone())
+            .collect()
     }
 
     /// The shapes of the model's outputs.
     pub fn output_shapes(&self) -> Vec<Shape> {
-        self.outputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+        self.outputs
+            .iter()
+            .map(|&i| self.nodes[i].shape.clone())
+            .collect()
     }
 
     /// Each layer's name and output shape (of its last call), in model order.
     pub fn layer_output_shapes(&self) -> Vec<(String, Shape)> {
         self.layers()
             .map(|l| {
-                let shape = self.last_node_of(l.name()).map(|n| n.shape.clone()).unwrap_or_default();
+                let shape = self
+                    .last_node_of(l.name())
+                    .map(|n| n.shape.clone())
+                    .unwrap_or_default();
                 (l.name().to_string(), shape)
             })
             .collect()
     }
 
     pub(crate) fn last_node_of(&self, layer_name: &str) -> Option<&Node> {
-        self.nodes.iter().filter(|n| self.layers[n.layer].name() == layer_name).max_by_key(|n| n.call_index)
+        self.nodes
+            .iter()
+            .filter(|n| self.layers[n.layer].name() == layer_name)
+            .max_by_key(|n| n.call_index)
     }
 
     /// Checks the inputs given to a run against the model's inputs.
     fn check_inputs(&self, inputs: &[&Tensor]) -> Result<()> {
         if self.nodes.is_empty() {
-            return Err(model_error(&self.name, "is not built yet: give it an Input or call build() with the input shape"));
+            return Err(model_error(
+                &self.name,
+                "is not built yet: give it an Input or call build() with the input shape",
+            ));
         }
         if inputs.len() != self.inputs.len() {
-            return Err(model_error(&self.name, format!("expects {} inputs but was given {}", self.inputs.len(), inputs.len())));
+            return Err(model_error(
+                &self.name,
+                format!(
+                    "expects {} inputs but was given {}",
+                    self.inputs.len(),
+                    inputs.len()
+                ),
+            ));
         }
         for (&node, x) in self.inputs.iter().zip(inputs) {
             self.layers[self.nodes[node].layer].output_shape(&[shape_of(x)])?;
@@ -243,7 +303,11 @@ impl Model {
             let output = match self.inputs.iter().position(|&i| i == id) {
                 Some(k) => inputs[k].clone(),
                 None => {
-                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| values[i].as_ref().expect("inputs run first")).collect();
+                    let args: Vec<&Tensor> = node
+                        .inputs
+                        .iter()
+                        .map(|&i| values[i].as_ref().expect("inputs run first"))
+                        .collect();
                     self.layers[node.layer].apply(&args)?
                 }
             };
@@ -255,7 +319,11 @@ impl Model {
                 }
             }
         }
-        Ok(self.outputs.iter().map(|&o| values[o].clone().expect("outputs are kept")).collect())
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&o| values[o].clone().expect("outputs are kept"))
+            .collect())
     }
 
     /// The training path: Keras's `model(inputs, training=training)`, keeping every
@@ -271,14 +339,22 @@ impl Model {
             let (output, saved) = match self.inputs.iter().position(|&i| i == id) {
                 Some(k) => (inputs[k].clone(), Saved::none()),
                 None => {
-                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| tape.outputs[i].as_ref().expect("inputs run first")).collect();
+                    let args: Vec<&Tensor> = node
+                        .inputs
+                        .iter()
+                        .map(|&i| tape.outputs[i].as_ref().expect("inputs run first"))
+                        .collect();
                     self.layers[node.layer].forward(&args, training)?
                 }
             };
             tape.outputs[id] = Some(output);
             tape.saved.push(saved);
         }
-        Ok(self.outputs.iter().map(|&o| tape.outputs[o].clone().expect("kept on the tape")).collect())
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&o| tape.outputs[o].clone().expect("kept on the tape"))
+            .collect())
     }
 
     /// Backpropagation through the last [`Model::forward`]: `output_grads` are dL/d(output)
@@ -287,16 +363,30 @@ impl Model {
     pub fn backward(&mut self, output_grads: &[Tensor]) -> Result<Vec<Tensor>> {
         let tape = &mut self.tape;
         if tape.saved.len() != self.nodes.len() {
-            return Err(model_error(&self.name, "backward() needs a forward() first"));
+            return Err(model_error(
+                &self.name,
+                "backward() needs a forward() first",
+            ));
         }
         if output_grads.len() != self.outputs.len() {
-            return Err(model_error(&self.name, format!("has {} outputs but {} output gradients were given", self.outputs.len(), output_grads.len())));
+            return Err(model_error(
+                &self.name,
+                format!(
+                    "has {} outputs but {} output gradients were given",
+                    self.outputs.len(),
+                    output_grads.len()
+                ),
+            ));
         }
         // The buffers live from step to step; they are made again only when the weights
         // they mirror changed (a layer added, weights replaced by other shapes).
         let fits = self.grads.len() == self.layers.len()
             && self.layers.iter().zip(&self.grads).all(|(l, g)| {
-                l.weights().len() == g.len() && l.weights().iter().zip(g).all(|(w, g)| w.value.shape() == g.shape())
+                l.weights().len() == g.len()
+                    && l.weights()
+                        .iter()
+                        .zip(g)
+                        .all(|(w, g)| w.value.shape() == g.shape())
             });
         if fits {
             for layer_grads in &mut self.grads {
@@ -317,14 +407,26 @@ impl Model {
         }
         for id in (0..self.nodes.len()).rev() {
             let node = &self.nodes[id];
-            let Some(dy) = tape.grads[id].take() else { continue };
+            let Some(dy) = tape.grads[id].take() else {
+                continue;
+            };
             if node.inputs.is_empty() {
                 tape.grads[id] = Some(dy);
                 continue;
             }
-            let args: Vec<&Tensor> = node.inputs.iter().map(|&i| tape.outputs[i].as_ref().expect("kept on the tape")).collect();
+            let args: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|&i| tape.outputs[i].as_ref().expect("kept on the tape"))
+                .collect();
             let output = tape.outputs[id].as_ref().expect("kept on the tape");
-            let dx = self.layers[node.layer].backward(&args, output, &tape.saved[id], &dy, &mut self.grads[node.layer])?;
+            let dx = self.layers[node.layer].backward(
+                &args,
+                output,
+                &tape.saved[id],
+                &dy,
+                &mut self.grads[node.layer],
+            )?;
             for (&i, g) in node.inputs.iter().zip(dx) {
                 accumulate(&mut tape.grads[i], g)?;
             }
@@ -332,7 +434,11 @@ impl Model {
         Ok(self
             .inputs
             .iter()
-            .map(|&i| tape.grads[i].take().unwrap_or_else(|| tape.outputs[i].as_ref().expect("kept").zeros_like()))
+            .map(|&i| {
+                tape.grads[i]
+                    .take()
+                    .unwrap_or_else(|| tape.outputs[i].as_ref().expect("kept").zeros_like())
+            })
             .collect())
     }
 
@@ -342,7 +448,9 @@ impl Model {
     }
 
     /// The layers and their gradients together, for an optimizer to update in place.
-    pub fn layers_and_gradients(&mut self) -> impl Iterator<Item = (&mut Box<dyn Layer>, &Vec<Tensor>)> {
+    pub fn layers_and_gradients(
+        &mut self,
+    ) -> impl Iterator<Item = (&mut Box<dyn Layer>, &Vec<Tensor>)> {
         self.layers.iter_mut().zip(self.grads.iter())
     }
 }
@@ -360,12 +468,21 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 /// Keras's graph map: a depth-first walk from the outputs, depths measured from the
 /// outputs, layers ordered deepest first (ties in walk order), then names given.
-fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[SymbolicTensor]) -> Result<Model> {
+fn build_from_symbolic(
+    name: &str,
+    inputs: &[SymbolicTensor],
+    outputs: &[SymbolicTensor],
+) -> Result<Model> {
     for t in inputs {
         t.shape()?;
         if !t.is_input() {
             let layer = t.0.layer.lock().name().to_string();
-            return Err(model_error(name, format!("inputs must come from Input::new, but one is the output of layer '{layer}'")));
+            return Err(model_error(
+                name,
+                format!(
+                    "inputs must come from Input::new, but one is the output of layer '{layer}'"
+                ),
+            ));
         }
     }
     if outputs.is_empty() {
@@ -377,7 +494,8 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
     let mut post_order: Vec<SymbolicTensor> = Vec::new();
     let mut finished: HashSet<usize> = HashSet::new();
     let mut walk_index: HashMap<u64, usize> = HashMap::new();
-    let mut stack: Vec<(SymbolicTensor, bool)> = outputs.iter().rev().map(|t| (t.clone(), false)).collect();
+    let mut stack: Vec<(SymbolicTensor, bool)> =
+        outputs.iter().rev().map(|t| (t.clone(), false)).collect();
     while let Some((t, expanded)) = stack.pop() {
         if finished.contains(&t.key()) {
             continue;
@@ -395,7 +513,9 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
             let layer = t.0.layer.lock().name().to_string();
             return Err(model_error(
                 name,
-                format!("an output depends on input '{layer}', which is not one of the model's inputs"),
+                format!(
+                    "an output depends on input '{layer}', which is not one of the model's inputs"
+                ),
             ));
         }
         stack.push((t.clone(), true));
@@ -408,7 +528,10 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
     for t in inputs {
         if !finished.contains(&t.key()) {
             let layer = t.0.layer.lock().name().to_string();
-            return Err(model_error(name, format!("input '{layer}' is not used by any output")));
+            return Err(model_error(
+                name,
+                format!("input '{layer}' is not used by any output"),
+            ));
         }
     }
 
@@ -432,11 +555,22 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
     // Layers deepest first, ties in walk order; nodes deepest first, ties in post-order.
     let mut layer_ids: Vec<u64> = layer_depth.keys().copied().collect();
     layer_ids.sort_by_key(|id| (std::cmp::Reverse(layer_depth[id]), walk_index[id]));
-    let layer_index: HashMap<u64, usize> = layer_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut order: Vec<(usize, usize, &SymbolicTensor)> =
-        post_order.iter().enumerate().map(|(p, t)| (node_depth[&t.key()], p, t)).collect();
+    let layer_index: HashMap<u64, usize> = layer_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    let mut order: Vec<(usize, usize, &SymbolicTensor)> = post_order
+        .iter()
+        .enumerate()
+        .map(|(p, t)| (node_depth[&t.key()], p, t))
+        .collect();
     order.sort_by_key(|&(depth, p, _)| (std::cmp::Reverse(depth), p));
-    let node_id: HashMap<usize, usize> = order.iter().enumerate().map(|(i, (_, _, t))| (t.key(), i)).collect();
+    let node_id: HashMap<usize, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, t))| (t.key(), i))
+        .collect();
 
     let mut handles: Vec<Option<super::symbolic::SharedLayer>> = vec![None; layer_ids.len()];
     let nodes: Vec<Node> = order
@@ -446,14 +580,21 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
             handles[layer] = Some(t.0.layer.clone());
             Node {
                 layer,
-                inputs: if input_keys.contains(&t.key()) { vec![] } else { t.0.inputs.iter().map(|i| node_id[&i.key()]).collect() },
+                inputs: if input_keys.contains(&t.key()) {
+                    vec![]
+                } else {
+                    t.0.inputs.iter().map(|i| node_id[&i.key()]).collect()
+                },
                 shape: t.shape().expect("checked in the walk"),
                 call_index: t.0.call_index,
                 depth: node_depth[&t.key()],
             }
         })
         .collect();
-    let handles: Vec<_> = handles.into_iter().map(|h| h.expect("every layer has a node")).collect();
+    let handles: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.expect("every layer has a node"))
+        .collect();
     let mut layers: Vec<Box<dyn Layer>> = handles.iter().map(|h| h.lock().clone_layer()).collect();
 
     // Names: auto-named layers numbered per class in creation order, as Keras does.
@@ -463,22 +604,45 @@ fn build_from_symbolic(name: &str, inputs: &[SymbolicTensor], outputs: &[Symboli
 
     let model_inputs = inputs.iter().map(|t| node_id[&t.key()]).collect();
     let model_outputs = outputs.iter().map(|t| node_id[&t.key()]).collect();
-    Ok(Model::from_parts(name, false, layers, nodes, model_inputs, model_outputs))
+    Ok(Model::from_parts(
+        name,
+        false,
+        layers,
+        nodes,
+        model_inputs,
+        model_outputs,
+    ))
 }
 
 /// Gives every auto-named layer its Keras name (`conv2d`, `conv2d_1`, … in `order`),
 /// skipping names the user chose, and checks that all names are unique.
-pub(crate) fn assign_names(model: &str, layers: &mut [Box<dyn Layer>], order: &[usize]) -> Result<()> {
-    let mut taken: HashSet<String> = layers.iter().filter(|l| !l.base().auto_named).map(|l| l.name().to_string()).collect();
+pub(crate) fn assign_names(
+    model: &str,
+    layers: &mut [Box<dyn Layer>],
+    order: &[usize],
+) -> Result<()> {
+    let mut taken: HashSet<String> = layers
+        .iter()
+        .filter(|l| !l.base().auto_named)
+        .map(|l| l.name().to_string())
+        .collect();
     let mut counters: HashMap<String, usize> = HashMap::new();
     for &i in order {
         if !layers[i].base().auto_named {
             continue;
         }
-        let prefix = if layers[i].class_name() == "InputLayer" { "input_layer".to_string() } else { default_name(layers[i].class_name()) };
+        let prefix = if layers[i].class_name() == "InputLayer" {
+            "input_layer".to_string()
+        } else {
+            default_name(layers[i].class_name())
+        };
         let counter = counters.entry(prefix.clone()).or_insert(0);
         let name = loop {
-            let candidate = if *counter == 0 { prefix.clone() } else { format!("{prefix}_{counter}") };
+            let candidate = if *counter == 0 {
+                prefix.clone()
+            } else {
+                format!("{prefix}_{counter}")
+            };
             *counter += 1;
             if !taken.contains(&candidate) {
                 break candidate;
@@ -492,7 +656,10 @@ pub(crate) fn assign_names(model: &str, layers: &mut [Box<dyn Layer>], order: &[
         if !seen.insert(l.name()) {
             return Err(Error::Model {
                 model: model.to_string(),
-                message: format!("two layers are named '{}': layer names must be unique", l.name()),
+                message: format!(
+                    "two layers are named '{}': layer names must be unique",
+                    l.name()
+                ),
             });
         }
     }

@@ -60,13 +60,23 @@ impl Sequential {
     /// is built by [`Model::build`].
     #[allow(clippy::new_ret_no_self)]
     pub fn new(items: Vec<SequentialItem>) -> Result<Model> {
-        let mut model = Model::from_parts("sequential", true, Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut model = Model::from_parts(
+            "sequential",
+            true,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let mut input = None;
         for (i, item) in items.into_iter().enumerate() {
             match item {
                 SequentialItem::Input(layer) if i == 0 => input = Some(layer),
                 SequentialItem::Input(_) => {
-                    return Err(model_error("sequential", "an Input can only come first in a Sequential's list"));
+                    return Err(model_error(
+                        "sequential",
+                        "an Input can only come first in a Sequential's list",
+                    ));
                 }
                 SequentialItem::Layer(layer) => model.layers.push(layer),
             }
@@ -86,7 +96,10 @@ impl Model {
     /// Builds an unbuilt Sequential for samples of `shape` (without the batch axis).
     pub fn build(&mut self, shape: &[usize]) -> Result<()> {
         if !self.sequential {
-            return Err(model_error(&self.name, "build() is for Sequential models; a functional model is built by its Input"));
+            return Err(model_error(
+                &self.name,
+                "build() is for Sequential models; a functional model is built by its Input",
+            ));
         }
         if !self.nodes.is_empty() {
             return Err(model_error(&self.name, "is already built"));
@@ -106,7 +119,9 @@ impl Model {
                 self.layers.push(input);
                 return self.connect();
             }
-            SequentialItem::Input(_) => return Err(model_error(&self.name, "an Input can only come first")),
+            SequentialItem::Input(_) => {
+                return Err(model_error(&self.name, "an Input can only come first"))
+            }
         };
         self.layers.push(layer);
         let order: Vec<usize> = (0..self.layers.len()).collect();
@@ -130,7 +145,13 @@ impl Model {
         if self.layers[0].class_name() != "InputLayer" {
             return Err(model_error(&self.name, "a Sequential starts from an Input"));
         }
-        self.nodes = vec![Node { layer: 0, inputs: vec![], shape, call_index: 0, depth: 0 }];
+        self.nodes = vec![Node {
+            layer: 0,
+            inputs: vec![],
+            shape,
+            call_index: 0,
+            depth: 0,
+        }];
         self.inputs = vec![0];
         self.outputs = vec![0];
         for layer in 1..self.layers.len() {
@@ -147,7 +168,13 @@ impl Model {
         for node in &mut self.nodes {
             node.depth += 1;
         }
-        self.nodes.push(Node { layer, inputs: vec![previous], shape, call_index: 0, depth: 0 });
+        self.nodes.push(Node {
+            layer,
+            inputs: vec![previous],
+            shape,
+            call_index: 0,
+            depth: 0,
+        });
         self.outputs = vec![self.nodes.len() - 1];
         Ok(())
     }

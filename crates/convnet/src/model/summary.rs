@@ -32,7 +32,11 @@ impl Model {
         let default_length = if sequential_like { 88 } else { 108 };
         let line_length = default_length.min(columns.saturating_sub(4)).max(20);
         let (headers, positions, align): (Vec<&str>, Vec<f64>, Vec<Align>) = if sequential_like {
-            (vec!["Layer (type)", "Output Shape", "Param #"], vec![0.45, 0.80, 1.0], vec![Align::Left, Align::Left, Align::Right])
+            (
+                vec!["Layer (type)", "Output Shape", "Param #"],
+                vec![0.45, 0.80, 1.0],
+                vec![Align::Left, Align::Left, Align::Right],
+            )
         } else {
             (
                 vec!["Layer (type)", "Output Shape", "Param #", "Connected to"],
@@ -40,26 +44,51 @@ impl Model {
                 vec![Align::Left, Align::Left, Align::Right, Align::Left],
             )
         };
-        let rows: Vec<Vec<String>> = self.layers().map(|layer| self.summary_row(layer, sequential_like)).collect();
+        let rows: Vec<Vec<String>> = self
+            .layers()
+            .map(|layer| self.summary_row(layer, sequential_like))
+            .collect();
         let widths = column_widths(line_length, &positions);
 
         let mut out = format!("Model: \"{}\"\n", self.name);
         out += &render_table(&headers, &rows, &widths, &align);
         let trainable: usize = self.trainable_weights().map(|w| w.value.len()).sum();
         let non_trainable: usize = self.non_trainable_weights().map(|w| w.value.len()).sum();
-        for (label, count) in [("Total", trainable + non_trainable), ("Trainable", trainable), ("Non-trainable", non_trainable)] {
-            out += &format!(" {label} params: {} ({})\n", thousands(count), readable_size(count * 4));
+        for (label, count) in [
+            ("Total", trainable + non_trainable),
+            ("Trainable", trainable),
+            ("Non-trainable", non_trainable),
+        ] {
+            out += &format!(
+                " {label} params: {} ({})\n",
+                thousands(count),
+                readable_size(count * 4)
+            );
         }
         out
     }
 
     fn summary_row(&self, layer: &dyn crate::layers::Layer, sequential_like: bool) -> Vec<String> {
-        let nodes: Vec<_> = self.nodes.iter().filter(|n| self.layers[n.layer].name() == layer.name()).collect();
+        let nodes: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|n| self.layers[n.layer].name() == layer.name())
+            .collect();
         let built = !nodes.is_empty();
-        let shape = self.last_node_of(layer.name()).map_or("?".to_string(), |n| format_shape(&n.shape));
+        let shape = self
+            .last_node_of(layer.name())
+            .map_or("?".to_string(), |n| format_shape(&n.shape));
         let params: usize = layer.weights().iter().map(|w| w.value.len()).sum();
-        let params = if built { thousands(params) } else { "0 (unbuilt)".to_string() };
-        let mut row = vec![format!("{} ({})", layer.name(), layer.class_name()), shape, params];
+        let params = if built {
+            thousands(params)
+        } else {
+            "0 (unbuilt)".to_string()
+        };
+        let mut row = vec![
+            format!("{} ({})", layer.name(), layer.class_name()),
+            shape,
+            params,
+        ];
         if !sequential_like {
             let mut by_call: Vec<_> = nodes.clone();
             by_call.sort_by_key(|n| n.call_index);
@@ -68,10 +97,18 @@ impl Model {
                 .flat_map(|n| n.inputs.iter())
                 .map(|&i| {
                     let producer = &self.nodes[i];
-                    format!("{}[{}][0]", self.layers[producer.layer].name(), producer.call_index)
+                    format!(
+                        "{}[{}][0]",
+                        self.layers[producer.layer].name(),
+                        producer.call_index
+                    )
                 })
                 .collect();
-            row.push(if connections.is_empty() { "-".to_string() } else { connections.join(", ") });
+            row.push(if connections.is_empty() {
+                "-".to_string()
+            } else {
+                connections.join(", ")
+            });
         }
         row
     }
@@ -97,7 +134,11 @@ impl Model {
 
 /// Columns of the terminal standard output goes to; 80 when it is not a terminal.
 fn terminal_columns() -> usize {
-    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok()).filter(|&c| c > 0) {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|&c| c > 0)
+    {
         return c;
     }
     let stdout = std::io::stdout();
@@ -182,7 +223,11 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
             line.pop();
         }
         if line.chars().count() > width {
-            line = line.chars().take(width.saturating_sub(1)).collect::<String>() + "…";
+            line = line
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+                + "…";
         }
         lines.push(line);
     }
@@ -191,7 +236,11 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// One cell line padded to `width`, aligned as its column.
 fn pad(line: &str, width: usize, align: Align) -> String {
-    let line = if align == Align::Right { line.trim_end() } else { line };
+    let line = if align == Align::Right {
+        line.trim_end()
+    } else {
+        line
+    };
     let fill = " ".repeat(width.saturating_sub(line.chars().count()));
     match align {
         Align::Left => format!("{line}{fill}"),
@@ -200,13 +249,19 @@ fn pad(line: &str, width: usize, align: Align) -> String {
 }
 
 /// rich's HEAVY_HEAD box with a line between rows.
-fn render_table(headers: &[&str], rows: &[Vec<String>], widths: &[usize], align: &[Align]) -> String {
+fn render_table(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    widths: &[usize],
+    align: &[Align],
+) -> String {
     let rule = |left: &str, fill: &str, mid: &str, right: &str| {
         let parts: Vec<String> = widths.iter().map(|w| fill.repeat(w + 2)).collect();
         format!("{left}{}{right}\n", parts.join(mid))
     };
     let row_lines = |cells: &[String], edge: &str| {
-        let wrapped: Vec<Vec<String>> = cells.iter().zip(widths).map(|(c, &w)| wrap(c, w)).collect();
+        let wrapped: Vec<Vec<String>> =
+            cells.iter().zip(widths).map(|(c, &w)| wrap(c, w)).collect();
         let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
         let mut out = String::new();
         for line in 0..height {
@@ -214,7 +269,9 @@ fn render_table(headers: &[&str], rows: &[Vec<String>], widths: &[usize], align:
                 .iter()
                 .zip(widths)
                 .zip(align)
-                .map(|((cell, &w), &a)| format!(" {} ", pad(cell.get(line).map_or("", String::as_str), w, a)))
+                .map(|((cell, &w), &a)| {
+                    format!(" {} ", pad(cell.get(line).map_or("", String::as_str), w, a))
+                })
                 .collect();
             out += &format!("{edge}{}{edge}\n", parts.join(edge));
         }
@@ -239,7 +296,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -266,15 +323,27 @@ mod tests {
     #[test]
     fn widths_follow_keras_and_rich() {
         assert_eq!(column_widths(76, &[0.45, 0.80, 1.0]), vec![31, 22, 13]);
-        assert_eq!(column_widths(76, &[0.3, 0.56, 0.74, 1.0]), vec![19, 17, 10, 17]);
+        assert_eq!(
+            column_widths(76, &[0.3, 0.56, 0.74, 1.0]),
+            vec![19, 17, 10, 17]
+        );
     }
 
     #[test]
     fn wrapping_matches_rich() {
-        assert_eq!(wrap("(None, 224, 224, 3)", 17), vec!["(None, 224, 224, ", "3)"]);
+        assert_eq!(
+            wrap("(None, 224, 224, 3)", 17),
+            vec!["(None, 224, 224, ", "3)"]
+        );
         assert_eq!(wrap("max_pooling2d[0][0]", 17), vec!["max_pooling2d[0]…"]);
-        assert_eq!(wrap("batch_normalization_1[0][0], conv2d_2[0][0]", 17), vec!["batch_normalizat…", "conv2d_2[0][0]"]);
-        assert_eq!(wrap("batch_normalization_1 (BatchNormalization)", 19), vec!["batch_normalizatio…", "(BatchNormalizatio…"]);
+        assert_eq!(
+            wrap("batch_normalization_1[0][0], conv2d_2[0][0]", 17),
+            vec!["batch_normalizat…", "conv2d_2[0][0]"]
+        );
+        assert_eq!(
+            wrap("batch_normalization_1 (BatchNormalization)", 19),
+            vec!["batch_normalizatio…", "(BatchNormalizatio…"]
+        );
         assert_eq!(wrap("-", 17), vec!["-"]);
     }
 

@@ -70,7 +70,10 @@ impl SharedLayer {
     }
 
     fn output_for(&self, inputs: &[SymbolicTensor]) -> Result<Shape> {
-        let shapes = inputs.iter().map(SymbolicTensor::shape).collect::<Result<Vec<_>>>()?;
+        let shapes = inputs
+            .iter()
+            .map(SymbolicTensor::shape)
+            .collect::<Result<Vec<_>>>()?;
         let mut layer = self.lock();
         let mut built = self.0.built.lock().unwrap_or_else(|e| e.into_inner());
         if !*built {
@@ -97,7 +100,12 @@ pub(crate) struct SymbolicNode {
 impl std::fmt::Debug for SymbolicTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0.shape {
-            Ok(shape) => write!(f, "SymbolicTensor({}, {})", self.0.layer.lock().name(), crate::layers::format_shape(shape)),
+            Ok(shape) => write!(
+                f,
+                "SymbolicTensor({}, {})",
+                self.0.layer.lock().name(),
+                crate::layers::format_shape(shape)
+            ),
             Err(e) => write!(f, "SymbolicTensor(error: {e})"),
         }
     }
