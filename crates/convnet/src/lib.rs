@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod tensor;
+pub mod train;
 
 pub use activations::ActivationFn;
 pub use error::{Error, Result};

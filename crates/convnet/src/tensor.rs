@@ -124,6 +124,41 @@ impl Tensor {
         Ok(())
     }
 
+    /// The number of samples: the size of the first axis.
+    pub fn batch_len(&self) -> usize {
+        self.shape.first().copied().unwrap_or(0)
+    }
+
+    /// Samples `indices` (along the first axis), in that order, as a new tensor.
+    pub fn gather_rows(&self, indices: &[usize]) -> Result<Tensor> {
+        if self.shape.is_empty() {
+            return Err(Error::Tensor("a scalar has no samples to select".into()));
+        }
+        let batch = self.batch_len();
+        let row = if batch == 0 {
+            0
+        } else {
+            self.data.len() / batch
+        };
+        let mut data = Vec::with_capacity(indices.len() * row);
+        for &i in indices {
+            if i >= batch {
+                return Err(Error::Tensor(format!(
+                    "sample {i} is out of range for {batch} samples"
+                )));
+            }
+            data.extend_from_slice(&self.data[i * row..(i + 1) * row]);
+        }
+        let mut shape = self.shape.clone();
+        shape[0] = indices.len();
+        Tensor::new(shape, data)
+    }
+
+    /// Samples `start..end` (along the first axis).
+    pub fn slice_rows(&self, start: usize, end: usize) -> Result<Tensor> {
+        self.gather_rows(&(start..end).collect::<Vec<_>>())
+    }
+
     pub fn to_ndarray(&self) -> ArrayD<f32> {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone())
             .expect("tensor length always matches its shape")

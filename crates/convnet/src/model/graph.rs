@@ -51,6 +51,8 @@ pub struct Model {
     tape: Tape,
     /// dL/dW per layer and weight, filled by `backward`.
     grads: Vec<Vec<Tensor>>,
+    /// What `compile` fixed: optimizer, losses, metrics.
+    pub(crate) compiled: Option<Box<crate::train::Compiled>>,
 }
 
 /// A copy with its own weights; the tape starts empty.
@@ -66,6 +68,7 @@ impl Clone for Model {
             self.outputs.clone(),
         );
         copy.grads.clone_from(&self.grads);
+        copy.compiled.clone_from(&self.compiled);
         copy
     }
 }
@@ -112,6 +115,7 @@ impl Model {
             outputs,
             tape: Tape::default(),
             grads,
+            compiled: None,
         }
     }
 
@@ -447,11 +451,33 @@ impl Model {
         &self.grads
     }
 
-    /// The layers and their gradients together, for an optimizer to update in place.
-    pub fn layers_and_gradients(
-        &mut self,
-    ) -> impl Iterator<Item = (&mut Box<dyn Layer>, &Vec<Tensor>)> {
-        self.layers.iter_mut().zip(self.grads.iter())
+    /// One step of the compiled optimizer over the trainable weights of trainable layers,
+    /// with the gradients of the last [`Model::backward`].
+    pub(crate) fn apply_optimizer(&mut self) -> Result<()> {
+        let Model {
+            layers,
+            grads,
+            compiled,
+            name,
+            ..
+        } = self;
+        let compiled = compiled
+            .as_deref_mut()
+            .ok_or_else(|| model_error(name, "must be compiled before training"))?;
+        let mut variables = Vec::new();
+        let mut gradients = Vec::new();
+        for (layer, layer_grads) in layers.iter_mut().zip(grads.iter()) {
+            if !layer.base().trainable {
+                continue;
+            }
+            for (w, g) in layer.base_mut().weights.iter_mut().zip(layer_grads) {
+                if w.trainable {
+                    variables.push(&mut w.value);
+                    gradients.push(g);
+                }
+            }
+        }
+        compiled.optimizer.apply(&mut variables, &gradients)
     }
 }
 

@@ -1,0 +1,371 @@
+//! Callbacks: code that runs at the edges of training, with Keras's names and defaults.
+//! A callback sees the model (its weights, its optimizer's learning rate) and the epoch's
+//! logs, and can stop training.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The metrics of an epoch or batch by name: `loss`, `accuracy`, `val_loss`, …
+pub type Logs = BTreeMap<String, f64>;
+
+/// What a callback may touch while training runs.
+pub struct TrainContext<'a> {
+    pub model: &'a mut Model,
+    /// Set to stop training after this epoch (or batch).
+    pub stop_training: bool,
+}
+
+impl TrainContext<'_> {
+    /// The optimizer's current learning rate.
+    pub fn learning_rate(&self) -> Option<f64> {
+        self.model.optimizer().map(|o| o.current_learning_rate())
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        if let Some(o) = self.model.optimizer_mut() {
+            o.set_learning_rate(lr);
+        }
+    }
+}
+
+pub trait Callback: Send {
+    fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, _epoch: usize, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+    fn on_batch_end(&mut self, _batch: usize, _logs: &Logs, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, _epoch: usize, _logs: &Logs, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+    fn on_train_end(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a monitored quantity improves by going down or up; `Auto` is Keras's rule
+/// (up for names containing "acc", down otherwise).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Auto,
+    Min,
+    Max,
+}
+
+/// Tracks the best value of a monitored log entry.
+#[derive(Clone, Debug)]
+struct Monitor {
+    key: String,
+    higher_is_better: bool,
+    min_delta: f64,
+    best: Option<f64>,
+}
+
+impl Monitor {
+    fn new(key: &str, mode: Mode, min_delta: f64) -> Self {
+        let higher_is_better = match mode {
+            Mode::Max => true,
+            Mode::Min => false,
+            Mode::Auto => key.contains("acc") || key.starts_with("fmeasure"),
+        };
+        Monitor {
+            key: key.to_string(),
+            higher_is_better,
+            min_delta: min_delta.abs(),
+            best: None,
+        }
+    }
+
+    fn value(&self, logs: &Logs) -> Result<f64> {
+        logs.get(&self.key).copied().ok_or_else(|| {
+            Error::Tensor(format!(
+                "callback monitors '{}', which is not in the logs (available: {})",
+                self.key,
+                logs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Whether `value` beats the best by more than min_delta; records it if so.
+    fn improved(&mut self, value: f64) -> bool {
+        let better = match self.best {
+            None => true,
+            Some(best) if self.higher_is_better => value - self.min_delta > best,
+            Some(best) => value + self.min_delta < best,
+        };
+        if better {
+            self.best = Some(value);
+        }
+        better
+    }
+}
+
+/// Keras's `EarlyStopping(monitor="val_loss", min_delta=0, patience=0,
+/// restore_best_weights=False)`.
+pub struct EarlyStopping {
+    monitor: Monitor,
+    pub patience: usize,
+    pub restore_best_weights: bool,
+    wait: usize,
+    best_weights: Option<Vec<Tensor>>,
+    /// The epoch training stopped at, if it did.
+    pub stopped_epoch: Option<usize>,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: &str) -> Self {
+        EarlyStopping {
+            monitor: Monitor::new(monitor, Mode::Auto, 0.0),
+            patience: 0,
+            restore_best_weights: false,
+            wait: 0,
+            best_weights: None,
+            stopped_epoch: None,
+        }
+    }
+
+    pub fn patience(mut self, patience: usize) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    pub fn min_delta(mut self, min_delta: f64) -> Self {
+        self.monitor.min_delta = min_delta.abs();
+        self
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.monitor = Monitor::new(&self.monitor.key, mode, self.monitor.min_delta);
+        self
+    }
+
+    pub fn restore_best_weights(mut self, restore: bool) -> Self {
+        self.restore_best_weights = restore;
+        self
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+        self.wait = 0;
+        self.monitor.best = None;
+        self.best_weights = None;
+        self.stopped_epoch = None;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut TrainContext) -> Result<()> {
+        let value = self.monitor.value(logs)?;
+        if self.monitor.improved(value) {
+            self.wait = 0;
+            if self.restore_best_weights {
+                self.best_weights = Some(ctx.model.get_weights());
+            }
+            return Ok(());
+        }
+        self.wait += 1;
+        if self.wait > self.patience {
+            self.stopped_epoch = Some(epoch);
+            ctx.stop_training = true;
+            if let Some(best) = self.best_weights.take() {
+                ctx.model.set_weights(best)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keras's `ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=10,
+/// min_delta=1e-4, cooldown=0, min_lr=0)`.
+pub struct ReduceLROnPlateau {
+    monitor: Monitor,
+    pub factor: f64,
+    pub patience: usize,
+    pub cooldown: usize,
+    pub min_lr: f64,
+    wait: usize,
+    cooldown_left: usize,
+}
+
+impl ReduceLROnPlateau {
+    pub fn new(monitor: &str) -> Self {
+        ReduceLROnPlateau {
+            monitor: Monitor::new(monitor, Mode::Auto, 1e-4),
+            factor: 0.1,
+            patience: 10,
+            cooldown: 0,
+            min_lr: 0.0,
+            wait: 0,
+            cooldown_left: 0,
+        }
+    }
+
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    pub fn patience(mut self, patience: usize) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    pub fn min_delta(mut self, min_delta: f64) -> Self {
+        self.monitor.min_delta = min_delta.abs();
+        self
+    }
+
+    pub fn cooldown(mut self, cooldown: usize) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    pub fn min_lr(mut self, min_lr: f64) -> Self {
+        self.min_lr = min_lr;
+        self
+    }
+}
+
+impl Callback for ReduceLROnPlateau {
+    fn on_epoch_end(&mut self, _epoch: usize, logs: &Logs, ctx: &mut TrainContext) -> Result<()> {
+        let value = self.monitor.value(logs)?;
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.wait = 0;
+        }
+        if self.monitor.improved(value) {
+            self.wait = 0;
+        } else if self.cooldown_left == 0 {
+            self.wait += 1;
+            if self.wait >= self.patience {
+                if let Some(lr) = ctx.learning_rate() {
+                    if lr > self.min_lr {
+                        ctx.set_learning_rate((lr * self.factor).max(self.min_lr));
+                    }
+                }
+                self.cooldown_left = self.cooldown;
+                self.wait = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keras's `CSVLogger(filename, separator=",", append=False)`: one row per epoch, the
+/// epoch number then every log entry in name order.
+pub struct CSVLogger {
+    path: PathBuf,
+    separator: char,
+    append: bool,
+    columns: Option<Vec<String>>,
+}
+
+impl CSVLogger {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CSVLogger {
+            path: path.into(),
+            separator: ',',
+            append: false,
+            columns: None,
+        }
+    }
+
+    pub fn separator(mut self, separator: char) -> Self {
+        self.separator = separator;
+        self
+    }
+
+    pub fn append(mut self, append: bool) -> Self {
+        self.append = append;
+        self
+    }
+
+    fn write(&self, line: &str, truncate: bool) -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(!truncate)
+            .write(true)
+            .truncate(truncate)
+            .open(&self.path)
+            .map_err(|e| Error::file(&self.path, e))?;
+        writeln!(file, "{line}").map_err(|e| Error::file(&self.path, e))
+    }
+}
+
+impl Callback for CSVLogger {
+    fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+        self.columns = None;
+        if !self.append {
+            std::fs::write(&self.path, "").map_err(|e| Error::file(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _ctx: &mut TrainContext) -> Result<()> {
+        let sep = self.separator.to_string();
+        if self.columns.is_none() {
+            let columns: Vec<String> = logs.keys().cloned().collect();
+            let empty = std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0);
+            if empty {
+                self.write(&format!("epoch{sep}{}", columns.join(&sep)), false)?;
+            }
+            self.columns = Some(columns);
+        }
+        let columns = self.columns.as_ref().expect("set above");
+        let values: Vec<String> = columns
+            .iter()
+            .map(|c| logs.get(c).map_or(String::new(), |v| v.to_string()))
+            .collect();
+        self.write(&format!("{epoch}{sep}{}", values.join(&sep)), false)
+    }
+}
+
+/// Keras's `TerminateOnNaN()`: stops as soon as a batch's loss is NaN or infinite.
+#[derive(Default)]
+pub struct TerminateOnNaN;
+
+impl Callback for TerminateOnNaN {
+    fn on_batch_end(&mut self, batch: usize, logs: &Logs, ctx: &mut TrainContext) -> Result<()> {
+        if logs.get("loss").is_some_and(|l| !l.is_finite()) {
+            eprintln!("Batch {batch}: Invalid loss, terminating training");
+            ctx.stop_training = true;
+        }
+        Ok(())
+    }
+}
+
+/// Keras's `LearningRateScheduler(schedule)`: `schedule(epoch, lr)` gives the learning
+/// rate for each epoch.
+pub struct LearningRateScheduler {
+    schedule: Box<dyn FnMut(usize, f64) -> f64 + Send>,
+}
+
+impl LearningRateScheduler {
+    pub fn new(schedule: impl FnMut(usize, f64) -> f64 + Send + 'static) -> Self {
+        LearningRateScheduler {
+            schedule: Box::new(schedule),
+        }
+    }
+}
+
+impl Callback for LearningRateScheduler {
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut TrainContext) -> Result<()> {
+        if let Some(lr) = ctx.learning_rate() {
+            let next = (self.schedule)(epoch, lr);
+            if !next.is_finite() {
+                return Err(Error::Tensor(format!(
+                    "LearningRateScheduler gave {next} for epoch {epoch}"
+                )));
+            }
+            ctx.set_learning_rate(next);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,475 @@
+//! `compile`, `fit`, `evaluate`, `predict` and `train_on_batch`, with Keras's semantics:
+//! batches of 32 by default, the validation split taken from the end before shuffling,
+//! the loss as the mean over the batch (weighted by class weights when given), metrics
+//! as running means over the epoch, callbacks at the epoch and batch edges.
+
+use super::callbacks::{Callback, Logs, TrainContext};
+use super::losses::{reduce, Loss, LossFn};
+use super::metrics::Metric;
+use super::optimizers::Optimizer;
+use super::progress::Progress;
+use crate::error::{Error, Result};
+use crate::initializers::{next_rng, rng_from_seed};
+use crate::model::Model;
+use crate::tensor::Tensor;
+use rand::RngExt;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// What `compile` fixed: the optimizer, one loss per output, the metrics per output.
+#[derive(Debug)]
+pub struct Compiled {
+    pub optimizer: Optimizer,
+    pub losses: Vec<Box<dyn Loss>>,
+    pub metrics: Vec<Vec<Metric>>,
+}
+
+impl Clone for Compiled {
+    fn clone(&self) -> Self {
+        Compiled {
+            optimizer: self.optimizer.clone(),
+            losses: self.losses.iter().map(|l| l.clone_loss()).collect(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Keras's `fit` arguments, with Keras's defaults.
+pub struct FitOptions {
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// 0 silent, 1 progress bar, 2 one line per epoch.
+    pub verbose: u8,
+    /// Fraction of the samples, taken from the end before shuffling, kept for validation.
+    pub validation_split: f64,
+    pub validation_data: Option<(Vec<Tensor>, Vec<Tensor>)>,
+    pub shuffle: bool,
+    /// Seed of the shuffling; without it the generator set by `set_random_seed` is used.
+    pub seed: Option<u64>,
+    pub initial_epoch: usize,
+    /// Weight of each class's samples in the loss (targets must be class indices or one-hot).
+    pub class_weight: Option<HashMap<usize, f32>>,
+    pub callbacks: Vec<Box<dyn Callback>>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            batch_size: 32,
+            epochs: 1,
+            verbose: 1,
+            validation_split: 0.0,
+            validation_data: None,
+            shuffle: true,
+            seed: None,
+            initial_epoch: 0,
+            class_weight: None,
+            callbacks: Vec::new(),
+        }
+    }
+}
+
+/// What `fit` returns: each log entry's value per epoch.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub epochs: Vec<usize>,
+    pub history: BTreeMap<String, Vec<f64>>,
+}
+
+impl History {
+    pub fn get(&self, key: &str) -> Option<&[f64]> {
+        self.history.get(key).map(Vec::as_slice)
+    }
+}
+
+/// Targets and inputs must have the same number of samples.
+fn sample_count(x: &[Tensor], y: &[Tensor]) -> Result<usize> {
+    let n = x
+        .first()
+        .map(Tensor::batch_len)
+        .ok_or_else(|| Error::Tensor("no input data".into()))?;
+    for (what, t) in x
+        .iter()
+        .map(|t| ("input", t))
+        .chain(y.iter().map(|t| ("target", t)))
+    {
+        if t.batch_len() != n {
+            return Err(Error::Tensor(format!(
+                "every input and target needs the same number of samples: the first input has {n}, a {what} of shape {:?} has {}",
+                t.shape(),
+                t.batch_len()
+            )));
+        }
+    }
+    Ok(n)
+}
+
+fn gather(tensors: &[Tensor], indices: &[usize]) -> Result<Vec<Tensor>> {
+    tensors.iter().map(|t| t.gather_rows(indices)).collect()
+}
+
+impl Model {
+    /// Keras's `model.compile(optimizer, loss, metrics)`: one loss for every output, or
+    /// one per output.
+    pub fn compile(
+        &mut self,
+        optimizer: Optimizer,
+        losses: Vec<Box<dyn Loss>>,
+        metrics: &[&str],
+    ) -> Result<()> {
+        let outputs = self.outputs.len();
+        let losses: Vec<Box<dyn Loss>> = match losses.len() {
+            1 => (0..outputs).map(|_| losses[0].clone_loss()).collect(),
+            n if n == outputs => losses,
+            n => {
+                return Err(Error::Model {
+                    model: self.name.clone(),
+                    message: format!("has {outputs} outputs but {n} losses were given"),
+                });
+            }
+        };
+        let metrics = (0..outputs)
+            .map(|_| {
+                metrics
+                    .iter()
+                    .map(|m| Metric::new(m))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.compiled = Some(Box::new(Compiled {
+            optimizer,
+            losses,
+            metrics,
+        }));
+        Ok(())
+    }
+
+    /// `compile` with losses by Keras name: `model.compile_named(Optimizer::adam(1e-3),
+    /// "sparse_categorical_crossentropy", &["accuracy"])`.
+    pub fn compile_named(
+        &mut self,
+        optimizer: Optimizer,
+        loss: &str,
+        metrics: &[&str],
+    ) -> Result<()> {
+        self.compile(optimizer, vec![Box::new(LossFn::from_name(loss)?)], metrics)
+    }
+
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.compiled.as_ref().map(|c| &c.optimizer)
+    }
+
+    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
+        self.compiled.as_mut().map(|c| &mut c.optimizer)
+    }
+
+    fn compiled_mut(&mut self) -> Result<&mut Compiled> {
+        let name = self.name.clone();
+        self.compiled.as_deref_mut().ok_or_else(|| Error::Model {
+            model: name,
+            message: "must be compiled before training or evaluation: call compile()".into(),
+        })
+    }
+
+    /// The log names of an output's loss and metric (`loss`, `accuracy` for one output;
+    /// `dense_loss`, `dense_accuracy` for several).
+    fn output_prefix(&self, output: usize) -> String {
+        if self.outputs.len() == 1 {
+            String::new()
+        } else {
+            format!(
+                "{}_",
+                self.layers[self.nodes[self.outputs[output]].layer].name()
+            )
+        }
+    }
+
+    /// The running loss and metrics as log entries, in name order.
+    fn collect_logs(&self, trackers: &Trackers, prefix: &str) -> Vec<(String, f64)> {
+        let mut logs = BTreeMap::new();
+        logs.insert(format!("{prefix}loss"), trackers.total.result());
+        if let Some(compiled) = self.compiled.as_deref() {
+            for (o, metrics) in compiled.metrics.iter().enumerate() {
+                let p = self.output_prefix(o);
+                if !p.is_empty() {
+                    logs.insert(format!("{prefix}{p}loss"), trackers.outputs[o].result());
+                }
+                for m in metrics {
+                    logs.insert(format!("{prefix}{p}{}", m.name), m.result());
+                }
+            }
+        }
+        logs.into_iter().collect()
+    }
+
+    /// Losses of `predictions` against `targets`: updates the trackers and metrics, and
+    /// returns dL/d(prediction) for each output.
+    fn score(
+        &mut self,
+        predictions: &[Tensor],
+        targets: &[Tensor],
+        weights: Option<&[f32]>,
+        trackers: &mut Trackers,
+    ) -> Result<Vec<Tensor>> {
+        let compiled = self.compiled_mut()?;
+        let mut grads = Vec::with_capacity(predictions.len());
+        let mut total = 0.0;
+        for (o, (pred, target)) in predictions.iter().zip(targets).enumerate() {
+            let (value, grad) = reduce(compiled.losses[o].as_ref(), target, pred, weights)?;
+            total += value;
+            trackers.outputs[o].add(value, pred.batch_len() as f64);
+            grads.push(grad);
+            for m in &mut compiled.metrics[o] {
+                m.update(target, pred, None)?;
+            }
+        }
+        trackers.total.add(total, predictions[0].batch_len() as f64);
+        Ok(grads)
+    }
+
+    /// One optimisation step on one batch; updates the running loss and metrics.
+    fn step(
+        &mut self,
+        x: &[Tensor],
+        y: &[Tensor],
+        weights: Option<&[f32]>,
+        trackers: &mut Trackers,
+    ) -> Result<()> {
+        let refs: Vec<&Tensor> = x.iter().collect();
+        let predictions = self.forward(&refs, true)?;
+        let grads = self.score(&predictions, y, weights, trackers)?;
+        self.backward(&grads)?;
+        self.apply_optimizer()
+    }
+
+    fn reset_metrics(&mut self) -> Result<Trackers> {
+        self.compiled_mut()?
+            .metrics
+            .iter_mut()
+            .flatten()
+            .for_each(Metric::reset);
+        Ok(Trackers::new(self.outputs.len()))
+    }
+
+    /// Per-sample weights from `class_weight`, for targets that are class indices or one-hot.
+    fn sample_weights(class_weight: &HashMap<usize, f32>, y: &Tensor) -> Vec<f32> {
+        let batch = y.batch_len();
+        let per = if batch == 0 { 0 } else { y.len() / batch };
+        (0..batch)
+            .map(|i| {
+                let row = &y.data()[i * per..(i + 1) * per];
+                let class = if per == 1 {
+                    row[0] as usize
+                } else {
+                    row.iter()
+                        .enumerate()
+                        .fold(0, |b, (j, &v)| if v > row[b] { j } else { b })
+                };
+                class_weight.get(&class).copied().unwrap_or(1.0)
+            })
+            .collect()
+    }
+
+    /// Runs every callback's `hook`; whether one asked to stop.
+    fn run_callbacks(
+        &mut self,
+        callbacks: &mut [Box<dyn Callback>],
+        mut hook: impl FnMut(&mut dyn Callback, &mut TrainContext) -> Result<()>,
+    ) -> Result<bool> {
+        let mut ctx = TrainContext {
+            model: self,
+            stop_training: false,
+        };
+        for cb in callbacks.iter_mut() {
+            hook(cb.as_mut(), &mut ctx)?;
+        }
+        Ok(ctx.stop_training)
+    }
+
+    /// Keras's `model.fit(x, y, …)`: trains for `epochs` epochs and returns the history.
+    /// `x` holds one tensor per model input, `y` one per output.
+    pub fn fit(&mut self, x: &[Tensor], y: &[Tensor], mut options: FitOptions) -> Result<History> {
+        self.compiled_mut()?;
+        if y.len() != self.outputs.len() {
+            return Err(Error::Model {
+                model: self.name.clone(),
+                message: format!(
+                    "has {} outputs but {} targets were given",
+                    self.outputs.len(),
+                    y.len()
+                ),
+            });
+        }
+        if options.batch_size == 0 {
+            return Err(Error::Tensor("batch_size must be positive".into()));
+        }
+        let n = sample_count(x, y)?;
+        let (train_count, validation) = match (&options.validation_data, options.validation_split) {
+            (Some((vx, vy)), _) => (n, Some((vx.clone(), vy.clone()))),
+            (None, split) if split > 0.0 => {
+                if split >= 1.0 {
+                    return Err(Error::Tensor(format!(
+                        "validation_split must be below 1, got {split}"
+                    )));
+                }
+                let at = (n as f64 * (1.0 - split)).floor() as usize;
+                let rest: Vec<usize> = (at..n).collect();
+                (at, Some((gather(x, &rest)?, gather(y, &rest)?)))
+            }
+            _ => (n, None),
+        };
+        let mut rng = options.seed.map_or_else(next_rng, rng_from_seed);
+        let steps = train_count.div_ceil(options.batch_size);
+        let mut history = History::default();
+        let mut callbacks = std::mem::take(&mut options.callbacks);
+        self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_train_begin(ctx))?;
+        for epoch in options.initial_epoch..options.epochs {
+            let mut stop =
+                self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_epoch_begin(epoch, ctx))?;
+            let mut order: Vec<usize> = (0..train_count).collect();
+            if options.shuffle {
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.random_range(0..=i));
+                }
+            }
+            let mut trackers = self.reset_metrics()?;
+            let mut progress = Progress::epoch(options.verbose, epoch, options.epochs, steps);
+            for (b, batch) in order.chunks(options.batch_size).enumerate() {
+                let bx = gather(x, batch)?;
+                let by = gather(y, batch)?;
+                let weights = options
+                    .class_weight
+                    .as_ref()
+                    .map(|cw| Self::sample_weights(cw, &by[0]));
+                self.step(&bx, &by, weights.as_deref(), &mut trackers)?;
+                let logs = self.collect_logs(&trackers, "");
+                progress.step(b + 1, &logs);
+                let logs: Logs = logs.into_iter().collect();
+                stop |=
+                    self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_batch_end(b, &logs, ctx))?;
+                if stop {
+                    break;
+                }
+            }
+            let mut logs = self.collect_logs(&trackers, "");
+            if let Some((vx, vy)) = &validation {
+                logs.extend(self.evaluate_logs(vx, vy, options.batch_size, "val_")?);
+            }
+            progress.finish(&logs);
+            let logs: Logs = logs.into_iter().collect();
+            for (k, v) in &logs {
+                history.history.entry(k.clone()).or_default().push(*v);
+            }
+            history.epochs.push(epoch);
+            stop |=
+                self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_epoch_end(epoch, &logs, ctx))?;
+            if stop {
+                break;
+            }
+        }
+        self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_train_end(ctx))?;
+        Ok(history)
+    }
+
+    /// Loss and metrics over data, in inference mode, batch by batch.
+    fn evaluate_logs(
+        &mut self,
+        x: &[Tensor],
+        y: &[Tensor],
+        batch_size: usize,
+        prefix: &str,
+    ) -> Result<Vec<(String, f64)>> {
+        let n = sample_count(x, y)?;
+        let mut trackers = self.reset_metrics()?;
+        for start in (0..n).step_by(batch_size.max(1)) {
+            let end = (start + batch_size).min(n);
+            let bx: Vec<Tensor> = x
+                .iter()
+                .map(|t| t.slice_rows(start, end))
+                .collect::<Result<_>>()?;
+            let by: Vec<Tensor> = y
+                .iter()
+                .map(|t| t.slice_rows(start, end))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Tensor> = bx.iter().collect();
+            let predictions = self.apply(&refs)?;
+            self.score(&predictions, &by, None, &mut trackers)?;
+        }
+        Ok(self.collect_logs(&trackers, prefix))
+    }
+
+    /// Keras's `model.evaluate(x, y)`: the loss and metrics, by name.
+    pub fn evaluate(
+        &mut self,
+        x: &[Tensor],
+        y: &[Tensor],
+        batch_size: usize,
+    ) -> Result<BTreeMap<String, f64>> {
+        Ok(self
+            .evaluate_logs(x, y, batch_size, "")?
+            .into_iter()
+            .collect())
+    }
+
+    /// Keras's `model.train_on_batch(x, y)`: one step, and the batch's loss and metrics.
+    pub fn train_on_batch(&mut self, x: &[Tensor], y: &[Tensor]) -> Result<BTreeMap<String, f64>> {
+        sample_count(x, y)?;
+        let mut trackers = self.reset_metrics()?;
+        self.step(x, y, None, &mut trackers)?;
+        Ok(self.collect_logs(&trackers, "").into_iter().collect())
+    }
+
+    /// Keras's `model.predict(x, batch_size)`: inference in batches, the batches spread
+    /// over threads; one tensor per output with all samples.
+    pub fn predict(&self, x: &[Tensor], batch_size: usize) -> Result<Vec<Tensor>> {
+        let n = sample_count(x, &[])?;
+        let starts: Vec<usize> = (0..n).step_by(batch_size.max(1)).collect();
+        let batches: Vec<Vec<Tensor>> = starts
+            .par_iter()
+            .map(|&start| {
+                let end = (start + batch_size).min(n);
+                let bx: Vec<Tensor> = x
+                    .iter()
+                    .map(|t| t.slice_rows(start, end))
+                    .collect::<Result<_>>()?;
+                let refs: Vec<&Tensor> = bx.iter().collect();
+                self.apply(&refs)
+            })
+            .collect::<Result<_>>()?;
+        (0..self.outputs.len())
+            .map(|o| {
+                let parts: Vec<&Tensor> = batches.iter().map(|b| &b[o]).collect();
+                concat_rows(&parts)
+            })
+            .collect()
+    }
+}
+
+/// The running loss of an epoch: the total, and each output's.
+struct Trackers {
+    total: Metric,
+    outputs: Vec<Metric>,
+}
+
+impl Trackers {
+    fn new(outputs: usize) -> Self {
+        Trackers {
+            total: Metric::mean("loss"),
+            outputs: (0..outputs).map(|_| Metric::mean("loss")).collect(),
+        }
+    }
+}
+
+/// Stacks tensors along the first axis.
+fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::Tensor("nothing to predict: no samples".into()))?;
+    let mut shape = first.shape().to_vec();
+    shape[0] = parts.iter().map(|p| p.batch_len()).sum();
+    let data = parts
+        .iter()
+        .flat_map(|p| p.data().iter().copied())
+        .collect();
+    Tensor::new(shape, data)
+}

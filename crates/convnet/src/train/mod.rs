@@ -1,0 +1,22 @@
+//! Training, as the design notes walk through it: a forward pass, a loss, gradients by
+//! backpropagation, an optimizer's update, repeated over batches and epochs — with
+//! Keras's `compile` / `fit` / `evaluate` / `predict`, losses, optimizers, metrics,
+//! callbacks and progress display.
+
+pub mod callbacks;
+mod fit;
+pub mod losses;
+pub mod metrics;
+pub mod optimizers;
+mod progress;
+pub mod schedules;
+
+pub use callbacks::{
+    CSVLogger, Callback, EarlyStopping, LearningRateScheduler, Logs, ReduceLROnPlateau,
+    TerminateOnNaN, TrainContext,
+};
+pub use fit::{Compiled, FitOptions, History};
+pub use losses::{Loss, LossFn};
+pub use metrics::Metric;
+pub use optimizers::Optimizer;
+pub use schedules::LearningRate;
