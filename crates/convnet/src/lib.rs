@@ -6,6 +6,7 @@
 //! normalisation, matrix products) for the arithmetic, forward and backward.
 
 pub mod activations;
+pub mod data;
 pub mod error;
 pub mod initializers;
 pub mod kernels;
@@ -13,6 +14,7 @@ pub mod layers;
 pub mod model;
 pub mod tensor;
 pub mod train;
+pub mod zoo;
 
 pub use activations::ActivationFn;
 pub use error::{Error, Result};

@@ -135,11 +135,7 @@ impl Tensor {
             return Err(Error::Tensor("a scalar has no samples to select".into()));
         }
         let batch = self.batch_len();
-        let row = if batch == 0 {
-            0
-        } else {
-            self.data.len() / batch
-        };
+        let row = self.data.len().checked_div(batch).unwrap_or(0);
         let mut data = Vec::with_capacity(indices.len() * row);
         for &i in indices {
             if i >= batch {

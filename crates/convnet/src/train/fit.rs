@@ -254,7 +254,7 @@ impl Model {
     /// Per-sample weights from `class_weight`, for targets that are class indices or one-hot.
     fn sample_weights(class_weight: &HashMap<usize, f32>, y: &Tensor) -> Vec<f32> {
         let batch = y.batch_len();
-        let per = if batch == 0 { 0 } else { y.len() / batch };
+        let per = y.len().checked_div(batch).unwrap_or(0);
         (0..batch)
             .map(|i| {
                 let row = &y.data()[i * per..(i + 1) * per];

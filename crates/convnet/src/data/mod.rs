@@ -1,0 +1,5 @@
+//! Data: MNIST-style IDX files and the datasets that come as such files.
+
+mod idx;
+
+pub use idx::{fashion_mnist, load_idx_dataset, read_idx, Dataset, FASHION_MNIST_CLASSES};

@@ -1,0 +1,374 @@
+//! fit, evaluate, predict and the callbacks, on small problems a few steps solve.
+
+use convnet::initializers::{rng_from_seed, set_random_seed};
+use convnet::layers::*;
+use convnet::model::{Call, Input, Model};
+use convnet::train::*;
+use convnet::{sequential, Tensor};
+use rand::RngExt;
+use std::sync::{Arc, Mutex};
+
+/// Two Gaussian blobs in 4-D, labels 0 and 1.
+fn blobs(n: usize, seed: u64) -> (Tensor, Tensor) {
+    let mut rng = rng_from_seed(seed);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let label = i % 2;
+        for _ in 0..4 {
+            x.push(rng.random::<f32>() - 0.5 + if label == 1 { 1.0 } else { -1.0 });
+        }
+        y.push(label as f32);
+    }
+    (
+        Tensor::new([n, 4], x).unwrap(),
+        Tensor::new([n], y).unwrap(),
+    )
+}
+
+fn classifier() -> Model {
+    let mut model = sequential![
+        Input::new([4]),
+        Dense::new(8).activation("relu"),
+        Dense::new(2).activation("softmax")
+    ]
+    .unwrap();
+    model.initialize_weights(7).unwrap();
+    model
+        .compile_named(
+            Optimizer::adam(0.05),
+            "sparse_categorical_crossentropy",
+            &["accuracy"],
+        )
+        .unwrap();
+    model
+}
+
+fn quiet(epochs: usize) -> FitOptions {
+    FitOptions {
+        epochs,
+        verbose: 0,
+        seed: Some(3),
+        ..FitOptions::default()
+    }
+}
+
+#[test]
+fn fit_learns_and_reports_keras_logs() {
+    let (x, y) = blobs(64, 1);
+    let mut model = classifier();
+    let history = model
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                validation_split: 0.25,
+                ..quiet(10)
+            },
+        )
+        .unwrap();
+    let keys: Vec<&String> = history.history.keys().collect();
+    assert_eq!(keys, ["accuracy", "loss", "val_accuracy", "val_loss"]);
+    let loss = history.get("loss").unwrap();
+    assert!(loss.last() < loss.first(), "loss fell: {loss:?}");
+    assert!(history.get("val_accuracy").unwrap().last().unwrap() > &0.95);
+    let scores = model.evaluate(&[x.clone()], &[y.clone()], 16).unwrap();
+    assert!(scores["accuracy"] > 0.95, "{scores:?}");
+    let predictions = model.predict(&[x.clone()], 10).unwrap().remove(0);
+    assert_eq!(predictions.shape(), &[64, 2]);
+    // predict in batches equals one call on everything.
+    assert_eq!(predictions, model.apply(&[&x]).unwrap().remove(0));
+    let logs = model
+        .train_on_batch(
+            &[x.slice_rows(0, 8).unwrap()],
+            &[y.slice_rows(0, 8).unwrap()],
+        )
+        .unwrap();
+    assert!(logs.contains_key("loss") && logs.contains_key("accuracy"));
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_weights() {
+    let train = || {
+        set_random_seed(11);
+        let (x, y) = blobs(48, 2);
+        let x0 = Input::new([4]);
+        let h = Dense::new(6).activation("tanh").call(&x0);
+        let h = Dropout::new(0.3).call(&h);
+        let out = Dense::new(2).activation("softmax").call(&h);
+        let mut model = Model::new(&x0, &out).unwrap();
+        model.initialize_weights(5).unwrap();
+        model
+            .compile_named(
+                Optimizer::sgd(0.1).momentum(0.9),
+                "sparse_categorical_crossentropy",
+                &[],
+            )
+            .unwrap();
+        model
+            .fit(
+                &[x],
+                &[y],
+                FitOptions {
+                    batch_size: 8,
+                    ..quiet(3)
+                },
+            )
+            .unwrap();
+        model.get_weights()
+    };
+    let (a, b) = (train(), train());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let (x, y) = blobs(8, 3);
+    let mut model = sequential![Input::new([4]), Dense::new(2)].unwrap();
+    let e = model
+        .fit(&[x.clone()], &[y.clone()], quiet(1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be compiled"), "{e}");
+    model
+        .compile_named(Optimizer::sgd(0.1), "sparse_categorical_crossentropy", &[])
+        .unwrap();
+    let e = model
+        .fit(&[x.clone()], &[y.slice_rows(0, 5).unwrap()], quiet(1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("same number of samples"), "{e}");
+    let bad_labels = Tensor::full([8], 7.0);
+    let e = model
+        .fit(&[x.clone()], &[bad_labels], quiet(1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("label 7") && e.contains("below 2"), "{e}");
+    let e = model
+        .compile_named(Optimizer::sgd(0.1), "hinge_of_doom", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown loss 'hinge_of_doom'"), "{e}");
+    let e = model
+        .compile_named(Optimizer::sgd(0.1), "mse", &["accuracy", "f1"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown metric 'f1'"), "{e}");
+    assert!(Optimizer::from_name("lion")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown optimizer 'lion'"));
+}
+
+#[test]
+fn early_stopping_stops_and_restores_the_best_weights() {
+    let (x, y) = blobs(32, 4);
+    let mut model = classifier();
+    // With no validation data the monitor must exist: a clear error otherwise.
+    let e = model
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                callbacks: vec![Box::new(EarlyStopping::new("val_loss"))],
+                ..quiet(2)
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'val_loss'") && e.contains("available: accuracy, loss"),
+        "{e}"
+    );
+
+    // A learning rate so high the loss climbs: stop after patience, restore the best.
+    let mut model = classifier();
+    model
+        .compile_named(Optimizer::sgd(50.0), "sparse_categorical_crossentropy", &[])
+        .unwrap();
+    let stopper = EarlyStopping::new("loss")
+        .patience(1)
+        .restore_best_weights(true);
+    let history = model
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                callbacks: vec![Box::new(stopper)],
+                ..quiet(30)
+            },
+        )
+        .unwrap();
+    let losses = history.get("loss").unwrap();
+    assert!(losses.len() < 30, "stopped early: {losses:?}");
+    let best = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    let best_epoch = losses.iter().position(|&l| l == best).unwrap();
+    assert_eq!(
+        losses.len(),
+        best_epoch + 3,
+        "stops once patience runs out after the best epoch"
+    );
+}
+
+/// Records the learning rate at every epoch's end.
+struct LrLog(Arc<Mutex<Vec<f64>>>);
+
+impl Callback for LrLog {
+    fn on_epoch_end(&mut self, _: usize, _: &Logs, ctx: &mut TrainContext) -> convnet::Result<()> {
+        self.0.lock().unwrap().push(ctx.learning_rate().unwrap());
+        Ok(())
+    }
+}
+
+#[test]
+fn reduce_lr_on_plateau_and_the_scheduler_change_the_learning_rate() {
+    let (x, y) = blobs(16, 5);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut model = classifier();
+    // A learning rate too small to move the loss by min_delta = 1: no epoch after the
+    // first improves, so every second epoch the rate is halved.
+    model
+        .compile_named(Optimizer::sgd(1e-9), "sparse_categorical_crossentropy", &[])
+        .unwrap();
+    let plateau = ReduceLROnPlateau::new("loss")
+        .patience(2)
+        .factor(0.5)
+        .min_delta(1.0);
+    model
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                callbacks: vec![Box::new(plateau), Box::new(LrLog(seen.clone()))],
+                ..quiet(5)
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1e-9, 1e-9, 5e-10, 5e-10, 2.5e-10]
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut model = classifier();
+    let schedule = LearningRateScheduler::new(|epoch, lr| if epoch == 0 { lr } else { lr * 0.5 });
+    model
+        .fit(
+            &[x],
+            &[y],
+            FitOptions {
+                callbacks: vec![Box::new(schedule), Box::new(LrLog(seen.clone()))],
+                ..quiet(3)
+            },
+        )
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![0.05, 0.025, 0.0125]);
+}
+
+#[test]
+fn csv_logger_writes_one_row_per_epoch() {
+    let (x, y) = blobs(16, 6);
+    let path = std::env::temp_dir().join(format!("convnet-csv-{}.csv", std::process::id()));
+    let mut model = classifier();
+    model
+        .fit(
+            &[x],
+            &[y],
+            FitOptions {
+                callbacks: vec![Box::new(CSVLogger::new(&path))],
+                ..quiet(3)
+            },
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,accuracy,loss");
+    assert_eq!(lines.len(), 4);
+    assert!(lines[3].starts_with("2,"));
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn terminate_on_nan_stops_at_the_first_bad_batch() {
+    let (x, y) = blobs(32, 7);
+    let mut model = sequential![Input::new([4]), Dense::new(1)].unwrap();
+    model
+        .compile_named(Optimizer::sgd(1e6), "mse", &[])
+        .unwrap();
+    let history = model
+        .fit(
+            &[x],
+            &[y.reshape([32, 1]).unwrap()],
+            FitOptions {
+                batch_size: 4,
+                callbacks: vec![Box::new(TerminateOnNaN)],
+                ..quiet(50)
+            },
+        )
+        .unwrap();
+    assert_eq!(history.epochs.len(), 1, "stopped in the first epoch");
+    assert!(!history.get("loss").unwrap()[0].is_finite());
+}
+
+#[test]
+fn class_weights_scale_the_loss() {
+    let (x, y) = blobs(16, 8);
+    let mut plain = classifier();
+    let mut weighted = plain.clone();
+    let base = plain
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                shuffle: false,
+                ..quiet(1)
+            },
+        )
+        .unwrap();
+    let weights = [(0usize, 3.0f32), (1, 3.0)].into_iter().collect();
+    let tripled = weighted
+        .fit(
+            &[x],
+            &[y],
+            FitOptions {
+                shuffle: false,
+                class_weight: Some(weights),
+                ..quiet(1)
+            },
+        )
+        .unwrap();
+    // The first batch's loss is the same samples' loss times 3; the epoch mean is close.
+    assert!(tripled.get("loss").unwrap()[0] > 2.0 * base.get("loss").unwrap()[0]);
+}
+
+#[test]
+fn several_outputs_each_with_a_loss() {
+    let (x, y) = blobs(32, 9);
+    let input = Input::new([4]);
+    let h = Dense::new(8).activation("relu").call(&input);
+    let class = Dense::new(2).activation("softmax").named("class").call(&h);
+    let value = Dense::new(1).named("value").call(&h);
+    let mut model = Model::new(&input, &[class, value]).unwrap();
+    let losses: Vec<Box<dyn Loss>> = vec![
+        Box::new(LossFn::from_name("sparse_categorical_crossentropy").unwrap()),
+        Box::new(LossFn::MeanSquaredError),
+    ];
+    model
+        .compile(Optimizer::adam(0.01), losses, &["accuracy"])
+        .unwrap();
+    let target = y.clone().reshape([32, 1]).unwrap();
+    let history = model.fit(&[x], &[y, target], quiet(2)).unwrap();
+    for key in ["loss", "class_loss", "value_loss", "class_accuracy"] {
+        assert!(
+            history.get(key).is_some(),
+            "{key} missing from {:?}",
+            history.history.keys()
+        );
+    }
+    let total = history.get("loss").unwrap()[1];
+    let parts = history.get("class_loss").unwrap()[1] + history.get("value_loss").unwrap()[1];
+    assert!(
+        (total - parts).abs() < 1e-9,
+        "the loss is the sum of the outputs' losses"
+    );
+}
