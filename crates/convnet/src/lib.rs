@@ -9,6 +9,7 @@ pub mod activations;
 pub mod data;
 pub mod error;
 pub mod initializers;
+pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod model;

@@ -446,6 +446,46 @@ impl Model {
             .collect())
     }
 
+    pub fn is_sequential(&self) -> bool {
+        self.sequential
+    }
+
+    /// Every layer, a Sequential's InputLayer included.
+    pub(crate) fn all_layers(&self) -> impl Iterator<Item = &dyn Layer> {
+        self.layers.iter().map(|l| l.as_ref())
+    }
+
+    /// The input shapes of layer `layer`'s first call.
+    pub(crate) fn first_input_shapes(&self, layer: usize) -> Option<Vec<Shape>> {
+        let node = self.nodes.iter().filter(|n| n.layer == layer && !n.inputs.is_empty()).min_by_key(|n| n.call_index)?;
+        Some(self.input_shapes_of(node))
+    }
+
+    /// For each call of layer `layer`, in call order, the nodes it takes.
+    pub(crate) fn calls_of(&self, layer: usize) -> Vec<Vec<usize>> {
+        let mut calls: Vec<&Node> = self.nodes.iter().filter(|n| n.layer == layer && !n.inputs.is_empty()).collect();
+        calls.sort_by_key(|n| n.call_index);
+        calls.iter().map(|n| n.inputs.clone()).collect()
+    }
+
+    /// The producing layer's name, its call index and the shape of node `node`.
+    pub(crate) fn node_summary(&self, node: usize) -> (String, usize, Shape) {
+        let n = &self.nodes[node];
+        (self.layers[n.layer].name().to_string(), n.call_index, n.shape.clone())
+    }
+
+    pub(crate) fn input_nodes(&self) -> Vec<usize> {
+        self.inputs.clone()
+    }
+
+    pub(crate) fn output_nodes(&self) -> Vec<usize> {
+        self.outputs.clone()
+    }
+
+    pub(crate) fn compiled(&self) -> Option<&crate::train::Compiled> {
+        self.compiled.as_deref()
+    }
+
     /// dL/dW from the last [`Model::backward`], per layer (model order) and weight.
     pub fn gradients(&self) -> &[Vec<Tensor>] {
         &self.grads

@@ -190,6 +190,30 @@ impl LossFn {
 }
 
 impl Loss for LossFn {
+    /// The name when the loss has Keras's default options, else the full object.
+    fn config(&self) -> Value {
+        let object = |class: &str, extra: Value| {
+            let mut config = json!({"name": self.name(), "reduction": "sum_over_batch_size"});
+            if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            json!({"module": "keras.losses", "class_name": class, "config": config, "registered_name": null})
+        };
+        match *self {
+            LossFn::Huber { delta } if delta != 1.0 => object("Huber", json!({"delta": delta})),
+            LossFn::CategoricalCrossentropy { from_logits, label_smoothing } if from_logits || label_smoothing != 0.0 => {
+                object("CategoricalCrossentropy", json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}))
+            }
+            LossFn::SparseCategoricalCrossentropy { from_logits: true } => {
+                object("SparseCategoricalCrossentropy", json!({"from_logits": true, "ignore_class": null}))
+            }
+            LossFn::BinaryCrossentropy { from_logits, label_smoothing } if from_logits || label_smoothing != 0.0 => {
+                object("BinaryCrossentropy", json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}))
+            }
+            _ => json!(self.name()),
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             LossFn::MeanSquaredError => "mean_squared_error",

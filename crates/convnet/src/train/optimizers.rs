@@ -460,6 +460,12 @@ impl Optimizer {
         json!({"module": "keras.optimizers", "class_name": self.class, "config": c, "registered_name": null})
     }
 
+    /// How many slot variables the rule keeps per variable (Keras's order in its
+    /// `optimizer/vars`).
+    pub fn slots_per_variable(&self) -> usize {
+        self.new_slots(&Tensor::zeros([1])).len()
+    }
+
     /// The optimizer's state (step count and slots), for checkpoints.
     pub fn state(&self) -> (u64, &[Vec<Tensor>]) {
         (self.iterations, &self.slots)

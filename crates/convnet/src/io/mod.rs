@@ -1,0 +1,9 @@
+//! Files: Keras model files (`.keras`, legacy `.h5`, `.weights.h5`, `config.json`).
+
+mod config;
+mod keras;
+mod weights;
+
+pub use config::{model_from_config, model_to_config};
+pub use keras::{config_json, load_model, KERAS_VERSION};
+pub use weights::store_names;
