@@ -11,11 +11,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 fn golden(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(path)
 }
 
 fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
-    let diff: f64 = got.data().iter().zip(want.data()).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let diff: f64 = got
+        .data()
+        .iter()
+        .zip(want.data())
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
     let norm: f64 = want.data().iter().map(|&b| (b as f64).powi(2)).sum();
     (diff / norm.max(1e-30)).sqrt()
 }
@@ -27,30 +34,53 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn check_predictions(model: &Model, entry: &Value, what: &str) {
-    let Some(inputs) = entry["inputs"].as_array() else { return };
-    let xs: Vec<Tensor> = inputs.iter().map(|p| Tensor::read_npy(golden(&format!("models/{}", p.as_str().unwrap()))).unwrap()).collect();
+    let Some(inputs) = entry["inputs"].as_array() else {
+        return;
+    };
+    let xs: Vec<Tensor> = inputs
+        .iter()
+        .map(|p| Tensor::read_npy(golden(&format!("models/{}", p.as_str().unwrap()))).unwrap())
+        .collect();
     let refs: Vec<&Tensor> = xs.iter().collect();
     let ys = model.apply(&refs).unwrap();
     for (y, p) in ys.iter().zip(entry["outputs"].as_array().unwrap()) {
         let want = Tensor::read_npy(golden(&format!("models/{}", p.as_str().unwrap()))).unwrap();
         let error = relative_error(y, &want);
-        assert!(error < 1e-5, "{what}: predictions differ from Keras's by {error:.2e}");
+        assert!(
+            error < 1e-5,
+            "{what}: predictions differ from Keras's by {error:.2e}"
+        );
     }
 }
 
 #[test]
 fn every_golden_model_file_loads_with_keras_summary_and_predictions() {
-    let models: Value = serde_json::from_str(&std::fs::read_to_string(golden("models/models.json")).unwrap()).unwrap();
+    let models: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden("models/models.json")).unwrap())
+            .unwrap();
     for entry in models["models"].as_array().unwrap() {
-        let summary = std::fs::read_to_string(golden(&format!("models/{}", entry["summary"].as_str().unwrap()))).unwrap();
+        let summary = std::fs::read_to_string(golden(&format!(
+            "models/{}",
+            entry["summary"].as_str().unwrap()
+        )))
+        .unwrap();
         let mut files = vec![entry["keras"].as_str().unwrap()];
         if let Some(h5) = entry["legacy_h5"].as_str() {
             files.push(h5);
         }
         for file in files {
-            let model = Model::load(golden(&format!("models/{file}"))).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(model.summary_for_columns(80), summary, "{file}: summary differs from Keras's");
-            assert_eq!(model.count_params() as u64, entry["params"].as_u64().unwrap(), "{file}");
+            let model = Model::load(golden(&format!("models/{file}")))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(
+                model.summary_for_columns(80),
+                summary,
+                "{file}: summary differs from Keras's"
+            );
+            assert_eq!(
+                model.count_params() as u64,
+                entry["params"].as_u64().unwrap(),
+                "{file}"
+            );
             check_predictions(&model, entry, file);
         }
     }
@@ -61,9 +91,16 @@ fn trained_keras_files_restore_weights_and_optimizer_state() {
     let x = Tensor::read_npy(golden("train/fit_x.npy")).unwrap();
     for (name, class) in [("sgd", "SGD"), ("adam", "Adam")] {
         let model = Model::load(golden(&format!("train/fit_{name}.trained.keras"))).unwrap();
-        let want = Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
-        let got = model.predict(std::slice::from_ref(&x), 16).unwrap().remove(0);
-        assert!(relative_error(&got, &want) < 1e-5, "fit_{name}.trained.keras");
+        let want =
+            Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
+        let got = model
+            .predict(std::slice::from_ref(&x), 16)
+            .unwrap()
+            .remove(0);
+        assert!(
+            relative_error(&got, &want) < 1e-5,
+            "fit_{name}.trained.keras"
+        );
         let optimizer = model.optimizer().expect("compile_config restored");
         assert_eq!(optimizer.to_config()["class_name"], class);
         assert_eq!(optimizer.state().0, 10, "2 epochs of 5 steps");
@@ -81,17 +118,29 @@ fn member(path: &Path, name: &str) -> Vec<u8> {
 
 #[test]
 fn save_load_save_is_byte_identical() {
-    for file in ["models/resnet_block.keras", "models/fmnist_cnn.keras", "train/fit_adam.trained.keras", "models/inception_v1_module.keras"] {
+    for file in [
+        "models/resnet_block.keras",
+        "models/fmnist_cnn.keras",
+        "train/fit_adam.trained.keras",
+        "models/inception_v1_module.keras",
+    ] {
         let model = Model::load(golden(file)).unwrap();
         let first = scratch("first.keras");
         let second = scratch("second.keras");
         model.save(&first).unwrap();
         let again = Model::load(&first).unwrap();
-        assert_eq!(again.summary_for_columns(80), model.summary_for_columns(80), "{file}");
+        assert_eq!(
+            again.summary_for_columns(80),
+            model.summary_for_columns(80),
+            "{file}"
+        );
         assert_eq!(again.get_weights(), model.get_weights(), "{file}");
         again.save(&second).unwrap();
         for name in ["config.json", "model.weights.h5"] {
-            assert!(member(&first, name) == member(&second, name), "{file}: {name} changed between saves");
+            assert!(
+                member(&first, name) == member(&second, name),
+                "{file}: {name} changed between saves"
+            );
         }
     }
 }
@@ -100,17 +149,34 @@ fn save_load_save_is_byte_identical() {
 fn resumed_training_equals_uninterrupted_training() {
     let x = Tensor::read_npy(golden("train/fit_x.npy")).unwrap();
     let y = Tensor::read_npy(golden("train/fit_y.npy")).unwrap();
-    let options = |epochs, initial_epoch| FitOptions { batch_size: 8, epochs, initial_epoch, shuffle: false, verbose: 0, ..FitOptions::default() };
+    let options = |epochs, initial_epoch| FitOptions {
+        batch_size: 8,
+        epochs,
+        initial_epoch,
+        shuffle: false,
+        verbose: 0,
+        ..FitOptions::default()
+    };
     let start = || {
         let mut model = Model::load(golden("train/fit_adam.initial.keras")).unwrap();
-        model.compile_named(Optimizer::adam(0.01), "sparse_categorical_crossentropy", &["accuracy"]).unwrap();
+        model
+            .compile_named(
+                Optimizer::adam(0.01),
+                "sparse_categorical_crossentropy",
+                &["accuracy"],
+            )
+            .unwrap();
         model
     };
     let mut straight = start();
-    straight.fit(&[x.clone()], &[y.clone()], options(3, 0)).unwrap();
+    straight
+        .fit(&[x.clone()], &[y.clone()], options(3, 0))
+        .unwrap();
 
     let mut first = start();
-    first.fit(&[x.clone()], &[y.clone()], options(1, 0)).unwrap();
+    first
+        .fit(&[x.clone()], &[y.clone()], options(1, 0))
+        .unwrap();
     let checkpoint = scratch("resume.keras");
     first.save(&checkpoint).unwrap();
     let mut resumed = Model::load(&checkpoint).unwrap();
@@ -122,14 +188,22 @@ fn resumed_training_equals_uninterrupted_training() {
 fn a_model_built_in_rust_round_trips() {
     set_random_seed(3);
     let mut model = convnet::zoo::seed_inception(16).unwrap();
-    model.compile_named(Optimizer::sgd(0.1).momentum(0.9), "mse", &["mae"]).unwrap();
+    model
+        .compile_named(Optimizer::sgd(0.1).momentum(0.9), "mse", &["mae"])
+        .unwrap();
     let path = scratch("inception.keras");
     model.save(&path).unwrap();
     let loaded = Model::load(&path).unwrap();
-    assert_eq!(loaded.summary_for_columns(80), model.summary_for_columns(80));
+    assert_eq!(
+        loaded.summary_for_columns(80),
+        model.summary_for_columns(80)
+    );
     let x = Tensor::full([1, 16, 16, 3], 0.5);
     assert_eq!(loaded.apply(&[&x]).unwrap(), model.apply(&[&x]).unwrap());
-    assert_eq!(loaded.optimizer().unwrap().to_config(), model.optimizer().unwrap().to_config());
+    assert_eq!(
+        loaded.optimizer().unwrap().to_config(),
+        model.optimizer().unwrap().to_config()
+    );
 }
 
 fn load_error(bytes: &[u8], name: &str) -> String {
@@ -145,14 +219,23 @@ fn load_error(bytes: &[u8], name: &str) -> String {
 fn with_member(source: &str, name: &str, contents: &[u8]) -> Vec<u8> {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(golden(source)).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for i in 0..zip.len() {
         let mut file = zip.by_index(i).unwrap();
         let member_name = file.name().to_string();
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).unwrap();
         out.start_file(member_name.as_str(), options).unwrap();
-        std::io::Write::write_all(&mut out, if member_name == name { contents } else { &bytes }).unwrap();
+        std::io::Write::write_all(
+            &mut out,
+            if member_name == name {
+                contents
+            } else {
+                &bytes
+            },
+        )
+        .unwrap();
     }
     out.finish().unwrap().into_inner()
 }
@@ -163,29 +246,59 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
     let e = load_error(&good[..good.len() / 2], "truncated.keras");
     assert!(e.contains("truncated.keras"), "{e}");
     let e = load_error(b"GIF89a not a model", "magic.keras");
-    assert!(e.contains("magic.keras") && e.contains("not a model file"), "{e}");
+    assert!(
+        e.contains("magic.keras") && e.contains("not a model file"),
+        "{e}"
+    );
     let h5 = std::fs::read(golden("models/fmnist_cnn.h5")).unwrap();
     let e = load_error(&h5[..h5.len() / 3], "truncated.h5");
     assert!(e.contains("truncated.h5"), "{e}");
 
     // A member that inflates 10 MB of zeros from a few kilobytes.
     let mut bomb = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     bomb.start_file("config.json", deflated).unwrap();
     std::io::Write::write_all(&mut bomb, &vec![b' '; 10 << 20]).unwrap();
     let e = load_error(&bomb.finish().unwrap().into_inner(), "bomb.keras");
-    assert!(e.contains("bomb.keras") && e.contains("refusing to inflate"), "{e}");
+    assert!(
+        e.contains("bomb.keras") && e.contains("refusing to inflate"),
+        "{e}"
+    );
 
     // A config that refers to a layer it does not define.
-    let config: String = String::from_utf8(member(&golden("models/resnet_block.keras"), "config.json")).unwrap();
+    let config: String =
+        String::from_utf8(member(&golden("models/resnet_block.keras"), "config.json")).unwrap();
     let broken = config.replacen("[\"conv2d\", 0, 0]", "[\"conv2d_9\", 0, 0]", 1);
-    let e = load_error(&with_member("models/resnet_block.keras", "config.json", broken.as_bytes()), "missing.keras");
-    assert!(e.contains("missing.keras") && e.contains("'conv2d_9'"), "{e}");
+    let e = load_error(
+        &with_member(
+            "models/resnet_block.keras",
+            "config.json",
+            broken.as_bytes(),
+        ),
+        "missing.keras",
+    );
+    assert!(
+        e.contains("missing.keras") && e.contains("'conv2d_9'"),
+        "{e}"
+    );
 
     // A layer class convnet does not know.
     let unknown = config.replacen("\"class_name\": \"Add\"", "\"class_name\": \"Subtract\"", 1);
-    let e = load_error(&with_member("models/resnet_block.keras", "config.json", unknown.as_bytes()), "unknown.keras");
-    assert!(e.contains("unknown.keras") && e.contains("unknown layer class 'Subtract'") && e.contains("'add'"), "{e}");
+    let e = load_error(
+        &with_member(
+            "models/resnet_block.keras",
+            "config.json",
+            unknown.as_bytes(),
+        ),
+        "unknown.keras",
+    );
+    assert!(
+        e.contains("unknown.keras")
+            && e.contains("unknown layer class 'Subtract'")
+            && e.contains("'add'"),
+        "{e}"
+    );
 
     // NaN weights.
     let mut model = Model::load(golden("models/resnet_block.keras")).unwrap();
@@ -195,10 +308,16 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
     let path = scratch("nan.keras");
     model.save(&path).unwrap();
     let e = Model::load(&path).unwrap_err().to_string();
-    assert!(e.contains("nan.keras") && e.contains("non-finite") && e.contains("conv2d"), "{e}");
+    assert!(
+        e.contains("nan.keras") && e.contains("non-finite") && e.contains("conv2d"),
+        "{e}"
+    );
 
     // Weights of the wrong shape for the architecture.
     let mut small = Model::load(golden("models/fmnist_cnn.keras")).unwrap();
-    let e = small.load_weights(golden("models/resnet_block.keras")).unwrap_err().to_string();
+    let e = small
+        .load_weights(golden("models/resnet_block.keras"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("resnet_block.keras"), "{e}");
 }

@@ -19,38 +19,79 @@ fn bad(origin: &Path, message: impl std::fmt::Display) -> Error {
 /// Builds the model a Keras config object describes (`{"class_name": "Sequential" |
 /// "Functional", "config": …}`), with fresh weights.
 pub fn model_from_config(value: &Value, origin: &Path) -> Result<Model> {
-    let class = value.get("class_name").and_then(Value::as_str).ok_or_else(|| bad(origin, "the model config has no class_name"))?;
-    let config = value.get("config").ok_or_else(|| bad(origin, "the model config has no config"))?;
-    let name = config.get("name").and_then(Value::as_str).unwrap_or(if class == "Sequential" { "sequential" } else { "functional" });
-    let layers = config.get("layers").and_then(Value::as_array).ok_or_else(|| bad(origin, "the model config has no 'layers' list"))?;
+    let class = value
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(origin, "the model config has no class_name"))?;
+    let config = value
+        .get("config")
+        .ok_or_else(|| bad(origin, "the model config has no config"))?;
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(if class == "Sequential" {
+            "sequential"
+        } else {
+            "functional"
+        });
+    let layers = config
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(origin, "the model config has no 'layers' list"))?;
     let model = match class {
         "Sequential" => sequential_from_config(value, config, layers, origin)?,
         "Functional" | "Model" => functional_from_config(config, layers, origin)?,
-        other => return Err(bad(origin, format!("model class '{other}' is not supported (Sequential and Functional are)"))),
+        other => {
+            return Err(bad(
+                origin,
+                format!("model class '{other}' is not supported (Sequential and Functional are)"),
+            ))
+        }
     };
     Ok(model.named(name))
 }
 
 /// The layer an object describes; nested models get a clear refusal.
 fn layer(object: &Value, origin: &Path) -> Result<Box<dyn Layer>> {
-    let class = object.get("class_name").and_then(Value::as_str).unwrap_or("?");
+    let class = object
+        .get("class_name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
     if matches!(class, "Sequential" | "Functional" | "Model") {
-        let name = object.pointer("/config/name").and_then(Value::as_str).unwrap_or("?");
-        return Err(bad(origin, format!("layer '{name}' is a nested {class} model, which convnet does not support yet")));
+        let name = object
+            .pointer("/config/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        return Err(bad(
+            origin,
+            format!("layer '{name}' is a nested {class} model, which convnet does not support yet"),
+        ));
     }
     layer_from_keras(object).map_err(|e| bad(origin, e))
 }
 
 fn shape_from(value: &Value) -> Option<Vec<usize>> {
     let dims = value.as_array()?;
-    dims.iter().skip(1).map(|d| d.as_u64().map(|d| d as usize)).collect()
+    dims.iter()
+        .skip(1)
+        .map(|d| d.as_u64().map(|d| d as usize))
+        .collect()
 }
 
-fn sequential_from_config(top: &Value, config: &Value, layers: &[Value], origin: &Path) -> Result<Model> {
+fn sequential_from_config(
+    top: &Value,
+    config: &Value,
+    layers: &[Value],
+    origin: &Path,
+) -> Result<Model> {
     let mut items = Vec::new();
     for object in layers {
         let layer = layer(object, origin)?;
-        items.push(if layer.class_name() == "InputLayer" { SequentialItem::Input(layer) } else { SequentialItem::Layer(layer) });
+        items.push(if layer.class_name() == "InputLayer" {
+            SequentialItem::Input(layer)
+        } else {
+            SequentialItem::Layer(layer)
+        });
     }
     let has_input = matches!(items.first(), Some(SequentialItem::Input(_)));
     let mut model = Sequential::new(items).map_err(|e| bad(origin, e))?;
@@ -69,7 +110,11 @@ fn sequential_from_config(top: &Value, config: &Value, layers: &[Value], origin:
 /// `[name, node, tensor]` of a `keras_history` or an input/output reference.
 fn history(value: &Value) -> Option<(String, usize, usize)> {
     match value.as_array()?.as_slice() {
-        [name, node, tensor] => Some((name.as_str()?.to_string(), node.as_u64()? as usize, tensor.as_u64()? as usize)),
+        [name, node, tensor] => Some((
+            name.as_str()?.to_string(),
+            node.as_u64()? as usize,
+            tensor.as_u64()? as usize,
+        )),
         _ => None,
     }
 }
@@ -78,8 +123,14 @@ fn history(value: &Value) -> Option<(String, usize, usize)> {
 fn tensor_refs(value: &Value, out: &mut Vec<(String, usize, usize)>) {
     match value {
         Value::Array(items) => items.iter().for_each(|v| tensor_refs(v, out)),
-        Value::Object(o) if o.get("class_name").and_then(Value::as_str) == Some("__keras_tensor__") => {
-            if let Some(h) = o.get("config").and_then(|c| c.get("keras_history")).and_then(history) {
+        Value::Object(o)
+            if o.get("class_name").and_then(Value::as_str) == Some("__keras_tensor__") =>
+        {
+            if let Some(h) = o
+                .get("config")
+                .and_then(|c| c.get("keras_history"))
+                .and_then(history)
+            {
                 out.push(h);
             }
         }
@@ -90,7 +141,11 @@ fn tensor_refs(value: &Value, out: &mut Vec<(String, usize, usize)>) {
 /// References in `input_layers` / `output_layers`: one `[name, 0, 0]` or a list of them.
 fn endpoint_refs(value: Option<&Value>) -> Vec<(String, usize, usize)> {
     match value {
-        Some(v) => history(v).map(|h| vec![h]).unwrap_or_else(|| v.as_array().map(|a| a.iter().filter_map(history).collect()).unwrap_or_default()),
+        Some(v) => history(v).map(|h| vec![h]).unwrap_or_else(|| {
+            v.as_array()
+                .map(|a| a.iter().filter_map(history).collect())
+                .unwrap_or_default()
+        }),
         None => vec![],
     }
 }
@@ -102,7 +157,11 @@ fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Re
     for object in layers {
         let layer = layer(object, origin)?;
         let name = layer.name().to_string();
-        let nodes = object.get("inbound_nodes").and_then(Value::as_array).cloned().unwrap_or_default();
+        let nodes = object
+            .get("inbound_nodes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let calls = nodes
             .iter()
             .map(|node| {
@@ -129,7 +188,10 @@ fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Re
             }
             while next_call[i] < calls.len() {
                 let refs = &calls[next_call[i]];
-                let inputs: Option<Vec<SymbolicTensor>> = refs.iter().map(|(n, k, _)| made.get(&(n.clone(), *k)).cloned()).collect();
+                let inputs: Option<Vec<SymbolicTensor>> = refs
+                    .iter()
+                    .map(|(n, k, _)| made.get(&(n.clone(), *k)).cloned())
+                    .collect();
                 let Some(inputs) = inputs else { break };
                 made.insert((name.clone(), next_call[i]), layer.call(inputs));
                 next_call[i] += 1;
@@ -142,8 +204,18 @@ fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Re
     }
     for ((name, _, calls), &done) in shared.iter().zip(&next_call) {
         if done < calls.len() {
-            let missing: Vec<String> = calls[done].iter().filter(|(n, k, _)| !made.contains_key(&(n.clone(), *k))).map(|(n, k, _)| format!("'{n}'[{k}]")).collect();
-            return Err(bad(origin, format!("layer '{name}' takes the output of {}, which no layer in the config makes", missing.join(", "))));
+            let missing: Vec<String> = calls[done]
+                .iter()
+                .filter(|(n, k, _)| !made.contains_key(&(n.clone(), *k)))
+                .map(|(n, k, _)| format!("'{n}'[{k}]"))
+                .collect();
+            return Err(bad(
+                origin,
+                format!(
+                    "layer '{name}' takes the output of {}, which no layer in the config makes",
+                    missing.join(", ")
+                ),
+            ));
         }
     }
     let resolve = |refs: Vec<(String, usize, usize)>, what: &str| -> Result<Vec<SymbolicTensor>> {
@@ -151,7 +223,14 @@ fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Re
             return Err(bad(origin, format!("the model config lists no {what}")));
         }
         refs.into_iter()
-            .map(|(n, k, _)| made.get(&(n.clone(), k)).cloned().ok_or_else(|| bad(origin, format!("{what} refer to layer '{n}'[{k}], which the config does not make"))))
+            .map(|(n, k, _)| {
+                made.get(&(n.clone(), k)).cloned().ok_or_else(|| {
+                    bad(
+                        origin,
+                        format!("{what} refer to layer '{n}'[{k}], which the config does not make"),
+                    )
+                })
+            })
             .collect()
     };
     let inputs = resolve(endpoint_refs(config.get("input_layers")), "input_layers")?;
@@ -181,7 +260,11 @@ pub fn model_to_config(model: &Model) -> Value {
             }
             layers.push(object);
         }
-        let input_shape = model.input_shapes().first().map(shape_json).unwrap_or(Value::Null);
+        let input_shape = model
+            .input_shapes()
+            .first()
+            .map(shape_json)
+            .unwrap_or(Value::Null);
         let mut config = Map::new();
         config.insert("name".into(), json!(model.name()));
         config.insert("trainable".into(), json!(true));
@@ -203,8 +286,13 @@ pub fn model_to_config(model: &Model) -> Value {
                 .calls_of(i)
                 .iter()
                 .map(|inputs| {
-                    let tensors: Vec<Value> = inputs.iter().map(|&n| keras_tensor(model, n)).collect();
-                    let arg = if tensors.len() == 1 { tensors[0].clone() } else { json!(tensors) };
+                    let tensors: Vec<Value> =
+                        inputs.iter().map(|&n| keras_tensor(model, n)).collect();
+                    let arg = if tensors.len() == 1 {
+                        tensors[0].clone()
+                    } else {
+                        json!(tensors)
+                    };
                     json!({"args": [arg], "kwargs": {}})
                 })
                 .collect();
@@ -213,11 +301,18 @@ pub fn model_to_config(model: &Model) -> Value {
         })
         .collect();
     let endpoints = |nodes: Vec<usize>| -> Value {
-        let refs: Vec<Value> = nodes.iter().map(|&n| {
-            let (name, call_index, _) = model.node_summary(n);
-            json!([name, call_index, 0])
-        }).collect();
-        if refs.len() == 1 { refs[0].clone() } else { json!(refs) }
+        let refs: Vec<Value> = nodes
+            .iter()
+            .map(|&n| {
+                let (name, call_index, _) = model.node_summary(n);
+                json!([name, call_index, 0])
+            })
+            .collect();
+        if refs.len() == 1 {
+            refs[0].clone()
+        } else {
+            json!(refs)
+        }
     };
     json!({
         "module": "keras.src.models.functional",
@@ -246,8 +341,16 @@ fn shapes_json(shapes: &[Shape]) -> Value {
 pub fn compile_config(model: &Model) -> Option<Value> {
     let compiled = model.compiled()?;
     let losses: Vec<Value> = compiled.losses.iter().map(|l| l.config()).collect();
-    let loss = if losses.iter().all(|l| *l == losses[0]) { losses[0].clone() } else { json!(losses) };
-    let metrics: Vec<&str> = compiled.metrics.first().map(|m| m.iter().map(|m| m.name.as_str()).collect()).unwrap_or_default();
+    let loss = if losses.iter().all(|l| *l == losses[0]) {
+        losses[0].clone()
+    } else {
+        json!(losses)
+    };
+    let metrics: Vec<&str> = compiled
+        .metrics
+        .first()
+        .map(|m| m.iter().map(|m| m.name.as_str()).collect())
+        .unwrap_or_default();
     Some(json!({
         "optimizer": compiled.optimizer.to_config(),
         "loss": loss,
@@ -262,9 +365,13 @@ pub fn compile_config(model: &Model) -> Option<Value> {
 
 /// Compiles `model` as a `compile_config` says.
 pub fn apply_compile_config(model: &mut Model, config: &Value, origin: &Path) -> Result<()> {
-    let optimizer = Optimizer::from_config(config.get("optimizer").unwrap_or(&json!("rmsprop"))).map_err(|e| bad(origin, e))?;
+    let optimizer = Optimizer::from_config(config.get("optimizer").unwrap_or(&json!("rmsprop")))
+        .map_err(|e| bad(origin, e))?;
     let losses: Vec<Box<dyn Loss>> = match config.get("loss") {
-        Some(Value::Array(list)) => list.iter().map(|l| LossFn::from_config(l).map(|l| Box::new(l) as Box<dyn Loss>)).collect::<Result<_>>(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|l| LossFn::from_config(l).map(|l| Box::new(l) as Box<dyn Loss>))
+            .collect::<Result<_>>(),
         Some(Value::Null) | None => return Err(bad(origin, "compile_config has no loss")),
         Some(l) => LossFn::from_config(l).map(|l| vec![Box::new(l) as Box<dyn Loss>]),
     }
@@ -274,12 +381,21 @@ pub fn apply_compile_config(model: &mut Model, config: &Value, origin: &Path) ->
         for m in list {
             match m {
                 Value::String(s) => metrics.push(s.clone()),
-                Value::Array(inner) => metrics.extend(inner.iter().filter_map(|v| v.as_str().map(String::from))),
+                Value::Array(inner) => {
+                    metrics.extend(inner.iter().filter_map(|v| v.as_str().map(String::from)))
+                }
                 Value::Null => {}
-                other => return Err(bad(origin, format!("metric {other} is not supported (metrics by name are)"))),
+                other => {
+                    return Err(bad(
+                        origin,
+                        format!("metric {other} is not supported (metrics by name are)"),
+                    ))
+                }
             }
         }
     }
     let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
-    model.compile(optimizer, losses, &metrics).map_err(|e| bad(origin, e))
+    model
+        .compile(optimizer, losses, &metrics)
+        .map_err(|e| bad(origin, e))
 }

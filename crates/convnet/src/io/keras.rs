@@ -44,7 +44,11 @@ impl Model {
     /// `.keras` file, into a model of the same architecture.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = if is_zip(path)? { read_member(path, "model.weights.h5")? } else { std::fs::read(path).map_err(|e| Error::file(path, e))? };
+        let bytes = if is_zip(path)? {
+            read_member(path, "model.weights.h5")?
+        } else {
+            std::fs::read(path).map_err(|e| Error::file(path, e))?
+        };
         load_weights(self, bytes, path).map(|_| ())
     }
 }
@@ -59,40 +63,64 @@ fn is_zip(path: &Path) -> Result<bool> {
 /// One member of a zip file, read only up to its declared (and bounded) size.
 fn read_member(path: &Path, name: &str) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| Error::file(path, format!("not a readable .keras (zip) file: {e}")))?;
-    let member = zip.by_name(name).map_err(|_| Error::file(path, format!("has no '{name}': not a Keras 3 .keras file")))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| Error::file(path, format!("not a readable .keras (zip) file: {e}")))?;
+    let member = zip
+        .by_name(name)
+        .map_err(|_| Error::file(path, format!("has no '{name}': not a Keras 3 .keras file")))?;
     let (declared, compressed) = (member.size(), member.compressed_size());
-    if declared > MAX_MEMBER || (declared > 1 << 20 && declared > compressed.saturating_mul(MAX_RATIO)) {
+    if declared > MAX_MEMBER
+        || (declared > 1 << 20 && declared > compressed.saturating_mul(MAX_RATIO))
+    {
         return Err(Error::file(path, format!("'{name}' declares {declared} bytes from {compressed} compressed: refusing to inflate it")));
     }
     let mut bytes = Vec::new();
-    member.take(declared + 1).read_to_end(&mut bytes).map_err(|e| Error::file(path, format!("'{name}': {e}")))?;
+    member
+        .take(declared + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, format!("'{name}': {e}")))?;
     if bytes.len() as u64 != declared {
-        return Err(Error::file(path, format!("'{name}' declares {declared} bytes but holds {}", bytes.len())));
+        return Err(Error::file(
+            path,
+            format!(
+                "'{name}' declares {declared} bytes but holds {}",
+                bytes.len()
+            ),
+        ));
     }
     Ok(bytes)
 }
 
 fn json_member(path: &Path, name: &str) -> Result<Value> {
     let bytes = read_member(path, name)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::file(path, format!("'{name}' is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::file(path, format!("'{name}' is not valid JSON: {e}")))
 }
 
 /// Loads any model file convnet reads.
 pub fn load_model(path: &Path) -> Result<Model> {
     let mut head = [0u8; 8];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::file(path, e))?;
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| Error::file(path, e))?;
     let head = &head[..n];
     if head.starts_with(b"PK\x03\x04") {
         load_keras(path)
     } else if head.starts_with(b"\x89HDF\r\n\x1a\n") {
         load_legacy_h5(path)
-    } else if head.first().is_some_and(|&b| b == b'{' || b.is_ascii_whitespace()) {
+    } else if head
+        .first()
+        .is_some_and(|&b| b == b'{' || b.is_ascii_whitespace())
+    {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        let config: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
+        let config: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
         model_from_config(&config, path)
     } else {
-        Err(Error::file(path, "not a model file: expected a .keras (zip), a legacy .h5 (HDF5) or a config.json"))
+        Err(Error::file(
+            path,
+            "not a model file: expected a .keras (zip), a legacy .h5 (HDF5) or a config.json",
+        ))
     }
 }
 
@@ -101,7 +129,10 @@ fn load_keras(path: &Path) -> Result<Model> {
     let mut model = model_from_config(&config, path)?;
     let weights = read_member(path, "model.weights.h5")?;
     let optimizer_vars = load_weights(&mut model, weights, path)?;
-    if let Some(compile) = config.get("compile_config").filter(|c| c.as_object().is_some_and(|o| !o.is_empty())) {
+    if let Some(compile) = config
+        .get("compile_config")
+        .filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
+    {
         apply_compile_config(&mut model, compile, path)?;
         restore_optimizer(&mut model, optimizer_vars, path)?;
     }
@@ -113,7 +144,10 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
     if vars.len() < 2 {
         return Ok(());
     }
-    let shapes: Vec<Vec<usize>> = model.trainable_weights().map(|w| w.value.shape().to_vec()).collect();
+    let shapes: Vec<Vec<usize>> = model
+        .trainable_weights()
+        .map(|w| w.value.shape().to_vec())
+        .collect();
     let optimizer = model.optimizer_mut().expect("compiled just before");
     let per_variable = optimizer.slots_per_variable();
     let slots = &vars[2..];
@@ -129,7 +163,14 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
     for (i, chunk) in slots.chunks(per_variable.max(1)).enumerate() {
         for t in chunk {
             if t.shape() != shapes[i].as_slice() {
-                return Err(Error::file(path, format!("optimizer slot for weight {i} has shape {:?}, the weight {:?}", t.shape(), shapes[i])));
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "optimizer slot for weight {i} has shape {:?}, the weight {:?}",
+                        t.shape(),
+                        shapes[i]
+                    ),
+                ));
             }
             check_finite(t, path, "an optimizer slot")?;
         }
@@ -154,39 +195,70 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
 fn load_legacy_h5(path: &Path) -> Result<Model> {
     use hdf5_pure::File;
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    let file = File::from_bytes(bytes).map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
+    let file = File::from_bytes(bytes)
+        .map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
     let root_attrs = file.root().attrs().map_err(|e| Error::file(path, e))?;
     let config_text = root_attrs
         .get("model_config")
         .and_then(attr_string)
         .ok_or_else(|| Error::file(path, "has no 'model_config' attribute: it holds weights only (use load_weights on a model)"))?;
-    let config: Value = serde_json::from_str(&config_text).map_err(|e| Error::file(path, format!("model_config is not valid JSON: {e}")))?;
+    let config: Value = serde_json::from_str(&config_text)
+        .map_err(|e| Error::file(path, format!("model_config is not valid JSON: {e}")))?;
     let mut model = model_from_config(&config, path)?;
-    let weights_group = file.group("model_weights").map_err(|e| Error::file(path, format!("model_weights: {e}")))?;
+    let weights_group = file
+        .group("model_weights")
+        .map_err(|e| Error::file(path, format!("model_weights: {e}")))?;
     let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
     for name in layer_names {
         let expected = model.get_layer(&name)?.weights().len();
         if expected == 0 {
             continue;
         }
-        let group = weights_group.group(&name).map_err(|_| Error::file(path, format!("model_weights has no group for layer '{name}'")))?;
+        let group = weights_group.group(&name).map_err(|_| {
+            Error::file(
+                path,
+                format!("model_weights has no group for layer '{name}'"),
+            )
+        })?;
         let attrs = group.attrs().map_err(|e| Error::file(path, e))?;
-        let weight_names = attrs.get("weight_names").and_then(attr_strings).unwrap_or_default();
+        let weight_names = attrs
+            .get("weight_names")
+            .and_then(attr_strings)
+            .unwrap_or_default();
         if weight_names.len() != expected {
-            return Err(Error::file(path, format!("layer '{name}' has {expected} weights but the file lists {}", weight_names.len())));
+            return Err(Error::file(
+                path,
+                format!(
+                    "layer '{name}' has {expected} weights but the file lists {}",
+                    weight_names.len()
+                ),
+            ));
         }
         let values = weight_names
             .iter()
             .map(|w| {
-                let ds = group.dataset(w).map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
-                let shape: Vec<usize> = ds.shape().map_err(|e| Error::file(path, e))?.iter().map(|&d| d as usize).collect();
-                let data = ds.read_f32().map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
-                let t = Tensor::new(shape, data).map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
+                let ds = group
+                    .dataset(w)
+                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
+                let shape: Vec<usize> = ds
+                    .shape()
+                    .map_err(|e| Error::file(path, e))?
+                    .iter()
+                    .map(|&d| d as usize)
+                    .collect();
+                let data = ds
+                    .read_f32()
+                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
+                let t = Tensor::new(shape, data)
+                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
                 check_finite(&t, path, &format!("weight '{w}' of layer '{name}'"))?;
                 Ok(t)
             })
             .collect::<Result<Vec<_>>>()?;
-        model.get_layer_mut(&name)?.set_weights(values).map_err(|e| Error::file(path, e))?;
+        model
+            .get_layer_mut(&name)?
+            .set_weights(values)
+            .map_err(|e| Error::file(path, e))?;
     }
     if let Some(training) = root_attrs.get("training_config").and_then(attr_string) {
         if let Ok(config) = serde_json::from_str::<Value>(&training) {
@@ -214,7 +286,11 @@ fn attr_string(value: &hdf5_pure::AttrValue) -> Option<String> {
 fn attr_strings(value: &hdf5_pure::AttrValue) -> Option<Vec<String>> {
     use hdf5_pure::AttrValue::*;
     match value {
-        StringArray(v) | AsciiStringArray(v) | VarLenStringArray(v) | VarLenAsciiStringArray(v) | VarLenAsciiCharArray(v) => Some(v.clone()),
+        StringArray(v)
+        | AsciiStringArray(v)
+        | VarLenStringArray(v)
+        | VarLenAsciiStringArray(v)
+        | VarLenAsciiCharArray(v) => Some(v.clone()),
         F64Array(v) if v.is_empty() => Some(vec![]),
         other => attr_string(other).map(|s| vec![s]),
     }
@@ -225,7 +301,10 @@ pub fn config_json(model: &Model) -> Value {
     let mut config = model_to_config(model);
     config["compile_config"] = compile_config(model).unwrap_or(Value::Null);
     if config["compile_config"].is_null() {
-        config.as_object_mut().expect("an object").remove("compile_config");
+        config
+            .as_object_mut()
+            .expect("an object")
+            .remove("compile_config");
     }
     config
 }
@@ -239,8 +318,13 @@ fn save_keras(model: &Model, path: &Path) -> Result<()> {
     let written = (|| -> std::io::Result<()> {
         let file = std::fs::File::create(&tmp)?;
         let mut zip = zip::ZipWriter::new(file);
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        for (name, bytes) in [("metadata.json", &metadata), ("config.json", &config), ("model.weights.h5", &weights)] {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in [
+            ("metadata.json", &metadata),
+            ("config.json", &config),
+            ("model.weights.h5", &weights),
+        ] {
             zip.start_file(name, options)?;
             zip.write_all(bytes)?;
         }
@@ -259,13 +343,18 @@ fn save_keras(model: &Model, path: &Path) -> Result<()> {
 /// Where a file is written before it is renamed to `path`: the same folder, so the
 /// rename is atomic.
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model.keras".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model.keras".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Keras's `date_saved` format, `YYYY-MM-DD@HH:MM:SS` (UTC).
 fn date_saved() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -277,5 +366,10 @@ fn date_saved() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}-{month:02}-{day:02}@{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}@{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

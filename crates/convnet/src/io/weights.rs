@@ -22,7 +22,11 @@ pub fn store_names<'a>(layers: impl Iterator<Item = &'a dyn Layer>) -> Vec<Strin
         .map(|layer| {
             let base = default_name(layer.class_name());
             let count = counters.entry(base.clone()).or_insert(0);
-            let name = if *count == 0 { base } else { format!("{base}_{count}") };
+            let name = if *count == 0 {
+                base
+            } else {
+                format!("{base}_{count}")
+            };
             *count += 1;
             name
         })
@@ -33,11 +37,22 @@ pub fn store_names<'a>(layers: impl Iterator<Item = &'a dyn Layer>) -> Vec<Strin
 fn read_dataset(file: &File, path: &str, origin: &Path) -> Result<Tensor> {
     let bad = |m: String| Error::file(origin, format!("{path}: {m}"));
     let ds = file.dataset(path).map_err(|e| bad(e.to_string()))?;
-    let shape: Vec<usize> = ds.shape().map_err(|e| bad(e.to_string()))?.iter().map(|&d| d as usize).collect();
-    let expected = checked_len(&shape).ok_or_else(|| bad(format!("declared shape {shape:?} is too large")))?;
-    let data = ds.read_f32().map_err(|e| bad(format!("cannot read as float32: {e}")))?;
+    let shape: Vec<usize> = ds
+        .shape()
+        .map_err(|e| bad(e.to_string()))?
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let expected =
+        checked_len(&shape).ok_or_else(|| bad(format!("declared shape {shape:?} is too large")))?;
+    let data = ds
+        .read_f32()
+        .map_err(|e| bad(format!("cannot read as float32: {e}")))?;
     if data.len() != expected {
-        return Err(bad(format!("declared shape {shape:?} needs {expected} values but {} are stored", data.len())));
+        return Err(bad(format!(
+            "declared shape {shape:?} needs {expected} values but {} are stored",
+            data.len()
+        )));
     }
     Tensor::new(shape, data).map_err(|e| bad(e.to_string()))
 }
@@ -46,14 +61,21 @@ fn read_dataset(file: &File, path: &str, origin: &Path) -> Result<Tensor> {
 pub(crate) fn check_finite(t: &Tensor, origin: &Path, what: &str) -> Result<()> {
     match t.data().iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::file(origin, format!("{what} holds a non-finite value ({}) at index {i}", t.data()[i]))),
+        Some(i) => Err(Error::file(
+            origin,
+            format!(
+                "{what} holds a non-finite value ({}) at index {i}",
+                t.data()[i]
+            ),
+        )),
     }
 }
 
 /// Loads every layer's weights from a Keras 3 weight store (the bytes of
 /// `model.weights.h5`, or a `.weights.h5` file). Returns the optimizer variables found.
 pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<Vec<Tensor>> {
-    let file = File::from_bytes(bytes).map_err(|e| Error::file(origin, format!("not a readable HDF5 weight store: {e}")))?;
+    let file = File::from_bytes(bytes)
+        .map_err(|e| Error::file(origin, format!("not a readable HDF5 weight store: {e}")))?;
     let names = store_names(model.layers());
     let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
     for (store, layer_name) in names.iter().zip(&layer_names) {
@@ -74,15 +96,27 @@ pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<
     let mut optimizer = Vec::new();
     while let Ok(ds) = file.dataset(&format!("optimizer/vars/{}", optimizer.len())) {
         let value = match ds.read_f32() {
-            Ok(v) if v.len() == 1 && ds.shape().map(|s| s.is_empty()).unwrap_or(false) => Tensor::new(Vec::<usize>::new(), v),
-            _ => read_dataset(&file, &format!("optimizer/vars/{}", optimizer.len()), origin),
+            Ok(v) if v.len() == 1 && ds.shape().map(|s| s.is_empty()).unwrap_or(false) => {
+                Tensor::new(Vec::<usize>::new(), v)
+            }
+            _ => read_dataset(
+                &file,
+                &format!("optimizer/vars/{}", optimizer.len()),
+                origin,
+            ),
         };
         let value = match value {
             Ok(v) => v,
             // The step count is stored as int64.
             Err(_) => {
-                let ints = ds.read_i64().map_err(|e| Error::file(origin, format!("optimizer/vars/{}: {e}", optimizer.len())))?;
-                Tensor::new(Vec::<usize>::new(), ints.iter().map(|&i| i as f32).collect()).map_err(|e| Error::file(origin, e))?
+                let ints = ds.read_i64().map_err(|e| {
+                    Error::file(origin, format!("optimizer/vars/{}: {e}", optimizer.len()))
+                })?;
+                Tensor::new(
+                    Vec::<usize>::new(),
+                    ints.iter().map(|&i| i as f32).collect(),
+                )
+                .map_err(|e| Error::file(origin, e))?
             }
         };
         optimizer.push(value);
@@ -103,7 +137,9 @@ pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
         let mut vars = group.create_group("vars");
         vars.set_attr("name", AttrValue::String(layer.name().to_string()));
         for (i, w) in layer.weights().iter().enumerate() {
-            vars.create_dataset(&i.to_string()).with_f32_data(w.value.data()).with_shape(&shape_u64(&w.value));
+            vars.create_dataset(&i.to_string())
+                .with_f32_data(w.value.data())
+                .with_shape(&shape_u64(&w.value));
         }
         group.add_group(vars.finish());
         layers_group.add_group(group.finish());
@@ -116,13 +152,21 @@ pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
         let mut group = builder.create_group("optimizer");
         let mut vars = group.create_group("vars");
         let (iterations, slots) = optimizer.state();
-        vars.create_dataset("0").with_i64_data(&[iterations as i64]).with_shape(&[]);
-        vars.create_dataset("1").with_f32_data(&[optimizer.current_learning_rate() as f32]).with_shape(&[]);
+        vars.create_dataset("0")
+            .with_i64_data(&[iterations as i64])
+            .with_shape(&[]);
+        vars.create_dataset("1")
+            .with_f32_data(&[optimizer.current_learning_rate() as f32])
+            .with_shape(&[]);
         for (i, slot) in slots.iter().flatten().enumerate() {
-            vars.create_dataset(&(i + 2).to_string()).with_f32_data(slot.data()).with_shape(&shape_u64(slot));
+            vars.create_dataset(&(i + 2).to_string())
+                .with_f32_data(slot.data())
+                .with_shape(&shape_u64(slot));
         }
         group.add_group(vars.finish());
         builder.add_group(group.finish());
     }
-    builder.finish().map_err(|e| Error::Tensor(format!("writing the HDF5 weight store: {e}")))
+    builder
+        .finish()
+        .map_err(|e| Error::Tensor(format!("writing the HDF5 weight store: {e}")))
 }

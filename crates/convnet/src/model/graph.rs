@@ -457,13 +457,21 @@ impl Model {
 
     /// The input shapes of layer `layer`'s first call.
     pub(crate) fn first_input_shapes(&self, layer: usize) -> Option<Vec<Shape>> {
-        let node = self.nodes.iter().filter(|n| n.layer == layer && !n.inputs.is_empty()).min_by_key(|n| n.call_index)?;
+        let node = self
+            .nodes
+            .iter()
+            .filter(|n| n.layer == layer && !n.inputs.is_empty())
+            .min_by_key(|n| n.call_index)?;
         Some(self.input_shapes_of(node))
     }
 
     /// For each call of layer `layer`, in call order, the nodes it takes.
     pub(crate) fn calls_of(&self, layer: usize) -> Vec<Vec<usize>> {
-        let mut calls: Vec<&Node> = self.nodes.iter().filter(|n| n.layer == layer && !n.inputs.is_empty()).collect();
+        let mut calls: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.layer == layer && !n.inputs.is_empty())
+            .collect();
         calls.sort_by_key(|n| n.call_index);
         calls.iter().map(|n| n.inputs.clone()).collect()
     }
@@ -471,7 +479,11 @@ impl Model {
     /// The producing layer's name, its call index and the shape of node `node`.
     pub(crate) fn node_summary(&self, node: usize) -> (String, usize, Shape) {
         let n = &self.nodes[node];
-        (self.layers[n.layer].name().to_string(), n.call_index, n.shape.clone())
+        (
+            self.layers[n.layer].name().to_string(),
+            n.call_index,
+            n.shape.clone(),
+        )
     }
 
     pub(crate) fn input_nodes(&self) -> Vec<usize> {

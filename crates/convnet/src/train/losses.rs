@@ -201,15 +201,24 @@ impl Loss for LossFn {
         };
         match *self {
             LossFn::Huber { delta } if delta != 1.0 => object("Huber", json!({"delta": delta})),
-            LossFn::CategoricalCrossentropy { from_logits, label_smoothing } if from_logits || label_smoothing != 0.0 => {
-                object("CategoricalCrossentropy", json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}))
-            }
-            LossFn::SparseCategoricalCrossentropy { from_logits: true } => {
-                object("SparseCategoricalCrossentropy", json!({"from_logits": true, "ignore_class": null}))
-            }
-            LossFn::BinaryCrossentropy { from_logits, label_smoothing } if from_logits || label_smoothing != 0.0 => {
-                object("BinaryCrossentropy", json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}))
-            }
+            LossFn::CategoricalCrossentropy {
+                from_logits,
+                label_smoothing,
+            } if from_logits || label_smoothing != 0.0 => object(
+                "CategoricalCrossentropy",
+                json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}),
+            ),
+            LossFn::SparseCategoricalCrossentropy { from_logits: true } => object(
+                "SparseCategoricalCrossentropy",
+                json!({"from_logits": true, "ignore_class": null}),
+            ),
+            LossFn::BinaryCrossentropy {
+                from_logits,
+                label_smoothing,
+            } if from_logits || label_smoothing != 0.0 => object(
+                "BinaryCrossentropy",
+                json!({"from_logits": from_logits, "label_smoothing": label_smoothing, "axis": -1}),
+            ),
             _ => json!(self.name()),
         }
     }
