@@ -372,3 +372,87 @@ fn several_outputs_each_with_a_loss() {
         "the loss is the sum of the outputs' losses"
     );
 }
+
+#[test]
+fn model_checkpoint_saves_every_epoch_or_only_the_best() {
+    let dir = std::env::temp_dir().join(format!("convnet-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, y) = blobs(32, 10);
+    let pattern = dir
+        .join("model-{epoch:02d}.keras")
+        .to_string_lossy()
+        .to_string();
+    let mut model = classifier();
+    model
+        .fit(
+            &[x.clone()],
+            &[y.clone()],
+            FitOptions {
+                callbacks: vec![Box::new(ModelCheckpoint::new(pattern))],
+                ..quiet(3)
+            },
+        )
+        .unwrap();
+    for epoch in 1..=3 {
+        let path = dir.join(format!("model-{epoch:02}.keras"));
+        let loaded = Model::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.optimizer().unwrap().state().0,
+            epoch as u64,
+            "one step an epoch, saved with epoch {epoch}"
+        );
+    }
+    assert_eq!(
+        Model::load(dir.join("model-03.keras"))
+            .unwrap()
+            .get_weights(),
+        model.get_weights()
+    );
+
+    // save_best_only with SGD far too fast: the file holds the weights of the epoch
+    // with the lowest loss, not the last.
+    struct EveryEpoch(Arc<Mutex<Vec<Vec<Tensor>>>>);
+    impl Callback for EveryEpoch {
+        fn on_epoch_end(
+            &mut self,
+            _: usize,
+            _: &Logs,
+            ctx: &mut TrainContext,
+        ) -> convnet::Result<()> {
+            self.0.lock().unwrap().push(ctx.model.get_weights());
+            Ok(())
+        }
+    }
+    let best = dir.join("best.weights.h5");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut diverging = classifier();
+    diverging
+        .compile_named(Optimizer::sgd(50.0), "sparse_categorical_crossentropy", &[])
+        .unwrap();
+    let checkpoint = ModelCheckpoint::new(best.to_string_lossy())
+        .monitor("loss")
+        .save_best_only(true)
+        .save_weights_only(true);
+    let callbacks: Vec<Box<dyn Callback>> =
+        vec![Box::new(checkpoint), Box::new(EveryEpoch(seen.clone()))];
+    let history = diverging
+        .fit(
+            &[x],
+            &[y],
+            FitOptions {
+                callbacks,
+                ..quiet(5)
+            },
+        )
+        .unwrap();
+    let losses = history.get("loss").unwrap();
+    let best_epoch = (0..losses.len()).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
+    let mut restored = classifier();
+    restored.load_weights(&best).unwrap();
+    assert_eq!(
+        restored.get_weights(),
+        seen.lock().unwrap()[best_epoch],
+        "losses {losses:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

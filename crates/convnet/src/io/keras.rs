@@ -40,6 +40,14 @@ impl Model {
         save_keras(self, path.as_ref())
     }
 
+    /// Saves the weights alone as a Keras 3 weights file (`.weights.h5`, what
+    /// `model.save_weights` writes), atomically.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = weight_store(self).map_err(|e| Error::file(path, e))?;
+        write_atomically(path, |file| file.write_all(&bytes))
+    }
+
     /// Loads weights from a Keras 3 weights file (`.weights.h5`) or the weights of a
     /// `.keras` file, into a model of the same architecture.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
@@ -314,9 +322,7 @@ fn save_keras(model: &Model, path: &Path) -> Result<()> {
     let metadata = serde_json::to_vec(&json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(), "convnet_version": env!("CARGO_PKG_VERSION")}))
         .map_err(|e| Error::file(path, e))?;
     let weights = weight_store(model).map_err(|e| Error::file(path, e))?;
-    let tmp = temporary_path(path);
-    let written = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
+    write_atomically(path, |file| {
         let mut zip = zip::ZipWriter::new(file);
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
@@ -328,16 +334,28 @@ fn save_keras(model: &Model, path: &Path) -> Result<()> {
             zip.start_file(name, options)?;
             zip.write_all(bytes)?;
         }
-        let file = zip.finish()?;
-        file.sync_all()
+        zip.finish()?;
+        Ok(())
+    })
+}
+
+/// Writes a file beside `path`, flushes it to disk, then renames it onto `path`: a
+/// reader (or a crash) sees the old file or the new one, never half of one.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = temporary_path(path);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        write(&mut file)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
     })();
-    match written.and_then(|_| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(Error::file(path, format!("cannot write: {e}")))
-        }
-    }
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::file(path, format!("cannot write: {e}"))
+    })
 }
 
 /// Where a file is written before it is renamed to `path`: the same folder, so the

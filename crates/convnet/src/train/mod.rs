@@ -12,8 +12,8 @@ mod progress;
 pub mod schedules;
 
 pub use callbacks::{
-    CSVLogger, Callback, EarlyStopping, LearningRateScheduler, Logs, ReduceLROnPlateau,
-    TerminateOnNaN, TrainContext,
+    CSVLogger, Callback, EarlyStopping, LearningRateScheduler, Logs, Mode, ModelCheckpoint,
+    ReduceLROnPlateau, TerminateOnNaN, TrainContext,
 };
 pub use fit::{Compiled, FitOptions, History};
 pub use losses::{Loss, LossFn};
