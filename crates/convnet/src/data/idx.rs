@@ -26,6 +26,15 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<Tensor> {
     parse(&mut source).map_err(|message| Error::file(path, message))
 }
 
+/// Parses the bytes of an IDX file (gzip or not), for callers that hold them already.
+pub fn parse_idx_bytes(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        parse(&mut GzDecoder::new(bytes))
+    } else {
+        parse(&mut &bytes[..])
+    }
+}
+
 fn parse(source: &mut dyn Read) -> std::result::Result<Tensor, String> {
     let mut magic = [0u8; 4];
     source

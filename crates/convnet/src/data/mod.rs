@@ -2,4 +2,6 @@
 
 mod idx;
 
-pub use idx::{fashion_mnist, load_idx_dataset, read_idx, Dataset, FASHION_MNIST_CLASSES};
+pub use idx::{
+    fashion_mnist, load_idx_dataset, parse_idx_bytes, read_idx, Dataset, FASHION_MNIST_CLASSES,
+};

@@ -52,44 +52,48 @@ impl Model {
     /// `.keras` file, into a model of the same architecture.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = if is_zip(path)? {
-            read_member(path, "model.weights.h5")?
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        let weights = if bytes.starts_with(ZIP_MAGIC) {
+            read_member(&mut open_zip(&bytes, path)?, path, "model.weights.h5")?
         } else {
-            std::fs::read(path).map_err(|e| Error::file(path, e))?
+            bytes
         };
-        load_weights(self, bytes, path).map(|_| ())
+        load_weights(self, weights, path).map(|_| ())
     }
 }
 
-fn is_zip(path: &Path) -> Result<bool> {
-    let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let n = file.read(&mut head).map_err(|e| Error::file(path, e))?;
-    Ok(n == 4 && head == *b"PK\x03\x04")
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+type Zip<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
+
+fn open_zip<'a>(bytes: &'a [u8], origin: &Path) -> Result<Zip<'a>> {
+    zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| Error::file(origin, format!("not a readable .keras (zip) file: {e}")))
 }
 
 /// One member of a zip file, read only up to its declared (and bounded) size.
-fn read_member(path: &Path, name: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::file(path, format!("not a readable .keras (zip) file: {e}")))?;
-    let member = zip
-        .by_name(name)
-        .map_err(|_| Error::file(path, format!("has no '{name}': not a Keras 3 .keras file")))?;
+fn read_member(zip: &mut Zip, origin: &Path, name: &str) -> Result<Vec<u8>> {
+    let member = zip.by_name(name).map_err(|_| {
+        Error::file(
+            origin,
+            format!("has no '{name}': not a Keras 3 .keras file"),
+        )
+    })?;
     let (declared, compressed) = (member.size(), member.compressed_size());
     if declared > MAX_MEMBER
         || (declared > 1 << 20 && declared > compressed.saturating_mul(MAX_RATIO))
     {
-        return Err(Error::file(path, format!("'{name}' declares {declared} bytes from {compressed} compressed: refusing to inflate it")));
+        return Err(Error::file(origin, format!("'{name}' declares {declared} bytes from {compressed} compressed: refusing to inflate it")));
     }
     let mut bytes = Vec::new();
     member
         .take(declared + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::file(path, format!("'{name}': {e}")))?;
+        .map_err(|e| Error::file(origin, format!("'{name}': {e}")))?;
     if bytes.len() as u64 != declared {
         return Err(Error::file(
-            path,
+            origin,
             format!(
                 "'{name}' declares {declared} bytes but holds {}",
                 bytes.len()
@@ -99,43 +103,40 @@ fn read_member(path: &Path, name: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn json_member(path: &Path, name: &str) -> Result<Value> {
-    let bytes = read_member(path, name)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::file(path, format!("'{name}' is not valid JSON: {e}")))
-}
-
 /// Loads any model file convnet reads.
 pub fn load_model(path: &Path) -> Result<Model> {
-    let mut head = [0u8; 8];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| Error::file(path, e))?;
-    let head = &head[..n];
-    if head.starts_with(b"PK\x03\x04") {
-        load_keras(path)
-    } else if head.starts_with(b"\x89HDF\r\n\x1a\n") {
-        load_legacy_h5(path)
-    } else if head
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    load_model_bytes(bytes, path)
+}
+
+/// Loads a model from the bytes of a model file; `origin` names it in errors.
+pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
+    if bytes.starts_with(ZIP_MAGIC) {
+        load_keras(&bytes, origin)
+    } else if bytes.starts_with(HDF5_MAGIC) {
+        load_legacy_h5(bytes, origin)
+    } else if bytes
         .first()
         .is_some_and(|&b| b == b'{' || b.is_ascii_whitespace())
     {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        let config: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
-        model_from_config(&config, path)
+        let config: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::file(origin, format!("not valid JSON: {e}")))?;
+        model_from_config(&config, origin)
     } else {
         Err(Error::file(
-            path,
+            origin,
             "not a model file: expected a .keras (zip), a legacy .h5 (HDF5) or a config.json",
         ))
     }
 }
 
-fn load_keras(path: &Path) -> Result<Model> {
-    let config = json_member(path, "config.json")?;
+fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
+    let mut zip = open_zip(bytes, path)?;
+    let config_bytes = read_member(&mut zip, path, "config.json")?;
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Error::file(path, format!("'config.json' is not valid JSON: {e}")))?;
     let mut model = model_from_config(&config, path)?;
-    let weights = read_member(path, "model.weights.h5")?;
+    let weights = read_member(&mut zip, path, "model.weights.h5")?;
     let optimizer_vars = load_weights(&mut model, weights, path)?;
     if let Some(compile) = config
         .get("compile_config")
@@ -200,9 +201,8 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
 }
 
 /// Legacy Keras HDF5 model files, as Keras 3 and tf.keras 2 wrote them.
-fn load_legacy_h5(path: &Path) -> Result<Model> {
+fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
     use hdf5_pure::File;
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
     let file = File::from_bytes(bytes)
         .map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
     let root_attrs = file.root().attrs().map_err(|e| Error::file(path, e))?;

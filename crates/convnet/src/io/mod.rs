@@ -5,5 +5,5 @@ mod keras;
 mod weights;
 
 pub use config::{model_from_config, model_to_config};
-pub use keras::{config_json, load_model, KERAS_VERSION};
+pub use keras::{config_json, load_model, load_model_bytes, KERAS_VERSION};
 pub use weights::store_names;
