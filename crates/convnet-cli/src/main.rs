@@ -2,17 +2,18 @@
 //! command line and turns every error into one line on stderr and a non-zero exit.
 
 mod apply;
+mod data;
 mod layers;
+mod models;
+mod predict;
+mod summary;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "convnet",
-    version,
-    about = "Keras-style convolutional neural networks in Rust"
-)]
+#[command(name = "convnet", version, about = "Keras-style convolutional neural networks in Rust")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model (by default the reference CNN on Fashion-MNIST) and save it.
+    Train(train::TrainArgs),
+    /// Loss and metrics of a model on a dataset.
+    Evaluate(train::EvaluateArgs),
+    /// Run a model on .npy inputs and write its outputs as .npy.
+    Predict(predict::Args),
+    /// Print a model's summary as Keras prints it.
+    Summary(summary::Args),
+    /// Convert a model file (.h5, .keras, config.json) to a .keras file.
+    Convert(summary::ConvertArgs),
+    /// List the built-in architectures.
+    Models,
     /// List the Keras layers, activations and initializers convnet implements.
     Layers,
     /// Run one Keras layer, given by its Keras config, on .npy arrays.
@@ -29,6 +42,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => train::train(args),
+        Command::Evaluate(args) => train::evaluate(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Summary(args) => summary::run(args),
+        Command::Convert(args) => summary::convert(args),
+        Command::Models => models::run(),
         Command::Layers => layers::run(),
         Command::Apply(args) => apply::run(args),
     };

@@ -161,6 +161,25 @@ pub fn load_idx_dataset(dir: impl AsRef<Path>) -> Result<Dataset> {
     Ok(dataset)
 }
 
+/// The sample of Fashion-MNIST built into convnet (the first 3,000 training and 1,000
+/// test images, from `crates/convnet/data/fashion-mnist-sample`), for runs with no
+/// dataset installed and no network.
+pub fn fashion_mnist_sample() -> Result<Dataset> {
+    const FILES: [&[u8]; 4] = [
+        include_bytes!("../../data/fashion-mnist-sample/train-images-idx3-ubyte.gz"),
+        include_bytes!("../../data/fashion-mnist-sample/train-labels-idx1-ubyte.gz"),
+        include_bytes!("../../data/fashion-mnist-sample/t10k-images-idx3-ubyte.gz"),
+        include_bytes!("../../data/fashion-mnist-sample/t10k-labels-idx1-ubyte.gz"),
+    ];
+    let parse = |bytes: &[u8]| parse_idx_bytes(bytes).map_err(|m| Error::Tensor(format!("built-in Fashion-MNIST sample: {m}")));
+    let images = |bytes: &[u8]| -> Result<Tensor> {
+        let t = parse(bytes)?;
+        let shape = t.shape().to_vec();
+        t.reshape([shape[0], shape[1], shape[2], 1])
+    };
+    Ok(Dataset { x_train: images(FILES[0])?, y_train: parse(FILES[1])?, x_test: images(FILES[2])?, y_test: parse(FILES[3])? })
+}
+
 /// Where Fashion-MNIST is looked for, in order.
 pub fn fashion_mnist_locations() -> Vec<PathBuf> {
     let mut places = Vec::new();

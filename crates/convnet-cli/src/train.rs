@@ -1,0 +1,134 @@
+//! `convnet train` and `convnet evaluate`.
+
+use super::data;
+use convnet::initializers::set_random_seed;
+use convnet::model::Model;
+use convnet::train::{CSVLogger, Callback, FitOptions, LossFn, Optimizer};
+use convnet::Error;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    #[arg(default_value = "fmnist-cnn")]
+    model: String,
+    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files, or X.npy.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Targets for .npy data.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// sgd, adam, adamw, rmsprop or adagrad (default: the model file's, else adam).
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// A Keras loss name (default: the model file's, else sparse_categorical_crossentropy).
+    #[arg(long)]
+    loss: Option<String>,
+    #[arg(long, default_value_t = 0.0)]
+    validation_split: f64,
+    /// Fixes initial weights, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Where to save the trained model (.keras).
+    #[arg(long, default_value = "model.keras")]
+    output: PathBuf,
+    /// Also log each epoch's metrics to this CSV file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// 0 silent, 1 progress bar, 2 one line per epoch.
+    #[arg(long, default_value_t = 1)]
+    verbose: u8,
+}
+
+/// Compiles `model` unless it came compiled and nothing overrides its settings.
+fn compile(model: &mut Model, optimizer: Option<&str>, learning_rate: Option<f64>, loss: Option<&str>) -> Result<(), Error> {
+    if model.optimizer().is_some() && optimizer.is_none() && learning_rate.is_none() && loss.is_none() {
+        return Ok(());
+    }
+    let mut opt = match (optimizer, model.optimizer()) {
+        (Some(name), _) => Optimizer::from_name(name)?,
+        (None, Some(existing)) => existing.clone(),
+        (None, None) => Optimizer::adam(1e-3),
+    };
+    if let Some(lr) = learning_rate {
+        opt.set_learning_rate(lr);
+    }
+    let loss = LossFn::from_name(loss.unwrap_or("sparse_categorical_crossentropy"))?;
+    model.compile(opt, vec![Box::new(loss)], &["accuracy"])
+}
+
+pub fn train(args: TrainArgs) -> Result<(), Error> {
+    // Fail on an unwritable destination before spending the training time.
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(Error::file(&args.output, format!("cannot write: the folder {} does not exist", dir.display())));
+        }
+    }
+    set_random_seed(args.seed);
+    let mut model = super::models::resolve(&args.model)?;
+    let data = data::load(&args.data, args.labels.as_deref())?;
+    println!("Data: {}", data.description);
+    compile(&mut model, args.optimizer.as_deref(), args.learning_rate, args.loss.as_deref())?;
+    if args.verbose > 0 {
+        model.summary();
+    }
+    let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
+    if let Some(csv) = &args.csv {
+        callbacks.push(Box::new(CSVLogger::new(csv)));
+    }
+    let options = FitOptions {
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        verbose: args.verbose,
+        validation_split: args.validation_split,
+        shuffle: !args.no_shuffle,
+        seed: Some(args.seed),
+        callbacks,
+        ..FitOptions::default()
+    };
+    model.fit(&[data.x_train], &[data.y_train], options)?;
+    if let Some((x, y)) = data.test {
+        let scores = model.evaluate(&[x], &[y], 256)?;
+        let metrics: Vec<String> = scores.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+        println!("{}", metrics.join(" - "));
+    }
+    model.save(&args.output)?;
+    println!("Saved the trained model to {}", args.output.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct EvaluateArgs {
+    /// A model file (.keras, .h5, config.json).
+    model: String,
+    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files, or X.npy.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The loss, when the model file has no compile configuration.
+    #[arg(long)]
+    loss: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
+    let mut model = super::models::resolve(&args.model)?;
+    let data = data::load(&args.data, args.labels.as_deref())?;
+    compile(&mut model, None, None, args.loss.as_deref())?;
+    // A named dataset is evaluated on its test split; .npy data as given.
+    let (x, y) = data.test.unwrap_or((data.x_train, data.y_train));
+    let scores = model.evaluate(&[x], &[y], args.batch_size.max(1))?;
+    let metrics: Vec<String> = scores.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+    println!("{}", metrics.join(" - "));
+    Ok(())
+}
