@@ -41,7 +41,11 @@ fn mnist() -> Result<convnet::data::Dataset, Error> {
     }
     Err(Error::Tensor(format!(
         "MNIST not found (looked in {}): put its four IDX files in $CONVNET_DATA/mnist",
-        places.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        places
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 

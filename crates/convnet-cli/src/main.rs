@@ -3,6 +3,7 @@
 
 mod apply;
 mod data;
+mod explain;
 mod layers;
 mod models;
 mod predict;
@@ -13,7 +14,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "convnet", version, about = "Keras-style convolutional neural networks in Rust")]
+#[command(
+    name = "convnet",
+    version,
+    about = "Keras-style convolutional neural networks in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +36,8 @@ enum Command {
     Summary(summary::Args),
     /// Convert a model file (.h5, .keras, config.json) to a .keras file.
     Convert(summary::ConvertArgs),
+    /// Explain a convolution step by step with your own numbers.
+    Explain(explain::Args),
     /// List the built-in architectures.
     Models,
     /// List the Keras layers, activations and initializers convnet implements.
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => summary::convert(args),
+        Command::Explain(args) => explain::run(args),
         Command::Models => models::run(),
         Command::Layers => layers::run(),
         Command::Apply(args) => apply::run(args),

@@ -21,12 +21,23 @@ pub fn run(args: Args) -> Result<(), Error> {
     let model = super::models::resolve(&args.model)?;
     let expected_inputs = model.input_shapes().len();
     if args.inputs.len() != expected_inputs {
-        return Err(Error::Tensor(format!("the model has {expected_inputs} inputs but {} --input files were given", args.inputs.len())));
+        return Err(Error::Tensor(format!(
+            "the model has {expected_inputs} inputs but {} --input files were given",
+            args.inputs.len()
+        )));
     }
     if args.outputs.len() != model.output_shapes().len() {
-        return Err(Error::Tensor(format!("the model has {} outputs but {} --output files were given", model.output_shapes().len(), args.outputs.len())));
+        return Err(Error::Tensor(format!(
+            "the model has {} outputs but {} --output files were given",
+            model.output_shapes().len(),
+            args.outputs.len()
+        )));
     }
-    let inputs: Vec<Tensor> = args.inputs.iter().map(Tensor::read_npy).collect::<Result<_, _>>()?;
+    let inputs: Vec<Tensor> = args
+        .inputs
+        .iter()
+        .map(Tensor::read_npy)
+        .collect::<Result<_, _>>()?;
     let outputs = model.predict(&inputs, args.batch_size.max(1))?;
     for (y, path) in outputs.iter().zip(&args.outputs) {
         y.write_npy(path)?;

@@ -30,6 +30,11 @@ pub fn convert(args: ConvertArgs) -> Result<(), Error> {
     }
     let model = super::models::resolve(&args.input)?;
     model.save(&args.output)?;
-    println!("{} -> {} ({} parameters)", args.input, args.output.display(), convnet::model::thousands(model.count_params()));
+    println!(
+        "{} -> {} ({} parameters)",
+        args.input,
+        args.output.display(),
+        convnet::model::thousands(model.count_params())
+    );
     Ok(())
 }

@@ -49,8 +49,17 @@ pub struct TrainArgs {
 }
 
 /// Compiles `model` unless it came compiled and nothing overrides its settings.
-fn compile(model: &mut Model, optimizer: Option<&str>, learning_rate: Option<f64>, loss: Option<&str>) -> Result<(), Error> {
-    if model.optimizer().is_some() && optimizer.is_none() && learning_rate.is_none() && loss.is_none() {
+fn compile(
+    model: &mut Model,
+    optimizer: Option<&str>,
+    learning_rate: Option<f64>,
+    loss: Option<&str>,
+) -> Result<(), Error> {
+    if model.optimizer().is_some()
+        && optimizer.is_none()
+        && learning_rate.is_none()
+        && loss.is_none()
+    {
         return Ok(());
     }
     let mut opt = match (optimizer, model.optimizer()) {
@@ -69,14 +78,22 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     // Fail on an unwritable destination before spending the training time.
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            return Err(Error::file(&args.output, format!("cannot write: the folder {} does not exist", dir.display())));
+            return Err(Error::file(
+                &args.output,
+                format!("cannot write: the folder {} does not exist", dir.display()),
+            ));
         }
     }
     set_random_seed(args.seed);
     let mut model = super::models::resolve(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref())?;
     println!("Data: {}", data.description);
-    compile(&mut model, args.optimizer.as_deref(), args.learning_rate, args.loss.as_deref())?;
+    compile(
+        &mut model,
+        args.optimizer.as_deref(),
+        args.learning_rate,
+        args.loss.as_deref(),
+    )?;
     if args.verbose > 0 {
         model.summary();
     }
@@ -97,7 +114,10 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     model.fit(&[data.x_train], &[data.y_train], options)?;
     if let Some((x, y)) = data.test {
         let scores = model.evaluate(&[x], &[y], 256)?;
-        let metrics: Vec<String> = scores.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+        let metrics: Vec<String> = scores
+            .iter()
+            .map(|(k, v)| format!("test {k}: {v:.4}"))
+            .collect();
         println!("{}", metrics.join(" - "));
     }
     model.save(&args.output)?;

@@ -118,7 +118,9 @@ fn layers_lists_every_class() {
 }
 
 fn golden(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../convnet/tests/golden").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../convnet/tests/golden")
+        .join(path)
 }
 
 fn run(args: &[&str]) -> std::process::Output {
@@ -130,7 +132,12 @@ fn path(p: &Path) -> &str {
 }
 
 fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
-    let diff: f64 = a.data().iter().zip(b.data()).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    let diff: f64 = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
     let norm: f64 = b.data().iter().map(|&y| (y as f64).powi(2)).sum();
     (diff / norm.max(1e-30)).sqrt()
 }
@@ -139,7 +146,10 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
 fn assert_clean_failure(out: &std::process::Output, expected: &[&str]) {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("convnet: ") && stderr.lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.starts_with("convnet: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     for e in expected {
         assert!(stderr.contains(e), "{stderr:?} should mention {e:?}");
@@ -149,18 +159,46 @@ fn assert_clean_failure(out: &std::process::Output, expected: &[&str]) {
 #[test]
 fn summary_and_predict_agree_with_keras_on_every_golden_model() {
     let dir = scratch("golden");
-    let models: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden("models/models.json")).unwrap()).unwrap();
+    let models: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden("models/models.json")).unwrap())
+            .unwrap();
     for entry in models["models"].as_array().unwrap() {
         let file = golden(&format!("models/{}", entry["keras"].as_str().unwrap()));
         let out = run(&["summary", path(&file)]);
-        let want = std::fs::read_to_string(golden(&format!("models/{}", entry["summary"].as_str().unwrap()))).unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{}", file.display());
-        let Some(inputs) = entry["inputs"].as_array() else { continue };
+        let want = std::fs::read_to_string(golden(&format!(
+            "models/{}",
+            entry["summary"].as_str().unwrap()
+        )))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{}",
+            file.display()
+        );
+        let Some(inputs) = entry["inputs"].as_array() else {
+            continue;
+        };
         let output = dir.join("y.npy");
         let input = golden(&format!("models/{}", inputs[0].as_str().unwrap()));
-        let out = run(&["predict", path(&file), "--input", path(&input), "--output", path(&output)]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let want = Tensor::read_npy(golden(&format!("models/{}", entry["outputs"][0].as_str().unwrap()))).unwrap();
+        let out = run(&[
+            "predict",
+            path(&file),
+            "--input",
+            path(&input),
+            "--output",
+            path(&output),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = Tensor::read_npy(golden(&format!(
+            "models/{}",
+            entry["outputs"][0].as_str().unwrap()
+        )))
+        .unwrap();
         let error = relative_error(&Tensor::read_npy(&output).unwrap(), &want);
         assert!(error < 1e-5, "{}: {error:.2e}", file.display());
     }
@@ -188,11 +226,27 @@ fn train_reproduces_the_golden_keras_fits() {
             "--output",
             path(&trained),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let predictions = dir.join(format!("{name}.npy"));
-        let out = run(&["predict", path(&trained), "--input", path(&golden("train/fit_x.npy")), "--output", path(&predictions)]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let want = Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
+        let out = run(&[
+            "predict",
+            path(&trained),
+            "--input",
+            path(&golden("train/fit_x.npy")),
+            "--output",
+            path(&predictions),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want =
+            Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
         let error = relative_error(&Tensor::read_npy(&predictions).unwrap(), &want);
         assert!(error < 1e-4, "{name}: {error:.2e}");
     }
@@ -203,14 +257,44 @@ fn the_default_training_runs_on_the_built_in_sample() {
     let dir = scratch("default");
     let model = dir.join("m.keras");
     let csv = dir.join("log.csv");
-    let out = run(&["train", "--data", "fashion-mnist-sample", "--epochs", "1", "--verbose", "2", "--output", path(&model), "--csv", path(&csv)]);
+    let out = run(&[
+        "train",
+        "--data",
+        "fashion-mnist-sample",
+        "--epochs",
+        "1",
+        "--verbose",
+        "2",
+        "--output",
+        path(&model),
+        "--csv",
+        path(&csv),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("Data: the built-in Fashion-MNIST sample"), "{stdout}");
-    assert!(stdout.contains("Model: \"sequential\"") && stdout.contains("Epoch 1/1") && stdout.contains("test accuracy: "), "{stdout}");
-    assert!(std::fs::read_to_string(&csv).unwrap().starts_with("epoch,accuracy,loss"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Data: the built-in Fashion-MNIST sample"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Model: \"sequential\"")
+            && stdout.contains("Epoch 1/1")
+            && stdout.contains("test accuracy: "),
+        "{stdout}"
+    );
+    assert!(std::fs::read_to_string(&csv)
+        .unwrap()
+        .starts_with("epoch,accuracy,loss"));
     let out = run(&["evaluate", path(&model), "--data", "fashion-mnist-sample"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("accuracy: "), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("accuracy: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -222,10 +306,21 @@ fn models_summary_and_convert() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     let dir = scratch("convert");
     let converted = dir.join("resnet.keras");
-    let out = run(&["convert", path(&golden("models/resnet_block.h5")), path(&converted)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "convert",
+        path(&golden("models/resnet_block.h5")),
+        path(&converted),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["summary", path(&converted)]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(golden("models/resnet_block.summary.txt")).unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(golden("models/resnet_block.summary.txt")).unwrap()
+    );
     let out = run(&["convert", path(&converted), path(&dir.join("back.h5"))]);
     assert_clean_failure(&out, &["back.h5", "not supported"]);
 }
@@ -234,23 +329,95 @@ fn models_summary_and_convert() {
 fn errors_a_user_can_hit_are_one_clear_line() {
     let dir = scratch("errors");
     // A missing file.
-    assert_clean_failure(&run(&["summary", "no-such-model.keras"]), &["no-such-model.keras", "no such file"]);
+    assert_clean_failure(
+        &run(&["summary", "no-such-model.keras"]),
+        &["no-such-model.keras", "no such file"],
+    );
     // Data whose shape the model cannot take.
     let x = dir.join("x.npy");
     let y = dir.join("y.npy");
     Tensor::zeros([4, 5, 5, 1]).write_npy(&x).unwrap();
     Tensor::zeros([4]).write_npy(&y).unwrap();
-    let out = run(&["train", "fmnist-cnn", "--data", path(&x), "--labels", path(&y), "--epochs", "1", "--output", path(&dir.join("m.keras"))]);
+    let out = run(&[
+        "train",
+        "fmnist-cnn",
+        "--data",
+        path(&x),
+        "--labels",
+        path(&y),
+        "--epochs",
+        "1",
+        "--output",
+        path(&dir.join("m.keras")),
+    ]);
     assert_clean_failure(&out, &["input_layer", "(None, 28, 28, 1)", "(4, 5, 5, 1)"]);
     // Labels out of range.
     Tensor::zeros([4, 28, 28, 1]).write_npy(&x).unwrap();
     Tensor::full([4], 12.0).write_npy(&y).unwrap();
-    let out = run(&["train", "fmnist-cnn", "--data", path(&x), "--labels", path(&y), "--epochs", "1", "--verbose", "0", "--output", path(&dir.join("m.keras"))]);
+    let out = run(&[
+        "train",
+        "fmnist-cnn",
+        "--data",
+        path(&x),
+        "--labels",
+        path(&y),
+        "--epochs",
+        "1",
+        "--verbose",
+        "0",
+        "--output",
+        path(&dir.join("m.keras")),
+    ]);
     assert_clean_failure(&out, &["label 12", "below 10"]);
     // An unwritable output path.
-    let out = run(&["train", "--data", "fashion-mnist-sample", "--epochs", "1", "--output", "/no/such/folder/m.keras"]);
+    let out = run(&[
+        "train",
+        "--data",
+        "fashion-mnist-sample",
+        "--epochs",
+        "1",
+        "--output",
+        "/no/such/folder/m.keras",
+    ]);
     assert_clean_failure(&out, &["/no/such/folder/m.keras", "cannot write"]);
     // predict with the wrong number of inputs.
-    let out = run(&["predict", "fmnist-cnn", "--input", path(&x), "--input", path(&x), "--output", path(&y)]);
+    let out = run(&[
+        "predict",
+        "fmnist-cnn",
+        "--input",
+        path(&x),
+        "--input",
+        path(&x),
+        "--output",
+        path(&y),
+    ]);
     assert_clean_failure(&out, &["1 inputs but 2"]);
+}
+
+#[test]
+fn explain_conv_works_the_design_notes_example() {
+    let out = run(&[
+        "explain",
+        "conv",
+        "--input",
+        "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16",
+        "--kernel",
+        "-1 0 1; -1 0 1; -1 0 1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "S(0,0) = 1·(-1) + 2·0 + 3·1 + 5·(-1) + 6·0 + 7·1 + 9·(-1) + 10·0 + 11·1 = 6"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("cross-correlation"));
+    assert!(text.ends_with("Output (2x2):\n  6 6\n  6 6\n"), "{text}");
+    let out = run(&["explain", "conv", "--input", "1 2; 3", "--kernel", "1"]);
+    assert_clean_failure(&out, &["--input", "row 2 has 1 values"]);
 }

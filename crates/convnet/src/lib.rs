@@ -8,6 +8,7 @@
 pub mod activations;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod initializers;
 pub mod io;
 pub mod kernels;

@@ -52,3 +52,60 @@ fn inception_branches_keep_the_size_and_concatenate_to_192() {
     let valid = Conv2D::new(64, (5, 5)).output_shape(&[input]).unwrap();
     assert_eq!(valid, vec![None, Some(220), Some(220), Some(64)]);
 }
+
+/// The explanation's sums are the engine's convolution: random matrices, every stride,
+/// padding and dilation, against Conv2D.
+#[test]
+fn explained_sums_equal_the_conv2d_layer() {
+    use convnet::explain::{explain_conv, ExplainPadding};
+    use rand::RngExt;
+    let mut rng = convnet::initializers::rng_from_seed(4);
+    for (stride, padding, dilation) in [
+        (1, Padding::Valid, 1),
+        (2, Padding::Same, 1),
+        (1, Padding::Same, 2),
+        (3, Padding::Valid, 1),
+    ] {
+        let (h, w, kh, kw) = (7, 6, 3, 2);
+        let input: Vec<Vec<f64>> = (0..h)
+            .map(|_| (0..w).map(|_| rng.random_range(-5..5) as f64).collect())
+            .collect();
+        let kernel: Vec<Vec<f64>> = (0..kh)
+            .map(|_| (0..kw).map(|_| rng.random_range(-3..3) as f64).collect())
+            .collect();
+        let how = if padding == Padding::Same {
+            ExplainPadding::Same
+        } else {
+            ExplainPadding::Valid
+        };
+        let (_, explained) = explain_conv(&input, &kernel, stride, how, dilation, false).unwrap();
+        let mut conv = Conv2D::new(1, (kh, kw))
+            .strides((stride, stride))
+            .padding(padding)
+            .dilation_rate((dilation, dilation))
+            .use_bias(false);
+        conv.build(
+            &[vec![None, Some(h), Some(w), Some(1)]],
+            &mut convnet::initializers::rng_from_seed(0),
+        )
+        .unwrap();
+        conv.set_weights(vec![Tensor::new(
+            [kh, kw, 1, 1],
+            kernel.iter().flatten().map(|&v| v as f32).collect(),
+        )
+        .unwrap()])
+            .unwrap();
+        let x = Tensor::new(
+            [1, h, w, 1],
+            input.iter().flatten().map(|&v| v as f32).collect(),
+        )
+        .unwrap();
+        let y = conv.apply(&[&x]).unwrap();
+        let flat: Vec<f32> = explained.iter().flatten().map(|&v| v as f32).collect();
+        assert_eq!(
+            y.data(),
+            flat.as_slice(),
+            "stride {stride}, {padding:?}, dilation {dilation}"
+        );
+    }
+}

@@ -313,6 +313,20 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
         "{e}"
     );
 
+    // A dataset whose declared shape (4e9 x 10) far exceeds the data stored for it: the
+    // dense kernel's dimensions patched in a legacy .h5 (whose headers carry no checksum).
+    let mut liar = std::fs::read(golden("models/fmnist_cnn.h5")).unwrap();
+    let needle: Vec<u8> = [1600u64.to_le_bytes(), 10u64.to_le_bytes()].concat();
+    let at: Vec<usize> = (0..liar.len() - 16)
+        .filter(|&i| liar[i..i + 16] == needle[..])
+        .collect();
+    assert!(!at.is_empty());
+    for i in at {
+        liar[i..i + 8].copy_from_slice(&4_000_000_000u64.to_le_bytes());
+    }
+    let e = load_error(&liar, "liar.h5");
+    assert!(e.contains("liar.h5") && e.contains("dense"), "{e}");
+
     // Weights of the wrong shape for the architecture.
     let mut small = Model::load(golden("models/fmnist_cnn.keras")).unwrap();
     let e = small
@@ -320,4 +334,31 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("resnet_block.keras"), "{e}");
+}
+
+#[test]
+fn the_older_checkpoint_dependencies_layout_loads() {
+    use hdf5_pure::{AttrValue, FileBuilder};
+    let model = Model::load(golden("models/fmnist_cnn.keras")).unwrap();
+    let mut builder = FileBuilder::new();
+    let mut top = builder.create_group("_layer_checkpoint_dependencies");
+    for (layer, store) in model.layers().zip(convnet::io::store_names(model.layers())) {
+        let mut group = top.create_group(&store);
+        let mut vars = group.create_group("vars");
+        vars.set_attr("name", AttrValue::String(layer.name().into()));
+        for (i, w) in layer.weights().iter().enumerate() {
+            let shape: Vec<u64> = w.value.shape().iter().map(|&d| d as u64).collect();
+            vars.create_dataset(&i.to_string())
+                .with_f32_data(w.value.data())
+                .with_shape(&shape);
+        }
+        group.add_group(vars.finish());
+        top.add_group(group.finish());
+    }
+    builder.add_group(top.finish());
+    let path = scratch("old.weights.h5");
+    std::fs::write(&path, builder.finish().unwrap()).unwrap();
+    let mut fresh = convnet::zoo::fmnist_cnn().unwrap();
+    fresh.load_weights(&path).unwrap();
+    assert_eq!(fresh.get_weights(), model.get_weights());
 }

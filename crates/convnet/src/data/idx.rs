@@ -171,13 +171,21 @@ pub fn fashion_mnist_sample() -> Result<Dataset> {
         include_bytes!("../../data/fashion-mnist-sample/t10k-images-idx3-ubyte.gz"),
         include_bytes!("../../data/fashion-mnist-sample/t10k-labels-idx1-ubyte.gz"),
     ];
-    let parse = |bytes: &[u8]| parse_idx_bytes(bytes).map_err(|m| Error::Tensor(format!("built-in Fashion-MNIST sample: {m}")));
+    let parse = |bytes: &[u8]| {
+        parse_idx_bytes(bytes)
+            .map_err(|m| Error::Tensor(format!("built-in Fashion-MNIST sample: {m}")))
+    };
     let images = |bytes: &[u8]| -> Result<Tensor> {
         let t = parse(bytes)?;
         let shape = t.shape().to_vec();
         t.reshape([shape[0], shape[1], shape[2], 1])
     };
-    Ok(Dataset { x_train: images(FILES[0])?, y_train: parse(FILES[1])?, x_test: images(FILES[2])?, y_test: parse(FILES[3])? })
+    Ok(Dataset {
+        x_train: images(FILES[0])?,
+        y_train: parse(FILES[1])?,
+        x_test: images(FILES[2])?,
+        y_test: parse(FILES[3])?,
+    })
 }
 
 /// Where Fashion-MNIST is looked for, in order.

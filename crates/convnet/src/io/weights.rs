@@ -80,9 +80,15 @@ pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<
     let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
     for (store, layer_name) in names.iter().zip(&layer_names) {
         let count = model.get_layer(layer_name)?.weights().len();
+        // Keras 3.0 and 3.1 stored layers under `_layer_checkpoint_dependencies`.
+        let group = ["layers", "_layer_checkpoint_dependencies"]
+            .iter()
+            .map(|top| format!("{top}/{store}"))
+            .find(|g| file.group(g).is_ok())
+            .unwrap_or_else(|| format!("layers/{store}"));
         let values = (0..count)
             .map(|i| {
-                let path = format!("layers/{store}/vars/{i}");
+                let path = format!("{group}/vars/{i}");
                 let t = read_dataset(&file, &path, origin)?;
                 check_finite(&t, origin, &format!("weight {i} of layer '{layer_name}'"))?;
                 Ok(t)

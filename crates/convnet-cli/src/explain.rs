@@ -1,0 +1,75 @@
+//! `convnet explain conv --input "1 2 3 4; …" --kernel "-1 0 1; …"`: a convolution
+//! worked out with your numbers (or .npy matrices).
+
+use convnet::explain::{explain_conv, parse_matrix, ExplainPadding};
+use convnet::{Error, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Work a convolution out step by step.
+    Conv(ConvArgs),
+}
+
+#[derive(clap::Args)]
+struct ConvArgs {
+    /// The input: rows separated by ';' ("1 2 3 4; 5 6 7 8; …") or a 2-D .npy file.
+    #[arg(long, allow_hyphen_values = true)]
+    input: String,
+    /// The kernel, in the same forms.
+    #[arg(long, allow_hyphen_values = true)]
+    kernel: String,
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// valid, same, or a number of zeros added on every side.
+    #[arg(long, default_value = "valid")]
+    padding: String,
+    #[arg(long, default_value_t = 1)]
+    dilation: usize,
+    /// True convolution: rotate the kernel 180° first.
+    #[arg(long)]
+    flip: bool,
+}
+
+/// A matrix from text or from a 2-D .npy file.
+fn matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>, Error> {
+    if text.ends_with(".npy") {
+        let t = Tensor::read_npy(text)?;
+        match *t.shape() {
+            [_, w] => Ok(t
+                .data()
+                .chunks(w)
+                .map(|r| r.iter().map(|&v| v as f64).collect())
+                .collect()),
+            _ => Err(Error::file(
+                text,
+                format!(
+                    "{what} must be a 2-D array, this one has shape {:?}",
+                    t.shape()
+                ),
+            )),
+        }
+    } else {
+        parse_matrix(text, what)
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Error> {
+    let What::Conv(a) = args.what;
+    let padding: ExplainPadding = a.padding.parse().map_err(Error::Tensor)?;
+    let (text, _) = explain_conv(
+        &matrix(&a.input, "--input")?,
+        &matrix(&a.kernel, "--kernel")?,
+        a.stride,
+        padding,
+        a.dilation,
+        a.flip,
+    )?;
+    print!("{text}");
+    Ok(())
+}
