@@ -375,7 +375,7 @@ impl Layer for PReLU {
             return Err(self.shape_error("expects an input of rank 2 or more"));
         }
         let alpha = self.alpha_shape(shape)?;
-        if let Some(w) = self.weights().first() {
+        if let Some(w) = self.base.weights.first() {
             if w.value.shape() != alpha.as_slice() {
                 return Err(self.shape_error(&format!(
                     "was built for alpha of shape {:?}, which does not fit input {}",
@@ -400,7 +400,7 @@ impl Layer for PReLU {
         let x = *single(self, inputs)?;
         self.output_shape(&[super::shape_of(x)])?;
         super::conv::require_built(self)?;
-        let alpha = &self.weights()[0].value;
+        let alpha = &self.base.weights[0].value;
         let sample = &x.shape()[1..];
         let per_sample: usize = sample.iter().product();
         let mut y = x.clone();
@@ -421,7 +421,7 @@ impl Layer for PReLU {
         dweights: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = inputs[0];
-        let alpha = &self.weights()[0].value;
+        let alpha = &self.base.weights[0].value;
         let sample = &x.shape()[1..];
         let per_sample: usize = sample.iter().product();
         let mut dx = dy.clone();

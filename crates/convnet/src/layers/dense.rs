@@ -69,7 +69,7 @@ impl Dense {
         let k = *x.shape().last().expect("rank checked");
         let rows = x.len() / k;
         let mut y = Tensor::zeros(out_shape);
-        let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
+        let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
         matmul(
             rows,
             self.units,
@@ -82,7 +82,7 @@ impl Dense {
             true,
         );
         if self.use_bias {
-            add_bias(y.data_mut(), self.weights()[1].value.data());
+            add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
         Ok(y)
     }
@@ -117,7 +117,7 @@ impl Layer for Dense {
         if self.units == 0 {
             return Err(self.shape_error("units must be positive"));
         }
-        let built = self.weights().first().map(|k| k.value.shape()[0]);
+        let built = self.base.weights.first().map(|k| k.value.shape()[0]);
         if check_channels(self, *shape.last().expect("rank ≥ 2"), built)? == 0 {
             return Err(self.shape_error("the input's last axis is empty"));
         }
@@ -157,7 +157,7 @@ impl Layer for Dense {
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         let k = *x.shape().last().expect("rank checked");
         let rows = x.len() / k;
-        let kernel = MatRef::row_major(self.weights()[0].value.data(), self.units);
+        let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
         let mut dx = x.zeros_like();
         // dx = dz · Kᵀ ; dK += xᵀ · dz
         matmul(

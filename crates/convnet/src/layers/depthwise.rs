@@ -85,11 +85,11 @@ impl DepthwiseConv2D {
         depthwise::depthwise_forward(
             &self.geometry(x)?,
             x.data(),
-            self.weights()[0].value.data(),
+            self.base.weights[0].value.data(),
             y.data_mut(),
         );
         if self.use_bias {
-            add_bias(y.data_mut(), self.weights()[1].value.data());
+            add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
         Ok(y)
     }
@@ -124,7 +124,7 @@ impl Layer for DepthwiseConv2D {
         if self.depth_multiplier == 0 {
             return Err(self.shape_error("depth_multiplier must be positive"));
         }
-        let c = check_channels(self, c, self.weights().first().map(|k| k.value.shape()[2]))?;
+        let c = check_channels(self, c, self.base.weights.first().map(|k| k.value.shape()[2]))?;
         let (oh, ow) = self.window.output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(c * self.depth_multiplier)])
     }
@@ -164,7 +164,7 @@ impl Layer for DepthwiseConv2D {
         depthwise::depthwise_backward_input(
             &g,
             dz.data(),
-            self.weights()[0].value.data(),
+            self.base.weights[0].value.data(),
             dx.data_mut(),
         );
         depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());

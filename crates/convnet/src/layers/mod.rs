@@ -377,8 +377,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         base.auto_named = false;
     }
 
-    fn weights(&self) -> &[Weight] {
-        &self.base().weights
+    /// The layer's weights in Keras's order (a nested model's: all of its layers').
+    fn weights(&self) -> Vec<&Weight> {
+        self.base().weights.iter().collect()
+    }
+
+    /// The weights, to change in place (what an optimizer updates).
+    fn weights_mut(&mut self) -> Vec<&mut Weight> {
+        self.base_mut().weights.iter_mut().collect()
     }
 
     /// Replaces the weights' values, in Keras's order, checking every shape.
@@ -390,17 +396,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
                 values.len()
             )));
         }
-        for (i, value) in values.into_iter().enumerate() {
-            let w = &self.weights()[i];
-            if w.value.shape() != value.shape() {
-                return Err(self.shape_error(&format!(
-                    "weight '{}' has shape {:?}, cannot set a value of shape {:?}",
-                    w.name,
-                    w.value.shape(),
-                    value.shape()
-                )));
-            }
-            self.base_mut().weights[i].value = value;
+        let mismatch = self.weights().iter().zip(&values).find(|(w, v)| w.value.shape() != v.shape()).map(|(w, v)| {
+            format!("weight '{}' has shape {:?}, cannot set a value of shape {:?}", w.name, w.value.shape(), v.shape())
+        });
+        if let Some(message) = mismatch {
+            return Err(self.shape_error(&message));
+        }
+        for (w, value) in self.weights_mut().into_iter().zip(values) {
+            w.value = value;
         }
         Ok(())
     }

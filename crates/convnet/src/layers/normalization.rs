@@ -158,7 +158,7 @@ impl BatchNormalization {
     fn per_channel(&self, slot: Option<usize>, channels: usize, default: f32) -> Vec<f32> {
         slot.map_or_else(
             || vec![default; channels],
-            |i| self.weights()[i].value.data().to_vec(),
+            |i| self.base.weights[i].value.data().to_vec(),
         )
     }
 
@@ -191,8 +191,8 @@ impl BatchNormalization {
 
     fn moving_inv_std(&self) -> (Vec<f32>, Vec<f32>) {
         let (_, _, m, v) = self.slots();
-        let mean = self.weights()[m].value.data().to_vec();
-        let inv_std = self.weights()[v]
+        let mean = self.base.weights[m].value.data().to_vec();
+        let inv_std = self.base.weights[v]
             .value
             .data()
             .iter()
@@ -239,7 +239,7 @@ impl Layer for BatchNormalization {
         if self.epsilon.is_nan() || self.epsilon <= 0.0 {
             return Err(self.shape_error("epsilon must be positive"));
         }
-        match (shape[axis], self.weights().last()) {
+        match (shape[axis], self.base.weights.last()) {
             (None, _) => {
                 Err(self.shape_error(&format!("the size of axis {} must be known", self.axis)))
             }

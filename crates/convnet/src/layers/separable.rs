@@ -120,18 +120,18 @@ impl SeparableConv2D {
         depthwise::depthwise_forward(
             &dw,
             x.data(),
-            self.weights()[0].value.data(),
+            self.base.weights[0].value.data(),
             mid.data_mut(),
         );
         let mut y = Tensor::zeros(out_shape);
         conv::conv2d_forward(
             &pw,
             mid.data(),
-            self.weights()[1].value.data(),
+            self.base.weights[1].value.data(),
             y.data_mut(),
         );
         if self.use_bias {
-            add_bias(y.data_mut(), self.weights()[2].value.data());
+            add_bias(y.data_mut(), self.base.weights[2].value.data());
         }
         Ok((mid, y))
     }
@@ -171,7 +171,7 @@ impl Layer for SeparableConv2D {
         if self.depth_multiplier == 0 || self.filters == 0 {
             return Err(self.shape_error("filters and depth_multiplier must be positive"));
         }
-        check_channels(self, c, self.weights().first().map(|k| k.value.shape()[2]))?;
+        check_channels(self, c, self.base.weights.first().map(|k| k.value.shape()[2]))?;
         let (oh, ow) = self.window.output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(self.filters)])
     }
@@ -243,7 +243,7 @@ impl Layer for SeparableConv2D {
         conv::conv2d_backward_input(
             &pw,
             dz.data(),
-            self.weights()[1].value.data(),
+            self.base.weights[1].value.data(),
             dmid.data_mut(),
         );
         conv::conv2d_backward_kernel(&pw, mid.data(), dz.data(), dweights[1].data_mut());
@@ -254,7 +254,7 @@ impl Layer for SeparableConv2D {
         depthwise::depthwise_backward_input(
             &dw,
             dmid.data(),
-            self.weights()[0].value.data(),
+            self.base.weights[0].value.data(),
             dx.data_mut(),
         );
         depthwise::depthwise_backward_kernel(&dw, x.data(), dmid.data(), dweights[0].data_mut());

@@ -164,14 +164,14 @@ impl Model {
         self.layers
             .iter()
             .filter(|l| l.base().trainable)
-            .flat_map(|l| l.weights().iter().filter(|w| w.trainable))
+            .flat_map(|l| l.weights().into_iter().filter(|w| w.trainable))
     }
 
     /// Everything else: moving statistics, and the weights of frozen layers.
     pub fn non_trainable_weights(&self) -> impl Iterator<Item = &Weight> {
         self.layers.iter().flat_map(|l| {
             l.weights()
-                .iter()
+                .into_iter()
                 .filter(move |w| !(w.trainable && l.base().trainable))
         })
     }
@@ -522,7 +522,7 @@ impl Model {
             if !layer.base().trainable {
                 continue;
             }
-            for (w, g) in layer.base_mut().weights.iter_mut().zip(layer_grads) {
+            for (w, g) in layer.weights_mut().into_iter().zip(layer_grads) {
                 if w.trainable {
                     variables.push(&mut w.value);
                     gradients.push(g);
