@@ -362,3 +362,30 @@ fn the_older_checkpoint_dependencies_layout_loads() {
     fresh.load_weights(&path).unwrap();
     assert_eq!(fresh.get_weights(), model.get_weights());
 }
+
+#[test]
+fn models_nested_as_layers_load_predict_and_round_trip() {
+    let x = Tensor::read_npy(golden("nested/nested_functional.input0.npy")).unwrap();
+    for name in ["nested_functional", "nested_sequential"] {
+        let file = golden(&format!("nested/{name}.keras"));
+        let model = Model::load(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let summary =
+            std::fs::read_to_string(golden(&format!("nested/{name}.summary.txt"))).unwrap();
+        assert_eq!(model.summary_for_columns(80), summary, "{name}");
+        let want = Tensor::read_npy(golden(&format!("nested/{name}.output0.npy"))).unwrap();
+        let got = model.apply(&[&x]).unwrap().remove(0);
+        assert!(relative_error(&got, &want) < 1e-5, "{name}");
+        let first = scratch(&format!("{name}-1.keras"));
+        let second = scratch(&format!("{name}-2.keras"));
+        model.save(&first).unwrap();
+        let again = Model::load(&first).unwrap();
+        assert_eq!(again.apply(&[&x]).unwrap(), model.apply(&[&x]).unwrap());
+        again.save(&second).unwrap();
+        for part in ["config.json", "model.weights.h5"] {
+            assert!(
+                member(&first, part) == member(&second, part),
+                "{name}: {part}"
+            );
+        }
+    }
+}

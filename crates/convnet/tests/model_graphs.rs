@@ -381,3 +381,24 @@ fn inference_from_several_threads_matches_one_thread() {
     });
     assert_eq!(alone, together);
 }
+
+#[test]
+fn gradients_through_a_model_nested_as_a_layer() {
+    let inner = sequential![
+        Input::new([4, 4, 2]),
+        Conv2D::new(3, (3, 3))
+            .padding(Padding::Same)
+            .activation("tanh"),
+        BatchNormalization::new()
+    ]
+    .unwrap();
+    let x = Input::new([4, 4, 2]);
+    let y = inner.as_layer().call(&x);
+    let y = Dense::new(2).call(&Flatten::new().call(&y));
+    let model = Model::new(&x, &y).unwrap();
+    assert_eq!(
+        model.count_params(),
+        (3 * 3 * 2 * 3 + 3) + 4 * 3 + (48 * 2 + 2)
+    );
+    check_model(model, vec![random(&[2, 4, 4, 2], 12)], true);
+}

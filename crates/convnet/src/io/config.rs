@@ -51,21 +51,16 @@ pub fn model_from_config(value: &Value, origin: &Path) -> Result<Model> {
     Ok(model.named(name))
 }
 
-/// The layer an object describes; nested models get a clear refusal.
+/// The layer an object describes: a Keras layer, or a model used as a layer.
 fn layer(object: &Value, origin: &Path) -> Result<Box<dyn Layer>> {
     let class = object
         .get("class_name")
         .and_then(Value::as_str)
         .unwrap_or("?");
     if matches!(class, "Sequential" | "Functional" | "Model") {
-        let name = object
-            .pointer("/config/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        return Err(bad(
-            origin,
-            format!("layer '{name}' is a nested {class} model, which convnet does not support yet"),
-        ));
+        return Ok(Box::new(crate::model::NestedModel::new(model_from_config(
+            object, origin,
+        )?)));
     }
     layer_from_keras(object).map_err(|e| bad(origin, e))
 }

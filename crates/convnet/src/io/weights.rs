@@ -76,29 +76,7 @@ pub(crate) fn check_finite(t: &Tensor, origin: &Path, what: &str) -> Result<()> 
 pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<Vec<Tensor>> {
     let file = File::from_bytes(bytes)
         .map_err(|e| Error::file(origin, format!("not a readable HDF5 weight store: {e}")))?;
-    let names = store_names(model.layers());
-    let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
-    for (store, layer_name) in names.iter().zip(&layer_names) {
-        let count = model.get_layer(layer_name)?.weights().len();
-        // Keras 3.0 and 3.1 stored layers under `_layer_checkpoint_dependencies`.
-        let group = ["layers", "_layer_checkpoint_dependencies"]
-            .iter()
-            .map(|top| format!("{top}/{store}"))
-            .find(|g| file.group(g).is_ok())
-            .unwrap_or_else(|| format!("layers/{store}"));
-        let values = (0..count)
-            .map(|i| {
-                let path = format!("{group}/vars/{i}");
-                let t = read_dataset(&file, &path, origin)?;
-                check_finite(&t, origin, &format!("weight {i} of layer '{layer_name}'"))?;
-                Ok(t)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        model
-            .get_layer_mut(layer_name)?
-            .set_weights(values)
-            .map_err(|e| Error::file(origin, format!("layers/{store}: {e}")))?;
-    }
+    load_layers(&file, "", model, origin)?;
     let mut optimizer = Vec::new();
     while let Ok(ds) = file.dataset(&format!("optimizer/vars/{}", optimizer.len())) {
         let value = match ds.read_f32() {
@@ -130,6 +108,61 @@ pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<
     Ok(optimizer)
 }
 
+/// Loads the weights of `model`'s layers from the groups under `prefix` (a nested
+/// model's layers sit under `layers/<its store name>/layers/…`).
+fn load_layers(file: &File, prefix: &str, model: &mut Model, origin: &Path) -> Result<()> {
+    let names = store_names(model.layers());
+    let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
+    for (store, layer_name) in names.iter().zip(&layer_names) {
+        // Keras 3.0 and 3.1 stored layers under `_layer_checkpoint_dependencies`.
+        let group = ["layers", "_layer_checkpoint_dependencies"]
+            .iter()
+            .map(|top| format!("{prefix}{top}/{store}"))
+            .find(|g| file.group(g).is_ok())
+            .unwrap_or_else(|| format!("{prefix}layers/{store}"));
+        let layer = model.get_layer_mut(layer_name)?;
+        if let Some(inner) = layer.nested_model_mut() {
+            load_layers(file, &format!("{group}/"), inner, origin)?;
+            continue;
+        }
+        let values = (0..layer.weights().len())
+            .map(|i| {
+                let path = format!("{group}/vars/{i}");
+                let t = read_dataset(file, &path, origin)?;
+                check_finite(&t, origin, &format!("weight {i} of layer '{layer_name}'"))?;
+                Ok(t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        layer
+            .set_weights(values)
+            .map_err(|e| Error::file(origin, format!("{group}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The groups of `model`'s layers, with their weights, into `parent` (`layers/…`).
+fn store_layers(parent: &mut hdf5_pure::GroupBuilder, model: &Model) {
+    for (layer, store) in model.layers().zip(store_names(model.layers())) {
+        let mut group = parent.create_group(&store);
+        if let Some(inner) = layer.nested_model() {
+            let mut inner_layers = group.create_group("layers");
+            store_layers(&mut inner_layers, inner);
+            group.add_group(inner_layers.finish());
+        }
+        let mut vars = group.create_group("vars");
+        vars.set_attr("name", AttrValue::String(layer.name().to_string()));
+        if layer.nested_model().is_none() {
+            for (i, w) in layer.weights().iter().enumerate() {
+                vars.create_dataset(&i.to_string())
+                    .with_f32_data(w.value.data())
+                    .with_shape(&shape_u64(&w.value));
+            }
+        }
+        group.add_group(vars.finish());
+        parent.add_group(group.finish());
+    }
+}
+
 fn shape_u64(t: &Tensor) -> Vec<u64> {
     t.shape().iter().map(|&d| d as u64).collect()
 }
@@ -138,18 +171,7 @@ fn shape_u64(t: &Tensor) -> Vec<u64> {
 pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
     let mut builder = FileBuilder::new();
     let mut layers_group = builder.create_group("layers");
-    for (layer, store) in model.layers().zip(store_names(model.layers())) {
-        let mut group = layers_group.create_group(&store);
-        let mut vars = group.create_group("vars");
-        vars.set_attr("name", AttrValue::String(layer.name().to_string()));
-        for (i, w) in layer.weights().iter().enumerate() {
-            vars.create_dataset(&i.to_string())
-                .with_f32_data(w.value.data())
-                .with_shape(&shape_u64(&w.value));
-        }
-        group.add_group(vars.finish());
-        layers_group.add_group(group.finish());
-    }
+    store_layers(&mut layers_group, model);
     builder.add_group(layers_group.finish());
     let mut vars = builder.create_group("vars");
     vars.set_attr("name", AttrValue::String(model.name().to_string()));

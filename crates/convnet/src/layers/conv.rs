@@ -311,7 +311,12 @@ impl Conv2D {
             .window
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::zeros(out_shape);
-        conv::conv2d_forward(&g, x.data(), self.base.weights[0].value.data(), y.data_mut());
+        conv::conv2d_forward(
+            &g,
+            x.data(),
+            self.base.weights[0].value.data(),
+            y.data_mut(),
+        );
         if self.use_bias {
             add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
@@ -393,7 +398,12 @@ impl Layer for Conv2D {
             .window
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut dx = x.zeros_like();
-        conv::conv2d_backward_input(&g, dz.data(), self.base.weights[0].value.data(), dx.data_mut());
+        conv::conv2d_backward_input(
+            &g,
+            dz.data(),
+            self.base.weights[0].value.data(),
+            dx.data_mut(),
+        );
         conv::conv2d_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
         if self.use_bias {
             bias_grad(dz.data(), dweights[1].data_mut());

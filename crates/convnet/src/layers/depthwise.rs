@@ -124,7 +124,11 @@ impl Layer for DepthwiseConv2D {
         if self.depth_multiplier == 0 {
             return Err(self.shape_error("depth_multiplier must be positive"));
         }
-        let c = check_channels(self, c, self.base.weights.first().map(|k| k.value.shape()[2]))?;
+        let c = check_channels(
+            self,
+            c,
+            self.base.weights.first().map(|k| k.value.shape()[2]),
+        )?;
         let (oh, ow) = self.window.output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(c * self.depth_multiplier)])
     }

@@ -377,6 +377,25 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         base.auto_named = false;
     }
 
+    /// The module Keras writes for the class (`keras.layers` for layers).
+    fn keras_module(&self) -> &'static str {
+        "keras.layers"
+    }
+
+    /// Keras's `registered_name` for the class (null for built-in layers).
+    fn registered_name(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The model inside, when this layer is a model used as a layer.
+    fn nested_model(&self) -> Option<&crate::model::Model> {
+        None
+    }
+
+    fn nested_model_mut(&mut self) -> Option<&mut crate::model::Model> {
+        None
+    }
+
     /// The layer's weights in Keras's order (a nested model's: all of its layers').
     fn weights(&self) -> Vec<&Weight> {
         self.base().weights.iter().collect()
@@ -396,9 +415,19 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
                 values.len()
             )));
         }
-        let mismatch = self.weights().iter().zip(&values).find(|(w, v)| w.value.shape() != v.shape()).map(|(w, v)| {
-            format!("weight '{}' has shape {:?}, cannot set a value of shape {:?}", w.name, w.value.shape(), v.shape())
-        });
+        let mismatch = self
+            .weights()
+            .iter()
+            .zip(&values)
+            .find(|(w, v)| w.value.shape() != v.shape())
+            .map(|(w, v)| {
+                format!(
+                    "weight '{}' has shape {:?}, cannot set a value of shape {:?}",
+                    w.name,
+                    w.value.shape(),
+                    v.shape()
+                )
+            });
         if let Some(message) = mismatch {
             return Err(self.shape_error(&message));
         }
@@ -432,10 +461,10 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
 /// The object Keras writes for a layer: module, class name, config.
 pub fn layer_to_keras(layer: &dyn Layer) -> Value {
     json!({
-        "module": "keras.layers",
+        "module": layer.keras_module(),
         "class_name": layer.class_name(),
         "config": layer.config(),
-        "registered_name": null,
+        "registered_name": layer.registered_name(),
     })
 }
 

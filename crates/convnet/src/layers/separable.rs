@@ -171,7 +171,11 @@ impl Layer for SeparableConv2D {
         if self.depth_multiplier == 0 || self.filters == 0 {
             return Err(self.shape_error("filters and depth_multiplier must be positive"));
         }
-        check_channels(self, c, self.base.weights.first().map(|k| k.value.shape()[2]))?;
+        check_channels(
+            self,
+            c,
+            self.base.weights.first().map(|k| k.value.shape()[2]),
+        )?;
         let (oh, ow) = self.window.output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(self.filters)])
     }

@@ -159,7 +159,12 @@ impl Conv2DTranspose {
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
         let mut y = Tensor::zeros(out_shape);
-        conv::conv2d_backward_input(&g, x.data(), self.base.weights[0].value.data(), y.data_mut());
+        conv::conv2d_backward_input(
+            &g,
+            x.data(),
+            self.base.weights[0].value.data(),
+            y.data_mut(),
+        );
         if self.use_bias {
             add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
@@ -210,7 +215,11 @@ impl Layer for Conv2DTranspose {
         if self.filters == 0 {
             return Err(self.shape_error("filters must be positive"));
         }
-        check_channels(self, c, self.base.weights.first().map(|k| k.value.shape()[3]))?;
+        check_channels(
+            self,
+            c,
+            self.base.weights.first().map(|k| k.value.shape()[3]),
+        )?;
         let oh = h.map(|h| self.output_len(0, h)).transpose()?;
         let ow = w.map(|w| self.output_len(1, w)).transpose()?;
         Ok(vec![n, oh, ow, Some(self.filters)])
@@ -248,7 +257,12 @@ impl Layer for Conv2DTranspose {
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         let g = self.geometry(x.shape(), output.shape())?;
         let mut dx = x.zeros_like();
-        conv::conv2d_forward(&g, dz.data(), self.base.weights[0].value.data(), dx.data_mut());
+        conv::conv2d_forward(
+            &g,
+            dz.data(),
+            self.base.weights[0].value.data(),
+            dx.data_mut(),
+        );
         conv::conv2d_backward_kernel(&g, dz.data(), x.data(), dweights[0].data_mut());
         if self.use_bias {
             bias_grad(dz.data(), dweights[1].data_mut());

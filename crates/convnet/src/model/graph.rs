@@ -33,10 +33,9 @@ pub(crate) struct Node {
 
 /// What the training path keeps for backward, and the buffers it reuses.
 #[derive(Default)]
-struct Tape {
+pub(crate) struct Tape {
     outputs: Vec<Option<Tensor>>,
     saved: Vec<Saved>,
-    grads: Vec<Option<Tensor>>,
 }
 
 pub struct Model {
@@ -365,7 +364,36 @@ impl Model {
     /// for each model output. Fills the weight gradients ([`Model::gradients`]) and returns
     /// dL/d(input) for each model input.
     pub fn backward(&mut self, output_grads: &[Tensor]) -> Result<Vec<Tensor>> {
-        let tape = &mut self.tape;
+        // The buffers live from step to step; they are made again only when the weights
+        // they mirror changed (a layer added, weights replaced by other shapes).
+        let fits = self.grads.len() == self.layers.len()
+            && self.layers.iter().zip(&self.grads).all(|(l, g)| {
+                let w = l.weights();
+                w.len() == g.len() && w.iter().zip(g).all(|(w, g)| w.value.shape() == g.shape())
+            });
+        if fits {
+            for layer_grads in &mut self.grads {
+                layer_grads.iter_mut().for_each(|g| g.data_mut().fill(0.0));
+            }
+        } else {
+            self.grads = self.layers.iter().map(|l| zero_grads(l.as_ref())).collect();
+        }
+        let mut grads = std::mem::take(&mut self.grads);
+        let result = self.backward_through(&self.tape, output_grads, &mut grads);
+        self.grads = grads;
+        result
+    }
+
+    /// Backpropagation through a recorded forward pass, without changing the model:
+    /// adds dL/dW into `weight_grads` (per layer, per weight) and returns dL/d(input).
+    /// A model nested as a layer runs its backward through this with the tape its
+    /// forward saved.
+    pub(crate) fn backward_through(
+        &self,
+        tape: &Tape,
+        output_grads: &[Tensor],
+        weight_grads: &mut [Vec<Tensor>],
+    ) -> Result<Vec<Tensor>> {
         if tape.saved.len() != self.nodes.len() {
             return Err(model_error(
                 &self.name,
@@ -382,42 +410,23 @@ impl Model {
                 ),
             ));
         }
-        // The buffers live from step to step; they are made again only when the weights
-        // they mirror changed (a layer added, weights replaced by other shapes).
-        let fits = self.grads.len() == self.layers.len()
-            && self.layers.iter().zip(&self.grads).all(|(l, g)| {
-                l.weights().len() == g.len()
-                    && l.weights()
-                        .iter()
-                        .zip(g)
-                        .all(|(w, g)| w.value.shape() == g.shape())
-            });
-        if fits {
-            for layer_grads in &mut self.grads {
-                layer_grads.iter_mut().for_each(|g| g.data_mut().fill(0.0));
-            }
-        } else {
-            self.grads = self.layers.iter().map(|l| zero_grads(l.as_ref())).collect();
-        }
-        tape.grads.clear();
-        tape.grads.resize(self.nodes.len(), None);
+        let mut node_grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         for (&o, g) in self.outputs.iter().zip(output_grads) {
             let shape = tape.outputs[o].as_ref().expect("kept on the tape").shape();
             if g.shape() != shape {
                 let layer = self.layers[self.nodes[o].layer].name();
                 return Err(model_error(&self.name, format!("the gradient for output '{layer}' has shape {:?}, the output has {shape:?}", g.shape())));
             }
-            accumulate(&mut tape.grads[o], g.clone())?;
+            accumulate(&mut node_grads[o], g.clone())?;
         }
         for id in (0..self.nodes.len()).rev() {
             let node = &self.nodes[id];
-            let Some(dy) = tape.grads[id].take() else {
-                continue;
-            };
             if node.inputs.is_empty() {
-                tape.grads[id] = Some(dy);
                 continue;
             }
+            let Some(dy) = node_grads[id].take() else {
+                continue;
+            };
             let args: Vec<&Tensor> = node
                 .inputs
                 .iter()
@@ -429,21 +438,26 @@ impl Model {
                 output,
                 &tape.saved[id],
                 &dy,
-                &mut self.grads[node.layer],
+                &mut weight_grads[node.layer],
             )?;
             for (&i, g) in node.inputs.iter().zip(dx) {
-                accumulate(&mut tape.grads[i], g)?;
+                accumulate(&mut node_grads[i], g)?;
             }
         }
         Ok(self
             .inputs
             .iter()
             .map(|&i| {
-                tape.grads[i]
+                node_grads[i]
                     .take()
                     .unwrap_or_else(|| tape.outputs[i].as_ref().expect("kept").zeros_like())
             })
             .collect())
+    }
+
+    /// Hands over the record of the last forward pass (what a nested model saves).
+    pub(crate) fn take_tape(&mut self) -> Tape {
+        std::mem::take(&mut self.tape)
     }
 
     pub fn is_sequential(&self) -> bool {

@@ -4,11 +4,13 @@
 //! layers. Both give the same [`Model`], which runs, trains and prints its summary.
 
 mod graph;
+mod nested;
 mod sequential;
 mod summary;
 mod symbolic;
 
 pub use graph::Model;
+pub use nested::NestedModel;
 pub use sequential::{Sequential, SequentialItem};
 pub use summary::{readable_size, thousands};
 pub use symbolic::{Call, Input, SharedLayer, SymbolicInputs, SymbolicTensor};

@@ -1,0 +1,158 @@
+//! A model used as a layer of another model, as Keras allows (`Sequential([base, Dense])`,
+//! a pretrained feature extractor inside a functional model). Its weights are the inner
+//! model's; forward runs the inner graph, and backward runs the inner graph's backward
+//! from the record its forward saved.
+
+use super::graph::{Model, Tape};
+use crate::error::Result;
+use crate::layers::{format_shape, Layer, LayerBase, Saved, Shape, Weight};
+use crate::tensor::Tensor;
+use serde_json::{Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct NestedModel {
+    base: LayerBase,
+    pub model: Model,
+}
+
+impl NestedModel {
+    /// The model as a layer, named after the model.
+    pub fn new(model: Model) -> Self {
+        let mut base = LayerBase::new(model.name());
+        base.auto_named = false;
+        NestedModel { base, model }
+    }
+
+    fn input_error(&self, inputs: &[Shape]) -> crate::error::Error {
+        let want: Vec<String> = self.model.input_shapes().iter().map(format_shape).collect();
+        let got: Vec<String> = inputs.iter().map(format_shape).collect();
+        self.shape_error(&format!(
+            "takes inputs of shape {}, got {}",
+            want.join(", "),
+            got.join(", ")
+        ))
+    }
+}
+
+impl Model {
+    /// This model as a layer of another model (Keras's `model(x)` on a model).
+    pub fn as_layer(self) -> NestedModel {
+        NestedModel::new(self)
+    }
+}
+
+impl Layer for NestedModel {
+    fn class_name(&self) -> &'static str {
+        if self.model.is_sequential() {
+            "Sequential"
+        } else {
+            "Functional"
+        }
+    }
+
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+
+    fn keras_module(&self) -> &'static str {
+        if self.model.is_sequential() {
+            "keras"
+        } else {
+            "keras.src.models.functional"
+        }
+    }
+
+    fn registered_name(&self) -> Option<&'static str> {
+        (!self.model.is_sequential()).then_some("Functional")
+    }
+
+    fn nested_model(&self) -> Option<&Model> {
+        Some(&self.model)
+    }
+
+    fn nested_model_mut(&mut self) -> Option<&mut Model> {
+        Some(&mut self.model)
+    }
+
+    /// The inner model's config, as Keras nests it.
+    fn config(&self) -> Value {
+        crate::io::model_to_config(&self.model)["config"].clone()
+    }
+
+    fn config_fields(&self) -> Map<String, Value> {
+        Map::new()
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let expected = self.model.input_shapes();
+        let fits = inputs.len() == expected.len()
+            && inputs.iter().zip(&expected).all(|(got, want)| {
+                got.len() == want.len()
+                    && got
+                        .iter()
+                        .zip(want)
+                        .skip(1)
+                        .all(|(g, w)| w.is_none() || g.is_none() || g == w)
+            });
+        if !fits {
+            return Err(self.input_error(inputs));
+        }
+        match self.model.output_shapes().as_slice() {
+            [one] => {
+                let mut shape = one.clone();
+                shape[0] = inputs[0][0];
+                Ok(shape)
+            }
+            _ => Err(self.shape_error("a nested model must have exactly one output")),
+        }
+    }
+
+    fn weights(&self) -> Vec<&Weight> {
+        self.model.weights().collect()
+    }
+
+    fn weights_mut(&mut self) -> Vec<&mut Weight> {
+        self.model
+            .layers
+            .iter_mut()
+            .flat_map(|l| l.weights_mut())
+            .collect()
+    }
+
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        Ok(self.model.apply(inputs)?.remove(0))
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
+        let output = self.model.forward(inputs, training)?.remove(0);
+        Ok((output, Saved::new(self.model.take_tape())))
+    }
+
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        _: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let tape: &Tape = saved.get(self)?;
+        let mut grads: Vec<Vec<Tensor>> = self
+            .model
+            .layers
+            .iter()
+            .map(|l| crate::layers::zero_grads(l.as_ref()))
+            .collect();
+        let dx = self
+            .model
+            .backward_through(tape, std::slice::from_ref(dy), &mut grads)?;
+        for (sum, g) in dweights.iter_mut().zip(grads.iter().flatten()) {
+            sum.add_assign(g)?;
+        }
+        Ok(dx)
+    }
+}
