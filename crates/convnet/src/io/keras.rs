@@ -136,6 +136,9 @@ fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| Error::file(path, format!("'config.json' is not valid JSON: {e}")))?;
     let mut model = model_from_config(&config, path)?;
+    if zip.by_name("model.weights.h5").is_err() && zip.by_name("model.weights.npz").is_ok() {
+        return Err(Error::file(path, "holds its weights as model.weights.npz (Keras's pickled npz store), which convnet does not read: re-save it with Keras's default .h5 weight store"));
+    }
     let weights = read_member(&mut zip, path, "model.weights.h5")?;
     let optimizer_vars = load_weights(&mut model, weights, path)?;
     if let Some(compile) = config
