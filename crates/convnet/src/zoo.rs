@@ -44,7 +44,7 @@ pub fn parallel_convolution(x: &SymbolicTensor) -> SymbolicTensor {
 /// The seed's Inception model on `size`x`size`x3 images (224 in the design notes).
 pub fn seed_inception(size: usize) -> Result<Model> {
     let input = Input::new([size, size, 3]);
-    Model::new(&input, &parallel_convolution(&input))
+    Model::new(&input, parallel_convolution(&input))
 }
 
 /// The design notes' Sequential example: Conv2D 32 → MaxPooling2D → Flatten → Dense 10.

@@ -394,7 +394,7 @@ fn gradients_through_a_model_nested_as_a_layer() {
     .unwrap();
     let x = Input::new([4, 4, 2]);
     let y = inner.as_layer().call(&x);
-    let y = Dense::new(2).call(&Flatten::new().call(&y));
+    let y = Dense::new(2).call(Flatten::new().call(&y));
     let model = Model::new(&x, &y).unwrap();
     assert_eq!(
         model.count_params(),

@@ -102,6 +102,9 @@ fn sequential_from_config(
     Ok(model)
 }
 
+/// `(layer name, call index, output index)`: which tensor a config refers to.
+type TensorRef = (String, usize, usize);
+
 /// `[name, node, tensor]` of a `keras_history` or an input/output reference.
 fn history(value: &Value) -> Option<(String, usize, usize)> {
     match value.as_array()?.as_slice() {
@@ -148,7 +151,7 @@ fn endpoint_refs(value: Option<&Value>) -> Vec<(String, usize, usize)> {
 fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Result<Model> {
     // Every layer object, then its calls in the order given; a call whose inputs are not
     // made yet waits for a later pass (Keras's own loader does the same).
-    let mut shared: Vec<(String, SharedLayer, Vec<Vec<(String, usize, usize)>>)> = Vec::new();
+    let mut shared: Vec<(String, SharedLayer, Vec<Vec<TensorRef>>)> = Vec::new();
     for object in layers {
         let layer = layer(object, origin)?;
         let name = layer.name().to_string();
