@@ -4,10 +4,15 @@
 use convnet::explain::{explain_conv, parse_matrix, ExplainPadding};
 use convnet::{Error, Tensor};
 
+/// `explain conv …` works a convolution out; `explain MODEL` goes through a model's
+/// layers.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
-    what: What,
+    what: Option<What>,
+    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    model: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -60,7 +65,20 @@ fn matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>, Error> {
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
-    let What::Conv(a) = args.what;
+    let a = match (args.what, args.model) {
+        (Some(What::Conv(a)), _) => a,
+        (None, Some(model)) => {
+            print!(
+                "{}",
+                convnet::explain::explain_model(&super::models::resolve(&model)?)
+            );
+            return Ok(());
+        }
+        (None, None) => return Err(Error::Tensor(
+            "explain what? `convnet explain conv --input … --kernel …` or `convnet explain MODEL`"
+                .into(),
+        )),
+    };
     let padding: ExplainPadding = a.padding.parse().map_err(Error::Tensor)?;
     let (text, _) = explain_conv(
         &matrix(&a.input, "--input")?,

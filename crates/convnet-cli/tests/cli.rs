@@ -421,3 +421,19 @@ fn explain_conv_works_the_design_notes_example() {
     let out = run(&["explain", "conv", "--input", "1 2; 3", "--kernel", "1"]);
     assert_clean_failure(&out, &["--input", "row 2 has 1 values"]);
 }
+
+#[test]
+fn explain_model_shows_each_layers_arithmetic() {
+    let out = run(&["explain", "seed-inception"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(224 − 5 + 2·2) / 1 + 1 = 224") && text.contains("5·5·3·64 + 64 = 4,864"),
+        "{text}"
+    );
+    assert_clean_failure(&run(&["explain"]), &["explain what?"]);
+}

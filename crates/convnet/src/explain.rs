@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::conv::{output_length, Padding};
+use serde_json::Value;
 use std::fmt::Write;
 
 /// How the input is padded: Keras's `valid` and `same`, or `n` zeros on every side.
@@ -299,4 +300,203 @@ mod tests {
                 .contains("larger than")
         );
     }
+}
+
+/// A model explained layer by layer: output-size and parameter arithmetic with the
+/// numbers put in, multiply-adds, activation memory and receptive field per sample.
+pub fn explain_model(model: &crate::model::Model) -> String {
+    use crate::model::thousands;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Model \"{}\": each layer's arithmetic, per sample\n",
+        model.name()
+    );
+    let (mut total_params, mut total_macs, mut total_memory) = (0usize, 0usize, 0usize);
+    // Receptive field and jump (input pixels between neighbouring outputs) per layer name.
+    let mut field: std::collections::HashMap<String, (usize, usize)> = Default::default();
+    for (index, layer) in model.all_layers().enumerate() {
+        if model.is_sequential() && layer.class_name() == "InputLayer" {
+            continue;
+        }
+        let config = layer.config();
+        let inputs = model.first_input_shapes(index).unwrap_or_default();
+        let output = model
+            .layer_output_shapes()
+            .into_iter()
+            .find(|(n, _)| n == layer.name())
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} ({})  {} → {}",
+            layer.name(),
+            layer.class_name(),
+            inputs
+                .iter()
+                .map(crate::layers::format_shape)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            crate::layers::format_shape(&output)
+        );
+        let input = inputs.first().cloned().unwrap_or_default();
+        let dim = |s: &crate::layers::Shape, i: usize| s.get(i).copied().flatten().unwrap_or(0);
+        let pair = |key: &str| -> Option<(usize, usize)> {
+            let v = config.get(key)?.as_array()?;
+            Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize))
+        };
+        let window = pair("kernel_size").or_else(|| pair("pool_size"));
+        let (stride, dilation) = (
+            pair("strides").unwrap_or((1, 1)),
+            pair("dilation_rate").unwrap_or((1, 1)),
+        );
+        let incoming = inputs.len().max(1);
+        let (mut rf, mut jump) = (1usize, 1usize);
+        for i in 0..incoming {
+            if let Some(&(r, j)) = model
+                .input_layer_names(index)
+                .get(i)
+                .and_then(|n| field.get(n))
+            {
+                rf = rf.max(r);
+                jump = jump.max(j);
+            }
+        }
+        if let (Some((kh, kw)), true) = (
+            window,
+            layer.class_name() != "Conv2DTranspose" && input.len() == 4,
+        ) {
+            let padding = config
+                .get("padding")
+                .and_then(Value::as_str)
+                .unwrap_or("valid");
+            for (name, axis, k, s, d) in [
+                ("rows", 1, kh, stride.0, dilation.0),
+                ("columns", 2, kw, stride.1, dilation.1),
+            ] {
+                let n = dim(&input, axis);
+                let e = (k - 1) * d + 1;
+                let total = if padding == "same" {
+                    ((n.div_ceil(s).max(1) - 1) * s + e).saturating_sub(n)
+                } else {
+                    0
+                };
+                let pad = if total % 2 == 0 {
+                    format!("2·{}", total / 2)
+                } else {
+                    format!("{} + {}", total / 2, total - total / 2)
+                };
+                let _ = writeln!(
+                    out,
+                    "  {name:<8} ({n} − {e} + {pad}) / {s} + 1 = {}",
+                    dim(&output, axis)
+                );
+            }
+            rf += (((kh - 1) * dilation.0).max((kw - 1) * dilation.1)) * jump;
+            jump *= stride.0.max(stride.1);
+        }
+        field.insert(layer.name().to_string(), (rf, jump));
+
+        let params: usize = layer.weights().iter().map(|w| w.value.len()).sum();
+        let cin = input.last().copied().flatten().unwrap_or(0);
+        let positions: usize = output
+            .iter()
+            .skip(1)
+            .rev()
+            .skip(1)
+            .map(|d| d.unwrap_or(1))
+            .product::<usize>()
+            .max(1);
+        let cout = output.last().copied().flatten().unwrap_or(0);
+        let get = |key: &str| config.get(key).and_then(Value::as_u64).unwrap_or(1) as usize;
+        let use_bias = config
+            .get("use_bias")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let bias = |n: usize| {
+            if use_bias {
+                format!(" + {n}")
+            } else {
+                String::new()
+            }
+        };
+        let (arithmetic, macs) = match (layer.class_name(), window) {
+            ("Conv2D", Some((kh, kw))) => {
+                let g = get("groups");
+                (
+                    format!("{kh}·{kw}·{}·{cout}{}", cin / g, bias(cout)),
+                    positions * cout * kh * kw * cin / g,
+                )
+            }
+            ("DepthwiseConv2D", Some((kh, kw))) => {
+                let m = get("depth_multiplier");
+                (
+                    format!("{kh}·{kw}·{cin}·{m}{}", bias(cin * m)),
+                    positions * cin * m * kh * kw,
+                )
+            }
+            ("SeparableConv2D", Some((kh, kw))) => {
+                let m = get("depth_multiplier");
+                (
+                    format!("{kh}·{kw}·{cin}·{m} + {}·{cout}{}", cin * m, bias(cout)),
+                    positions * (cin * m * kh * kw + cin * m * cout),
+                )
+            }
+            ("Conv2DTranspose", Some((kh, kw))) => (
+                format!("{kh}·{kw}·{cout}·{cin}{}", bias(cout)),
+                dim(&input, 1) * dim(&input, 2) * cin * kh * kw * cout,
+            ),
+            ("Dense", _) => (
+                format!("{cin}·{cout}{}", bias(cout)),
+                positions * cin * cout,
+            ),
+            ("BatchNormalization", _) => (
+                format!(
+                    "4·{} (γ, β trainable; moving mean and variance not)",
+                    params / 4
+                ),
+                0,
+            ),
+            (_, Some((ph, pw))) => (String::new(), positions * cout * ph * pw),
+            _ => (String::new(), 0),
+        };
+        if params > 0 {
+            let text = if arithmetic.is_empty() {
+                thousands(params)
+            } else {
+                format!("{arithmetic} = {}", thousands(params))
+            };
+            let _ = writeln!(out, "  params   {text}");
+        }
+        let memory = output
+            .iter()
+            .skip(1)
+            .map(|d| d.unwrap_or(1))
+            .product::<usize>()
+            * 4;
+        if macs > 0 {
+            let _ = writeln!(
+                out,
+                "  FLOPs    {} (multiply-adds × 2)",
+                thousands(2 * macs)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  memory   {} for the output  ·  receptive field {rf}x{rf}\n",
+            crate::model::readable_size(memory)
+        );
+        total_params += params;
+        total_macs += macs;
+        total_memory += memory;
+    }
+    let _ = writeln!(
+        out,
+        "Total: {} parameters ({}), {} FLOPs and {} of activations per sample",
+        thousands(total_params),
+        crate::model::readable_size(total_params * 4),
+        thousands(2 * total_macs),
+        crate::model::readable_size(total_memory)
+    );
+    out
 }

@@ -109,3 +109,63 @@ fn explained_sums_equal_the_conv2d_layer() {
         );
     }
 }
+
+/// `explain_model`'s arithmetic agrees with the models themselves (which agree with
+/// Keras's summaries): every "params … = N" line is the layer's parameter count and
+/// every output-size line ends in the layer's output size.
+#[test]
+fn explained_model_arithmetic_matches_the_models() {
+    use convnet::explain::explain_model;
+    use convnet::model::thousands;
+    let inception = explain_model(&convnet::zoo::seed_inception(224).unwrap());
+    assert!(
+        inception.contains("(224 − 5 + 2·2) / 1 + 1 = 224"),
+        "{inception}"
+    );
+    assert!(
+        inception.contains("params   5·5·3·64 + 64 = 4,864"),
+        "{inception}"
+    );
+    assert!(inception.contains("Total: 6,912 parameters"), "{inception}");
+    for model in [
+        convnet::zoo::fmnist_cnn(),
+        convnet::zoo::inception_v1_module(),
+        convnet::zoo::mobilenet_block(),
+        convnet::zoo::resnet_block(),
+        convnet::zoo::seed_sequential(),
+    ] {
+        let model = model.unwrap();
+        let text = explain_model(&model);
+        let shapes: std::collections::HashMap<String, Shape> =
+            model.layer_output_shapes().into_iter().collect();
+        let mut current = String::new();
+        for line in text.lines() {
+            if !line.starts_with(' ') && line.contains(" (") {
+                current = line.split(' ').next().unwrap().to_string();
+            } else if let Some(rest) = line.trim().strip_prefix("params") {
+                let count: usize = model
+                    .get_layer(&current)
+                    .unwrap()
+                    .weights()
+                    .iter()
+                    .map(|w| w.value.len())
+                    .sum();
+                assert!(
+                    rest.contains(&thousands(count))
+                        && (!rest.contains('=')
+                            || rest.trim_end().ends_with(&thousands(count))
+                            || rest.contains("(γ")),
+                    "{current}: {line}"
+                );
+            } else if let Some(rest) = line.trim().strip_prefix("rows") {
+                let want = shapes[&current][1].unwrap();
+                assert!(rest.ends_with(&format!("= {want}")), "{current}: {line}");
+            }
+        }
+        let total: usize = model.count_params();
+        assert!(
+            text.contains(&format!("Total: {} parameters", thousands(total))),
+            "{text}"
+        );
+    }
+}

@@ -479,6 +479,19 @@ impl Model {
         Some(self.input_shapes_of(node))
     }
 
+    /// The names of the layers feeding layer `layer`'s first call.
+    pub(crate) fn input_layer_names(&self, layer: usize) -> Vec<String> {
+        self.calls_of(layer)
+            .first()
+            .map(|inputs| {
+                inputs
+                    .iter()
+                    .map(|&n| self.layers[self.nodes[n].layer].name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// For each call of layer `layer`, in call order, the nodes it takes.
     pub(crate) fn calls_of(&self, layer: usize) -> Vec<Vec<usize>> {
         let mut calls: Vec<&Node> = self
