@@ -12,7 +12,8 @@ pub struct TrainArgs {
     /// A model file (.keras, .h5, config.json) or a built-in model name.
     #[arg(default_value = "fmnist-cnn")]
     model: String,
-    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files, or X.npy.
+    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files or of class
+    /// folders of images, an .npz file, or X.npy (with --labels).
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Targets for .npy data.
@@ -86,7 +87,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     }
     set_random_seed(args.seed);
     let mut model = super::models::resolve(&args.model)?;
-    let data = data::load(&args.data, args.labels.as_deref())?;
+    let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
     println!("Data: {}", data.description);
     compile(
         &mut model,
@@ -129,7 +130,8 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
 pub struct EvaluateArgs {
     /// A model file (.keras, .h5, config.json).
     model: String,
-    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files, or X.npy.
+    /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files or of class
+    /// folders of images, an .npz file, or X.npy (with --labels).
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     #[arg(long)]
@@ -143,7 +145,7 @@ pub struct EvaluateArgs {
 
 pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
     let mut model = super::models::resolve(&args.model)?;
-    let data = data::load(&args.data, args.labels.as_deref())?;
+    let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
     compile(&mut model, None, None, args.loss.as_deref())?;
     // A named dataset is evaluated on its test split; .npy data as given.
     let (x, y) = data.test.unwrap_or((data.x_train, data.y_train));

@@ -437,3 +437,103 @@ fn explain_model_shows_each_layers_arithmetic() {
     );
     assert_clean_failure(&run(&["explain"]), &["explain what?"]);
 }
+
+#[test]
+fn train_on_a_folder_of_images_and_on_an_npz_file() {
+    let dir = scratch("images");
+    // Two classes of 28x28 pictures: dark on the left half, or on the right half.
+    for (class, left) in [("left", true), ("right", false)] {
+        std::fs::create_dir_all(dir.join("pictures").join(class)).unwrap();
+        for i in 0..8 {
+            let values: Vec<f32> = (0..32 * 30)
+                .map(|p| {
+                    if ((p % 30) < 15) == left {
+                        10.0 + i as f32
+                    } else {
+                        240.0
+                    }
+                })
+                .collect();
+            convnet::data::write_png(
+                dir.join("pictures").join(class).join(format!("{i}.png")),
+                &values,
+                32,
+                30,
+                1,
+            )
+            .unwrap();
+        }
+    }
+    let model = dir.join("m.keras");
+    let out = run(&[
+        "train",
+        "--data",
+        path(&dir.join("pictures")),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--verbose",
+        "0",
+        "--output",
+        path(&model),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("16 images of 2 classes (left, right)")
+            && stdout.contains("resized to 28x28"),
+        "{stdout}"
+    );
+
+    let npz = dir.join("data.npz");
+    let x = Tensor::full([6, 28, 28, 1], 0.5);
+    let y = Tensor::new([6], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    convnet::io::write_npz(
+        &npz,
+        &[
+            ("x_train", &x),
+            ("y_train", &y),
+            ("x_test", &x),
+            ("y_test", &y),
+        ],
+    )
+    .unwrap();
+    let out = run(&[
+        "train",
+        "--data",
+        path(&npz),
+        "--epochs",
+        "1",
+        "--verbose",
+        "0",
+        "--output",
+        path(&model),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("x_test/y_test") && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    let bad = dir.join("bad.npz");
+    convnet::io::write_npz(&bad, &[("images", &x)]).unwrap();
+    let out = run(&[
+        "train",
+        "--data",
+        path(&bad),
+        "--epochs",
+        "1",
+        "--output",
+        path(&model),
+    ]);
+    assert_clean_failure(&out, &["bad.npz", "x_train and y_train", "images"]);
+}

@@ -253,11 +253,16 @@ impl Tensor {
     /// Writes the tensor as a float32 `.npy` file.
     pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        std::fs::write(path, self.to_npy_bytes()).map_err(|e| Error::file(path, e))
+    }
+
+    /// The bytes of a float32 `.npy` file holding the tensor.
+    pub fn to_npy_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         self.to_ndarray()
             .write_npy(&mut bytes)
-            .map_err(|e| Error::file(path, e))?;
-        std::fs::write(path, bytes).map_err(|e| Error::file(path, e))
+            .expect("writing to memory cannot fail");
+        bytes
     }
 }
 

@@ -9,21 +9,16 @@
 
 use super::config::{apply_compile_config, compile_config, model_from_config, model_to_config};
 use super::weights::{check_finite, load_weights, weight_store};
+use super::zipped::{open_zip, read_member};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tensor::Tensor;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The Keras version whose format convnet writes (and was checked against).
 pub const KERAS_VERSION: &str = "3.15.1";
-
-/// The largest member convnet reads from a `.keras` zip: 4 GiB of weights.
-const MAX_MEMBER: u64 = 4 << 30;
-/// A member whose declared size is more than this many times its compressed size is a
-/// decompression bomb, not a model.
-const MAX_RATIO: u64 = 1000;
 
 impl Model {
     /// Loads a model file: `.keras`, legacy `.h5`, or a Keras `config.json`. The
@@ -64,44 +59,6 @@ impl Model {
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-
-type Zip<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
-
-fn open_zip<'a>(bytes: &'a [u8], origin: &Path) -> Result<Zip<'a>> {
-    zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| Error::file(origin, format!("not a readable .keras (zip) file: {e}")))
-}
-
-/// One member of a zip file, read only up to its declared (and bounded) size.
-fn read_member(zip: &mut Zip, origin: &Path, name: &str) -> Result<Vec<u8>> {
-    let member = zip.by_name(name).map_err(|_| {
-        Error::file(
-            origin,
-            format!("has no '{name}': not a Keras 3 .keras file"),
-        )
-    })?;
-    let (declared, compressed) = (member.size(), member.compressed_size());
-    if declared > MAX_MEMBER
-        || (declared > 1 << 20 && declared > compressed.saturating_mul(MAX_RATIO))
-    {
-        return Err(Error::file(origin, format!("'{name}' declares {declared} bytes from {compressed} compressed: refusing to inflate it")));
-    }
-    let mut bytes = Vec::new();
-    member
-        .take(declared + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::file(origin, format!("'{name}': {e}")))?;
-    if bytes.len() as u64 != declared {
-        return Err(Error::file(
-            origin,
-            format!(
-                "'{name}' declares {declared} bytes but holds {}",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes)
-}
 
 /// Loads any model file convnet reads.
 pub fn load_model(path: &Path) -> Result<Model> {
