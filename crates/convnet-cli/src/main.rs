@@ -7,6 +7,7 @@ mod explain;
 mod layers;
 mod models;
 mod predict;
+mod show;
 mod summary;
 mod train;
 
@@ -38,6 +39,10 @@ enum Command {
     Convert(summary::ConvertArgs),
     /// Explain a convolution step by step with your own numbers.
     Explain(explain::Args),
+    /// Apply a classic kernel (sobel-x, laplacian, …) to an image and save the result.
+    Filter(show::FilterArgs),
+    /// Draw a model's first-layer kernels and, for an image, its feature maps.
+    Visualize(show::VisualizeArgs),
     /// List the built-in architectures.
     Models,
     /// List the Keras layers, activations and initializers convnet implements.
@@ -55,6 +60,8 @@ fn main() -> ExitCode {
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => summary::convert(args),
         Command::Explain(args) => explain::run(args),
+        Command::Filter(args) => show::filter(args),
+        Command::Visualize(args) => show::visualize(args),
         Command::Models => models::run(),
         Command::Layers => layers::run(),
         Command::Apply(args) => apply::run(args),

@@ -537,3 +537,81 @@ fn train_on_a_folder_of_images_and_on_an_npz_file() {
     ]);
     assert_clean_failure(&out, &["bad.npz", "x_train and y_train", "images"]);
 }
+
+#[test]
+fn filter_and_visualize_write_the_pictures_they_compute() {
+    let dir = scratch("pictures");
+    // A vertical edge: dark left half, bright right half.
+    let values: Vec<f32> = (0..20 * 20)
+        .map(|p| if p % 20 < 10 { 0.0 } else { 200.0 })
+        .collect();
+    let image = dir.join("edge.png");
+    convnet::data::write_png_range(&image, &values, 20, 20, 1, (0.0, 255.0)).unwrap();
+    let out_png = dir.join("sobel.png");
+    let out = run(&[
+        "filter",
+        path(&image),
+        "--kernel",
+        "sobel-x",
+        "-o",
+        path(&out_png),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The PNG holds the computed feature map, scaled to 0–255.
+    let written = convnet::data::read_image(&out_png, None, 1).unwrap();
+    assert_eq!(written.shape(), &[1, 20, 20, 1]);
+    let input = convnet::data::read_image(&image, None, 1).unwrap();
+    let expected =
+        convnet::show::filter_image(&input, &convnet::show::kernel("sobel-x").unwrap()).unwrap();
+    let (lo, hi) = expected
+        .data()
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    for (w, e) in written.data().iter().zip(expected.data()) {
+        assert!((w - ((e - lo) / (hi - lo) * 255.0).round()).abs() <= 1.0);
+    }
+    // The edge is where the response peaks: columns 9 and 10.
+    assert_eq!(written.data()[10 * 20 + 9], 255.0);
+    assert_clean_failure(
+        &run(&[
+            "filter",
+            path(&image),
+            "--kernel",
+            "blurry",
+            "-o",
+            path(&out_png),
+        ]),
+        &["'blurry'", "sobel-x"],
+    );
+
+    let out = run(&[
+        "visualize",
+        "fmnist-cnn",
+        "--image",
+        path(&image),
+        "-o",
+        path(&dir.join("viz")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kernels = convnet::data::read_image(dir.join("viz/kernels.png"), None, 1).unwrap();
+    assert_eq!(
+        kernels.shape(),
+        &[1, 6 * 25 + 1, 6 * 25 + 1, 1],
+        "32 kernels of 3x3 at 8x: a 6x6 grid of 25-pixel cells"
+    );
+    let maps = convnet::data::read_image(dir.join("viz/conv2d.png"), None, 1).unwrap();
+    assert_eq!(
+        maps.shape()[1],
+        6 * (26 * 2 + 1) + 1,
+        "32 maps of 26x26 at 2x"
+    );
+    assert!(dir.join("viz/conv2d_1.png").exists());
+}

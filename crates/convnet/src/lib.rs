@@ -14,6 +14,7 @@ pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod model;
+pub mod show;
 pub mod tensor;
 pub mod train;
 pub mod zoo;

@@ -63,12 +63,25 @@ pub fn write_png(
     width: usize,
     channels: usize,
 ) -> Result<()> {
-    let path = path.as_ref();
     let (lo, hi) = values
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
+    write_png_range(path, values, height, width, channels, (lo, hi))
+}
+
+/// Writes values as an 8-bit PNG with `range` (low, high) mapped to 0–255.
+pub fn write_png_range(
+    path: impl AsRef<Path>,
+    values: &[f32],
+    height: usize,
+    width: usize,
+    channels: usize,
+    range: (f32, f32),
+) -> Result<()> {
+    let path = path.as_ref();
+    let (lo, hi) = range;
     let span = if hi > lo { hi - lo } else { 1.0 };
     let bytes: Vec<u8> = values
         .iter()

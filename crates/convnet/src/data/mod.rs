@@ -8,4 +8,6 @@ pub use idx::{
     fashion_mnist, fashion_mnist_locations, fashion_mnist_sample, load_idx_dataset,
     parse_idx_bytes, read_idx, Dataset, FASHION_MNIST_CLASSES,
 };
-pub use images::{image_dataset_from_directory, is_image_folder, read_image, write_png};
+pub use images::{
+    image_dataset_from_directory, is_image_folder, read_image, write_png, write_png_range,
+};

@@ -329,6 +329,29 @@ impl Model {
             .collect())
     }
 
+    /// Inference that keeps every layer's output: (layer name, output of its last call),
+    /// in execution order. For looking inside a model (feature maps).
+    pub fn layer_outputs(&self, inputs: &[&Tensor]) -> Result<Vec<(String, Tensor)>> {
+        self.check_inputs(inputs)?;
+        let mut values: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
+        for (id, node) in self.nodes.iter().enumerate() {
+            let output = match self.inputs.iter().position(|&i| i == id) {
+                Some(k) => inputs[k].clone(),
+                None => {
+                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| &values[i]).collect();
+                    self.layers[node.layer].apply(&args)?
+                }
+            };
+            values.push(output);
+        }
+        Ok(self
+            .nodes
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (self.layers[n.layer].name().to_string(), v))
+            .collect())
+    }
+
     /// The training path: Keras's `model(inputs, training=training)`, keeping every
     /// node's output and saved state for [`Model::backward`]. BatchNormalization updates
     /// its moving statistics and Dropout drops when `training` is true.
