@@ -604,8 +604,8 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
     let kernels = convnet::data::read_image(dir.join("viz/kernels.png"), None, 1).unwrap();
     assert_eq!(
         kernels.shape(),
-        &[1, 6 * 25 + 1, 6 * 25 + 1, 1],
-        "32 kernels of 3x3 at 8x: a 6x6 grid of 25-pixel cells"
+        &[1, 6 * 37 + 1, 6 * 37 + 1, 1],
+        "32 kernels of 3x3 at 12x: a 6x6 grid of 37-pixel cells"
     );
     let maps = convnet::data::read_image(dir.join("viz/conv2d.png"), None, 1).unwrap();
     assert_eq!(

@@ -157,7 +157,7 @@ pub fn save_first_kernels(model: &Model, dir: &Path) -> Result<String> {
                 .collect()
         })
         .collect();
-    write_grid(&dir.join("kernels.png"), &maps, kh, kw, 8)?;
+    write_grid(&dir.join("kernels.png"), &maps, kh, kw, 12)?;
     Ok(layer.name().to_string())
 }
 
