@@ -325,43 +325,36 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
         return;
     }
     // Tiles run in parallel, each summing into its own copy of dW; the copies are added
-    // at the end (a kernel is small next to the activations).
+    // at the end in tile order, so the result does not depend on how threads took the
+    // work (same seed, same weights, bit for bit).
     let rows_per_tile = g.tile_rows();
     let patch = g.patch_len();
     let tiles = pixels.div_ceil(rows_per_tile);
-    let partial = (0..tiles)
+    let partials: Vec<Vec<f32>> = (0..tiles)
         .into_par_iter()
-        .fold(
-            || (vec![0.0f32; dw.len()], Vec::new()),
-            |(mut acc, mut col), t| {
-                let first = t * rows_per_tile;
-                let rows = rows_per_tile.min(pixels - first);
-                col.resize(rows * patch, 0.0);
-                for group in 0..g.groups {
-                    g.im2col(x, group, first, rows, &mut col);
-                    let colt = MatRef::row_major(&col, patch).t();
-                    let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
-                    matmul(
-                        patch,
-                        og,
-                        rows,
-                        colt,
-                        b,
-                        &mut acc[group * og..],
-                        oc,
-                        true,
-                        false,
-                    );
-                }
-                (acc, col)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce_with(|mut a, b| {
-            super::add_into(&mut a, &b);
-            a
-        });
-    if let Some(sum) = partial {
-        super::add_into(dw, &sum);
-    }
+        .map(|t| {
+            let first = t * rows_per_tile;
+            let rows = rows_per_tile.min(pixels - first);
+            let mut acc = vec![0.0f32; dw.len()];
+            let mut col = vec![0.0f32; rows * patch];
+            for group in 0..g.groups {
+                g.im2col(x, group, first, rows, &mut col);
+                let colt = MatRef::row_major(&col, patch).t();
+                let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
+                matmul(
+                    patch,
+                    og,
+                    rows,
+                    colt,
+                    b,
+                    &mut acc[group * og..],
+                    oc,
+                    true,
+                    false,
+                );
+            }
+            acc
+        })
+        .collect();
+    super::sum_in_order(dw, &partials);
 }

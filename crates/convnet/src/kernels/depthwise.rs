@@ -96,12 +96,16 @@ pub fn depthwise_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mu
 pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let dm = check(g, x.len(), dw.len(), dy.len());
     let (c, oc) = (g.in_c, g.out_c);
-    // Output rows in parallel, each summing into its own copy of the (small) kernel.
-    let sum = (0..g.batch * g.out_h)
+    // Blocks of output rows in parallel, each summing into its own copy of the (small)
+    // kernel; the copies are added in block order, so the sum does not depend on how
+    // threads took the work.
+    const ROWS_PER_BLOCK: usize = 8;
+    let rows = g.batch * g.out_h;
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
-        .fold(
-            || vec![0.0f32; dw.len()],
-            |mut acc, row| {
+        .map(|block| {
+            let mut acc = vec![0.0f32; dw.len()];
+            for row in block * ROWS_PER_BLOCK..((block + 1) * ROWS_PER_BLOCK).min(rows) {
                 for p in row * g.out_w..(row + 1) * g.out_w {
                     let grad = &dy[p * oc..(p + 1) * oc];
                     g.for_each_tap(p, |tap, at| {
@@ -112,14 +116,9 @@ pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &m
                         }
                     });
                 }
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            super::add_into(&mut a, &b);
-            a
-        });
-    if let Some(sum) = sum {
-        super::add_into(dw, &sum);
-    }
+            }
+            acc
+        })
+        .collect();
+    super::sum_in_order(dw, &partials);
 }

@@ -19,7 +19,12 @@ pub use pool::PoolGeometry;
 /// more in rayon's bookkeeping than it saves.
 pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 15;
 
-/// `dst += src`, elementwise: how per-task partial kernel gradients are summed.
-pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+/// `dst += Σ partials`, the partials added one after another in their order: per-task
+/// kernel gradients summed the same way whatever the thread count or scheduling.
+pub(crate) fn sum_in_order(dst: &mut [f32], partials: &[Vec<f32>]) {
+    let mut total = vec![0.0f32; dst.len()];
+    for p in partials {
+        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+    }
+    dst.iter_mut().zip(&total).for_each(|(d, t)| *d += t);
 }
