@@ -23,7 +23,8 @@ enum What {
 
 #[derive(clap::Args)]
 struct ConvArgs {
-    /// The input: rows separated by ';' ("1 2 3 4; 5 6 7 8; …") or a 2-D .npy file.
+    /// The input: rows separated by ';' ("1 2 3 4; 5 6 7 8; …"), a 2-D .npy file or an
+    /// image (grayscale).
     #[arg(long, allow_hyphen_values = true)]
     input: String,
     /// The kernel, in the same forms.
@@ -41,8 +42,18 @@ struct ConvArgs {
     flip: bool,
 }
 
-/// A matrix from text or from a 2-D .npy file.
+/// A matrix from text, a 2-D .npy file, or an image (grayscale, 0–255).
 fn matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>, Error> {
+    let lower = text.to_ascii_lowercase();
+    if [".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e)) {
+        let image = convnet::data::read_image(text, None, 1)?;
+        let w = image.shape()[2];
+        return Ok(image
+            .data()
+            .chunks(w)
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect());
+    }
     if text.ends_with(".npy") {
         let t = Tensor::read_npy(text)?;
         match *t.shape() {

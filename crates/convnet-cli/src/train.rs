@@ -44,6 +44,9 @@ pub struct TrainArgs {
     /// Also log each epoch's metrics to this CSV file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Draw the loss and metric curves into this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// 0 silent, 1 progress bar, 2 one line per epoch.
     #[arg(long, default_value_t = 1)]
     verbose: u8,
@@ -112,7 +115,11 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         callbacks,
         ..FitOptions::default()
     };
-    model.fit(&[data.x_train], &[data.y_train], options)?;
+    let history = model.fit(&[data.x_train], &[data.y_train], options)?;
+    if let Some(plot) = &args.plot {
+        history.plot(plot)?;
+        println!("Drew the training curves in {}", plot.display());
+    }
     if let Some((x, y)) = data.test {
         let scores = model.evaluate(&[x], &[y], 256)?;
         let metrics: Vec<String> = scores

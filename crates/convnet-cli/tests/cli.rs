@@ -615,3 +615,47 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
     );
     assert!(dir.join("viz/conv2d_1.png").exists());
 }
+
+#[test]
+fn train_plots_its_curves() {
+    let dir = scratch("plot");
+    let plot = dir.join("curves.png");
+    let out = run(&[
+        "train",
+        "--data",
+        "fashion-mnist-sample",
+        "--epochs",
+        "2",
+        "--validation-split",
+        "0.2",
+        "--verbose",
+        "0",
+        "--output",
+        path(&dir.join("m.keras")),
+        "--plot",
+        path(&plot),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = convnet::data::read_image(&plot, None, 3).unwrap();
+    assert_eq!(
+        image.shape(),
+        &[1, 360, 2 * 480, 3],
+        "two panels: accuracy and loss"
+    );
+    // Blue (training) and orange (validation) lines are drawn.
+    let pixels: Vec<&[f32]> = image.data().chunks(3).collect();
+    assert!(
+        pixels.iter().any(|p| p[2] > 200.0 && p[0] < 60.0),
+        "a blue line"
+    );
+    assert!(
+        pixels
+            .iter()
+            .any(|p| p[0] > 200.0 && (100.0..150.0).contains(&p[1]) && p[2] < 60.0),
+        "an orange line"
+    );
+}
