@@ -1,6 +1,7 @@
 //! `convnet train` and `convnet evaluate`.
 
 use super::data;
+use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::model::Model;
 use convnet::train::{CSVLogger, Callback, FitOptions, LossFn, Optimizer};
@@ -44,6 +45,10 @@ pub struct TrainArgs {
     /// Also log each epoch's metrics to this CSV file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Augment the training images: `flip`, `translate` (2 pixels) or `translate=N`,
+    /// comma-separated.
+    #[arg(long)]
+    augment: Option<String>,
     /// Draw the loss and metric curves into this PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -78,6 +83,35 @@ fn compile(
     model.compile(opt, vec![Box::new(loss)], &["accuracy"])
 }
 
+/// `flip,translate=3` → the augmentation it names.
+fn parse_augment(spec: Option<&str>) -> Result<Augmentation, Error> {
+    let mut augment = Augmentation::default();
+    for part in spec
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match part.split_once('=') {
+            None if part == "flip" => augment.flip = true,
+            None if part == "translate" => augment.translate = 2,
+            Some(("translate", n)) => {
+                augment.translate = n.parse().map_err(|_| {
+                    Error::Tensor(format!(
+                        "--augment: translate={n} is not a number of pixels"
+                    ))
+                })?
+            }
+            _ => {
+                return Err(Error::Tensor(format!(
+                    "--augment: unknown '{part}' (known: flip, translate, translate=N)"
+                )))
+            }
+        }
+    }
+    Ok(augment)
+}
+
 pub fn train(args: TrainArgs) -> Result<(), Error> {
     // Fail on an unwritable destination before spending the training time.
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -105,6 +139,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     if let Some(csv) = &args.csv {
         callbacks.push(Box::new(CSVLogger::new(csv)));
     }
+    let augment = parse_augment(args.augment.as_deref())?;
     let options = FitOptions {
         batch_size: args.batch_size,
         epochs: args.epochs,
@@ -113,6 +148,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         shuffle: !args.no_shuffle,
         seed: Some(args.seed),
         callbacks,
+        augment,
         ..FitOptions::default()
     };
     let history = model.fit(&[data.x_train], &[data.y_train], options)?;

@@ -659,3 +659,39 @@ fn train_plots_its_curves() {
         "an orange line"
     );
 }
+
+#[test]
+fn train_with_augmentation() {
+    let dir = scratch("augment");
+    let out = run(&[
+        "train",
+        "--data",
+        "fashion-mnist-sample",
+        "--epochs",
+        "1",
+        "--augment",
+        "flip,translate=2",
+        "--verbose",
+        "0",
+        "--output",
+        path(&dir.join("m.keras")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
+    let out = run(&[
+        "train",
+        "--data",
+        "fashion-mnist-sample",
+        "--epochs",
+        "1",
+        "--augment",
+        "rotate",
+        "--output",
+        path(&dir.join("m.keras")),
+    ]);
+    assert_clean_failure(&out, &["--augment", "'rotate'"]);
+}

@@ -1,9 +1,11 @@
 //! Data: MNIST-style IDX files and the datasets that come as such files, and folders of
 //! images.
 
+mod augment;
 mod idx;
 mod images;
 
+pub use augment::Augmentation;
 pub use idx::{
     fashion_mnist, fashion_mnist_locations, fashion_mnist_sample, load_idx_dataset,
     parse_idx_bytes, read_idx, Dataset, FASHION_MNIST_CLASSES,

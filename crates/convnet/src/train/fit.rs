@@ -50,6 +50,9 @@ pub struct FitOptions {
     /// Weight of each class's samples in the loss (targets must be class indices or one-hot).
     pub class_weight: Option<HashMap<usize, f32>>,
     pub callbacks: Vec<Box<dyn Callback>>,
+    /// Random flips and shifts of the training images (first input), seeded like the
+    /// shuffling.
+    pub augment: crate::data::Augmentation,
 }
 
 impl Default for FitOptions {
@@ -65,6 +68,7 @@ impl Default for FitOptions {
             initial_epoch: 0,
             class_weight: None,
             callbacks: Vec::new(),
+            augment: crate::data::Augmentation::default(),
         }
     }
 }
@@ -335,7 +339,10 @@ impl Model {
             let mut trackers = self.reset_metrics()?;
             let mut progress = Progress::epoch(options.verbose, epoch, options.epochs, steps);
             for (b, batch) in order.chunks(options.batch_size).enumerate() {
-                let bx = gather(x, batch)?;
+                let mut bx = gather(x, batch)?;
+                if options.augment.is_active() {
+                    options.augment.apply(&mut bx[0], &mut rng);
+                }
                 let by = gather(y, batch)?;
                 let weights = options
                     .class_weight
