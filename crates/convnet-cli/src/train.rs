@@ -45,8 +45,8 @@ pub struct TrainArgs {
     /// Also log each epoch's metrics to this CSV file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Augment the training images: `flip`, `translate` (2 pixels) or `translate=N`,
-    /// comma-separated.
+    /// Augment the training images: `flip`, `translate` / `translate=N` (shifts of up to
+    /// N pixels, 2 by default), `crop=N` (pad by N and crop back: the same shifts).
     #[arg(long)]
     augment: Option<String>,
     /// Draw the loss and metric curves into this PNG.
@@ -94,8 +94,9 @@ fn parse_augment(spec: Option<&str>) -> Result<Augmentation, Error> {
     {
         match part.split_once('=') {
             None if part == "flip" => augment.flip = true,
-            None if part == "translate" => augment.translate = 2,
-            Some(("translate", n)) => {
+            None if part == "translate" || part == "crop" => augment.translate = 2,
+            // Random crop with padding: pad by N, crop back to size — a shift of up to N.
+            Some(("translate" | "crop", n)) => {
                 augment.translate = n.parse().map_err(|_| {
                     Error::Tensor(format!(
                         "--augment: translate={n} is not a number of pixels"
@@ -104,7 +105,7 @@ fn parse_augment(spec: Option<&str>) -> Result<Augmentation, Error> {
             }
             _ => {
                 return Err(Error::Tensor(format!(
-                    "--augment: unknown '{part}' (known: flip, translate, translate=N)"
+                    "--augment: unknown '{part}' (known: flip, translate, translate=N, crop=N)"
                 )))
             }
         }
