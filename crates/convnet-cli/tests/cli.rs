@@ -142,6 +142,17 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
     (diff / norm.max(1e-30)).sqrt()
 }
 
+/// Runs `convnet` expecting success; its standard output.
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "convnet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// One line on stderr, non-zero exit, no panic.
 fn assert_clean_failure(out: &std::process::Output, expected: &[&str]) {
     assert!(!out.status.success());
@@ -257,7 +268,7 @@ fn the_default_training_runs_on_the_built_in_sample() {
     let dir = scratch("default");
     let model = dir.join("m.keras");
     let csv = dir.join("log.csv");
-    let out = run(&[
+    let stdout = run_ok(&[
         "train",
         "--data",
         "fashion-mnist-sample",
@@ -270,12 +281,6 @@ fn the_default_training_runs_on_the_built_in_sample() {
         "--csv",
         path(&csv),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("Data: the built-in Fashion-MNIST sample"),
         "{stdout}"
@@ -396,7 +401,7 @@ fn errors_a_user_can_hit_are_one_clear_line() {
 
 #[test]
 fn explain_conv_works_the_design_notes_example() {
-    let out = run(&[
+    let text = run_ok(&[
         "explain",
         "conv",
         "--input",
@@ -404,12 +409,6 @@ fn explain_conv_works_the_design_notes_example() {
         "--kernel",
         "-1 0 1; -1 0 1; -1 0 1",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         text.contains(
             "S(0,0) = 1·(-1) + 2·0 + 3·1 + 5·(-1) + 6·0 + 7·1 + 9·(-1) + 10·0 + 11·1 = 6"
@@ -424,13 +423,7 @@ fn explain_conv_works_the_design_notes_example() {
 
 #[test]
 fn explain_model_shows_each_layers_arithmetic() {
-    let out = run(&["explain", "seed-inception"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_ok(&["explain", "seed-inception"]);
     assert!(
         text.contains("(224 − 5 + 2·2) / 1 + 1 = 224") && text.contains("5·5·3·64 + 64 = 4,864"),
         "{text}"
@@ -465,7 +458,7 @@ fn train_on_a_folder_of_images_and_on_an_npz_file() {
         }
     }
     let model = dir.join("m.keras");
-    let out = run(&[
+    let stdout = run_ok(&[
         "train",
         "--data",
         path(&dir.join("pictures")),
@@ -478,12 +471,6 @@ fn train_on_a_folder_of_images_and_on_an_npz_file() {
         "--output",
         path(&model),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("16 images of 2 classes (left, right)")
             && stdout.contains("resized to 28x28"),
@@ -503,7 +490,7 @@ fn train_on_a_folder_of_images_and_on_an_npz_file() {
         ],
     )
     .unwrap();
-    let out = run(&[
+    let stdout = run_ok(&[
         "train",
         "--data",
         path(&npz),
@@ -514,12 +501,6 @@ fn train_on_a_folder_of_images_and_on_an_npz_file() {
         "--output",
         path(&model),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("x_test/y_test") && stdout.contains("test accuracy"),
         "{stdout}"
