@@ -192,7 +192,7 @@ fn summary_and_predict_agree_with_keras_on_every_golden_model() {
         };
         let output = dir.join("y.npy");
         let input = golden(&format!("models/{}", inputs[0].as_str().unwrap()));
-        let out = run(&[
+        run_ok(&[
             "predict",
             path(&file),
             "--input",
@@ -200,11 +200,6 @@ fn summary_and_predict_agree_with_keras_on_every_golden_model() {
             "--output",
             path(&output),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let want = Tensor::read_npy(golden(&format!(
             "models/{}",
             entry["outputs"][0].as_str().unwrap()
@@ -220,7 +215,7 @@ fn train_reproduces_the_golden_keras_fits() {
     let dir = scratch("fits");
     for name in ["sgd", "adam"] {
         let trained = dir.join(format!("{name}.keras"));
-        let out = run(&[
+        run_ok(&[
             "train",
             path(&golden(&format!("train/fit_{name}.initial.keras"))),
             "--data",
@@ -237,13 +232,8 @@ fn train_reproduces_the_golden_keras_fits() {
             "--output",
             path(&trained),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let predictions = dir.join(format!("{name}.npy"));
-        let out = run(&[
+        run_ok(&[
             "predict",
             path(&trained),
             "--input",
@@ -251,11 +241,6 @@ fn train_reproduces_the_golden_keras_fits() {
             "--output",
             path(&predictions),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let want =
             Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
         let error = relative_error(&Tensor::read_npy(&predictions).unwrap(), &want);
@@ -311,16 +296,11 @@ fn models_summary_and_convert() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     let dir = scratch("convert");
     let converted = dir.join("resnet.keras");
-    let out = run(&[
+    run_ok(&[
         "convert",
         path(&golden("models/resnet_block.h5")),
         path(&converted),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let out = run(&["summary", path(&converted)]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -529,7 +509,7 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
     let image = dir.join("edge.png");
     convnet::data::write_png_range(&image, &values, 20, 20, 1, (0.0, 255.0)).unwrap();
     let out_png = dir.join("sobel.png");
-    let out = run(&[
+    run_ok(&[
         "filter",
         path(&image),
         "--kernel",
@@ -537,11 +517,6 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
         "-o",
         path(&out_png),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The PNG holds the computed feature map, scaled to 0–255.
     let written = convnet::data::read_image(&out_png, None, 1).unwrap();
     assert_eq!(written.shape(), &[1, 20, 20, 1]);
@@ -569,7 +544,7 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
         &["'blurry'", "sobel-x"],
     );
 
-    let out = run(&[
+    run_ok(&[
         "visualize",
         "fmnist-cnn",
         "--image",
@@ -577,11 +552,6 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
         "-o",
         path(&dir.join("viz")),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let kernels = convnet::data::read_image(dir.join("viz/kernels.png"), None, 1).unwrap();
     assert_eq!(
         kernels.shape(),
@@ -601,7 +571,7 @@ fn filter_and_visualize_write_the_pictures_they_compute() {
 fn train_plots_its_curves() {
     let dir = scratch("plot");
     let plot = dir.join("curves.png");
-    let out = run(&[
+    run_ok(&[
         "train",
         "--data",
         "fashion-mnist-sample",
@@ -616,11 +586,6 @@ fn train_plots_its_curves() {
         "--plot",
         path(&plot),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let image = convnet::data::read_image(&plot, None, 3).unwrap();
     assert_eq!(
         image.shape(),
