@@ -315,18 +315,15 @@ pub fn explain_model(model: &crate::model::Model) -> String {
     let (mut total_params, mut total_macs, mut total_memory) = (0usize, 0usize, 0usize);
     // Receptive field and jump (input pixels between neighbouring outputs) per layer name.
     let mut field: std::collections::HashMap<String, (usize, usize)> = Default::default();
+    let output_shapes: std::collections::HashMap<String, crate::layers::Shape> =
+        model.layer_output_shapes().into_iter().collect();
     for (index, layer) in model.all_layers().enumerate() {
         if model.is_sequential() && layer.class_name() == "InputLayer" {
             continue;
         }
         let config = layer.config();
         let inputs = model.first_input_shapes(index).unwrap_or_default();
-        let output = model
-            .layer_output_shapes()
-            .into_iter()
-            .find(|(n, _)| n == layer.name())
-            .map(|(_, s)| s)
-            .unwrap_or_default();
+        let output = output_shapes.get(layer.name()).cloned().unwrap_or_default();
         let _ = writeln!(
             out,
             "{} ({})  {} → {}",

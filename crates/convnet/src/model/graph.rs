@@ -299,6 +299,35 @@ impl Model {
     /// one tensor per output. Takes `&self` and keeps nothing, so threads can share a
     /// model; each intermediate tensor is dropped once its last reader has run.
     pub fn apply(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let values = self.run_inference(inputs, false)?;
+        // Cloned, not taken: one node may be listed as several outputs.
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&o| values[o].clone().expect("outputs are kept"))
+            .collect())
+    }
+
+    /// Inference that keeps every layer's output: (layer name, output), one per layer
+    /// call in execution order. For looking inside a model (feature maps).
+    pub fn layer_outputs(&self, inputs: &[&Tensor]) -> Result<Vec<(String, Tensor)>> {
+        let values = self.run_inference(inputs, true)?;
+        Ok(self
+            .nodes
+            .iter()
+            .zip(values)
+            .map(|(n, v)| {
+                (
+                    self.layers[n.layer].name().to_string(),
+                    v.expect("all kept"),
+                )
+            })
+            .collect())
+    }
+
+    /// Runs every node in order on `inputs`. Unless `keep_all`, a node's output is
+    /// dropped as soon as its last reader has run (model outputs are always kept).
+    fn run_inference(&self, inputs: &[&Tensor], keep_all: bool) -> Result<Vec<Option<Tensor>>> {
         self.check_inputs(inputs)?;
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         let mut readers = self.reader_counts();
@@ -317,39 +346,12 @@ impl Model {
             values[id] = Some(output);
             for &i in &node.inputs {
                 readers[i] -= 1;
-                if readers[i] == 0 {
+                if readers[i] == 0 && !keep_all {
                     values[i] = None;
                 }
             }
         }
-        Ok(self
-            .outputs
-            .iter()
-            .map(|&o| values[o].clone().expect("outputs are kept"))
-            .collect())
-    }
-
-    /// Inference that keeps every layer's output: (layer name, output of its last call),
-    /// in execution order. For looking inside a model (feature maps).
-    pub fn layer_outputs(&self, inputs: &[&Tensor]) -> Result<Vec<(String, Tensor)>> {
-        self.check_inputs(inputs)?;
-        let mut values: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
-        for (id, node) in self.nodes.iter().enumerate() {
-            let output = match self.inputs.iter().position(|&i| i == id) {
-                Some(k) => inputs[k].clone(),
-                None => {
-                    let args: Vec<&Tensor> = node.inputs.iter().map(|&i| &values[i]).collect();
-                    self.layers[node.layer].apply(&args)?
-                }
-            };
-            values.push(output);
-        }
-        Ok(self
-            .nodes
-            .iter()
-            .zip(values)
-            .map(|(n, v)| (self.layers[n.layer].name().to_string(), v))
-            .collect())
+        Ok(values)
     }
 
     /// The training path: Keras's `model(inputs, training=training)`, keeping every
