@@ -2,6 +2,7 @@
 //! command line and turns every error into one line on stderr and a non-zero exit.
 
 mod apply;
+mod bench;
 mod data;
 mod explain;
 mod layers;
@@ -43,6 +44,9 @@ enum Command {
     Filter(show::FilterArgs),
     /// Draw a model's first-layer kernels and, for an image, its feature maps.
     Visualize(show::VisualizeArgs),
+    /// Time a model (training step, latency, throughput, peak memory) or a workload of
+    /// the performance comparison (W1 … W6).
+    Bench(bench::Args),
     /// List the built-in architectures.
     Models,
     /// List the Keras layers, activations and initializers convnet implements.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Filter(args) => show::filter(args),
         Command::Visualize(args) => show::visualize(args),
+        Command::Bench(args) => bench::run(args),
         Command::Models => models::run(),
         Command::Layers => layers::run(),
         Command::Apply(args) => apply::run(args),

@@ -78,12 +78,30 @@ impl ActivationFn {
     /// Applies the function in place (softmax-like ones along the last axis).
     pub fn apply_inplace(self, t: &mut Tensor) {
         let axis_len = t.shape().last().copied().unwrap_or(1);
+        self.apply_slice(t.data_mut(), axis_len);
+    }
+
+    /// Applies the function in place to rows of `axis_len` values.
+    pub fn apply_slice(self, data: &mut [f32], axis_len: usize) {
         match self {
             ActivationFn::Linear => {}
-            ActivationFn::Softmax => softmax_inplace(t.data_mut(), axis_len, 1),
-            ActivationFn::LogSoftmax => log_softmax_inplace(t.data_mut(), axis_len, 1),
-            f => t.map_inplace(|x| f.scalar(x)),
+            ActivationFn::Softmax => softmax_inplace(data, axis_len, 1),
+            ActivationFn::LogSoftmax => log_softmax_inplace(data, axis_len, 1),
+            // The common cases get loops of their own, which the compiler vectorises.
+            ActivationFn::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
+            ActivationFn::Relu6 => data.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
+            f => data.iter_mut().for_each(|x| *x = f.scalar(*x)),
         }
+    }
+
+    /// Whether the derivative needs the function's input, not only its output: layers
+    /// keep the pre-activation values for backward only then.
+    pub fn needs_input(self) -> bool {
+        use ActivationFn::*;
+        !matches!(
+            self,
+            Linear | Softmax | LogSoftmax | Relu | Relu6 | Sigmoid | Tanh | Exponential
+        )
     }
 
     /// dL/dx from dL/dy, given the input `x` and output `y` of this function; the result
@@ -93,6 +111,11 @@ impl ActivationFn {
             ActivationFn::Linear => {}
             ActivationFn::Softmax => softmax_backward_inplace(y, dy, axis_len, 1),
             ActivationFn::LogSoftmax => log_softmax_backward_inplace(y, dy, axis_len, 1),
+            // A loop of its own, which the compiler vectorises.
+            ActivationFn::Relu => dy
+                .iter_mut()
+                .zip(y)
+                .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 }),
             f => dy
                 .iter_mut()
                 .zip(x.iter().zip(y))
@@ -145,8 +168,9 @@ impl ActivationFn {
         let step = |on: bool| if on { 1.0 } else { 0.0 };
         match self {
             Linear | Softmax | LogSoftmax => 1.0,
-            Relu => step(x > 0.0),
-            Relu6 => step(x > 0.0 && x < 6.0),
+            // From y: 0 < y < 6 exactly when 0 < x < 6, so no input needs keeping.
+            Relu => step(y > 0.0),
+            Relu6 => step(y > 0.0 && y < 6.0),
             LeakyRelu => {
                 if x > 0.0 {
                     1.0

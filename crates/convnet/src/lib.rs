@@ -6,6 +6,7 @@
 //! normalisation, matrix products) for the arithmetic, forward and backward.
 
 pub mod activations;
+mod buffers;
 pub mod data;
 pub mod error;
 pub mod explain;
@@ -14,6 +15,7 @@ pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod model;
+pub mod perf;
 pub mod show;
 pub mod tensor;
 pub mod train;

@@ -6,16 +6,36 @@
 //! There are no strides and no views: layers and kernels work on slices, and a reshape
 //! is free because the data never needs to be rearranged for it.
 
+use crate::buffers;
 use crate::error::{Error, Result};
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
 
-#[derive(Clone, PartialEq)]
+#[derive(PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Vec<f32>,
+}
+
+/// Tensors take their buffers from, and give them back to, [`crate::buffers`]: the big
+/// ones are reused from one training step to the next instead of being mapped afresh.
+impl Clone for Tensor {
+    fn clone(&self) -> Self {
+        let mut data = buffers::take(self.data.len());
+        data.copy_from_slice(&self.data);
+        Tensor {
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        buffers::give(std::mem::take(&mut self.data));
+    }
 }
 
 impl std::fmt::Debug for Tensor {
@@ -58,11 +78,18 @@ impl Tensor {
     }
 
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
+        let mut t = Self::for_overwrite(shape);
+        t.data.fill(value);
+        t
+    }
+
+    /// A tensor whose values are unspecified, for a kernel that writes every element.
+    pub(crate) fn for_overwrite(shape: impl Into<Vec<usize>>) -> Self {
         let shape = shape.into();
         let n = checked_len(&shape).expect("tensor shape overflows usize");
         Tensor {
             shape,
-            data: vec![value; n],
+            data: buffers::take(n),
         }
     }
 
@@ -95,13 +122,18 @@ impl Tensor {
         &mut self.data
     }
 
-    pub fn into_data(self) -> Vec<f32> {
-        self.data
+    pub fn into_data(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
 
     /// The same data under another shape with the same number of elements.
-    pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
-        Tensor::new(shape, self.data)
+    pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        if checked_len(&shape) != Some(self.data.len()) {
+            return Tensor::new(shape, std::mem::take(&mut self.data));
+        }
+        self.shape = shape;
+        Ok(self)
     }
 
     /// Applies `f` to every element, in place.
@@ -136,18 +168,18 @@ impl Tensor {
         }
         let batch = self.batch_len();
         let row = self.data.len().checked_div(batch).unwrap_or(0);
-        let mut data = Vec::with_capacity(indices.len() * row);
-        for &i in indices {
-            if i >= batch {
-                return Err(Error::Tensor(format!(
-                    "sample {i} is out of range for {batch} samples"
-                )));
-            }
-            data.extend_from_slice(&self.data[i * row..(i + 1) * row]);
+        if let Some(&i) = indices.iter().find(|&&i| i >= batch) {
+            return Err(Error::Tensor(format!(
+                "sample {i} is out of range for {batch} samples"
+            )));
         }
         let mut shape = self.shape.clone();
         shape[0] = indices.len();
-        Tensor::new(shape, data)
+        let mut out = Tensor::for_overwrite(shape);
+        for (dst, &i) in out.data.chunks_exact_mut(row.max(1)).zip(indices) {
+            dst.copy_from_slice(&self.data[i * row..(i + 1) * row]);
+        }
+        Ok(out)
     }
 
     /// Samples `start..end` (along the first axis).

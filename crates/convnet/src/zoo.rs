@@ -83,9 +83,14 @@ pub fn inception_v1_module() -> Result<Model> {
 }
 
 /// A MobileNet-style stack: strided conv, depthwise separable blocks with
-/// BatchNormalization and ReLU6, global pooling, classifier.
+/// BatchNormalization and ReLU6, global pooling, classifier, on 32x32x3.
 pub fn mobilenet_block() -> Result<Model> {
-    let x0 = Input::new([32, 32, 3]);
+    mobilenet_block_sized(32)
+}
+
+/// [`mobilenet_block`] on `size`x`size`x3 images (224 for the benchmarks' W6).
+pub fn mobilenet_block_sized(size: usize) -> Result<Model> {
+    let x0 = Input::new([size, size, 3]);
     let x = Conv2D::new(16, (3, 3))
         .strides((2, 2))
         .padding(Padding::Same)

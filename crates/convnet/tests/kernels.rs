@@ -190,6 +190,27 @@ fn depthwise_matches_grouped_convolution_by_definition() {
 }
 
 #[test]
+fn depthwise_fast_paths_match_by_definition() {
+    // Channels in whole blocks of 8 (the register-blocked 3x3 path and, at stride 1, the
+    // input gradient as a flipped-kernel convolution) next to a 5x5 kernel and 20
+    // channels, which take the general loops for all or part of their work.
+    for (c, kernel, stride, dilation, padding) in [
+        (16, (3, 3), 1, 1, Padding::Same),
+        (16, (3, 3), 2, 1, Padding::Same),
+        (8, (3, 3), 1, 2, Padding::Valid),
+        (8, (3, 3), 1, 2, Padding::Same),
+        (20, (3, 3), 1, 1, Padding::Same),
+        (16, (5, 5), 1, 1, Padding::Same),
+        (16, (3, 2), 1, 1, Padding::Same),
+    ] {
+        check_conv(
+            geometry(2, 19, 23, c, c, kernel, stride, dilation, padding, c),
+            true,
+        );
+    }
+}
+
+#[test]
 fn same_padding_puts_the_odd_row_at_the_bottom() {
     // TensorFlow's rule: 4 rows, kernel 2, stride 1 → total padding 1, all after.
     assert_eq!(output_length(4, 2, 1, 1, Padding::Same), Some((4, 0, 1)));

@@ -13,6 +13,8 @@
 //! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
 
 use super::gemm::{matmul, MatRef};
+use super::Epilogue;
+use crate::buffers::Scratch;
 use rayon::prelude::*;
 
 /// Keras's padding modes. `Same` follows TensorFlow's rule: the output has
@@ -140,54 +142,118 @@ impl ConvGeometry {
         assert_eq!(y, self.output_len(), "conv output length");
     }
 
-    /// Calls `f(kernel_offset, input_offset)` for every kernel tap of output pixel
-    /// `pixel` (flat over batch, rows, columns) that falls inside the input;
-    /// `kernel_offset` is the tap's first column in an im2col row, `input_offset` the
-    /// first channel of the input pixel under it.
+    /// (image, row, column) of output pixel `pixel` (flat over batch, rows, columns).
     #[inline]
-    pub(crate) fn for_each_tap(&self, pixel: usize, mut f: impl FnMut(usize, usize)) {
+    pub(crate) fn coords(&self, pixel: usize) -> (usize, usize, usize) {
         let per_image = self.out_h * self.out_w;
         let (n, rem) = (pixel / per_image, pixel % per_image);
-        let (oy, ox) = (rem / self.out_w, rem % self.out_w);
+        (n, rem / self.out_w, rem % self.out_w)
+    }
+
+    /// The output pixels `first..first + count` as (image, row, column), counted up
+    /// without a division per pixel.
+    pub(crate) fn pixels(
+        &self,
+        first: usize,
+        count: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let mut at = self.coords(first);
+        (0..count).map(move |_| {
+            let here = at;
+            at.2 += 1;
+            if at.2 == self.out_w {
+                at.2 = 0;
+                at.1 += 1;
+                if at.1 == self.out_h {
+                    at.1 = 0;
+                    at.0 += 1;
+                }
+            }
+            here
+        })
+    }
+
+    /// Calls `f(kernel_offset, input_offset)` for every kernel tap of the output pixel at
+    /// (image, row, column) that falls inside the input; `kernel_offset` is the tap's
+    /// first column in an im2col row, `input_offset` the first channel of the input pixel
+    /// under it.
+    #[inline]
+    pub(crate) fn for_each_tap_at(
+        &self,
+        (n, oy, ox): (usize, usize, usize),
+        mut f: impl FnMut(usize, usize),
+    ) {
         let cg = self.group_in();
         for i in 0..self.kernel_h {
             let iy = (oy * self.stride_h + i * self.dilation_h).wrapping_sub(self.pad_top);
             if iy >= self.in_h {
                 continue;
             }
+            let input_row = (n * self.in_h + iy) * self.in_w;
             for j in 0..self.kernel_w {
                 let ix = (ox * self.stride_w + j * self.dilation_w).wrapping_sub(self.pad_left);
                 if ix >= self.in_w {
                     continue;
                 }
-                f(
-                    (i * self.kernel_w + j) * cg,
-                    ((n * self.in_h + iy) * self.in_w + ix) * self.in_c,
-                );
+                f((i * self.kernel_w + j) * cg, (input_row + ix) * self.in_c);
             }
         }
+    }
+
+    /// Whether every tap of the output pixel at (row, column) lies inside the input.
+    #[inline]
+    fn all_taps_inside(&self, oy: usize, ox: usize) -> bool {
+        let inside = |o: usize, stride: usize, pad: usize, extent: usize, len: usize| {
+            o * stride >= pad && o * stride - pad + extent <= len
+        };
+        inside(
+            oy,
+            self.stride_h,
+            self.pad_top,
+            (self.kernel_h - 1) * self.dilation_h + 1,
+            self.in_h,
+        ) && inside(
+            ox,
+            self.stride_w,
+            self.pad_left,
+            (self.kernel_w - 1) * self.dilation_w + 1,
+            self.in_w,
+        )
     }
 
     /// Fills `col` (rows × patch_len) with the receptive fields of output pixels
     /// `first..first + rows`, for group `group`; taps in the padding are zeros.
     fn im2col(&self, x: &[f32], group: usize, first: usize, rows: usize, col: &mut [f32]) {
         let (patch, cg) = (self.patch_len(), self.group_in());
-        col[..rows * patch].fill(0.0);
-        for r in 0..rows {
-            let row = &mut col[r * patch..(r + 1) * patch];
-            self.for_each_tap(first + r, |k, at| {
-                let src = at + group * cg;
-                row[k..k + cg].copy_from_slice(&x[src..src + cg]);
-            });
+        for (row, at) in col[..rows * patch]
+            .chunks_exact_mut(patch)
+            .zip(self.pixels(first, rows))
+        {
+            // Only pixels near the border have taps in the padding, which read as zeros.
+            if !self.all_taps_inside(at.1, at.2) {
+                row.fill(0.0);
+            }
+            if cg == 1 {
+                // One channel per tap (a first layer on grey images): a copy call per
+                // float would cost more than the float.
+                self.for_each_tap_at(at, |k, at| row[k] = x[at + group]);
+            } else {
+                self.for_each_tap_at(at, |k, at| {
+                    let src = at + group * cg;
+                    row[k..k + cg].copy_from_slice(&x[src..src + cg]);
+                });
+            }
         }
     }
 
     /// Adds the rows of `col` back onto the input positions they were gathered from.
     fn col2im_add(&self, col: &[f32], group: usize, first: usize, rows: usize, dx: &mut [f32]) {
         let (patch, cg) = (self.patch_len(), self.group_in());
-        for r in 0..rows {
-            let row = &col[r * patch..(r + 1) * patch];
-            self.for_each_tap(first + r, |k, at| {
+        for (row, at) in col[..rows * patch]
+            .chunks_exact(patch)
+            .zip(self.pixels(first, rows))
+        {
+            self.for_each_tap_at(at, |k, at| {
                 let dst = &mut dx[at + group * cg..at + group * cg + cg];
                 dst.iter_mut()
                     .zip(&row[k..k + cg])
@@ -199,6 +265,19 @@ impl ConvGeometry {
 
 /// `y = conv(x, w)`; `y` is overwritten.
 pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    conv2d_forward_with(g, x, w, Epilogue::default(), y);
+}
+
+/// `y = activation(conv(x, w) + bias)`; `y` is overwritten. Each tile of output rows
+/// starts as the bias, the products are added onto it, and the activation runs on the
+/// tile before the next one.
+pub fn conv2d_forward_with(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    y: &mut [f32],
+) {
     g.check(x.len(), w.len(), y.len());
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let pixels = g.batch * g.out_h * g.out_w;
@@ -210,30 +289,27 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
         let first = t * rows_per_tile;
         let rows = y_tile.len() / oc;
-        let mut col = Vec::new();
+        epilogue.init(y_tile, oc);
+        let mut col = Scratch::new(if g.is_pointwise() {
+            0
+        } else {
+            rows * g.patch_len()
+        });
         for group in 0..g.groups {
             let kernel = MatRef::row_major(&w[group * og..], oc);
             let out = &mut y_tile[group * og..];
-            if g.is_pointwise() {
-                let a = MatRef::row_major(&x[first * g.in_c + group * cg..], g.in_c);
-                matmul(rows, og, cg, a, kernel, out, oc, false, !parallel_tiles);
+            let (a, k) = if g.is_pointwise() {
+                (
+                    MatRef::row_major(&x[first * g.in_c + group * cg..], g.in_c),
+                    cg,
+                )
             } else {
-                col.resize(rows * g.patch_len(), 0.0);
                 g.im2col(x, group, first, rows, &mut col);
-                let a = MatRef::row_major(&col, g.patch_len());
-                matmul(
-                    rows,
-                    og,
-                    g.patch_len(),
-                    a,
-                    kernel,
-                    out,
-                    oc,
-                    false,
-                    !parallel_tiles,
-                );
-            }
+                (MatRef::row_major(&col, g.patch_len()), g.patch_len())
+            };
+            matmul(rows, og, k, a, kernel, out, oc, true, !parallel_tiles);
         }
+        epilogue.finish(y_tile, oc);
     };
     if parallel_tiles {
         y.par_chunks_mut(rows_per_tile * oc)
@@ -293,10 +369,9 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
         .for_each(|(n, dx_image)| {
             let image_geometry = ConvGeometry { batch: 1, ..*g };
             let dy_image = &dy[n * image_pixels * oc..(n + 1) * image_pixels * oc];
-            let mut col = Vec::new();
+            let mut col = Scratch::new(rows_per_tile.min(image_pixels) * patch);
             for first in (0..image_pixels).step_by(rows_per_tile) {
                 let rows = rows_per_tile.min(image_pixels - first);
-                col.resize(rows * patch, 0.0);
                 for group in 0..g.groups {
                     let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
                     let wt = MatRef::row_major(&w[group * og..], oc).t();

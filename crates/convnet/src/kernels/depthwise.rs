@@ -4,8 +4,16 @@
 //! with `groups = channels`, so the same [`ConvGeometry`] describes it; but a matrix
 //! product per channel would be mostly overhead, so these loops run directly over NHWC
 //! rows, where the channels of a pixel are contiguous and the inner loop vectorises.
+//!
+//! With one filter per channel (the common case) each output pixel is computed in
+//! registers: a block of 16 channels gathers every kernel tap before it is stored once.
+//! The input gradient is computed the same way, as a gather from the output gradient, so
+//! its rows are independent and run in parallel like the forward's.
 
 use super::conv::ConvGeometry;
+use super::simd::{dispatch, madd};
+use super::Epilogue;
+use crate::buffers::Scratch;
 use rayon::prelude::*;
 
 fn check(g: &ConvGeometry, x: usize, w: usize, y: usize) -> usize {
@@ -21,104 +29,386 @@ fn check(g: &ConvGeometry, x: usize, w: usize, y: usize) -> usize {
 
 /// `y = depthwise(x, w)`; `y` is overwritten.
 pub fn depthwise_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    depthwise_forward_with(g, x, w, Epilogue::default(), y);
+}
+
+/// `y = activation(depthwise(x, w) + bias)`; `y` is overwritten.
+pub fn depthwise_forward_with(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    y: &mut [f32],
+) {
     let dm = check(g, x.len(), w.len(), y.len());
-    let (c, oc) = (g.in_c, g.out_c);
     if y.is_empty() {
         return;
     }
     // One task per output row: rows are independent and big enough to amortise rayon.
-    let row_len = g.out_w * oc;
-    y.par_chunks_mut(row_len)
+    y.par_chunks_mut(g.out_w * g.out_c)
         .enumerate()
         .for_each(|(row, y_row)| {
-            y_row.fill(0.0);
-            for ox in 0..g.out_w {
-                let out = &mut y_row[ox * oc..(ox + 1) * oc];
-                g.for_each_tap(row * g.out_w + ox, |tap, at| {
-                    let (xs, ks) = (&x[at..at + c], &w[tap * oc..(tap + 1) * oc]);
-                    if dm == 1 {
-                        out.iter_mut()
-                            .zip(xs.iter().zip(ks))
-                            .for_each(|(o, (a, b))| *o += a * b);
-                    } else {
-                        for (ch, &a) in xs.iter().enumerate() {
-                            let (o, k) = (
-                                &mut out[ch * dm..(ch + 1) * dm],
-                                &ks[ch * dm..(ch + 1) * dm],
-                            );
-                            o.iter_mut().zip(k).for_each(|(o, b)| *o += a * b);
+            epilogue.init(y_row, g.out_c);
+            let (n, oy) = (row / g.out_h, row % g.out_h);
+            let interior = match FixedKernel::for_row(g, dm, oy) {
+                Some(fixed) => {
+                    dispatch!(forward_interior(fixed.clone(), g, x, w, n, oy, y_row));
+                    fixed.columns
+                }
+                None => 0..0,
+            };
+            let mut taps = Vec::with_capacity(g.kernel_h * g.kernel_w);
+            for ox in (0..g.out_w).filter(|ox| !interior.contains(ox)) {
+                let out = &mut y_row[ox * g.out_c..][..g.out_c];
+                taps.clear();
+                g.for_each_tap_at((n, oy, ox), |tap, at| taps.push((at, tap * g.out_c)));
+                if dm == 1 {
+                    dispatch!(gather(out, &taps, x, w));
+                } else {
+                    for &(at, k) in &taps {
+                        for (ch, &a) in x[at..at + g.in_c].iter().enumerate() {
+                            let (o, kw) = (&mut out[ch * dm..][..dm], &w[k + ch * dm..][..dm]);
+                            o.iter_mut().zip(kw).for_each(|(o, b)| *o += a * b);
                         }
                     }
-                });
+                }
             }
+            epilogue.finish(y_row, g.out_c);
         });
 }
 
+/// Channels per vector in the fixed-kernel loops: one AVX register, two SSE or NEON.
+const BLOCK: usize = 8;
+
+/// The fast case of a row: a 3x3 kernel, one filter per channel, channels in whole
+/// blocks, and every kernel row inside the input. Over `columns` (where every tap is
+/// inside too) the nine taps' weights of a channel block stay in registers while the
+/// block slides along the row, so each multiply-add loads one value.
+#[derive(Clone)]
+struct FixedKernel {
+    columns: std::ops::Range<usize>,
+}
+
+impl FixedKernel {
+    const K: usize = 3;
+
+    fn for_row(g: &ConvGeometry, dm: usize, oy: usize) -> Option<Self> {
+        let fits = dm == 1
+            && g.kernel_h == Self::K
+            && g.kernel_w == Self::K
+            && g.in_c.is_multiple_of(BLOCK)
+            && (0..Self::K).all(|i| {
+                (oy * g.stride_h + i * g.dilation_h)
+                    .checked_sub(g.pad_top)
+                    .is_some_and(|iy| iy < g.in_h)
+            });
+        if !fits {
+            return None;
+        }
+        let columns = (0..Self::K)
+            .map(|j| columns_inside(g, j))
+            .reduce(|a, b| a.start.max(b.start)..a.end.min(b.end))?;
+        (columns.start < columns.end).then_some(FixedKernel { columns })
+    }
+}
+
+/// The output columns `ox` whose tap at kernel column `j` lands inside the input:
+/// `0 <= ox·stride + j·dilation − pad_left < in_w`.
+fn columns_inside(g: &ConvGeometry, j: usize) -> std::ops::Range<usize> {
+    let offset = j * g.dilation_w;
+    let first = g.pad_left.saturating_sub(offset).div_ceil(g.stride_w);
+    let end = if g.in_w + g.pad_left > offset {
+        ((g.in_w + g.pad_left - offset - 1) / g.stride_w + 1).min(g.out_w)
+    } else {
+        0
+    };
+    first..end.max(first)
+}
+
+/// Offsets into `x` of the nine taps of output column `ox` on row `oy` of image `n`, for
+/// channel 0 (the caller adds its block's first channel).
+#[inline(always)]
+fn tap_offsets(g: &ConvGeometry, n: usize, oy: usize, ox: usize) -> [usize; 9] {
+    let mut at = [0; 9];
+    for i in 0..3 {
+        let iy = oy * g.stride_h + i * g.dilation_h - g.pad_top;
+        for j in 0..3 {
+            let ix = ox * g.stride_w + j * g.dilation_w - g.pad_left;
+            at[i * 3 + j] = ((n * g.in_h + iy) * g.in_w + ix) * g.in_c;
+        }
+    }
+    at
+}
+
+/// Adds the products of the interior columns of one output row onto `y_row`.
+#[inline(always)]
+fn forward_interior<const FMA: bool>(
+    fixed: FixedKernel,
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    n: usize,
+    oy: usize,
+    y_row: &mut [f32],
+) {
+    let c = g.in_c;
+    for cb in (0..c).step_by(BLOCK) {
+        let weights: [[f32; BLOCK]; 9] =
+            std::array::from_fn(|t| w[t * c + cb..][..BLOCK].try_into().expect("a block"));
+        // Four columns at a time: four independent chains of multiply-adds, so the FMA
+        // units are not left waiting on one accumulator's latency.
+        let mut ox = fixed.columns.start;
+        while ox + 4 <= fixed.columns.end {
+            forward_columns::<FMA, 4>(g, x, &weights, n, oy, ox, cb, y_row);
+            ox += 4;
+        }
+        for ox in ox..fixed.columns.end {
+            forward_columns::<FMA, 1>(g, x, &weights, n, oy, ox, cb, y_row);
+        }
+    }
+}
+
+/// Channel block `cb` of output columns `ox..ox + N`: accumulators and weights in
+/// registers (the sizes are constants, so the compiler can keep them there).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_columns<const FMA: bool, const N: usize>(
+    g: &ConvGeometry,
+    x: &[f32],
+    weights: &[[f32; BLOCK]; 9],
+    n: usize,
+    oy: usize,
+    ox: usize,
+    cb: usize,
+    y_row: &mut [f32],
+) {
+    let c = g.in_c;
+    let taps: [[usize; 9]; N] = std::array::from_fn(|k| tap_offsets(g, n, oy, ox + k));
+    let mut acc: [[f32; BLOCK]; N] = std::array::from_fn(|k| {
+        y_row[(ox + k) * c + cb..][..BLOCK]
+            .try_into()
+            .expect("a block")
+    });
+    for t in 0..9 {
+        for k in 0..N {
+            let xs: &[f32; BLOCK] = x[taps[k][t] + cb..][..BLOCK].try_into().expect("a block");
+            for l in 0..BLOCK {
+                acc[k][l] = madd::<FMA>(xs[l], weights[t][l], acc[k][l]);
+            }
+        }
+    }
+    for (k, acc) in acc.iter().enumerate() {
+        y_row[(ox + k) * c + cb..][..BLOCK].copy_from_slice(acc);
+    }
+}
+
+/// Adds dL/dW of the interior columns of output row `oy` of image `n` into `acc`.
+#[inline(always)]
+fn kernel_gradient_interior<const FMA: bool>(
+    fixed: FixedKernel,
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    oy: usize,
+    acc: &mut [f32],
+) {
+    let c = g.in_c;
+    let row = (n * g.out_h + oy) * g.out_w;
+    for cb in (0..c).step_by(BLOCK) {
+        let mut sums = [[0.0f32; BLOCK]; 9];
+        for ox in fixed.columns.clone() {
+            let grad = &dy[(row + ox) * c + cb..][..BLOCK];
+            for (t, at) in tap_offsets(g, n, oy, ox).into_iter().enumerate() {
+                let xs = &x[at + cb..][..BLOCK];
+                for l in 0..BLOCK {
+                    sums[t][l] = madd::<FMA>(xs[l], grad[l], sums[t][l]);
+                }
+            }
+        }
+        for (t, sum) in sums.iter().enumerate() {
+            for (a, s) in acc[t * c + cb..][..BLOCK].iter_mut().zip(sum) {
+                *a += s;
+            }
+        }
+    }
+}
+
+/// Channels per register block: two AVX vectors, four SSE or NEON vectors.
+const LANES: usize = 16;
+
+/// `out[ch] += Σ a[p + ch]·b[q + ch]` over the `(p, q)` pairs, for every channel of `out`:
+/// each block of channels stays in registers across all pairs.
+#[inline(always)]
+fn gather<const FMA: bool>(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32]) {
+    let c = out.len();
+    let mut start = 0;
+    while start + LANES <= c {
+        let mut acc: [f32; LANES] = out[start..start + LANES].try_into().expect("a block");
+        for &(p, q) in pairs {
+            let (a, b) = (&a[p + start..][..LANES], &b[q + start..][..LANES]);
+            for l in 0..LANES {
+                acc[l] = madd::<FMA>(a[l], b[l], acc[l]);
+            }
+        }
+        out[start..start + LANES].copy_from_slice(&acc);
+        start += LANES;
+    }
+    for ch in start..c {
+        let mut acc = out[ch];
+        for &(p, q) in pairs {
+            acc = madd::<FMA>(a[p + ch], b[q + ch], acc);
+        }
+        out[ch] = acc;
+    }
+}
+
 /// `dx = dL/dx` from `dy`; `dx` is overwritten.
+///
+/// Input pixel (iy, ix) received tap (i, j) from output pixel
+/// ((iy + pad_top − i·dilation) / stride, …) when that division is exact and in range, so
+/// each input row gathers its gradient on its own.
 pub fn depthwise_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     let dm = check(g, dx.len(), w.len(), dy.len());
     let (c, oc) = (g.in_c, g.out_c);
-    dx.fill(0.0);
-    let image_in = g.in_h * g.in_w * c;
-    let image_pixels = g.out_h * g.out_w;
-    if image_in == 0 {
+    if dx.is_empty() {
         return;
     }
-    dx.par_chunks_mut(image_in)
+    if let Some((transposed, flipped)) = as_forward(g, dm, w) {
+        depthwise_forward(&transposed, dy, &flipped, dx);
+        return;
+    }
+    // The output position a tap at kernel index `k` came from, along one axis.
+    let source = |i: usize, k: usize, pad: usize, dilation: usize, stride: usize, out: usize| {
+        let at = (i + pad).checked_sub(k * dilation)?;
+        (at % stride == 0 && at / stride < out).then_some(at / stride)
+    };
+    dx.par_chunks_mut(g.in_w * c)
         .enumerate()
-        .for_each(|(n, dx_image)| {
-            let image_geometry = ConvGeometry { batch: 1, ..*g };
-            for p in 0..image_pixels {
-                let grad = &dy[(n * image_pixels + p) * oc..(n * image_pixels + p + 1) * oc];
-                image_geometry.for_each_tap(p, |tap, at| {
-                    let ks = &w[tap * oc..(tap + 1) * oc];
-                    let d = &mut dx_image[at..at + c];
-                    if dm == 1 {
-                        d.iter_mut()
-                            .zip(grad.iter().zip(ks))
-                            .for_each(|(d, (a, b))| *d += a * b);
-                    } else {
+        .for_each(|(row, dx_row)| {
+            let (n, iy) = (row / g.in_h, row % g.in_h);
+            dx_row.fill(0.0);
+            let mut taps = Vec::with_capacity(g.kernel_h * g.kernel_w);
+            for ix in 0..g.in_w {
+                taps.clear();
+                for i in 0..g.kernel_h {
+                    let Some(oy) = source(iy, i, g.pad_top, g.dilation_h, g.stride_h, g.out_h)
+                    else {
+                        continue;
+                    };
+                    for j in 0..g.kernel_w {
+                        if let Some(ox) =
+                            source(ix, j, g.pad_left, g.dilation_w, g.stride_w, g.out_w)
+                        {
+                            let pixel = (n * g.out_h + oy) * g.out_w + ox;
+                            taps.push((pixel * oc, (i * g.kernel_w + j) * oc));
+                        }
+                    }
+                }
+                let d = &mut dx_row[ix * c..][..c];
+                if dm == 1 {
+                    dispatch!(gather(d, &taps, dy, w));
+                } else {
+                    for &(p, q) in &taps {
                         for (ch, d) in d.iter_mut().enumerate() {
                             let r = ch * dm..(ch + 1) * dm;
-                            *d += grad[r.clone()]
+                            *d += dy[p..][r.clone()]
                                 .iter()
-                                .zip(&ks[r])
+                                .zip(&w[q..][r])
                                 .map(|(a, b)| a * b)
                                 .sum::<f32>();
                         }
                     }
-                });
+                }
             }
         });
+}
+
+/// With stride 1 and one filter per channel, dL/dx is itself a depthwise convolution:
+/// of `dy`, by the kernel flipped in both spatial axes, with padding
+/// `(kernel − 1)·dilation − pad`. Returns that geometry and kernel, or `None` when the
+/// case does not apply.
+fn as_forward(g: &ConvGeometry, dm: usize, w: &[f32]) -> Option<(ConvGeometry, Scratch)> {
+    let pad_top = ((g.kernel_h - 1) * g.dilation_h).checked_sub(g.pad_top)?;
+    let pad_left = ((g.kernel_w - 1) * g.dilation_w).checked_sub(g.pad_left)?;
+    if dm != 1 || g.stride_h != 1 || g.stride_w != 1 {
+        return None;
+    }
+    let transposed = ConvGeometry {
+        in_h: g.out_h,
+        in_w: g.out_w,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        pad_top,
+        pad_left,
+        ..*g
+    };
+    let c = g.in_c;
+    let mut flipped = Scratch::new(w.len());
+    for i in 0..g.kernel_h {
+        for j in 0..g.kernel_w {
+            let from = ((g.kernel_h - 1 - i) * g.kernel_w + (g.kernel_w - 1 - j)) * c;
+            flipped[(i * g.kernel_w + j) * c..][..c].copy_from_slice(&w[from..][..c]);
+        }
+    }
+    Some((transposed, flipped))
 }
 
 /// `dw += dL/dW` from the input `x` and `dy`.
 pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let dm = check(g, x.len(), dw.len(), dy.len());
-    let (c, oc) = (g.in_c, g.out_c);
     // Blocks of output rows in parallel, each summing into its own copy of the (small)
     // kernel; the copies are added in block order, so the sum does not depend on how
     // threads took the work.
     const ROWS_PER_BLOCK: usize = 8;
     let rows = g.batch * g.out_h;
-    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
+    let partials: Vec<Scratch> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
         .map(|block| {
-            let mut acc = vec![0.0f32; dw.len()];
-            for row in block * ROWS_PER_BLOCK..((block + 1) * ROWS_PER_BLOCK).min(rows) {
-                for p in row * g.out_w..(row + 1) * g.out_w {
-                    let grad = &dy[p * oc..(p + 1) * oc];
-                    g.for_each_tap(p, |tap, at| {
-                        let xs = &x[at..at + c];
-                        let k = &mut acc[tap * oc..(tap + 1) * oc];
-                        for (o, kv) in k.iter_mut().enumerate() {
-                            *kv += xs[o / dm] * grad[o];
-                        }
-                    });
-                }
-            }
+            let mut acc = Scratch::zeroed(dw.len());
+            let pixels = block * ROWS_PER_BLOCK * g.out_w
+                ..((block + 1) * ROWS_PER_BLOCK).min(rows) * g.out_w;
+            dispatch!(kernel_gradient(g, x, dy, dm, pixels, &mut acc));
             acc
         })
         .collect();
     super::sum_in_order(dw, &partials);
+}
+
+/// Adds dL/dW of output pixels `pixels` (whole rows) into `acc` (one kernel's worth).
+#[inline(always)]
+fn kernel_gradient<const FMA: bool>(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dm: usize,
+    pixels: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    let (c, oc) = (g.in_c, g.out_c);
+    for row in pixels.start / g.out_w..pixels.end / g.out_w {
+        let (n, oy) = (row / g.out_h, row % g.out_h);
+        let interior = match FixedKernel::for_row(g, dm, oy) {
+            Some(fixed) => {
+                kernel_gradient_interior::<FMA>(fixed.clone(), g, x, dy, n, oy, acc);
+                fixed.columns
+            }
+            None => 0..0,
+        };
+        for ox in (0..g.out_w).filter(|ox| !interior.contains(ox)) {
+            let grad = &dy[(row * g.out_w + ox) * oc..][..oc];
+            g.for_each_tap_at((n, oy, ox), |tap, at| {
+                let (xs, k) = (&x[at..][..c], &mut acc[tap * oc..][..oc]);
+                if dm == 1 {
+                    for ((k, &a), &b) in k.iter_mut().zip(xs).zip(grad) {
+                        *k = madd::<FMA>(a, b, *k);
+                    }
+                } else {
+                    for (o, k) in k.iter_mut().enumerate() {
+                        *k = madd::<FMA>(xs[o / dm], grad[o], *k);
+                    }
+                }
+            });
+        }
+    }
 }

@@ -11,8 +11,47 @@ pub mod depthwise;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
+pub mod simd;
 
 pub use conv::{ConvGeometry, Padding};
+
+use crate::activations::ActivationFn;
+
+/// What a forward kernel does to each finished block of output rows while it is still
+/// in cache: add the bias (per output channel) and apply the activation. Fusing them
+/// saves two passes over the output, which on big layers cost as much as the products.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub activation: ActivationFn,
+}
+
+impl Default for Epilogue<'_> {
+    fn default() -> Self {
+        Epilogue {
+            bias: None,
+            activation: ActivationFn::Linear,
+        }
+    }
+}
+
+impl Epilogue<'_> {
+    /// Fills whole rows of `channels` outputs with the bias (or zeros), the starting
+    /// value the products are added to.
+    pub(crate) fn init(&self, rows: &mut [f32], channels: usize) {
+        match self.bias {
+            Some(bias) => rows
+                .chunks_exact_mut(channels)
+                .for_each(|r| r.copy_from_slice(bias)),
+            None => rows.fill(0.0),
+        }
+    }
+
+    /// Applies the activation to whole rows of `channels` outputs.
+    pub(crate) fn finish(&self, rows: &mut [f32], channels: usize) {
+        self.activation.apply_slice(rows, channels);
+    }
+}
 pub use pool::PoolGeometry;
 
 /// Work below this many multiply-adds runs on the calling thread: splitting it would cost
@@ -21,10 +60,10 @@ pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 15;
 
 /// `dst += Σ partials`, the partials added one after another in their order: per-task
 /// kernel gradients summed the same way whatever the thread count or scheduling.
-pub(crate) fn sum_in_order(dst: &mut [f32], partials: &[Vec<f32>]) {
-    let mut total = vec![0.0f32; dst.len()];
+pub(crate) fn sum_in_order<P: std::ops::Deref<Target = [f32]>>(dst: &mut [f32], partials: &[P]) {
+    let mut total = crate::buffers::Scratch::zeroed(dst.len());
     for p in partials {
-        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+        total.iter_mut().zip(p.iter()).for_each(|(t, v)| *t += v);
     }
-    dst.iter_mut().zip(&total).for_each(|(d, t)| *d += t);
+    dst.iter_mut().zip(total.iter()).for_each(|(d, t)| *d += t);
 }

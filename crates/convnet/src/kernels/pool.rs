@@ -2,6 +2,7 @@
 //! ignores them, and average pooling divides by the number of real cells under the
 //! window, as Keras (TensorFlow) does for `padding="same"`.
 
+use super::simd::dispatch;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,19 +47,6 @@ impl PoolGeometry {
         assert_eq!(x, self.input_len(), "pool input length");
         assert_eq!(y, self.output_len(), "pool output length");
     }
-
-    /// Visits every output pixel of image `n` with its window; `f(out_offset, rows, cols)`.
-    fn for_each_window(
-        &self,
-        mut f: impl FnMut(usize, std::ops::Range<usize>, std::ops::Range<usize>),
-    ) {
-        for oy in 0..self.out_h {
-            for ox in 0..self.out_w {
-                let (rows, cols) = self.window(oy, ox);
-                f((oy * self.out_w + ox) * self.channels, rows, cols);
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,40 +58,47 @@ pub enum PoolKind {
 /// `y = pool(x)`; `y` is overwritten.
 pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) {
     g.check(x.len(), y.len());
-    let (c, image_in, image_out) = (
-        g.channels,
-        g.in_h * g.in_w * g.channels,
-        g.out_h * g.out_w * g.channels,
-    );
-    if image_out == 0 {
+    if y.is_empty() {
         return;
     }
-    y.par_chunks_mut(image_out)
+    // One task per output row; the channels of a pixel are the vectorised axis.
+    y.par_chunks_mut(g.out_w * g.channels)
         .enumerate()
-        .for_each(|(n, y_image)| {
-            let x_image = &x[n * image_in..(n + 1) * image_in];
-            g.for_each_window(|out, rows, cols| {
-                let o = &mut y_image[out..out + c];
-                let cells = rows.len() * cols.len();
-                o.fill(match kind {
-                    PoolKind::Max if cells > 0 => f32::NEG_INFINITY,
-                    _ => 0.0,
-                });
-                for iy in rows {
-                    for ix in cols.clone() {
-                        let xs = &x_image[(iy * g.in_w + ix) * c..(iy * g.in_w + ix + 1) * c];
-                        match kind {
-                            PoolKind::Max => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
-                            PoolKind::Average => o.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
-                        }
-                    }
+        .for_each(|(row, y_row)| dispatch!(forward_row(g, kind, x, row, y_row)));
+}
+
+#[inline(always)]
+fn forward_row<const FMA: bool>(
+    g: &PoolGeometry,
+    kind: PoolKind,
+    x: &[f32],
+    row: usize,
+    y_row: &mut [f32],
+) {
+    let c = g.channels;
+    let (n, oy) = (row / g.out_h, row % g.out_h);
+    let x_image = &x[n * g.in_h * g.in_w * c..][..g.in_h * g.in_w * c];
+    for (ox, o) in y_row.chunks_exact_mut(c).enumerate() {
+        let (rows, cols) = g.window(oy, ox);
+        let cells = rows.len() * cols.len();
+        let mut first = true;
+        o.fill(0.0);
+        for iy in rows {
+            for ix in cols.clone() {
+                let xs = &x_image[(iy * g.in_w + ix) * c..][..c];
+                match kind {
+                    PoolKind::Max if first => o.copy_from_slice(xs),
+                    PoolKind::Max => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
+                    PoolKind::Average => o.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
                 }
-                if kind == PoolKind::Average && cells > 0 {
-                    let inv = 1.0 / cells as f32;
-                    o.iter_mut().for_each(|v| *v *= inv);
-                }
-            });
-        });
+                first = false;
+            }
+        }
+        if kind == PoolKind::Average && cells > 0 {
+            let inv = 1.0 / cells as f32;
+            o.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
 }
 
 /// `dx = dL/dx` from the input `x` and `dy`; `dx` is overwritten. Max pooling sends each
@@ -111,55 +106,71 @@ pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) 
 pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     g.check(x.len(), dy.len());
     assert_eq!(dx.len(), x.len(), "pool gradient length");
-    let (c, image_in, image_out) = (
-        g.channels,
-        g.in_h * g.in_w * g.channels,
-        g.out_h * g.out_w * g.channels,
-    );
-    dx.fill(0.0);
+    let image_in = g.in_h * g.in_w * g.channels;
     if image_in == 0 {
         return;
     }
+    // Windows may overlap within an image, so each image is one task.
     dx.par_chunks_mut(image_in)
         .enumerate()
-        .for_each(|(n, dx_image)| {
-            let x_image = &x[n * image_in..(n + 1) * image_in];
-            let dy_image = &dy[n * image_out..(n + 1) * image_out];
-            let mut best = vec![(f32::NEG_INFINITY, usize::MAX); c];
-            g.for_each_window(|out, rows, cols| {
-                let grad = &dy_image[out..out + c];
-                match kind {
-                    PoolKind::Average => {
-                        let inv = 1.0 / (rows.len() * cols.len()).max(1) as f32;
-                        for iy in rows {
-                            for ix in cols.clone() {
-                                let at = (iy * g.in_w + ix) * c;
-                                dx_image[at..at + c]
-                                    .iter_mut()
-                                    .zip(grad)
-                                    .for_each(|(d, g)| *d += g * inv);
-                            }
-                        }
+        .for_each(|(n, dx_image)| dispatch!(backward_image(g, kind, x, dy, n, dx_image)));
+}
+
+#[inline(always)]
+fn backward_image<const FMA: bool>(
+    g: &PoolGeometry,
+    kind: PoolKind,
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    dx_image: &mut [f32],
+) {
+    let c = g.channels;
+    let image_out = g.out_h * g.out_w * c;
+    let x_image = &x[n * dx_image.len()..][..dx_image.len()];
+    let dy_image = &dy[n * image_out..][..image_out];
+    dx_image.fill(0.0);
+    // The window's maximum, and whether its gradient found its cell yet (all bits set
+    // once it did): the gradient is masked in with bit operations, not branches or
+    // conditional stores, so the loop vectorises well.
+    let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let (rows, cols) = g.window(oy, ox);
+            let grad = &dy_image[(oy * g.out_w + ox) * c..][..c];
+            let cells = || {
+                rows.clone()
+                    .flat_map(|iy| cols.clone().map(move |ix| (iy * g.in_w + ix) * c))
+            };
+            match kind {
+                PoolKind::Average => {
+                    let inv = 1.0 / (rows.len() * cols.len()).max(1) as f32;
+                    for at in cells() {
+                        dx_image[at..][..c]
+                            .iter_mut()
+                            .zip(grad)
+                            .for_each(|(d, g)| *d += g * inv);
                     }
-                    PoolKind::Max => {
-                        best.fill((f32::NEG_INFINITY, usize::MAX));
-                        for iy in rows {
-                            for ix in cols.clone() {
-                                let at = (iy * g.in_w + ix) * c;
-                                for (ch, b) in best.iter_mut().enumerate() {
-                                    if x_image[at + ch] > b.0 || b.1 == usize::MAX {
-                                        *b = (x_image[at + ch], at + ch);
-                                    }
-                                }
-                            }
-                        }
-                        for (ch, &(_, at)) in best.iter().enumerate() {
-                            if at != usize::MAX {
-                                dx_image[at] += grad[ch];
-                            }
+                }
+                PoolKind::Max => {
+                    max.fill(f32::NEG_INFINITY);
+                    for at in cells() {
+                        max.iter_mut()
+                            .zip(&x_image[at..][..c])
+                            .for_each(|(m, &v)| *m = m.max(v));
+                    }
+                    taken.fill(0);
+                    for at in cells() {
+                        let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
+                        let lanes = d.iter_mut().zip(xs).zip(grad).zip(&max).zip(&mut taken);
+                        for ((((d, &x), &g), &m), t) in lanes {
+                            let hit = if x == m { u32::MAX } else { 0 } & !*t;
+                            *d += f32::from_bits(g.to_bits() & hit);
+                            *t |= hit;
                         }
                     }
                 }
-            });
-        });
+            }
+        }
+    }
 }

@@ -7,8 +7,10 @@ use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
+use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// A sliding window: size, strides, padding and dilation, as Keras's conv and pooling
 /// layers take them.
@@ -190,36 +192,35 @@ pub(super) fn bias_grad(dz: &[f32], db: &mut [f32]) {
     }
 }
 
-/// Applies the activation after a layer's linear part. The training path keeps the
-/// pre-activation values when the activation's derivative needs them.
-pub(super) fn activate(act: ActivationFn, mut z: Tensor, keep: bool) -> (Tensor, Saved) {
-    if act == ActivationFn::Linear {
-        return (z, Saved::none());
-    }
-    let saved = if keep {
-        Saved::new(z.clone())
-    } else {
-        Saved::none()
-    };
+/// Applies the activation after a layer's linear part, keeping the pre-activation values
+/// for backward.
+pub(super) fn activate(act: ActivationFn, mut z: Tensor) -> (Tensor, Saved) {
+    let saved = Saved::new(z.clone());
     act.apply_inplace(&mut z);
     (z, saved)
 }
 
-/// dL/dz from dL/dy through the activation: `z` is the saved pre-activation.
-pub(super) fn activation_grad(
+/// dL/dz from dL/dy through the activation: `z` is the saved pre-activation, needed only
+/// by activations whose derivative the output `y` does not give.
+pub(super) fn activation_grad<'a>(
     layer: &dyn Layer,
     act: ActivationFn,
     saved: &Saved,
     y: &Tensor,
-    dy: &Tensor,
-) -> Result<Tensor> {
-    let mut dz = dy.clone();
-    if act != ActivationFn::Linear {
-        let z: &Tensor = saved.get(layer)?;
-        let axis = y.shape().last().copied().unwrap_or(1);
-        act.backward_inplace(z.data(), y.data(), dz.data_mut(), axis);
+    dy: &'a Tensor,
+) -> Result<Cow<'a, Tensor>> {
+    if act == ActivationFn::Linear {
+        return Ok(Cow::Borrowed(dy));
     }
-    Ok(dz)
+    let mut dz = dy.clone();
+    let z: &Tensor = if act.needs_input() {
+        saved.get(layer)?
+    } else {
+        y
+    };
+    let axis = y.shape().last().copied().unwrap_or(1);
+    act.backward_inplace(z.data(), y.data(), dz.data_mut(), axis);
+    Ok(Cow::Owned(dz))
 }
 
 /// Parses an activation given by name in Rust code; an unknown name is kept as an error
@@ -304,23 +305,38 @@ impl Conv2D {
         })
     }
 
-    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+    /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
+    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self
             .window
             .geometry(self, x.shape(), self.filters, self.groups)?;
-        let mut y = Tensor::zeros(out_shape);
-        conv::conv2d_forward(
+        let mut y = Tensor::for_overwrite(out_shape);
+        let epilogue = Epilogue {
+            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            activation,
+        };
+        conv::conv2d_forward_with(
             &g,
             x.data(),
             self.base.weights[0].value.data(),
+            epilogue,
             y.data_mut(),
         );
-        if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[1].value.data());
-        }
         Ok(y)
+    }
+
+    /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
+    fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
+        let g = self
+            .window
+            .geometry(self, x.shape(), self.filters, self.groups)?;
+        conv::conv2d_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[1].data_mut());
+        }
+        Ok(())
     }
 }
 
@@ -394,21 +410,31 @@ impl Layer for Conv2D {
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        self.weight_gradients(x, &dz, dweights)?;
         let g = self
             .window
             .geometry(self, x.shape(), self.filters, self.groups)?;
-        let mut dx = x.zeros_like();
+        let mut dx = Tensor::for_overwrite(x.shape());
         conv::conv2d_backward_input(
             &g,
             dz.data(),
             self.base.weights[0].value.data(),
             dx.data_mut(),
         );
-        conv::conv2d_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
-        if self.use_bias {
-            bias_grad(dz.data(), dweights[1].data_mut());
-        }
         Ok(vec![dx])
+    }
+
+    fn backward_weights_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<()> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        self.weight_gradients(x, &dz, dweights)
     }
 }
 

@@ -2,12 +2,13 @@
 //! Keras applies it (a (batch, h, w, c) input gives (batch, h, w, units)).
 
 use super::config::ConfigReader;
-use super::conv::{activation_grad, add_bias, bias_grad, check_channels, require_built};
+use super::conv::{activation_grad, bias_grad, check_channels, require_built};
 use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::gemm::{matmul, MatRef};
+use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
 
@@ -63,12 +64,18 @@ impl Dense {
         })
     }
 
-    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+    /// `activation(x · kernel + bias)`.
+    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let k = *x.shape().last().expect("rank checked");
         let rows = x.len() / k;
-        let mut y = Tensor::zeros(out_shape);
+        let mut y = Tensor::for_overwrite(out_shape);
+        let epilogue = Epilogue {
+            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            activation,
+        };
+        epilogue.init(y.data_mut(), self.units);
         let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
         matmul(
             rows,
@@ -78,13 +85,30 @@ impl Dense {
             kernel,
             y.data_mut(),
             self.units,
-            false,
+            true,
+            true,
+        );
+        epilogue.finish(y.data_mut(), self.units);
+        Ok(y)
+    }
+
+    /// dK += xᵀ · dz and db += Σ dz, from the input `x` and dL/d(pre-activation) `dz`.
+    fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) {
+        let k = *x.shape().last().expect("rank checked");
+        matmul(
+            k,
+            self.units,
+            x.len() / k,
+            MatRef::row_major(x.data(), k).t(),
+            MatRef::row_major(dz.data(), self.units),
+            dweights[0].data_mut(),
+            self.units,
+            true,
             true,
         );
         if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[1].value.data());
+            bias_grad(dz.data(), dweights[1].data_mut());
         }
-        Ok(y)
     }
 }
 
@@ -155,36 +179,35 @@ impl Layer for Dense {
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        self.weight_gradients(x, &dz, dweights);
         let k = *x.shape().last().expect("rank checked");
-        let rows = x.len() / k;
-        let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
-        let mut dx = x.zeros_like();
-        // dx = dz · Kᵀ ; dK += xᵀ · dz
+        let mut dx = Tensor::for_overwrite(x.shape());
+        // dx = dz · Kᵀ
         matmul(
-            rows,
+            x.len() / k,
             k,
             self.units,
             MatRef::row_major(dz.data(), self.units),
-            kernel.t(),
+            MatRef::row_major(self.base.weights[0].value.data(), self.units).t(),
             dx.data_mut(),
             k,
             false,
             true,
         );
-        matmul(
-            k,
-            self.units,
-            rows,
-            MatRef::row_major(x.data(), k).t(),
-            MatRef::row_major(dz.data(), self.units),
-            dweights[0].data_mut(),
-            self.units,
-            true,
-            true,
-        );
-        if self.use_bias {
-            bias_grad(dz.data(), dweights[1].data_mut());
-        }
         Ok(vec![dx])
+    }
+
+    fn backward_weights_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<()> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        self.weight_gradients(x, &dz, dweights);
+        Ok(())
     }
 }

@@ -3,15 +3,14 @@
 //! channels `channels · depth_multiplier`.
 
 use super::config::ConfigReader;
-use super::conv::{
-    activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
-};
+use super::conv::{activation_grad, bias_grad, check_channels, nhwc, require_built, Window};
 use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
+use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
 
@@ -78,20 +77,33 @@ impl DepthwiseConv2D {
             .geometry(self, x.shape(), c * self.depth_multiplier, c)
     }
 
-    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+    /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
+    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
-        let mut y = Tensor::zeros(out_shape);
-        depthwise::depthwise_forward(
+        let mut y = Tensor::for_overwrite(out_shape);
+        let epilogue = Epilogue {
+            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            activation,
+        };
+        depthwise::depthwise_forward_with(
             &self.geometry(x)?,
             x.data(),
             self.base.weights[0].value.data(),
+            epilogue,
             y.data_mut(),
         );
-        if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[1].value.data());
-        }
         Ok(y)
+    }
+
+    /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
+    fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
+        let g = self.geometry(x)?;
+        depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
+        if self.use_bias {
+            bias_grad(dz.data(), dweights[1].data_mut());
+        }
+        Ok(())
     }
 }
 
@@ -163,18 +175,27 @@ impl Layer for DepthwiseConv2D {
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        let g = self.geometry(x)?;
-        let mut dx = x.zeros_like();
+        self.weight_gradients(x, &dz, dweights)?;
+        let mut dx = Tensor::for_overwrite(x.shape());
         depthwise::depthwise_backward_input(
-            &g,
+            &self.geometry(x)?,
             dz.data(),
             self.base.weights[0].value.data(),
             dx.data_mut(),
         );
-        depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
-        if self.use_bias {
-            bias_grad(dz.data(), dweights[1].data_mut());
-        }
         Ok(vec![dx])
+    }
+
+    fn backward_weights_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<()> {
+        let x = *single(self, inputs)?;
+        let dz = activation_grad(self, self.activation, saved, output, dy)?;
+        self.weight_gradients(x, &dz, dweights)
     }
 }

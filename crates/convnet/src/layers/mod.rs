@@ -37,17 +37,19 @@ macro_rules! layer_base {
 macro_rules! activated_forward {
     () => {
         fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-            let mut y = self.compute(single(self, inputs)?)?;
-            self.activation.apply_inplace(&mut y);
-            Ok(y)
+            self.compute(single(self, inputs)?, self.activation)
         }
 
         fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-            Ok(crate::layers::conv::activate(
-                self.activation,
-                self.compute(single(self, inputs)?)?,
-                true,
-            ))
+            let x = single(self, inputs)?;
+            // The activation runs inside the kernel unless backward needs the values
+            // before it (for ReLU and the like the output alone gives the derivative).
+            if self.activation.needs_input() {
+                let z = self.compute(x, crate::activations::ActivationFn::Linear)?;
+                Ok(crate::layers::conv::activate(self.activation, z))
+            } else {
+                Ok((self.compute(x, self.activation)?, Saved::none()))
+            }
         }
     };
 }
@@ -314,6 +316,22 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         dweights: &mut [Tensor],
     ) -> Result<Vec<Tensor>>;
 
+    /// [`Layer::backward_impl`] when no gradient with respect to the inputs is wanted
+    /// (the layer reads the model's input, in training): only dL/dW is added. Layers
+    /// whose input gradient is a pass of its own (convolutions, Dense) skip it; the
+    /// default computes it and drops it.
+    fn backward_weights_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<()> {
+        self.backward_impl(inputs, output, saved, dy, dweights)
+            .map(drop)
+    }
+
     /// Gradients with respect to each input, from `dy = dL/d(output)`; adds dL/dW into
     /// `dweights` (one tensor per weight, in [`Layer::weights`] order; the non-trainable
     /// ones stay as they are). `saved` is what [`Layer::forward`] returned with `output`.
@@ -325,6 +343,32 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         dy: &Tensor,
         dweights: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
+        self.check_backward(inputs, output, dy, dweights)?;
+        self.backward_impl(inputs, output, saved, dy, dweights)
+    }
+
+    /// [`Layer::backward`] that only adds dL/dW (see [`Layer::backward_weights_impl`]).
+    fn backward_weights(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<()> {
+        self.check_backward(inputs, output, dy, dweights)?;
+        self.backward_weights_impl(inputs, output, saved, dy, dweights)
+    }
+
+    /// The checks shared by the backward entry points: `dy` matches the output, the
+    /// gradient buffers match the weights, and the inputs give that output.
+    fn check_backward(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        dy: &Tensor,
+        dweights: &[Tensor],
+    ) -> Result<()> {
         if dy.shape() != output.shape() {
             return Err(self.shape_error(&format!(
                 "the output gradient has shape {:?} but the output has shape {:?}",
@@ -355,7 +399,7 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
                 output.shape()
             )));
         }
-        self.backward_impl(inputs, output, saved, dy, dweights)
+        Ok(())
     }
 
     fn name(&self) -> &str {

@@ -5,7 +5,7 @@
 
 use super::config::ConfigReader;
 use super::conv::{
-    activate, activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
+    activate, activation_grad, bias_grad, check_channels, nhwc, require_built, Window,
 };
 use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::depthwise;
+use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
 
@@ -111,28 +112,30 @@ impl SeparableConv2D {
         Ok((dw, pw))
     }
 
-    /// Returns the depthwise output and the pre-activation output.
-    fn compute(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Returns the depthwise output and `activation(pointwise(depthwise) + bias)`.
+    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<(Tensor, Tensor)> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let (dw, pw) = self.geometries(x)?;
-        let mut mid = Tensor::zeros([dw.batch, dw.out_h, dw.out_w, dw.out_c]);
+        let mut mid = Tensor::for_overwrite([dw.batch, dw.out_h, dw.out_w, dw.out_c]);
         depthwise::depthwise_forward(
             &dw,
             x.data(),
             self.base.weights[0].value.data(),
             mid.data_mut(),
         );
-        let mut y = Tensor::zeros(out_shape);
-        conv::conv2d_forward(
+        let mut y = Tensor::for_overwrite(out_shape);
+        let epilogue = Epilogue {
+            bias: self.use_bias.then(|| self.base.weights[2].value.data()),
+            activation,
+        };
+        conv::conv2d_forward_with(
             &pw,
             mid.data(),
             self.base.weights[1].value.data(),
+            epilogue,
             y.data_mut(),
         );
-        if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[2].value.data());
-        }
         Ok((mid, y))
     }
 }
@@ -213,14 +216,19 @@ impl Layer for SeparableConv2D {
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let (_, mut y) = self.compute(single(self, inputs)?)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
+        Ok(self.compute(single(self, inputs)?, self.activation)?.1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
-        let (mid, z) = self.compute(single(self, inputs)?)?;
-        let (y, activation) = activate(self.activation, z, true);
+        let x = single(self, inputs)?;
+        let (mid, y, activation) = if self.activation.needs_input() {
+            let (mid, z) = self.compute(x, ActivationFn::Linear)?;
+            let (y, saved) = activate(self.activation, z);
+            (mid, y, saved)
+        } else {
+            let (mid, y) = self.compute(x, self.activation)?;
+            (mid, y, Saved::none())
+        };
         Ok((
             y,
             Saved::new(Intermediate {

@@ -154,11 +154,12 @@ impl Conv2DTranspose {
         })
     }
 
-    fn compute(&self, x: &Tensor) -> Result<Tensor> {
+    /// `activation(conv_transpose(x) + bias)`.
+    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
-        let mut y = Tensor::zeros(out_shape);
+        let mut y = Tensor::for_overwrite(out_shape);
         conv::conv2d_backward_input(
             &g,
             x.data(),
@@ -168,6 +169,7 @@ impl Conv2DTranspose {
         if self.use_bias {
             add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
+        activation.apply_inplace(&mut y);
         Ok(y)
     }
 }

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::initializers::rng_from_seed;
 use crate::layers::{default_name, shape_of, zero_grads, InputLayer, Layer, Saved, Shape, Weight};
 use crate::tensor::Tensor;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// One call of a layer inside the model.
@@ -299,13 +300,19 @@ impl Model {
     /// one tensor per output. Takes `&self` and keeps nothing, so threads can share a
     /// model; each intermediate tensor is dropped once its last reader has run.
     pub fn apply(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let values = self.run_inference(inputs, false)?;
-        // Cloned, not taken: one node may be listed as several outputs.
-        Ok(self
-            .outputs
-            .iter()
-            .map(|&o| values[o].clone().expect("outputs are kept"))
-            .collect())
+        let mut values = self.run_inference(inputs, false)?;
+        // Each output is moved out of the run; only a node listed as several outputs, or
+        // an input returned as an output, is copied.
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.outputs.len());
+        for (k, &o) in self.outputs.iter().enumerate() {
+            let value = if self.outputs[k + 1..].contains(&o) {
+                values[o].clone().expect("outputs are kept")
+            } else {
+                values[o].take().expect("outputs are kept")
+            };
+            outputs.push(value.into_owned());
+        }
+        Ok(outputs)
     }
 
     /// Inference that keeps every layer's output: (layer name, output), one per layer
@@ -319,28 +326,33 @@ impl Model {
             .map(|(n, v)| {
                 (
                     self.layers[n.layer].name().to_string(),
-                    v.expect("all kept"),
+                    v.expect("all kept").into_owned(),
                 )
             })
             .collect())
     }
 
-    /// Runs every node in order on `inputs`. Unless `keep_all`, a node's output is
-    /// dropped as soon as its last reader has run (model outputs are always kept).
-    fn run_inference(&self, inputs: &[&Tensor], keep_all: bool) -> Result<Vec<Option<Tensor>>> {
+    /// Runs every node in order on `inputs` (borrowed, not copied). Unless `keep_all`, a
+    /// node's output is dropped as soon as its last reader has run (model outputs are
+    /// always kept).
+    fn run_inference<'a>(
+        &self,
+        inputs: &[&'a Tensor],
+        keep_all: bool,
+    ) -> Result<Vec<Option<Cow<'a, Tensor>>>> {
         self.check_inputs(inputs)?;
-        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        let mut values: Vec<Option<Cow<Tensor>>> = vec![None; self.nodes.len()];
         let mut readers = self.reader_counts();
         for (id, node) in self.nodes.iter().enumerate() {
             let output = match self.inputs.iter().position(|&i| i == id) {
-                Some(k) => inputs[k].clone(),
+                Some(k) => Cow::Borrowed(inputs[k]),
                 None => {
                     let args: Vec<&Tensor> = node
                         .inputs
                         .iter()
-                        .map(|&i| values[i].as_ref().expect("inputs run first"))
+                        .map(|&i| values[i].as_deref().expect("inputs run first"))
                         .collect();
-                    self.layers[node.layer].apply(&args)?
+                    Cow::Owned(self.layers[node.layer].apply(&args)?)
                 }
             };
             values[id] = Some(output);
@@ -389,6 +401,21 @@ impl Model {
     /// for each model output. Fills the weight gradients ([`Model::gradients`]) and returns
     /// dL/d(input) for each model input.
     pub fn backward(&mut self, output_grads: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.backward_filling(output_grads, true)
+    }
+
+    /// [`Model::backward`] for training: only the weight gradients, so layers reading
+    /// the model's inputs skip their input gradient.
+    pub(crate) fn backward_weights(&mut self, output_grads: &[Tensor]) -> Result<()> {
+        self.backward_filling(output_grads, false).map(drop)
+    }
+
+    /// Zeroes (or makes) the gradient buffers and runs [`Model::backward_through`].
+    fn backward_filling(
+        &mut self,
+        output_grads: &[Tensor],
+        input_grads: bool,
+    ) -> Result<Vec<Tensor>> {
         // The buffers live from step to step; they are made again only when the weights
         // they mirror changed (a layer added, weights replaced by other shapes).
         let fits = self.grads.len() == self.layers.len()
@@ -404,20 +431,21 @@ impl Model {
             self.grads = self.layers.iter().map(|l| zero_grads(l.as_ref())).collect();
         }
         let mut grads = std::mem::take(&mut self.grads);
-        let result = self.backward_through(&self.tape, output_grads, &mut grads);
+        let result = self.backward_through(&self.tape, output_grads, &mut grads, input_grads);
         self.grads = grads;
         result
     }
 
     /// Backpropagation through a recorded forward pass, without changing the model:
-    /// adds dL/dW into `weight_grads` (per layer, per weight) and returns dL/d(input).
-    /// A model nested as a layer runs its backward through this with the tape its
-    /// forward saved.
+    /// adds dL/dW into `weight_grads` (per layer, per weight) and returns dL/d(input)
+    /// (an empty list unless `input_grads`). A model nested as a layer runs its backward
+    /// through this with the tape its forward saved.
     pub(crate) fn backward_through(
         &self,
         tape: &Tape,
         output_grads: &[Tensor],
         weight_grads: &mut [Vec<Tensor>],
+        input_grads: bool,
     ) -> Result<Vec<Tensor>> {
         if tape.saved.len() != self.nodes.len() {
             return Err(model_error(
@@ -458,6 +486,16 @@ impl Model {
                 .map(|&i| tape.outputs[i].as_ref().expect("kept on the tape"))
                 .collect();
             let output = tape.outputs[id].as_ref().expect("kept on the tape");
+            if !input_grads && node.inputs.iter().all(|i| self.inputs.contains(i)) {
+                self.layers[node.layer].backward_weights(
+                    &args,
+                    output,
+                    &tape.saved[id],
+                    &dy,
+                    &mut weight_grads[node.layer],
+                )?;
+                continue;
+            }
             let dx = self.layers[node.layer].backward(
                 &args,
                 output,
@@ -468,6 +506,9 @@ impl Model {
             for (&i, g) in node.inputs.iter().zip(dx) {
                 accumulate(&mut node_grads[i], g)?;
             }
+        }
+        if !input_grads {
+            return Ok(Vec::new());
         }
         Ok(self
             .inputs

@@ -149,7 +149,7 @@ impl Layer for NestedModel {
             .collect();
         let dx = self
             .model
-            .backward_through(tape, std::slice::from_ref(dy), &mut grads)?;
+            .backward_through(tape, std::slice::from_ref(dy), &mut grads, true)?;
         for (sum, g) in dweights.iter_mut().zip(grads.iter().flatten()) {
             sum.add_assign(g)?;
         }

@@ -242,7 +242,7 @@ impl Model {
         let refs: Vec<&Tensor> = x.iter().collect();
         let predictions = self.forward(&refs, true)?;
         let grads = self.score(&predictions, y, weights, trackers)?;
-        self.backward(&grads)?;
+        self.backward_weights(&grads)?;
         self.apply_optimizer()
     }
 

@@ -1,0 +1,121 @@
+//! Recycled float buffers. A training step allocates the same large tensors (layer
+//! outputs, gradients, im2col tiles) every time; taken fresh from the system allocator,
+//! each is a new mapping that the kernel must fault in and zero page by page, which cost
+//! as much as the arithmetic on big layers. Buffers of tensors that are dropped come back
+//! here and the next tensor of a similar size reuses one, so steady-state training
+//! allocates nothing new.
+//!
+//! The pool is bounded (count and bytes): memory it keeps is memory the process holds.
+
+use std::sync::Mutex;
+
+/// Buffers smaller than this (in floats) go straight to the allocator, which recycles
+/// small blocks well on its own.
+const MIN_POOLED: usize = 1 << 14;
+/// At most this many buffers and this many floats are kept.
+const MAX_BUFFERS: usize = 64;
+const MAX_FLOATS: usize = 1 << 28;
+
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A buffer of `len` floats whose contents are unspecified (zeros or the values of an
+/// earlier tensor): for outputs a kernel overwrites entirely.
+pub(crate) fn take(len: usize) -> Vec<f32> {
+    if len >= MIN_POOLED {
+        let mut pool = lock();
+        // The smallest buffer that fits, and not one more than twice too big: a small
+        // tensor must not pin a huge buffer.
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 2 * len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut buffer = pool.swap_remove(i);
+            drop(pool);
+            buffer.resize(len, 0.0);
+            return buffer;
+        }
+    }
+    vec![0.0; len]
+}
+
+/// A buffer of `len` zeros.
+pub(crate) fn zeroed(len: usize) -> Vec<f32> {
+    let mut buffer = take(len);
+    buffer.fill(0.0);
+    buffer
+}
+
+/// Hands a buffer back for reuse (or frees it when the pool is full).
+pub(crate) fn give(buffer: Vec<f32>) {
+    if buffer.capacity() < MIN_POOLED {
+        return;
+    }
+    let mut pool = lock();
+    pool.push(buffer);
+    // Over the bounds, the oldest buffers go first.
+    let mut total: usize = pool.iter().map(Vec::capacity).sum();
+    while pool.len() > MAX_BUFFERS || total > MAX_FLOATS {
+        total -= pool.remove(0).capacity();
+    }
+}
+
+/// A scratch buffer (an im2col tile, per-task partial sums) that returns to the pool
+/// when dropped.
+pub(crate) struct Scratch(Vec<f32>);
+
+impl Scratch {
+    /// `len` floats, contents unspecified.
+    pub(crate) fn new(len: usize) -> Self {
+        Scratch(take(len))
+    }
+
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Scratch(zeroed(len))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_a_returned_buffer_and_sizes_it() {
+        let a = take(1 << 16);
+        let ptr = a.as_ptr();
+        give(a);
+        let b = take((1 << 16) - 5);
+        // Another test may have taken it in between; then a fresh one is also right.
+        assert_eq!(b.len(), (1 << 16) - 5);
+        if b.as_ptr() == ptr {
+            assert!(b.capacity() >= 1 << 16);
+        }
+        let z = zeroed(1 << 15);
+        assert!(z.iter().all(|&v| v == 0.0));
+    }
+}
