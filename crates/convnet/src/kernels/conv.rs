@@ -230,8 +230,21 @@ impl ConvGeometry {
             .zip(self.pixels(first, rows))
         {
             // Only pixels near the border have taps in the padding, which read as zeros.
-            if !self.all_taps_inside(at.1, at.2) {
+            let inside = self.all_taps_inside(at.1, at.2);
+            if !inside {
                 row.fill(0.0);
+            } else if self.groups == 1 && self.dilation_w == 1 {
+                // A kernel row's taps are neighbouring pixels, whose channels lie side by
+                // side in NHWC: one copy per kernel row.
+                let (n, oy, ox) = at;
+                let span = self.kernel_w * cg;
+                for i in 0..self.kernel_h {
+                    let iy = oy * self.stride_h + i * self.dilation_h - self.pad_top;
+                    let ix = ox * self.stride_w - self.pad_left;
+                    let src = ((n * self.in_h + iy) * self.in_w + ix) * cg;
+                    row[i * span..][..span].copy_from_slice(&x[src..][..span]);
+                }
+                continue;
             }
             if cg == 1 {
                 // One channel per tap (a first layer on grey images): a copy call per
@@ -399,34 +412,38 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
         }
         return;
     }
-    // Tiles run in parallel, each summing into its own copy of dW; the copies are added
-    // at the end in tile order, so the result does not depend on how threads took the
-    // work (same seed, same weights, bit for bit).
+    // The tiles are split into one contiguous run per thread; each run sums into its own
+    // copy of dW and the copies are added at the end in order, so the result does not
+    // depend on how threads took the work (same seed and thread count, same weights, bit
+    // for bit).
     let rows_per_tile = g.tile_rows();
     let patch = g.patch_len();
     let tiles = pixels.div_ceil(rows_per_tile);
-    let partials: Vec<Vec<f32>> = (0..tiles)
+    let runs = rayon::current_num_threads().clamp(1, tiles);
+    let partials: Vec<Scratch> = (0..runs)
         .into_par_iter()
-        .map(|t| {
-            let first = t * rows_per_tile;
-            let rows = rows_per_tile.min(pixels - first);
-            let mut acc = vec![0.0f32; dw.len()];
-            let mut col = vec![0.0f32; rows * patch];
-            for group in 0..g.groups {
-                g.im2col(x, group, first, rows, &mut col);
-                let colt = MatRef::row_major(&col, patch).t();
-                let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
-                matmul(
-                    patch,
-                    og,
-                    rows,
-                    colt,
-                    b,
-                    &mut acc[group * og..],
-                    oc,
-                    true,
-                    false,
-                );
+        .map(|run| {
+            let mut acc = Scratch::zeroed(dw.len());
+            let mut col = Scratch::new(rows_per_tile * patch);
+            for t in run * tiles / runs..(run + 1) * tiles / runs {
+                let first = t * rows_per_tile;
+                let rows = rows_per_tile.min(pixels - first);
+                for group in 0..g.groups {
+                    g.im2col(x, group, first, rows, &mut col);
+                    let colt = MatRef::row_major(&col, patch).t();
+                    let b = MatRef::row_major(&dy[first * oc + group * og..], oc);
+                    matmul(
+                        patch,
+                        og,
+                        rows,
+                        colt,
+                        b,
+                        &mut acc[group * og..],
+                        oc,
+                        true,
+                        false,
+                    );
+                }
             }
             acc
         })

@@ -212,6 +212,13 @@ pub(super) fn activation_grad<'a>(
     if act == ActivationFn::Linear {
         return Ok(Cow::Borrowed(dy));
     }
+    if act == ActivationFn::Relu {
+        // One pass that writes dz, rather than a copy of dy and a pass over the copy.
+        let mut dz = Tensor::for_overwrite(dy.shape());
+        let lanes = dz.data_mut().iter_mut().zip(dy.data()).zip(y.data());
+        lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
+        return Ok(Cow::Owned(dz));
+    }
     let mut dz = dy.clone();
     let z: &Tensor = if act.needs_input() {
         saved.get(layer)?

@@ -155,16 +155,23 @@ impl Layer for Dropout {
         let seed = self.seed.unwrap_or(0);
         let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
         let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
-        let small: Vec<f32> = (0..mask_shape.iter().product::<usize>())
-            .map(|_| {
-                if rng.random::<f64>() < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = broadcast(&small, &mask_shape, x.shape());
+        // Each 64-bit draw decides two cells: a cell is kept when its 32 bits fall under
+        // keep·2³².
+        let threshold = (keep * 4_294_967_296.0) as u64;
+        let cells = mask_shape.iter().product::<usize>();
+        let mut small = Vec::with_capacity(cells + 1);
+        while small.len() < cells {
+            let bits = rng.random::<u64>();
+            for half in [bits & 0xffff_ffff, bits >> 32] {
+                small.push(if half < threshold { scale } else { 0.0 });
+            }
+        }
+        small.truncate(cells);
+        let mask = if mask_shape == x.shape() {
+            Tensor::new(mask_shape, small)?
+        } else {
+            broadcast(&small, &mask_shape, x.shape())
+        };
         let mut y = x.clone();
         y.data_mut()
             .iter_mut()

@@ -125,7 +125,7 @@ impl Layer for Pooling2D {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
-        let mut y = Tensor::zeros(infer(self, &[x])?);
+        let mut y = Tensor::for_overwrite(infer(self, &[x])?);
         pool_forward(
             &self.geometry(x.shape(), y.shape())?,
             self.kind,
@@ -144,7 +144,7 @@ impl Layer for Pooling2D {
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
-        let mut dx = x.zeros_like();
+        let mut dx = Tensor::for_overwrite(x.shape());
         pool_backward(
             &self.geometry(x.shape(), output.shape())?,
             self.kind,
@@ -257,7 +257,7 @@ impl Layer for GlobalPooling2D {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
-        let mut y = Tensor::zeros(infer(self, &[x])?);
+        let mut y = Tensor::for_overwrite(infer(self, &[x])?);
         pool_forward(
             &Self::geometry(x.shape()),
             self.kind,
@@ -276,7 +276,7 @@ impl Layer for GlobalPooling2D {
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
-        let mut dx = x.zeros_like();
+        let mut dx = Tensor::for_overwrite(x.shape());
         pool_backward(
             &Self::geometry(x.shape()),
             self.kind,
