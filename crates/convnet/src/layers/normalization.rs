@@ -176,15 +176,35 @@ impl BatchNormalization {
             self.per_channel(g, channels, 1.0),
             self.per_channel(b, channels, 0.0),
         );
-        let mut y = x.clone();
-        let mut x_hat = keep_x_hat.then(|| x.clone());
-        for (i, v) in y.data_mut().iter_mut().enumerate() {
-            let ch = (i / inner) % channels;
-            let h = (*v - mean[ch]) * inv_std[ch];
+        let mut y = Tensor::for_overwrite(x.shape());
+        let mut x_hat = keep_x_hat.then(|| Tensor::for_overwrite(x.shape()));
+        // Runs of `inner` values share a channel; with channels last (inner = 1) a run
+        // is a pixel's channels instead, so the inner loop is always a long one.
+        let run = if inner == 1 { channels } else { inner };
+        if run == 0 || x.is_empty() {
+            return Ok((y, x_hat));
+        }
+        let runs = y.data_mut().chunks_exact_mut(run).zip(x.data().chunks_exact(run));
+        for (r, (y_run, x_run)) in runs.enumerate() {
+            let channel_of = |k: usize| if inner == 1 { k } else { r % channels };
             if let Some(xh) = x_hat.as_mut() {
-                xh.data_mut()[i] = h;
+                let xh_run = &mut xh.data_mut()[r * run..][..run];
+                for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate() {
+                    let ch = channel_of(k);
+                    *h = (x - mean[ch]) * inv_std[ch];
+                    *y = gamma[ch] * *h + beta[ch];
+                }
+            } else if inner == 1 {
+                let params = mean.iter().zip(inv_std).zip(gamma.iter().zip(beta.iter()));
+                for ((y, &x), ((m, s), (g, b))) in y_run.iter_mut().zip(x_run).zip(params) {
+                    *y = g * ((x - m) * s) + b;
+                }
+            } else {
+                let ch = r % channels;
+                for (y, &x) in y_run.iter_mut().zip(x_run) {
+                    *y = gamma[ch] * ((x - mean[ch]) * inv_std[ch]) + beta[ch];
+                }
             }
-            *v = gamma[ch] * h + beta[ch];
         }
         Ok((y, x_hat))
     }
