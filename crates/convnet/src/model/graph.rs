@@ -39,6 +39,14 @@ pub(crate) struct Tape {
     saved: Vec<Saved>,
 }
 
+impl Tape {
+    /// The recorded outputs of `nodes`.
+    pub(crate) fn values(&self, nodes: &[usize]) -> Vec<&Tensor> {
+        let value = |&n: &usize| self.outputs[n].as_ref().expect("kept on the tape");
+        nodes.iter().map(value).collect()
+    }
+}
+
 pub struct Model {
     pub(crate) name: String,
     /// Built by `Sequential`: the summary hides the InputLayer and `add` works.
@@ -48,7 +56,7 @@ pub struct Model {
     pub(crate) nodes: Vec<Node>,
     pub(crate) inputs: Vec<usize>,
     pub(crate) outputs: Vec<usize>,
-    tape: Tape,
+    pub(crate) tape: Tape,
     /// dL/dW per layer and weight, filled by `backward`.
     grads: Vec<Vec<Tensor>>,
     /// What `compile` fixed: optimizer, losses, metrics.
@@ -369,7 +377,7 @@ impl Model {
     /// The training path: Keras's `model(inputs, training=training)`, keeping every
     /// node's output and saved state for [`Model::backward`]. BatchNormalization updates
     /// its moving statistics and Dropout drops when `training` is true.
-    pub fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<Vec<Tensor>> {
+    pub fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<Vec<&Tensor>> {
         self.check_inputs(inputs)?;
         let tape = &mut self.tape;
         tape.outputs.clear();
@@ -390,11 +398,7 @@ impl Model {
             tape.outputs[id] = Some(output);
             tape.saved.push(saved);
         }
-        Ok(self
-            .outputs
-            .iter()
-            .map(|&o| tape.outputs[o].clone().expect("kept on the tape"))
-            .collect())
+        Ok(tape.values(&self.outputs))
     }
 
     /// Backpropagation through the last [`Model::forward`]: `output_grads` are dL/d(output)
@@ -463,14 +467,15 @@ impl Model {
                 ),
             ));
         }
-        let mut node_grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        // Gradients are borrowed until two of them meet at a node and must be added.
+        let mut node_grads: Vec<Option<Cow<Tensor>>> = vec![None; self.nodes.len()];
         for (&o, g) in self.outputs.iter().zip(output_grads) {
             let shape = tape.outputs[o].as_ref().expect("kept on the tape").shape();
             if g.shape() != shape {
                 let layer = self.layers[self.nodes[o].layer].name();
                 return Err(model_error(&self.name, format!("the gradient for output '{layer}' has shape {:?}, the output has {shape:?}", g.shape())));
             }
-            accumulate(&mut node_grads[o], g.clone())?;
+            accumulate(&mut node_grads[o], Cow::Borrowed(g))?;
         }
         for id in (0..self.nodes.len()).rev() {
             let node = &self.nodes[id];
@@ -504,7 +509,7 @@ impl Model {
                 &mut weight_grads[node.layer],
             )?;
             for (&i, g) in node.inputs.iter().zip(dx) {
-                accumulate(&mut node_grads[i], g)?;
+                accumulate(&mut node_grads[i], Cow::Owned(g))?;
             }
         }
         if !input_grads {
@@ -514,9 +519,10 @@ impl Model {
             .inputs
             .iter()
             .map(|&i| {
-                node_grads[i]
-                    .take()
-                    .unwrap_or_else(|| tape.outputs[i].as_ref().expect("kept").zeros_like())
+                node_grads[i].take().map_or_else(
+                    || tape.outputs[i].as_ref().expect("kept").zeros_like(),
+                    Cow::into_owned,
+                )
             })
             .collect())
     }
@@ -627,9 +633,9 @@ impl Model {
 }
 
 /// Adds `g` into a gradient slot that may still be empty.
-fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+fn accumulate<'a>(slot: &mut Option<Cow<'a, Tensor>>, g: Cow<'a, Tensor>) -> Result<()> {
     match slot {
-        Some(sum) => sum.add_assign(&g),
+        Some(sum) => sum.to_mut().add_assign(&g),
         None => {
             *slot = Some(g);
             Ok(())

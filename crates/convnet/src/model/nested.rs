@@ -129,7 +129,7 @@ impl Layer for NestedModel {
 
     fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
         let output = self.model.forward(inputs, training)?.remove(0);
-        Ok((output, Saved::new(self.model.take_tape())))
+        Ok((output.clone(), Saved::new(self.model.take_tape())))
     }
 
     fn backward_impl(

@@ -209,13 +209,12 @@ impl Model {
     /// Losses of `predictions` against `targets`: updates the trackers and metrics, and
     /// returns dL/d(prediction) for each output.
     fn score(
-        &mut self,
-        predictions: &[Tensor],
+        compiled: &mut Compiled,
+        predictions: &[&Tensor],
         targets: &[Tensor],
         weights: Option<&[f32]>,
         trackers: &mut Trackers,
     ) -> Result<Vec<Tensor>> {
-        let compiled = self.compiled_mut()?;
         let mut grads = Vec::with_capacity(predictions.len());
         let mut total = 0.0;
         for (o, (pred, target)) in predictions.iter().zip(targets).enumerate() {
@@ -240,8 +239,12 @@ impl Model {
         trackers: &mut Trackers,
     ) -> Result<()> {
         let refs: Vec<&Tensor> = x.iter().collect();
-        let predictions = self.forward(&refs, true)?;
-        let grads = self.score(&predictions, y, weights, trackers)?;
+        self.compiled_mut()?;
+        self.forward(&refs, true)?;
+        // The predictions stay on the tape (borrowed, not copied) while they are scored.
+        let predictions = self.tape.values(&self.outputs);
+        let compiled = self.compiled.as_deref_mut().expect("checked above");
+        let grads = Self::score(compiled, &predictions, y, weights, trackers)?;
         self.backward_weights(&grads)?;
         self.apply_optimizer()
     }
@@ -400,7 +403,8 @@ impl Model {
                 .collect::<Result<_>>()?;
             let refs: Vec<&Tensor> = bx.iter().collect();
             let predictions = self.apply(&refs)?;
-            self.score(&predictions, &by, None, &mut trackers)?;
+            let predictions: Vec<&Tensor> = predictions.iter().collect();
+            Self::score(self.compiled_mut()?, &predictions, &by, None, &mut trackers)?;
         }
         Ok(self.collect_logs(&trackers, prefix))
     }
