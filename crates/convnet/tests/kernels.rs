@@ -190,6 +190,15 @@ fn depthwise_matches_grouped_convolution_by_definition() {
 }
 
 #[test]
+fn portable_kernels_match_by_definition() {
+    // The routes taken on CPUs without AVX2, checked here on whatever CPU runs the tests.
+    convnet::kernels::simd::force_portable(true);
+    depthwise_fast_paths_match_by_definition();
+    conv_3x3_over_several_tiles();
+    convnet::kernels::simd::force_portable(false);
+}
+
+#[test]
 fn depthwise_fast_paths_match_by_definition() {
     // Channels in whole blocks of 8 (the register-blocked 3x3 path and, at stride 1, the
     // input gradient as a flipped-kernel convolution) next to a 5x5 kernel and 20

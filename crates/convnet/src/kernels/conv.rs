@@ -404,12 +404,26 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
         return;
     }
     if g.is_pointwise() {
-        // dW (cin × cout) += xᵀ (cin × pixels) · dy (pixels × cout), one product per group.
-        for group in 0..g.groups {
-            let xt = MatRef::row_major(&x[group * cg..], g.in_c).t();
-            let b = MatRef::row_major(&dy[group * og..], oc);
-            matmul(cg, og, pixels, xt, b, &mut dw[group * og..], oc, true, true);
-        }
+        // dW (cin × cout) += xᵀ (cin × pixels) · dy (pixels × cout), one product per group
+        // and per thread's run of pixels: the product is small and its inner dimension
+        // long, so splitting that dimension is what keeps every core busy. The runs'
+        // sums are added in order, as below.
+        let runs = rayon::current_num_threads().clamp(1, pixels.div_ceil(1024));
+        let partials: Vec<Scratch> = (0..runs)
+            .into_par_iter()
+            .map(|run| {
+                let mut acc = Scratch::zeroed(dw.len());
+                let (start, end) = (run * pixels / runs, (run + 1) * pixels / runs);
+                for group in 0..g.groups {
+                    let xt = MatRef::row_major(&x[start * g.in_c + group * cg..], g.in_c).t();
+                    let b = MatRef::row_major(&dy[start * oc + group * og..], oc);
+                    let dst = &mut acc[group * og..];
+                    matmul(cg, og, end - start, xt, b, dst, oc, true, false);
+                }
+                acc
+            })
+            .collect();
+        super::sum_in_order(dw, &partials);
         return;
     }
     // The tiles are split into one contiguous run per thread; each run sums into its own

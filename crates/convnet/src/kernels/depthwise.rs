@@ -48,11 +48,11 @@ pub fn depthwise_forward_with(
     y.par_chunks_mut(g.out_w * g.out_c)
         .enumerate()
         .for_each(|(row, y_row)| {
-            epilogue.init(y_row, g.out_c);
             let (n, oy) = (row / g.out_h, row % g.out_h);
+            // The interior starts from the bias in registers; other pixels from memory.
             let interior = match FixedKernel::for_row(g, dm, oy) {
                 Some(fixed) => {
-                    forward_interior_fastest(fixed.clone(), g, x, w, n, oy, y_row);
+                    forward_interior_fastest(fixed.clone(), g, x, w, epilogue.bias, n, oy, y_row);
                     fixed.columns
                 }
                 None => 0..0,
@@ -60,6 +60,7 @@ pub fn depthwise_forward_with(
             let mut taps = Vec::with_capacity(g.kernel_h * g.kernel_w);
             for ox in (0..g.out_w).filter(|ox| !interior.contains(ox)) {
                 let out = &mut y_row[ox * g.out_c..][..g.out_c];
+                epilogue.init(out, g.out_c);
                 taps.clear();
                 g.for_each_tap_at((n, oy, ox), |tap, at| taps.push((at, tap * g.out_c)));
                 if dm == 1 {
@@ -142,11 +143,13 @@ fn tap_offsets(g: &ConvGeometry, n: usize, oy: usize, ox: usize) -> [usize; 9] {
 
 /// [`forward_interior`] by the fastest route this CPU has: hand-written AVX2 where
 /// available, the compiler's vectorisation of the portable loops elsewhere.
+#[allow(clippy::too_many_arguments)]
 fn forward_interior_fastest(
     fixed: FixedKernel,
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
+    bias: Option<&[f32]>,
     n: usize,
     oy: usize,
     y_row: &mut [f32],
@@ -154,10 +157,10 @@ fn forward_interior_fastest(
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
-        unsafe { x86::forward_interior(fixed, g, x, w, n, oy, y_row) };
+        unsafe { x86::forward_interior(fixed, g, x, w, bias, n, oy, y_row) };
         return;
     }
-    dispatch!(forward_interior(fixed, g, x, w, n, oy, y_row));
+    dispatch!(forward_interior(fixed, g, x, w, bias, n, oy, y_row));
 }
 
 /// [`kernel_gradient_interior`] by the fastest route this CPU has.
@@ -201,15 +204,25 @@ mod x86 {
     pub(super) unsafe fn gather(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32]) {
         let c = out.len();
         assert!(c.is_multiple_of(BLOCK));
-        assert!(pairs.iter().all(|&(p, q)| p + c <= a.len() && q + c <= b.len()));
+        assert!(pairs
+            .iter()
+            .all(|&(p, q)| p + c <= a.len() && q + c <= b.len()));
         let (ap, bp, op) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
         for cb in (0..c).step_by(BLOCK) {
             let (mut even, mut odd) = (_mm256_loadu_ps(op.add(cb)), _mm256_setzero_ps());
             for pair in pairs.chunks(2) {
                 let (p, q) = pair[0];
-                even = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(p + cb)), _mm256_loadu_ps(bp.add(q + cb)), even);
+                even = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(ap.add(p + cb)),
+                    _mm256_loadu_ps(bp.add(q + cb)),
+                    even,
+                );
                 if let Some(&(p, q)) = pair.get(1) {
-                    odd = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(p + cb)), _mm256_loadu_ps(bp.add(q + cb)), odd);
+                    odd = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(ap.add(p + cb)),
+                        _mm256_loadu_ps(bp.add(q + cb)),
+                        odd,
+                    );
                 }
             }
             _mm256_storeu_ps(op.add(cb), _mm256_add_ps(even, odd));
@@ -231,8 +244,13 @@ mod x86 {
         let c = g.in_c;
         let (first, last) = (fixed.columns.start, fixed.columns.end - 1);
         let row = (n * g.out_h + oy) * g.out_w;
-        let (lo, hi) = (tap_offsets(g, n, oy, first)[0], tap_offsets(g, n, oy, last)[8]);
-        assert!(lo <= hi && hi + c <= x.len() && (row + last + 1) * c <= dy.len() && 9 * c <= acc.len());
+        let (lo, hi) = (
+            tap_offsets(g, n, oy, first)[0],
+            tap_offsets(g, n, oy, last)[8],
+        );
+        assert!(
+            lo <= hi && hi + c <= x.len() && (row + last + 1) * c <= dy.len() && 9 * c <= acc.len()
+        );
         let step = g.stride_w * c;
         let (xp, dp, ap) = (x.as_ptr(), dy.as_ptr(), acc.as_mut_ptr());
         let taps = tap_offsets(g, n, oy, first);
@@ -256,20 +274,26 @@ mod x86 {
     /// channel block in registers, three independent chains of multiply-adds per output
     /// (one per kernel row), one load per multiply-add.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn forward_interior(
         fixed: FixedKernel,
         g: &ConvGeometry,
         x: &[f32],
         w: &[f32],
+        bias: Option<&[f32]>,
         n: usize,
         oy: usize,
         y_row: &mut [f32],
     ) {
         let c = g.in_c;
+        assert!(bias.is_none_or(|b| b.len() == c));
         let (first, last) = (fixed.columns.start, fixed.columns.end - 1);
         // Every load below lies between the first column's first tap and the last
         // column's last tap, and every store inside the row: checked once here.
-        let (lo, hi) = (tap_offsets(g, n, oy, first)[0], tap_offsets(g, n, oy, last)[8]);
+        let (lo, hi) = (
+            tap_offsets(g, n, oy, first)[0],
+            tap_offsets(g, n, oy, last)[8],
+        );
         assert!(lo <= hi && hi + c <= x.len() && (last + 1) * c <= y_row.len() && 9 * c <= w.len());
         let step = g.stride_w * c;
         let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y_row.as_mut_ptr());
@@ -281,7 +305,9 @@ mod x86 {
                 let at = |t: usize| _mm256_loadu_ps(xp.add(taps[t] + k * step + cb));
                 let wt = |t: usize| _mm256_loadu_ps(wp.add(t * c + cb));
                 let out = yp.add(ox * c + cb);
-                let mut r0 = _mm256_fmadd_ps(at(0), wt(0), _mm256_loadu_ps(out));
+                let start =
+                    bias.map_or(_mm256_setzero_ps(), |b| _mm256_loadu_ps(b.as_ptr().add(cb)));
+                let mut r0 = _mm256_fmadd_ps(at(0), wt(0), start);
                 let mut r1 = _mm256_mul_ps(at(3), wt(3));
                 let mut r2 = _mm256_mul_ps(at(6), wt(6));
                 r0 = _mm256_fmadd_ps(at(1), wt(1), r0);
@@ -296,13 +322,15 @@ mod x86 {
     }
 }
 
-/// Adds the products of the interior columns of one output row onto `y_row`.
+/// Writes the interior columns of one output row: the bias (or zero) plus the products.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn forward_interior<const FMA: bool>(
     fixed: FixedKernel,
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
+    bias: Option<&[f32]>,
     n: usize,
     oy: usize,
     y_row: &mut [f32],
@@ -311,15 +339,18 @@ fn forward_interior<const FMA: bool>(
     for cb in (0..c).step_by(BLOCK) {
         let weights: [[f32; BLOCK]; 9] =
             std::array::from_fn(|t| w[t * c + cb..][..BLOCK].try_into().expect("a block"));
+        let start: [f32; BLOCK] = bias.map_or([0.0; BLOCK], |b| {
+            b[cb..][..BLOCK].try_into().expect("a block")
+        });
         // Four columns at a time: four independent chains of multiply-adds, so the FMA
         // units are not left waiting on one accumulator's latency.
         let mut ox = fixed.columns.start;
         while ox + 4 <= fixed.columns.end {
-            forward_columns::<FMA, 4>(g, x, &weights, n, oy, ox, cb, y_row);
+            forward_columns::<FMA, 4>(g, x, &weights, &start, (n, oy, ox), cb, y_row);
             ox += 4;
         }
         for ox in ox..fixed.columns.end {
-            forward_columns::<FMA, 1>(g, x, &weights, n, oy, ox, cb, y_row);
+            forward_columns::<FMA, 1>(g, x, &weights, &start, (n, oy, ox), cb, y_row);
         }
     }
 }
@@ -332,19 +363,14 @@ fn forward_columns<const FMA: bool, const N: usize>(
     g: &ConvGeometry,
     x: &[f32],
     weights: &[[f32; BLOCK]; 9],
-    n: usize,
-    oy: usize,
-    ox: usize,
+    start: &[f32; BLOCK],
+    (n, oy, ox): (usize, usize, usize),
     cb: usize,
     y_row: &mut [f32],
 ) {
     let c = g.in_c;
     let taps: [[usize; 9]; N] = std::array::from_fn(|k| tap_offsets(g, n, oy, ox + k));
-    let mut acc: [[f32; BLOCK]; N] = std::array::from_fn(|k| {
-        y_row[(ox + k) * c + cb..][..BLOCK]
-            .try_into()
-            .expect("a block")
-    });
+    let mut acc: [[f32; BLOCK]; N] = [*start; N];
     for t in 0..9 {
         for k in 0..N {
             let xs: &[f32; BLOCK] = x[taps[k][t] + cb..][..BLOCK].try_into().expect("a block");

@@ -6,22 +6,35 @@
 //! `dispatch!` does the choosing: the body is an `#[inline(always)]` generic function,
 //! inlined into a `#[target_feature]` wrapper so it is compiled with those features.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+
+/// Set by [`force_portable`]: the AVX2 copies are not used even where they could be.
+static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Makes every kernel take its portable route (the one for CPUs without AVX2), so tests
+/// on an AVX2 machine can check that route too. Both routes give the same results up to
+/// rounding.
+#[doc(hidden)]
+pub fn force_portable(on: bool) {
+    PORTABLE_ONLY.store(on, Ordering::Relaxed);
+}
 
 /// Whether the AVX2+FMA copies can run here (checked once).
 #[inline]
 pub fn has_avx2_fma() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
-    *DETECTED.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    !PORTABLE_ONLY.load(Ordering::Relaxed)
+        && *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        })
 }
 
 /// Whether the baseline copy may fuse multiply-adds: always on aarch64, where `fmla` is

@@ -191,7 +191,11 @@ pub(super) fn add_bias(y: &mut [f32], bias: &[f32]) {
 pub(super) fn bias_grad(dz: &[f32], db: &mut [f32]) {
     use rayon::prelude::*;
     let rows = dz.len().checked_div(db.len()).unwrap_or(0);
-    let runs = if dz.len() < 1 << 16 { 1 } else { rayon::current_num_threads().clamp(1, rows) };
+    let runs = if dz.len() < 1 << 16 {
+        1
+    } else {
+        rayon::current_num_threads().clamp(1, rows)
+    };
     let partials: Vec<Vec<f32>> = (0..runs)
         .into_par_iter()
         .map(|run| {

@@ -184,12 +184,16 @@ impl BatchNormalization {
         if run == 0 || x.is_empty() {
             return Ok((y, x_hat));
         }
-        let runs = y.data_mut().chunks_exact_mut(run).zip(x.data().chunks_exact(run));
+        let runs = y
+            .data_mut()
+            .chunks_exact_mut(run)
+            .zip(x.data().chunks_exact(run));
         for (r, (y_run, x_run)) in runs.enumerate() {
             let channel_of = |k: usize| if inner == 1 { k } else { r % channels };
             if let Some(xh) = x_hat.as_mut() {
                 let xh_run = &mut xh.data_mut()[r * run..][..run];
-                for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate() {
+                for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate()
+                {
                     let ch = channel_of(k);
                     *h = (x - mean[ch]) * inv_std[ch];
                     *y = gamma[ch] * *h + beta[ch];
