@@ -232,9 +232,14 @@ pub(super) fn activation_grad<'a>(
     }
     if act == ActivationFn::Relu {
         // One pass that writes dz, rather than a copy of dy and a pass over the copy.
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 15;
         let mut dz = Tensor::for_overwrite(dy.shape());
-        let lanes = dz.data_mut().iter_mut().zip(dy.data()).zip(y.data());
-        lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
+        let chunks = dz.data_mut().par_chunks_mut(CHUNK).zip(dy.data().par_chunks(CHUNK));
+        chunks.zip(y.data().par_chunks(CHUNK)).for_each(|((dz, dy), y)| {
+            let lanes = dz.iter_mut().zip(dy).zip(y);
+            lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
+        });
         return Ok(Cow::Owned(dz));
     }
     let mut dz = dy.clone();
