@@ -5,11 +5,11 @@
 
 use convnet::data::{
     fashion_mnist, fashion_mnist_sample, image_dataset_from_directory, is_image_folder,
-    load_idx_dataset,
+    load_idx_dataset, mnist,
 };
 use convnet::Shape;
 use convnet::{Error, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Training data, and test data when the source has a test split.
 pub struct Data {
@@ -31,28 +31,6 @@ fn from_idx(dataset: convnet::data::Dataset, description: String) -> Data {
         y_train: dataset.y_train,
         test: Some((scaled(dataset.x_test), dataset.y_test)),
     }
-}
-
-/// Looks for MNIST where Fashion-MNIST is looked for.
-fn mnist() -> Result<convnet::data::Dataset, Error> {
-    let mut places: Vec<PathBuf> = convnet::data::fashion_mnist_locations()
-        .iter()
-        .filter_map(|p| p.parent().map(|d| d.join("mnist")))
-        .collect();
-    places.dedup();
-    for dir in &places {
-        if let Ok(d) = load_idx_dataset(dir) {
-            return Ok(d);
-        }
-    }
-    Err(Error::Tensor(format!(
-        "MNIST not found (looked in {}): put its four IDX files in $CONVNET_DATA/mnist",
-        places
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
 }
 
 /// An .npz dataset: keras.datasets' four arrays, or `x` and `y`.
@@ -128,7 +106,7 @@ pub fn load(data: &str, labels: Option<&Path>, input: &Shape) -> Result<Data, Er
             }
         },
         ("fashion-mnist-sample", None) => Ok(from_idx(fashion_mnist_sample()?, "the built-in Fashion-MNIST sample (3,000 training, 1,000 test images)".into())),
-        ("mnist", None) => Ok(from_idx(mnist()?, "MNIST".into())),
+        ("mnist", None) => Ok(from_idx(mnist()?, "MNIST (60,000 training, 10,000 test images)".into())),
         (path, None) if Path::new(path).is_dir() && is_image_folder(Path::new(path)) => from_images(path, input),
         (path, None) if Path::new(path).is_dir() => Ok(from_idx(load_idx_dataset(path)?, format!("the IDX dataset in {path}"))),
         (path, None) if path.ends_with(".npz") => from_npz(path),

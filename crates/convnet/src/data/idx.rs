@@ -4,6 +4,7 @@
 //! arrives, and nothing is allocated ahead of it, so a file that lies about its size
 //! gives an error, not a huge allocation.
 
+use super::download;
 use crate::error::{Error, Result};
 use crate::tensor::{checked_len, Tensor};
 use flate2::read::GzDecoder;
@@ -203,6 +204,8 @@ pub fn fashion_mnist_locations() -> Vec<PathBuf> {
 }
 
 /// Fashion-MNIST: 60,000 training and 10,000 test images of 28x28 clothing, 10 classes.
+/// Looked for in [`fashion_mnist_locations`]; when absent, downloaded from where
+/// keras.datasets gets it (see [`super::download`]).
 pub fn fashion_mnist() -> Result<Dataset> {
     let places = fashion_mnist_locations();
     for dir in &places {
@@ -210,11 +213,79 @@ pub fn fashion_mnist() -> Result<Dataset> {
             return load_idx_dataset(dir);
         }
     }
-    Err(Error::Tensor(format!(
-        "Fashion-MNIST not found (looked in {}). Install Debian's package: `apt-get install dataset-fashion-mnist`, \
-         or put the four IDX files in $CONVNET_DATA/fashion-mnist",
-        places.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    )))
+    let downloaded = download::download_fashion_mnist().and_then(|dir| {
+        load_idx_dataset(&dir).inspect_err(|_| {
+            // Not what was expected (a proxy's error page, say): try again next time.
+            for file in download::FASHION_MNIST_FILES {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+        })
+    });
+    downloaded.map_err(|e| {
+        Error::Tensor(format!(
+            "Fashion-MNIST not found (looked in {}) and not downloaded ({e}). Install Debian's \
+             package: `apt-get install dataset-fashion-mnist`, or put the four IDX files from {}/ \
+             in $CONVNET_DATA/fashion-mnist",
+            places
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            download::datasets_url()
+        ))
+    })
+}
+
+/// MNIST: 60,000 training and 10,000 test images of handwritten digits. Looked for as
+/// IDX files in `mnist` folders beside Fashion-MNIST's places, or as keras.datasets'
+/// `mnist.npz` in `~/.convnet/datasets/mnist`; when absent, that file is downloaded.
+pub fn mnist() -> Result<Dataset> {
+    let mut places: Vec<PathBuf> = fashion_mnist_locations()
+        .iter()
+        .filter_map(|p| p.parent().map(|d| d.join("mnist")))
+        .collect();
+    places.dedup();
+    for dir in &places {
+        if find(dir, &["train-images-idx3-ubyte"]).is_some() {
+            return load_idx_dataset(dir);
+        }
+    }
+    let npz = download::download_mnist().map_err(|e| {
+        Error::Tensor(format!(
+            "MNIST not found (looked in {}) and not downloaded ({e}): put its four IDX files \
+             in $CONVNET_DATA/mnist, or {}/{} in ~/.convnet/datasets/mnist",
+            places
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            download::datasets_url(),
+            download::MNIST_FILE
+        ))
+    })?;
+    let arrays: std::collections::HashMap<String, Tensor> =
+        crate::io::read_npz(&npz)?.into_iter().collect();
+    let take = |name: &str| {
+        arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::file(&npz, format!("has no array '{name}'")))
+    };
+    let images = |t: Tensor| -> Result<Tensor> {
+        match *t.shape() {
+            [n, h, w] => t.reshape([n, h, w, 1]),
+            _ => Err(Error::file(
+                &npz,
+                format!("images should be (n, height, width), got {:?}", t.shape()),
+            )),
+        }
+    };
+    Ok(Dataset {
+        x_train: images(take("x_train")?)?,
+        y_train: take("y_train")?,
+        x_test: images(take("x_test")?)?,
+        y_test: take("y_test")?,
+    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! Data: MNIST-style IDX files and the datasets that come as such files, and folders of
-//! images.
+//! Data: MNIST-style IDX files and the datasets that come as such files (found where
+//! they are installed, or downloaded), and folders of images.
 
 mod augment;
+pub mod download;
 mod idx;
 mod images;
 
 pub use augment::Augmentation;
 pub use idx::{
-    fashion_mnist, fashion_mnist_locations, fashion_mnist_sample, load_idx_dataset,
+    fashion_mnist, fashion_mnist_locations, fashion_mnist_sample, load_idx_dataset, mnist,
     parse_idx_bytes, read_idx, Dataset, FASHION_MNIST_CLASSES,
 };
 pub use images::{

@@ -235,11 +235,16 @@ pub(super) fn activation_grad<'a>(
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 15;
         let mut dz = Tensor::for_overwrite(dy.shape());
-        let chunks = dz.data_mut().par_chunks_mut(CHUNK).zip(dy.data().par_chunks(CHUNK));
-        chunks.zip(y.data().par_chunks(CHUNK)).for_each(|((dz, dy), y)| {
-            let lanes = dz.iter_mut().zip(dy).zip(y);
-            lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
-        });
+        let chunks = dz
+            .data_mut()
+            .par_chunks_mut(CHUNK)
+            .zip(dy.data().par_chunks(CHUNK));
+        chunks
+            .zip(y.data().par_chunks(CHUNK))
+            .for_each(|((dz, dy), y)| {
+                let lanes = dz.iter_mut().zip(dy).zip(y);
+                lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
+            });
         return Ok(Cow::Owned(dz));
     }
     let mut dz = dy.clone();
