@@ -9,25 +9,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-
-def median_ms(f):
-    """Two warm-up runs, then at least five runs and at least a second of them."""
-    f()
-    f()
-    times = []
-    start = time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < 1.0 and len(times) < 1000):
-        t = time.perf_counter()
-        f()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+from common import fashion_mnist_dir, median_ms, read_idx  # noqa: E402
 
 
 def main():
@@ -84,16 +71,13 @@ def main():
         ])
 
     def w1():
-        sys.path.insert(0, os.path.dirname(__file__))
-        from torch_bench import fashion_mnist_dir, read_idx  # the same IDX reader
-
         start = time.perf_counter()
         d = fashion_mnist_dir()
         x = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz")).astype(np.float32)[..., None] / 255.0
         y = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz")).astype(np.int64)
         keras.utils.set_random_seed(1)
         model = fmnist_cnn()
-        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x, y, batch_size=128, epochs=1, verbose=0)
         return [("W1 fmnist_cnn epoch", (time.perf_counter() - start) * 1e3)]
 

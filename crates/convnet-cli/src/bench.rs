@@ -149,7 +149,7 @@ fn bench_model(name: &str, mut model: Model, batch: usize) -> Result<Vec<Measure
 /// weight gradients), as W2–W4 define them.
 fn bench_layer(name: &str, input: [usize; 4], layer: impl Call) -> Result<Vec<Measurement>, Error> {
     let x0 = Input::new([input[1], input[2], input[3]]);
-    let mut model = Model::new(&x0, &layer.call(&x0))?;
+    let mut model = Model::new(&x0, layer.call(&x0))?;
     let macs = layer_macs(&model, input[0]);
     let x = random_inputs(&model, input[0], 1)?;
     let refs: Vec<&Tensor> = x.iter().collect();
@@ -203,7 +203,8 @@ fn w1() -> Result<Vec<Measurement>, Error> {
         verbose: 0,
         ..FitOptions::default()
     };
-    model.fit(&[data.x_train.clone()], &[data.y_train.clone()], options)?;
+    let (x, y) = (std::slice::from_ref(&data.x_train), std::slice::from_ref(&data.y_train));
+    model.fit(x, y, options)?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     eprintln!("W1 trained on {}", data.description);
     Ok(vec![Measurement {
