@@ -203,7 +203,10 @@ fn w1() -> Result<Vec<Measurement>, Error> {
         verbose: 0,
         ..FitOptions::default()
     };
-    let (x, y) = (std::slice::from_ref(&data.x_train), std::slice::from_ref(&data.y_train));
+    let (x, y) = (
+        std::slice::from_ref(&data.x_train),
+        std::slice::from_ref(&data.y_train),
+    );
     model.fit(x, y, options)?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     eprintln!("W1 trained on {}", data.description);

@@ -185,12 +185,8 @@ fn layers(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    let cases: Vec<(
-        &str,
-        [usize; 4],
-        Box<dyn Fn(&convnet::SymbolicTensor) -> convnet::SymbolicTensor>,
-        u64,
-    )> = vec![
+    type MakeLayer = Box<dyn Fn(&convnet::SymbolicTensor) -> convnet::SymbolicTensor>;
+    let cases: Vec<(&str, [usize; 4], MakeLayer, u64)> = vec![
         (
             "Conv2D 3x3 64->64 56x56 b8",
             [8, 56, 56, 64],
@@ -212,7 +208,7 @@ fn layers(c: &mut Criterion) {
     ];
     for (name, [n, h, w, ch], layer, macs) in cases {
         let input = Input::new([h, w, ch]);
-        let mut model = Model::new(&input, &layer(&input)).expect("a valid model");
+        let mut model = Model::new(&input, layer(&input)).expect("a valid model");
         let x = Tensor::new([n, h, w, ch], data(n * h * w * ch)).expect("shape");
         group.throughput(Throughput::Elements(2 * macs));
         group.bench_function(BenchmarkId::new("forward", name), |b| {
