@@ -199,6 +199,22 @@ mod x86 {
     use super::{tap_offsets, ConvGeometry, FixedKernel, BLOCK};
     use std::arch::x86_64::*;
 
+    /// The input offsets of the first interior column's nine taps, once it is checked
+    /// that every tap of every interior column (the first column's first tap up to the
+    /// last column's last, plus a pixel's channels) lies inside an input of `x_len`.
+    fn interior_taps(
+        fixed: &FixedKernel,
+        g: &ConvGeometry,
+        n: usize,
+        oy: usize,
+        x_len: usize,
+    ) -> [usize; 9] {
+        let taps = tap_offsets(g, n, oy, fixed.columns.start);
+        let last = tap_offsets(g, n, oy, fixed.columns.end - 1)[8];
+        assert!(taps[0] <= last && last + g.in_c <= x_len);
+        taps
+    }
+
     /// [`super::gather`] in AVX2 intrinsics, for whole blocks of channels.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gather(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32]) {
@@ -242,18 +258,11 @@ mod x86 {
         acc: &mut [f32],
     ) {
         let c = g.in_c;
-        let (first, last) = (fixed.columns.start, fixed.columns.end - 1);
         let row = (n * g.out_h + oy) * g.out_w;
-        let (lo, hi) = (
-            tap_offsets(g, n, oy, first)[0],
-            tap_offsets(g, n, oy, last)[8],
-        );
-        assert!(
-            lo <= hi && hi + c <= x.len() && (row + last + 1) * c <= dy.len() && 9 * c <= acc.len()
-        );
+        let taps = interior_taps(&fixed, g, n, oy, x.len());
+        assert!((row + fixed.columns.end) * c <= dy.len() && 9 * c <= acc.len());
         let step = g.stride_w * c;
         let (xp, dp, ap) = (x.as_ptr(), dy.as_ptr(), acc.as_mut_ptr());
-        let taps = tap_offsets(g, n, oy, first);
         for cb in (0..c).step_by(BLOCK) {
             let mut sums = [_mm256_setzero_ps(); 9];
             for (k, ox) in fixed.columns.clone().enumerate() {
@@ -287,17 +296,10 @@ mod x86 {
     ) {
         let c = g.in_c;
         assert!(bias.is_none_or(|b| b.len() == c));
-        let (first, last) = (fixed.columns.start, fixed.columns.end - 1);
-        // Every load below lies between the first column's first tap and the last
-        // column's last tap, and every store inside the row: checked once here.
-        let (lo, hi) = (
-            tap_offsets(g, n, oy, first)[0],
-            tap_offsets(g, n, oy, last)[8],
-        );
-        assert!(lo <= hi && hi + c <= x.len() && (last + 1) * c <= y_row.len() && 9 * c <= w.len());
+        let taps = interior_taps(&fixed, g, n, oy, x.len());
+        assert!(fixed.columns.end * c <= y_row.len() && 9 * c <= w.len());
         let step = g.stride_w * c;
         let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y_row.as_mut_ptr());
-        let taps = tap_offsets(g, n, oy, first);
         // Pixel by pixel, all channel blocks of a pixel in turn: the input lines are used
         // whole while they are in L1. The weights (9·c floats) stay in L1 throughout.
         for (k, ox) in fixed.columns.clone().enumerate() {
