@@ -641,3 +641,39 @@ fn train_with_augmentation() {
     ]);
     assert_clean_failure(&out, &["--augment", "'rotate'"]);
 }
+
+#[test]
+fn bench_times_a_model_and_refuses_unknown_workloads() {
+    let dir = scratch("bench");
+    let json = dir.join("results.jsonl");
+    let out = run_ok(&[
+        "bench",
+        "seed-sequential",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--json",
+        path(&json),
+    ]);
+    assert!(out.contains("peak f32 (FMA loop)"), "{out}");
+    for what in [
+        "training step, batch 4",
+        "inference, batch 1",
+        "inference, batch 4",
+        "peak memory",
+    ] {
+        assert!(out.contains(what), "no '{what}' in {out}");
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines
+        .iter()
+        .all(|l| l["engine"] == "convnet" && l["ms"].as_f64().unwrap() > 0.0 && l["threads"] == 1));
+    assert_clean_failure(&run(&["bench", "--workload", "W9"]), &["no workload 'W9'"]);
+    assert_clean_failure(&run(&["bench", "no-such-model"]), &["no-such-model"]);
+}
