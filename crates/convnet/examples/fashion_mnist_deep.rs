@@ -4,7 +4,9 @@
 //!
 //!     cargo run --release --example fashion_mnist_deep [-- EPOCHS [sample]]
 //!
-//! `sample` trains on the built-in 3,000-image sample instead of the full dataset.
+//! `sample` trains on the built-in 3,000-image sample instead of the full dataset. The
+//! default, 16 epochs on the full dataset, reached 93.42% test accuracy (seed 7, two
+//! threads; ~3.3 minutes an epoch on a 2-core machine).
 
 use convnet::data::{fashion_mnist, fashion_mnist_sample, Augmentation};
 use convnet::layers::{
@@ -35,7 +37,7 @@ fn main() -> convnet::Result<()> {
     let epochs: usize = std::env::args()
         .nth(1)
         .and_then(|e| e.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(16);
     let data = if std::env::args().nth(2).as_deref() == Some("sample") {
         fashion_mnist_sample()?
     } else {

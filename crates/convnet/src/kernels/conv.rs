@@ -127,11 +127,10 @@ impl ConvGeometry {
             && self.out_w == self.in_w
     }
 
-    /// Output pixels per tile: as many as keep both the tile's im2col rows and its output
-    /// rows within `TILE_FLOATS`, so the epilogue and the product's accumulation run on
-    /// cached data.
+    /// Output pixels per tile: as many as keep the tile's im2col rows within `TILE_FLOATS`.
+    /// (Bounding the output rows too was tried: the 1x1 layers got slower.)
     fn tile_rows(&self) -> usize {
-        (TILE_FLOATS / self.patch_len().max(self.out_c).max(1)).clamp(16, 4096)
+        (TILE_FLOATS / self.patch_len().max(1)).clamp(16, 4096)
     }
 
     fn check(&self, x: usize, w: usize, y: usize) {
