@@ -459,18 +459,7 @@ impl Layer for Conv2D {
         Ok(vec![dx])
     }
 
-    fn backward_weights_impl(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        dweights: &mut [Tensor],
-    ) -> Result<()> {
-        let x = *single(self, inputs)?;
-        let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        self.weight_gradients(x, &dz, dweights)
-    }
+    weights_only_backward!();
 }
 
 /// Errors for a layer that was never built but is asked to run.

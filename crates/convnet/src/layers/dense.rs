@@ -93,7 +93,7 @@ impl Dense {
     }
 
     /// dK += xᵀ · dz and db += Σ dz, from the input `x` and dL/d(pre-activation) `dz`.
-    fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) {
+    fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
         let k = *x.shape().last().expect("rank checked");
         matmul(
             k,
@@ -109,6 +109,7 @@ impl Dense {
         if self.use_bias {
             bias_grad(dz.data(), dweights[1].data_mut());
         }
+        Ok(())
     }
 }
 
@@ -179,7 +180,7 @@ impl Layer for Dense {
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        self.weight_gradients(x, &dz, dweights);
+        self.weight_gradients(x, &dz, dweights)?;
         let k = *x.shape().last().expect("rank checked");
         let mut dx = Tensor::for_overwrite(x.shape());
         // dx = dz · Kᵀ
@@ -197,17 +198,5 @@ impl Layer for Dense {
         Ok(vec![dx])
     }
 
-    fn backward_weights_impl(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        dweights: &mut [Tensor],
-    ) -> Result<()> {
-        let x = *single(self, inputs)?;
-        let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        self.weight_gradients(x, &dz, dweights);
-        Ok(())
-    }
+    weights_only_backward!();
 }

@@ -186,16 +186,5 @@ impl Layer for DepthwiseConv2D {
         Ok(vec![dx])
     }
 
-    fn backward_weights_impl(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        dweights: &mut [Tensor],
-    ) -> Result<()> {
-        let x = *single(self, inputs)?;
-        let dz = activation_grad(self, self.activation, saved, output, dy)?;
-        self.weight_gradients(x, &dz, dweights)
-    }
+    weights_only_backward!();
 }

@@ -54,6 +54,25 @@ macro_rules! activated_forward {
     };
 }
 
+/// `Layer::backward_weights_impl` for the layers with an activation and a
+/// `weight_gradients(x, dz, dweights)` method: dL/dW only, no input gradient.
+macro_rules! weights_only_backward {
+    () => {
+        fn backward_weights_impl(
+            &self,
+            inputs: &[&Tensor],
+            output: &Tensor,
+            saved: &Saved,
+            dy: &Tensor,
+            dweights: &mut [Tensor],
+        ) -> Result<()> {
+            let x = *single(self, inputs)?;
+            let dz = activation_grad(self, self.activation, saved, output, dy)?;
+            self.weight_gradients(x, &dz, dweights)
+        }
+    };
+}
+
 /// Builder methods of the layers with a sliding [`conv::Window`].
 macro_rules! window_builders {
     () => {
