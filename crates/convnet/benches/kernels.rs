@@ -10,7 +10,7 @@ use convnet::kernels::conv::{
 use convnet::kernels::depthwise::{
     depthwise_backward_input, depthwise_backward_kernel, depthwise_forward,
 };
-use convnet::kernels::gemm::{matmul, MatRef};
+use convnet::kernels::gemm::{matmul, MatRef, Start};
 use convnet::kernels::pool::{pool_backward, pool_forward, PoolKind};
 use convnet::kernels::{ConvGeometry, Padding, PoolGeometry};
 use convnet::layers::{Conv2D, DepthwiseConv2D};
@@ -146,7 +146,7 @@ fn matmul_and_pooling(c: &mut Criterion) {
                 MatRef::row_major(&b, n),
                 &mut out,
                 n,
-                false,
+                Start::Zeros,
                 true,
             )
         })

@@ -44,7 +44,7 @@ fn main() -> convnet::Result<()> {
         let y = model.apply(&[&x])?.remove(0);
         model.compile_named(Optimizer::adam(1e-3), "mse", &[])?;
         model.fit(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             &[y],
             FitOptions {
                 batch_size: 2,

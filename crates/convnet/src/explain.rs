@@ -236,72 +236,6 @@ pub fn explain_conv(
     Ok((out, output))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_worked_example_gives_six_everywhere() {
-        let input = parse_matrix("1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16", "input").unwrap();
-        let kernel = parse_matrix("-1 0 1; -1 0 1; -1 0 1", "kernel").unwrap();
-        let (text, output) =
-            explain_conv(&input, &kernel, 1, ExplainPadding::Valid, 1, false).unwrap();
-        assert_eq!(output, vec![vec![6.0, 6.0], vec![6.0, 6.0]]);
-        assert!(
-            text.contains(
-                "S(0,0) = 1·(-1) + 2·0 + 3·1 + 5·(-1) + 6·0 + 7·1 + 9·(-1) + 10·0 + 11·1 = 6"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("rows     (4 − 3 + 2·0) / 1 + 1 = 2"),
-            "{text}"
-        );
-        // True convolution flips the kernel: the edge detector then gives −6.
-        let (_, flipped) =
-            explain_conv(&input, &kernel, 1, ExplainPadding::Valid, 1, true).unwrap();
-        assert_eq!(flipped, vec![vec![-6.0, -6.0], vec![-6.0, -6.0]]);
-    }
-
-    #[test]
-    fn same_padding_is_shown_side_by_side() {
-        let input = parse_matrix("1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16", "input").unwrap();
-        let kernel = parse_matrix("1 1; 1 1", "kernel").unwrap();
-        let (text, output) =
-            explain_conv(&input, &kernel, 1, ExplainPadding::Same, 1, false).unwrap();
-        assert_eq!(output.len(), 4);
-        assert!(
-            text.contains("(4 − 2 + 0 + 1) / 1 + 1 = 4")
-                && text.contains("goes at the bottom or right"),
-            "{text}"
-        );
-        assert_eq!(
-            output[3][3], 16.0,
-            "the bottom-right window holds 16 and three zeros"
-        );
-    }
-
-    #[test]
-    fn bad_matrices_name_the_problem() {
-        assert!(parse_matrix("1 2; 3", "input")
-            .unwrap_err()
-            .to_string()
-            .contains("row 2 has 1 values"));
-        assert!(parse_matrix("1 x", "kernel")
-            .unwrap_err()
-            .to_string()
-            .contains("'x' is not a number"));
-        let big = parse_matrix("1 2 3; 4 5 6; 7 8 9", "kernel").unwrap();
-        let small = parse_matrix("1 2; 3 4", "input").unwrap();
-        assert!(
-            explain_conv(&small, &big, 1, ExplainPadding::Valid, 1, false)
-                .unwrap_err()
-                .to_string()
-                .contains("larger than")
-        );
-    }
-}
-
 /// A model explained layer by layer: output-size and parameter arithmetic with the
 /// numbers put in, multiply-adds, activation memory and receptive field per sample.
 pub fn explain_model(model: &crate::model::Model) -> String {
@@ -496,4 +430,70 @@ pub fn explain_model(model: &crate::model::Model) -> String {
         crate::model::readable_size(total_memory)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worked_example_gives_six_everywhere() {
+        let input = parse_matrix("1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16", "input").unwrap();
+        let kernel = parse_matrix("-1 0 1; -1 0 1; -1 0 1", "kernel").unwrap();
+        let (text, output) =
+            explain_conv(&input, &kernel, 1, ExplainPadding::Valid, 1, false).unwrap();
+        assert_eq!(output, vec![vec![6.0, 6.0], vec![6.0, 6.0]]);
+        assert!(
+            text.contains(
+                "S(0,0) = 1·(-1) + 2·0 + 3·1 + 5·(-1) + 6·0 + 7·1 + 9·(-1) + 10·0 + 11·1 = 6"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("rows     (4 − 3 + 2·0) / 1 + 1 = 2"),
+            "{text}"
+        );
+        // True convolution flips the kernel: the edge detector then gives −6.
+        let (_, flipped) =
+            explain_conv(&input, &kernel, 1, ExplainPadding::Valid, 1, true).unwrap();
+        assert_eq!(flipped, vec![vec![-6.0, -6.0], vec![-6.0, -6.0]]);
+    }
+
+    #[test]
+    fn same_padding_is_shown_side_by_side() {
+        let input = parse_matrix("1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16", "input").unwrap();
+        let kernel = parse_matrix("1 1; 1 1", "kernel").unwrap();
+        let (text, output) =
+            explain_conv(&input, &kernel, 1, ExplainPadding::Same, 1, false).unwrap();
+        assert_eq!(output.len(), 4);
+        assert!(
+            text.contains("(4 − 2 + 0 + 1) / 1 + 1 = 4")
+                && text.contains("goes at the bottom or right"),
+            "{text}"
+        );
+        assert_eq!(
+            output[3][3], 16.0,
+            "the bottom-right window holds 16 and three zeros"
+        );
+    }
+
+    #[test]
+    fn bad_matrices_name_the_problem() {
+        assert!(parse_matrix("1 2; 3", "input")
+            .unwrap_err()
+            .to_string()
+            .contains("row 2 has 1 values"));
+        assert!(parse_matrix("1 x", "kernel")
+            .unwrap_err()
+            .to_string()
+            .contains("'x' is not a number"));
+        let big = parse_matrix("1 2 3; 4 5 6; 7 8 9", "kernel").unwrap();
+        let small = parse_matrix("1 2; 3 4", "input").unwrap();
+        assert!(
+            explain_conv(&small, &big, 1, ExplainPadding::Valid, 1, false)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
+    }
 }

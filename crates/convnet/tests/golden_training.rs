@@ -154,7 +154,7 @@ fn fits_match_keras() {
             verbose: 0,
             ..FitOptions::default()
         };
-        let history = model.fit(&[x.clone()], &[y], options).unwrap();
+        let history = model.fit(std::slice::from_ref(&x), &[y], options).unwrap();
         for key in ["loss", "accuracy"] {
             let want: Vec<f64> = case["history"][key]
                 .as_array()

@@ -170,12 +170,20 @@ fn resumed_training_equals_uninterrupted_training() {
     };
     let mut straight = start();
     straight
-        .fit(&[x.clone()], &[y.clone()], options(3, 0))
+        .fit(
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
+            options(3, 0),
+        )
         .unwrap();
 
     let mut first = start();
     first
-        .fit(&[x.clone()], &[y.clone()], options(1, 0))
+        .fit(
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
+            options(1, 0),
+        )
         .unwrap();
     let checkpoint = scratch("resume.keras");
     first.save(&checkpoint).unwrap();

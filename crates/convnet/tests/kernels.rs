@@ -195,6 +195,7 @@ fn portable_kernels_match_by_definition() {
     convnet::kernels::simd::force_portable(true);
     depthwise_fast_paths_match_by_definition();
     conv_3x3_over_several_tiles();
+    matmul_matches_by_definition();
     convnet::kernels::simd::force_portable(false);
 }
 
@@ -230,4 +231,75 @@ fn same_padding_puts_the_odd_row_at_the_bottom() {
     assert_eq!(output_length(3, 5, 1, 1, Padding::Valid), None);
     // dilation 2 turns a 3-tap kernel into an extent of 5.
     assert_eq!(output_length(5, 3, 1, 2, Padding::Valid), Some((1, 0, 0)));
+}
+
+#[test]
+fn matmul_matches_by_definition() {
+    // Every route of the product: register tiles cut short (m not a multiple of 6, a last
+    // 8-column block), depths over one slice (300 > 256), transposed operands (packed),
+    // each starting value, and the row split between threads; on CPUs without AVX2, and
+    // for n not a multiple of 8, the gemm crate's.
+    use convnet::kernels::gemm::{matmul, MatRef, Start};
+    for (m, n, k) in [
+        (1, 8, 1),
+        (7, 24, 17),
+        (13, 40, 300),
+        (64, 256, 64),
+        (200, 16, 9),
+        (5, 10, 33),
+    ] {
+        for (transpose_a, transpose_b, parallel) in [
+            (false, false, false),
+            (true, false, true),
+            (false, true, false),
+            (true, true, true),
+        ] {
+            let (a, b, bias) = (random(m * k, 4), random(k * n, 5), random(n, 6));
+            let a_ref = if transpose_a {
+                MatRef::row_major(&a, m).t()
+            } else {
+                MatRef::row_major(&a, k)
+            };
+            let b_ref = if transpose_b {
+                MatRef::row_major(&b, k).t()
+            } else {
+                MatRef::row_major(&b, n)
+            };
+            let at = |i: usize, p: usize| a[i * a_ref.row_stride + p * a_ref.col_stride] as f64;
+            let bt = |p: usize, j: usize| b[p * b_ref.row_stride + j * b_ref.col_stride] as f64;
+            let product: Vec<f64> = (0..m * n)
+                .map(|e| (0..k).map(|p| at(e / n, p) * bt(p, e % n)).sum())
+                .collect();
+            // The destination has rows 3 floats longer than n: the gaps must stay as they were.
+            let ldd = n + 3;
+            let before = random(m * ldd, 7);
+            for start in [Start::Zeros, Start::Dst, Start::Bias(&bias)] {
+                let mut dst = before.clone();
+                matmul(m, n, k, a_ref, b_ref, &mut dst, ldd, start, parallel);
+                let want: Vec<f64> = (0..m * ldd)
+                    .map(|e| {
+                        let (i, j) = (e / ldd, e % ldd);
+                        if j >= n {
+                            return before[e] as f64;
+                        }
+                        product[i * n + j]
+                            + match start {
+                                Start::Zeros => 0.0,
+                                Start::Dst => before[e] as f64,
+                                Start::Bias(bias) => bias[j] as f64,
+                            }
+                    })
+                    .collect();
+                let from = match start {
+                    Start::Zeros => "zeros",
+                    Start::Dst => "dst",
+                    Start::Bias(_) => "bias",
+                };
+                let case = format!(
+                    "matmul {m}x{n}x{k} from {from}, transposed a {transpose_a} b {transpose_b}"
+                );
+                assert_close(&case, &dst, &want);
+            }
+        }
+    }
 }

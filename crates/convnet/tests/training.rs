@@ -59,8 +59,8 @@ fn fit_learns_and_reports_keras_logs() {
     let mut model = classifier();
     let history = model
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 validation_split: 0.25,
                 ..quiet(10)
@@ -72,9 +72,14 @@ fn fit_learns_and_reports_keras_logs() {
     let loss = history.get("loss").unwrap();
     assert!(loss.last() < loss.first(), "loss fell: {loss:?}");
     assert!(history.get("val_accuracy").unwrap().last().unwrap() > &0.95);
-    let scores = model.evaluate(&[x.clone()], &[y.clone()], 16).unwrap();
+    let scores = model
+        .evaluate(std::slice::from_ref(&x), std::slice::from_ref(&y), 16)
+        .unwrap();
     assert!(scores["accuracy"] > 0.95, "{scores:?}");
-    let predictions = model.predict(&[x.clone()], 10).unwrap().remove(0);
+    let predictions = model
+        .predict(std::slice::from_ref(&x), 10)
+        .unwrap()
+        .remove(0);
     assert_eq!(predictions.shape(), &[64, 2]);
     // predict in batches equals one call on everything.
     assert_eq!(predictions, model.apply(&[&x]).unwrap().remove(0));
@@ -126,7 +131,7 @@ fn errors_name_what_is_wrong() {
     let (x, y) = blobs(8, 3);
     let mut model = sequential![Input::new([4]), Dense::new(2)].unwrap();
     let e = model
-        .fit(&[x.clone()], &[y.clone()], quiet(1))
+        .fit(std::slice::from_ref(&x), std::slice::from_ref(&y), quiet(1))
         .unwrap_err()
         .to_string();
     assert!(e.contains("must be compiled"), "{e}");
@@ -134,13 +139,17 @@ fn errors_name_what_is_wrong() {
         .compile_named(Optimizer::sgd(0.1), "sparse_categorical_crossentropy", &[])
         .unwrap();
     let e = model
-        .fit(&[x.clone()], &[y.slice_rows(0, 5).unwrap()], quiet(1))
+        .fit(
+            std::slice::from_ref(&x),
+            &[y.slice_rows(0, 5).unwrap()],
+            quiet(1),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("same number of samples"), "{e}");
     let bad_labels = Tensor::full([8], 7.0);
     let e = model
-        .fit(&[x.clone()], &[bad_labels], quiet(1))
+        .fit(std::slice::from_ref(&x), &[bad_labels], quiet(1))
         .unwrap_err()
         .to_string();
     assert!(e.contains("label 7") && e.contains("below 2"), "{e}");
@@ -167,8 +176,8 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     // With no validation data the monitor must exist: a clear error otherwise.
     let e = model
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 callbacks: vec![Box::new(EarlyStopping::new("val_loss"))],
                 ..quiet(2)
@@ -191,8 +200,8 @@ fn early_stopping_stops_and_restores_the_best_weights() {
         .restore_best_weights(true);
     let history = model
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 callbacks: vec![Box::new(stopper)],
                 ..quiet(30)
@@ -236,8 +245,8 @@ fn reduce_lr_on_plateau_and_the_scheduler_change_the_learning_rate() {
         .min_delta(1.0);
     model
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 callbacks: vec![Box::new(plateau), Box::new(LrLog(seen.clone()))],
                 ..quiet(5)
@@ -317,8 +326,8 @@ fn class_weights_scale_the_loss() {
     let mut weighted = plain.clone();
     let base = plain
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 shuffle: false,
                 ..quiet(1)
@@ -385,8 +394,8 @@ fn model_checkpoint_saves_every_epoch_or_only_the_best() {
     let mut model = classifier();
     model
         .fit(
-            &[x.clone()],
-            &[y.clone()],
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&y),
             FitOptions {
                 callbacks: vec![Box::new(ModelCheckpoint::new(pattern))],
                 ..quiet(3)

@@ -12,7 +12,7 @@
 //! Gradients use the same tiles: dL/dx is (dL/dy · Wᵀ) scattered back through the tile's
 //! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
 
-use super::gemm::{matmul, MatRef};
+use super::gemm::{matmul, MatRef, Start};
 use super::Epilogue;
 use crate::buffers::Scratch;
 use rayon::prelude::*;
@@ -130,7 +130,7 @@ impl ConvGeometry {
     /// Output pixels per tile: as many as keep the tile's im2col rows within `TILE_FLOATS`.
     /// (Bounding the output rows too was tried: the 1x1 layers got slower.)
     fn tile_rows(&self) -> usize {
-        (TILE_FLOATS / self.patch_len().max(1)).clamp(16, 4096)
+        (TILE_FLOATS / (self.patch_len() + self.out_c).max(1)).clamp(16, 4096)
     }
 
     fn check(&self, x: usize, w: usize, y: usize) {
@@ -284,8 +284,8 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
 }
 
 /// `y = activation(conv(x, w) + bias)`; `y` is overwritten. Each tile of output rows
-/// starts as the bias, the products are added onto it, and the activation runs on the
-/// tile before the next one.
+/// is the products started from the bias, and the activation runs on the tile before the
+/// next one.
 pub fn conv2d_forward_with(
     g: &ConvGeometry,
     x: &[f32],
@@ -304,7 +304,6 @@ pub fn conv2d_forward_with(
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
         let first = t * rows_per_tile;
         let rows = y_tile.len() / oc;
-        epilogue.init(y_tile, oc);
         let mut col = Scratch::new(if g.is_pointwise() {
             0
         } else {
@@ -322,7 +321,8 @@ pub fn conv2d_forward_with(
                 g.im2col(x, group, first, rows, &mut col);
                 (MatRef::row_major(&col, g.patch_len()), g.patch_len())
             };
-            matmul(rows, og, k, a, kernel, out, oc, true, !parallel_tiles);
+            let start = epilogue.start(group * og..(group + 1) * og);
+            matmul(rows, og, k, a, kernel, out, oc, start, !parallel_tiles);
         }
         epilogue.finish(y_tile, oc);
     };
@@ -357,7 +357,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
                     wt,
                     &mut dx_tile[group * cg..],
                     g.in_c,
-                    false,
+                    Start::Zeros,
                     false,
                 );
             }
@@ -390,7 +390,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
                 for group in 0..g.groups {
                     let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
                     let wt = MatRef::row_major(&w[group * og..], oc).t();
-                    matmul(rows, patch, og, a, wt, &mut col, patch, false, false);
+                    matmul(rows, patch, og, a, wt, &mut col, patch, Start::Zeros, false);
                     image_geometry.col2im_add(&col, group, first, rows, dx_image);
                 }
             }
@@ -420,7 +420,7 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
                     let xt = MatRef::row_major(&x[start * g.in_c + group * cg..], g.in_c).t();
                     let b = MatRef::row_major(&dy[start * oc + group * og..], oc);
                     let dst = &mut acc[group * og..];
-                    matmul(cg, og, end - start, xt, b, dst, oc, true, false);
+                    matmul(cg, og, end - start, xt, b, dst, oc, Start::Dst, false);
                 }
                 acc
             })
@@ -456,7 +456,7 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
                         b,
                         &mut acc[group * og..],
                         oc,
-                        true,
+                        Start::Dst,
                         false,
                     );
                 }

@@ -43,9 +43,25 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `dst = a · b` (or `dst += a · b` when `accumulate`), with `a` m×k, `b` k×n and `dst`
-/// m×n row-major with rows `dst_row_stride` apart. `parallel` lets the product use all of
-/// rayon's threads; callers that already run in parallel pass false.
+/// What a product's output starts from before `a · b` is added.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// `dst = a · b`: the destination is only written.
+    Zeros,
+    /// `dst += a · b`.
+    Dst,
+    /// `dst[i][j] = bias[j] + (a · b)[i][j]`: a layer's bias, added where the product
+    /// is computed rather than in a pass of its own.
+    Bias(&'a [f32]),
+}
+
+/// `dst = start + a · b`, with `a` m×k, `b` k×n and `dst` m×n row-major with rows
+/// `dst_row_stride` apart. `parallel` lets the product use all of rayon's threads;
+/// callers that already run in parallel pass false.
+///
+/// On AVX2+FMA CPUs, with `n` a multiple of 8 (the channel counts of every layer that
+/// costs time), the product is our own micro-kernel's (`microkernel`); elsewhere the
+/// `gemm` crate's.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -55,7 +71,7 @@ pub fn matmul(
     b: MatRef,
     dst: &mut [f32],
     dst_row_stride: usize,
-    accumulate: bool,
+    start: Start,
     parallel: bool,
 ) {
     if m == 0 || n == 0 {
@@ -63,11 +79,28 @@ pub fn matmul(
     }
     let dst_view = MatRef::row_major(dst, dst_row_stride);
     dst_view.check(m, n, "destination");
+    if let Start::Bias(bias) = start {
+        assert_eq!(bias.len(), n, "gemm: bias length");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if k > 0 && n.is_multiple_of(8) && super::simd::has_avx2_fma() {
+        a.check(m, k, "left operand");
+        b.check(k, n, "right operand");
+        own_product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
+        return;
+    }
+    let rows = (0..m).map(|row| row * dst_row_stride..row * dst_row_stride + n);
+    let accumulate = match start {
+        Start::Zeros => false,
+        Start::Dst => true,
+        Start::Bias(bias) => {
+            rows.clone().for_each(|r| dst[r].copy_from_slice(bias));
+            true
+        }
+    };
     if k == 0 {
         if !accumulate {
-            for row in 0..m {
-                dst[row * dst_row_stride..row * dst_row_stride + n].fill(0.0);
-            }
+            rows.for_each(|r| dst[r].fill(0.0));
         }
         return;
     }
@@ -102,5 +135,78 @@ pub fn matmul(
             false,
             parallelism,
         );
+    }
+}
+
+/// [`matmul`] by our own micro-kernel (see `microkernel`), for `n` a multiple of 8 on
+/// AVX2+FMA CPUs; `parallel` splits the output rows between threads.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn own_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    start: Start,
+    parallel: bool,
+) {
+    use super::microkernel::{self, product, Strided};
+    // Rows per parallel task: whole register tiles, at least 4 tasks per thread.
+    let threads = if parallel && m * n * k >= super::PARALLEL_THRESHOLD {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let rows_per_task = if threads > 1 {
+        m.div_ceil(4 * threads).next_multiple_of(6)
+    } else {
+        m
+    };
+    let run = |(t, dst_rows): (usize, &mut [f32])| {
+        let first = t * rows_per_task;
+        let rows = rows_per_task.min(m - first);
+        let start = match start {
+            Start::Zeros => microkernel::Start::Zeros,
+            Start::Dst => microkernel::Start::Dst,
+            Start::Bias(bias) => microkernel::Start::Bias(bias.as_ptr()),
+        };
+        let right = Strided {
+            ptr: b.data.as_ptr(),
+            rows: b.row_stride,
+            steps: b.col_stride,
+        };
+        let left = Strided {
+            ptr: a.data[first * a.row_stride..].as_ptr(),
+            rows: a.row_stride,
+            steps: a.col_stride,
+        };
+        // SAFETY: `matmul` checked that a (m×k), b (k×n) and dst (m×n) lie inside their
+        // slices; this task's rows of dst are
+        // its own chunk, and dst is borrowed mutably so it overlaps neither operand. The
+        // caller checked for AVX2 and FMA.
+        unsafe {
+            product(
+                rows,
+                n,
+                k,
+                left,
+                right,
+                dst_rows.as_mut_ptr(),
+                dst_row_stride,
+                start,
+            )
+        }
+    };
+    if threads > 1 {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(rows_per_task * dst_row_stride)
+            .take(m.div_ceil(rows_per_task))
+            .enumerate()
+            .for_each(run);
+    } else {
+        run((0, dst));
     }
 }

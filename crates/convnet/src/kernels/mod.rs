@@ -9,6 +9,8 @@
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod microkernel;
 pub mod norm;
 pub mod pool;
 pub mod simd;
@@ -45,6 +47,12 @@ impl Epilogue<'_> {
                 .for_each(|r| r.copy_from_slice(bias)),
             None => rows.fill(0.0),
         }
+    }
+
+    /// The bias of output channels `channels` as a product's starting value.
+    pub(crate) fn start(&self, channels: std::ops::Range<usize>) -> gemm::Start<'_> {
+        self.bias
+            .map_or(gemm::Start::Zeros, |b| gemm::Start::Bias(&b[channels]))
     }
 
     /// Applies the activation to whole rows of `channels` outputs.

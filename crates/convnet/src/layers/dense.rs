@@ -7,7 +7,7 @@ use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
-use crate::kernels::gemm::{matmul, MatRef};
+use crate::kernels::gemm::{matmul, MatRef, Start};
 use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
@@ -75,7 +75,6 @@ impl Dense {
             bias: self.use_bias.then(|| self.base.weights[1].value.data()),
             activation,
         };
-        epilogue.init(y.data_mut(), self.units);
         let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
         matmul(
             rows,
@@ -85,7 +84,7 @@ impl Dense {
             kernel,
             y.data_mut(),
             self.units,
-            true,
+            epilogue.start(0..self.units),
             true,
         );
         epilogue.finish(y.data_mut(), self.units);
@@ -103,7 +102,7 @@ impl Dense {
             MatRef::row_major(dz.data(), self.units),
             dweights[0].data_mut(),
             self.units,
-            true,
+            Start::Dst,
             true,
         );
         if self.use_bias {
@@ -192,7 +191,7 @@ impl Layer for Dense {
             MatRef::row_major(self.base.weights[0].value.data(), self.units).t(),
             dx.data_mut(),
             k,
-            false,
+            Start::Zeros,
             true,
         );
         Ok(vec![dx])
