@@ -5,6 +5,10 @@
 //!
 //! There are no strides and no views: layers and kernels work on slices, and a reshape
 //! is free because the data never needs to be rearranged for it.
+//!
+//! Clones share their buffer (reference-counted) and a write to a shared buffer copies
+//! it first: a model keeps its input for the backward pass without copying it, as
+//! PyTorch's autograd keeps a reference, and no clone ever sees another's writes.
 
 use crate::buffers;
 use crate::error::{Error, Result};
@@ -12,29 +16,22 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
+use std::sync::Arc;
 
-#[derive(PartialEq)]
+#[derive(PartialEq, Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    data: Arc<Vec<f32>>,
 }
 
 /// Tensors take their buffers from, and give them back to, [`crate::buffers`]: the big
 /// ones are reused from one training step to the next instead of being mapped afresh.
-impl Clone for Tensor {
-    fn clone(&self) -> Self {
-        let mut data = buffers::take(self.data.len());
-        data.copy_from_slice(&self.data);
-        Tensor {
-            shape: self.shape.clone(),
-            data,
-        }
-    }
-}
-
+/// The last tensor sharing a buffer gives it back.
 impl Drop for Tensor {
     fn drop(&mut self) {
-        buffers::give(std::mem::take(&mut self.data));
+        if let Some(data) = Arc::get_mut(&mut self.data) {
+            buffers::give(std::mem::take(data));
+        }
     }
 }
 
@@ -64,7 +61,10 @@ impl Tensor {
     pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
         let shape = shape.into();
         match checked_len(&shape) {
-            Some(n) if n == data.len() => Ok(Tensor { shape, data }),
+            Some(n) if n == data.len() => Ok(Tensor {
+                shape,
+                data: Arc::new(data),
+            }),
             _ => Err(Error::Tensor(format!(
                 "shape {shape:?} needs {} values but {} were given",
                 checked_len(&shape).map_or("too many".to_string(), |n| n.to_string()),
@@ -79,7 +79,7 @@ impl Tensor {
 
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
         let mut t = Self::for_overwrite(shape);
-        t.data.fill(value);
+        t.data_mut().fill(value);
         t
     }
 
@@ -89,7 +89,7 @@ impl Tensor {
         let n = checked_len(&shape).expect("tensor shape overflows usize");
         Tensor {
             shape,
-            data: buffers::take(n),
+            data: Arc::new(buffers::take(n)),
         }
     }
 
@@ -118,19 +118,30 @@ impl Tensor {
         &self.data
     }
 
+    /// The data to write; a buffer shared with clones is copied first.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        self.unshared()
     }
 
     pub fn into_data(mut self) -> Vec<f32> {
-        std::mem::take(&mut self.data)
+        std::mem::take(self.unshared())
+    }
+
+    /// The buffer, copied first (into one from the pool) if a clone shares it.
+    fn unshared(&mut self) -> &mut Vec<f32> {
+        if Arc::get_mut(&mut self.data).is_none() {
+            let mut copy = buffers::take(self.data.len());
+            copy.copy_from_slice(&self.data);
+            self.data = Arc::new(copy);
+        }
+        Arc::get_mut(&mut self.data).expect("a buffer no clone shares")
     }
 
     /// The same data under another shape with the same number of elements.
     pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
         if checked_len(&shape) != Some(self.data.len()) {
-            return Tensor::new(shape, std::mem::take(&mut self.data));
+            return Tensor::new(shape, std::mem::take(self.unshared()));
         }
         self.shape = shape;
         Ok(self)
@@ -138,7 +149,7 @@ impl Tensor {
 
     /// Applies `f` to every element, in place.
     pub fn map_inplace(&mut self, f: impl Fn(f32) -> f32) {
-        self.data.iter_mut().for_each(|v| *v = f(*v));
+        self.unshared().iter_mut().for_each(|v| *v = f(*v));
     }
 
     /// `self += other`, elementwise; shapes must match.
@@ -149,9 +160,10 @@ impl Tensor {
                 other.shape, self.shape
             )));
         }
-        self.data
+        let other = other.data();
+        self.unshared()
             .iter_mut()
-            .zip(&other.data)
+            .zip(other)
             .for_each(|(a, b)| *a += b);
         Ok(())
     }
@@ -176,7 +188,7 @@ impl Tensor {
         let mut shape = self.shape.clone();
         shape[0] = indices.len();
         let mut out = Tensor::for_overwrite(shape);
-        for (dst, &i) in out.data.chunks_exact_mut(row.max(1)).zip(indices) {
+        for (dst, &i) in out.data_mut().chunks_exact_mut(row.max(1)).zip(indices) {
             dst.copy_from_slice(&self.data[i * row..(i + 1) * row]);
         }
         Ok(out)
@@ -188,7 +200,7 @@ impl Tensor {
     }
 
     pub fn to_ndarray(&self) -> ArrayD<f32> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone())
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.to_vec())
             .expect("tensor length always matches its shape")
     }
 
@@ -200,7 +212,10 @@ impl Tensor {
         } else {
             array.iter().copied().collect()
         };
-        Tensor { shape, data }
+        Tensor {
+            shape,
+            data: Arc::new(data),
+        }
     }
 
     /// Reads a `.npy` file of float32 or float64 (converted to f32) values, in C or

@@ -44,38 +44,80 @@ pub fn depthwise_forward_with(
     if y.is_empty() {
         return;
     }
-    // One task per output row: rows are independent and big enough to amortise rayon.
-    y.par_chunks_mut(g.out_w * g.out_c)
+    // Rows are independent; a task takes a run of them, as many as make 16 tasks per
+    // thread (a task per row cost as much in rayon's bookkeeping as the row's work).
+    let row_len = g.out_w * g.out_c;
+    let rows = g.batch * g.out_h;
+    let rows_per_task = rows.div_ceil(16 * rayon::current_num_threads()).max(1);
+    let whole_blocks = dm == 1 && g.in_c.is_multiple_of(BLOCK);
+    y.par_chunks_mut(rows_per_task * row_len)
         .enumerate()
-        .for_each(|(row, y_row)| {
-            let (n, oy) = (row / g.out_h, row % g.out_h);
-            // The interior starts from the bias in registers; other pixels from memory.
-            let interior = match FixedKernel::for_row(g, dm, oy) {
-                Some(fixed) => {
-                    forward_interior_fastest(fixed.clone(), g, x, w, epilogue.bias, n, oy, y_row);
-                    fixed.columns
+        .for_each(|(task, y_rows)| {
+            for (r, y_row) in y_rows.chunks_exact_mut(row_len).enumerate() {
+                let row = task * rows_per_task + r;
+                let (n, oy) = (row / g.out_h, row % g.out_h);
+                #[cfg(target_arch = "x86_64")]
+                if whole_blocks && g.kernel_h == 3 && g.kernel_w == 3 && super::simd::has_avx2_fma()
+                {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    unsafe { x86::forward_row_3x3(g, x, w, epilogue.bias, n, oy, y_row) };
+                    epilogue.finish(y_row, g.out_c);
+                    continue;
                 }
-                None => 0..0,
-            };
-            let mut taps = Vec::with_capacity(g.kernel_h * g.kernel_w);
-            for ox in (0..g.out_w).filter(|ox| !interior.contains(ox)) {
-                let out = &mut y_row[ox * g.out_c..][..g.out_c];
-                epilogue.init(out, g.out_c);
-                taps.clear();
-                g.for_each_tap_at((n, oy, ox), |tap, at| taps.push((at, tap * g.out_c)));
-                if dm == 1 {
-                    gather_fastest(out, &taps, x, w);
-                } else {
-                    for &(at, k) in &taps {
-                        for (ch, &a) in x[at..at + g.in_c].iter().enumerate() {
-                            let (o, kw) = (&mut out[ch * dm..][..dm], &w[k + ch * dm..][..dm]);
-                            o.iter_mut().zip(kw).for_each(|(o, b)| *o += a * b);
-                        }
-                    }
+                forward_row(g, x, w, epilogue, dm, n, oy, y_row);
+            }
+        });
+}
+
+/// Output row `oy` of image `n` by the portable loops: the fixed-kernel interior where
+/// it applies, every other pixel by its list of taps.
+#[allow(clippy::too_many_arguments)]
+fn forward_row(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    dm: usize,
+    n: usize,
+    oy: usize,
+    y_row: &mut [f32],
+) {
+    // The interior starts from the bias in registers; other pixels from memory.
+    let interior = match FixedKernel::for_row(g, dm, oy) {
+        Some(fixed) => {
+            let columns = fixed.columns.clone();
+            dispatch!(forward_interior(
+                fixed,
+                g,
+                x,
+                w,
+                epilogue.bias,
+                n,
+                oy,
+                y_row
+            ));
+            columns
+        }
+        None => 0..0,
+    };
+    let mut taps = Vec::with_capacity(g.kernel_h * g.kernel_w);
+    for ox in (0..g.out_w).filter(|ox| !interior.contains(ox)) {
+        let out = &mut y_row[ox * g.out_c..][..g.out_c];
+        epilogue.init(out, g.out_c);
+        taps.clear();
+        g.for_each_tap_at((n, oy, ox), |tap, at| taps.push((at, tap * g.out_c)));
+        if dm == 1 {
+            gather_fastest(out, &taps, x, w);
+        } else {
+            for &(at, k) in &taps {
+                for (ch, &a) in x[at..at + g.in_c].iter().enumerate() {
+                    let (o, kw) = (&mut out[ch * dm..][..dm], &w[k + ch * dm..][..dm]);
+                    o.iter_mut().zip(kw).for_each(|(o, b)| *o += a * b);
                 }
             }
-            epilogue.finish(y_row, g.out_c);
-        });
+        }
+    }
+    epilogue.finish(y_row, g.out_c);
 }
 
 /// Channels per vector in the fixed-kernel loops: one AVX register, two SSE or NEON.
@@ -139,28 +181,6 @@ fn tap_offsets(g: &ConvGeometry, n: usize, oy: usize, ox: usize) -> [usize; 9] {
         }
     }
     at
-}
-
-/// [`forward_interior`] by the fastest route this CPU has: hand-written AVX2 where
-/// available, the compiler's vectorisation of the portable loops elsewhere.
-#[allow(clippy::too_many_arguments)]
-fn forward_interior_fastest(
-    fixed: FixedKernel,
-    g: &ConvGeometry,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    n: usize,
-    oy: usize,
-    y_row: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        unsafe { x86::forward_interior(fixed, g, x, w, bias, n, oy, y_row) };
-        return;
-    }
-    dispatch!(forward_interior(fixed, g, x, w, bias, n, oy, y_row));
 }
 
 /// [`kernel_gradient_interior`] by the fastest route this CPU has.
@@ -279,13 +299,18 @@ mod x86 {
         }
     }
 
-    /// [`super::forward_interior`] in AVX2 intrinsics: the nine weight vectors of a
-    /// channel block in registers, three independent chains of multiply-adds per output
-    /// (one per kernel row), one load per multiply-add.
+    /// Output row `oy` of image `n`, every column, for a 3x3 kernel with one filter per
+    /// channel and channels in whole blocks of 8 (any stride, dilation and padding).
+    ///
+    /// The row is cut into strips of up to 8 outputs; per block of channels, eight
+    /// accumulators (independent chains, enough to keep both FMA units busy), a kernel
+    /// row's three weights in registers, and at stride 1 each input vector loaded once for
+    /// the (up to) three outputs it feeds. Strips at the row's ends skip the taps that
+    /// fall in the padding, so the border needs no separate path. Each output sums its
+    /// taps in kernel order, starting from the bias, as the portable loops do.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn forward_interior(
-        fixed: FixedKernel,
+    pub(super) unsafe fn forward_row_3x3(
         g: &ConvGeometry,
         x: &[f32],
         w: &[f32],
@@ -295,30 +320,106 @@ mod x86 {
         y_row: &mut [f32],
     ) {
         let c = g.in_c;
+        assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
+        assert!(y_row.len() == g.out_w * c && w.len() == 9 * c);
         assert!(bias.is_none_or(|b| b.len() == c));
-        let taps = interior_taps(&fixed, g, n, oy, x.len());
-        assert!(fixed.columns.end * c <= y_row.len() && 9 * c <= w.len());
-        let step = g.stride_w * c;
-        let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y_row.as_mut_ptr());
-        // Pixel by pixel, all channel blocks of a pixel in turn: the input lines are used
-        // whole while they are in L1. The weights (9·c floats) stay in L1 throughout.
-        for (k, ox) in fixed.columns.clone().enumerate() {
+        // The start of each kernel row's input row, or None where it lies in the padding.
+        let rows: [Option<usize>; 3] = std::array::from_fn(|i| {
+            let iy = (oy * g.stride_h + i * g.dilation_h).wrapping_sub(g.pad_top);
+            (iy < g.in_h).then(|| (n * g.in_h + iy) * g.in_w * c)
+        });
+        assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
+        // Output columns whose taps all lie inside the input.
+        let inside = |ox: usize| {
+            ox * g.stride_w >= g.pad_left
+                && ox * g.stride_w + 2 * g.dilation_w - g.pad_left < g.in_w
+        };
+        let row = Row {
+            x: x.as_ptr(),
+            rows,
+            w: w.as_ptr(),
+            g,
+        };
+        // Strip by strip, every channel block of a strip in turn: the strip's input and
+        // output lines are used whole, in memory order, which the prefetcher follows.
+        let mut ox = 0;
+        while ox < g.out_w {
+            let left = g.out_w - ox;
+            let len = [8, 4, 2, 1].into_iter().find(|&l| l <= left).unwrap_or(1);
+            let edge = !(inside(ox) && inside(ox + len - 1));
             for cb in (0..c).step_by(BLOCK) {
-                let at = |t: usize| _mm256_loadu_ps(xp.add(taps[t] + k * step + cb));
-                let wt = |t: usize| _mm256_loadu_ps(wp.add(t * c + cb));
-                let out = yp.add(ox * c + cb);
                 let start =
                     bias.map_or(_mm256_setzero_ps(), |b| _mm256_loadu_ps(b.as_ptr().add(cb)));
-                let mut r0 = _mm256_fmadd_ps(at(0), wt(0), start);
-                let mut r1 = _mm256_mul_ps(at(3), wt(3));
-                let mut r2 = _mm256_mul_ps(at(6), wt(6));
-                r0 = _mm256_fmadd_ps(at(1), wt(1), r0);
-                r1 = _mm256_fmadd_ps(at(4), wt(4), r1);
-                r2 = _mm256_fmadd_ps(at(7), wt(7), r2);
-                r0 = _mm256_fmadd_ps(at(2), wt(2), r0);
-                r1 = _mm256_fmadd_ps(at(5), wt(5), r1);
-                r2 = _mm256_fmadd_ps(at(8), wt(8), r2);
-                _mm256_storeu_ps(out, _mm256_add_ps(r0, _mm256_add_ps(r1, r2)));
+                let y = y_row.as_mut_ptr().add(cb);
+                match (len, edge) {
+                    (8, false) => row.strip::<8, false>(cb, start, ox, y),
+                    (8, true) => row.strip::<8, true>(cb, start, ox, y),
+                    (4, _) => row.strip::<4, true>(cb, start, ox, y),
+                    (2, _) => row.strip::<2, true>(cb, start, ox, y),
+                    _ => row.strip::<1, true>(cb, start, ox, y),
+                }
+            }
+            ox += len;
+        }
+    }
+
+    /// What the strips of one output row share (see [`forward_row_3x3`]).
+    struct Row<'a> {
+        x: *const f32,
+        rows: [Option<usize>; 3],
+        w: *const f32,
+        g: &'a ConvGeometry,
+    }
+
+    impl Row<'_> {
+        /// Outputs `ox..ox + N` of channel block `cb`, stored at `y` + column·channels.
+        /// With `EDGE`, taps outside the input are skipped; without, all lie inside.
+        #[inline(always)]
+        unsafe fn strip<const N: usize, const EDGE: bool>(
+            &self,
+            cb: usize,
+            start: __m256,
+            ox: usize,
+            y: *mut f32,
+        ) {
+            let (g, c) = (self.g, self.g.in_c);
+            let column = |o: usize, j: usize| {
+                ((ox + o) * g.stride_w + j * g.dilation_w).wrapping_sub(g.pad_left)
+            };
+            let mut acc = [start; N];
+            for (i, row) in self.rows.iter().enumerate() {
+                let Some(row) = *row else { continue };
+                let at = self.x.add(row + cb);
+                let wv: [__m256; 3] =
+                    std::array::from_fn(|j| _mm256_loadu_ps(self.w.add((i * 3 + j) * c + cb)));
+                if g.stride_w == 1 && g.dilation_w == 1 {
+                    // Input column q of the strip feeds outputs q − 2..=q.
+                    for q in 0..N + 2 {
+                        let ix = column(0, 0).wrapping_add(q);
+                        if EDGE && ix >= g.in_w {
+                            continue;
+                        }
+                        let v = _mm256_loadu_ps(at.add(ix * c));
+                        for (j, wj) in wv.iter().enumerate() {
+                            if let Some(o) = q.checked_sub(j).filter(|&o| o < N) {
+                                acc[o] = _mm256_fmadd_ps(v, *wj, acc[o]);
+                            }
+                        }
+                    }
+                } else {
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        for (j, wj) in wv.iter().enumerate() {
+                            let ix = column(o, j);
+                            if EDGE && ix >= g.in_w {
+                                continue;
+                            }
+                            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(at.add(ix * c)), *wj, *acc);
+                        }
+                    }
+                }
+            }
+            for (o, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(y.add((ox + o) * c), *acc);
             }
         }
     }
