@@ -118,7 +118,7 @@ fn convolution_kernels(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("kernel gradient", name), |b| {
             b.iter(|| {
                 if depthwise {
-                    depthwise_backward_kernel(&g, &x, &dy, &mut dw)
+                    depthwise_backward_kernel(&g, &x, &dy, &mut dw, None)
                 } else {
                     conv2d_backward_kernel(&g, &x, &dy, &mut dw)
                 }

@@ -119,7 +119,21 @@ fn check_conv(g: ConvGeometry, depthwise: bool) {
     if depthwise {
         depthwise_forward(&g, &x, &w, &mut y);
         depthwise_backward_input(&g, &dy, &w, &mut dx);
-        depthwise_backward_kernel(&g, &x, &dy, &mut dw);
+        // The bias gradient comes out of the same pass: the sum of dy over pixels, added
+        // onto what the buffer held.
+        let mut db = vec![0.25f32; g.out_c];
+        depthwise_backward_kernel(&g, &x, &dy, &mut dw, Some(&mut db));
+        let db_ref: Vec<f64> = (0..g.out_c)
+            .map(|o| {
+                0.25 + dy
+                    .iter()
+                    .skip(o)
+                    .step_by(g.out_c)
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+            })
+            .collect();
+        assert_close(&format!("bias gradient {g:?}"), &db, &db_ref);
     } else {
         conv2d_forward(&g, &x, &w, &mut y);
         conv2d_backward_input(&g, &dy, &w, &mut dx);

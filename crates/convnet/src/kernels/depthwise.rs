@@ -183,26 +183,6 @@ fn tap_offsets(g: &ConvGeometry, n: usize, oy: usize, ox: usize) -> [usize; 9] {
     at
 }
 
-/// [`kernel_gradient_interior`] by the fastest route this CPU has.
-#[inline(always)]
-fn kernel_gradient_interior_fastest<const FMA: bool>(
-    fixed: FixedKernel,
-    g: &ConvGeometry,
-    x: &[f32],
-    dy: &[f32],
-    n: usize,
-    oy: usize,
-    acc: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA && super::simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        unsafe { x86::kernel_gradient_interior(fixed, g, x, dy, n, oy, acc) };
-        return;
-    }
-    kernel_gradient_interior::<FMA>(fixed, g, x, dy, n, oy, acc);
-}
-
 /// [`gather`] by the fastest route this CPU has.
 fn gather_fastest(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -216,24 +196,8 @@ fn gather_fastest(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tap_offsets, ConvGeometry, FixedKernel, BLOCK};
+    use super::{ConvGeometry, BLOCK};
     use std::arch::x86_64::*;
-
-    /// The input offsets of the first interior column's nine taps, once it is checked
-    /// that every tap of every interior column (the first column's first tap up to the
-    /// last column's last, plus a pixel's channels) lies inside an input of `x_len`.
-    fn interior_taps(
-        fixed: &FixedKernel,
-        g: &ConvGeometry,
-        n: usize,
-        oy: usize,
-        x_len: usize,
-    ) -> [usize; 9] {
-        let taps = tap_offsets(g, n, oy, fixed.columns.start);
-        let last = tap_offsets(g, n, oy, fixed.columns.end - 1)[8];
-        assert!(taps[0] <= last && last + g.in_c <= x_len);
-        taps
-    }
 
     /// [`super::gather`] in AVX2 intrinsics, for whole blocks of channels.
     #[target_feature(enable = "avx2,fma")]
@@ -265,38 +229,92 @@ mod x86 {
         }
     }
 
-    /// [`super::kernel_gradient_interior`] in AVX2 intrinsics: per channel block, the
-    /// nine taps' sums in registers while the block slides along the row.
+    /// Adds dL/dW of output row `oy` of image `n` into `acc` (9·channels) and, when
+    /// `bias_acc` is not empty, dL/db (the sum of `dy`) into it: a 3x3 kernel, one filter
+    /// per channel, channels in whole blocks of 8, any stride, dilation and padding. Per
+    /// channel block the nine taps' sums and the bias sum stay in registers along a
+    /// segment of the row; columns at the row's ends skip taps in the padding.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel_gradient_interior(
-        fixed: FixedKernel,
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_gradient_row_3x3(
         g: &ConvGeometry,
         x: &[f32],
         dy: &[f32],
         n: usize,
         oy: usize,
         acc: &mut [f32],
+        bias_acc: &mut [f32],
     ) {
         let c = g.in_c;
-        let row = (n * g.out_h + oy) * g.out_w;
-        let taps = interior_taps(&fixed, g, n, oy, x.len());
-        assert!((row + fixed.columns.end) * c <= dy.len() && 9 * c <= acc.len());
-        let step = g.stride_w * c;
-        let (xp, dp, ap) = (x.as_ptr(), dy.as_ptr(), acc.as_mut_ptr());
-        for cb in (0..c).step_by(BLOCK) {
-            let mut sums = [_mm256_setzero_ps(); 9];
-            for (k, ox) in fixed.columns.clone().enumerate() {
-                let grad = _mm256_loadu_ps(dp.add((row + ox) * c + cb));
-                for t in 0..9 {
-                    let xs = _mm256_loadu_ps(xp.add(taps[t] + k * step + cb));
-                    sums[t] = _mm256_fmadd_ps(xs, grad, sums[t]);
+        assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
+        assert!(acc.len() == 9 * c && (bias_acc.is_empty() || bias_acc.len() == c));
+        let rows = input_rows(g, n, oy);
+        assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
+        let dy_row = (n * g.out_h + oy) * g.out_w * c;
+        assert!(dy_row + g.out_w * c <= dy.len());
+        let interior = interior_columns(g);
+        let (xp, dp) = (x.as_ptr(), dy.as_ptr().add(dy_row));
+        // Segments of 16 columns, every channel block of a segment in turn: the
+        // segment's input lines are used whole while in L1 (one channel block at a time
+        // over a whole row would fetch each line four times), and the sums go back to
+        // `acc` between segments, so each tap still sums its columns in order.
+        const SEGMENT: usize = 16;
+        for s0 in (0..g.out_w).step_by(SEGMENT) {
+            for cb in (0..c).step_by(BLOCK) {
+                let mut sums: [__m256; 9] =
+                    std::array::from_fn(|t| _mm256_loadu_ps(acc.as_ptr().add(t * c + cb)));
+                let mut bias_sum = _mm256_setzero_ps();
+                for ox in s0..(s0 + SEGMENT).min(g.out_w) {
+                    let edge = !interior.contains(&ox);
+                    let grad = _mm256_loadu_ps(dp.add(ox * c + cb));
+                    bias_sum = _mm256_add_ps(bias_sum, grad);
+                    for (i, row) in rows.iter().enumerate() {
+                        let Some(row) = *row else { continue };
+                        for j in 0..3 {
+                            let ix = (ox * g.stride_w + j * g.dilation_w).wrapping_sub(g.pad_left);
+                            if edge && ix >= g.in_w {
+                                continue;
+                            }
+                            let xs = _mm256_loadu_ps(xp.add(row + ix * c + cb));
+                            sums[i * 3 + j] = _mm256_fmadd_ps(xs, grad, sums[i * 3 + j]);
+                        }
+                    }
+                }
+                for (t, sum) in sums.iter().enumerate() {
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(t * c + cb), *sum);
+                }
+                if !bias_acc.is_empty() {
+                    let b = bias_acc.as_mut_ptr().add(cb);
+                    _mm256_storeu_ps(b, _mm256_add_ps(_mm256_loadu_ps(b), bias_sum));
                 }
             }
-            for (t, sum) in sums.iter().enumerate() {
-                let a = ap.add(t * c + cb);
-                _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), *sum));
-            }
         }
+    }
+
+    /// The start in `x` of each kernel row's input row for output row `oy` of image
+    /// `n`, or None where that row lies in the padding.
+    fn input_rows(g: &ConvGeometry, n: usize, oy: usize) -> [Option<usize>; 3] {
+        std::array::from_fn(|i| {
+            let iy = (oy * g.stride_h + i * g.dilation_h).wrapping_sub(g.pad_top);
+            (iy < g.in_h).then(|| (n * g.in_h + iy) * g.in_w * g.in_c)
+        })
+    }
+
+    /// Whether every tap of output column `ox` lies inside the input (3 taps wide).
+    fn column_inside(g: &ConvGeometry, ox: usize) -> bool {
+        ox * g.stride_w >= g.pad_left && ox * g.stride_w + 2 * g.dilation_w - g.pad_left < g.in_w
+    }
+
+    /// The output columns whose taps all lie inside the input (a range: the condition
+    /// holds from some column on and fails from a later one on).
+    fn interior_columns(g: &ConvGeometry) -> std::ops::Range<usize> {
+        let start = (0..g.out_w)
+            .find(|&ox| column_inside(g, ox))
+            .unwrap_or(g.out_w);
+        let end = (start..g.out_w)
+            .find(|&ox| !column_inside(g, ox))
+            .unwrap_or(g.out_w);
+        start..end
     }
 
     /// Output row `oy` of image `n`, every column, for a 3x3 kernel with one filter per
@@ -323,17 +341,9 @@ mod x86 {
         assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
         assert!(y_row.len() == g.out_w * c && w.len() == 9 * c);
         assert!(bias.is_none_or(|b| b.len() == c));
-        // The start of each kernel row's input row, or None where it lies in the padding.
-        let rows: [Option<usize>; 3] = std::array::from_fn(|i| {
-            let iy = (oy * g.stride_h + i * g.dilation_h).wrapping_sub(g.pad_top);
-            (iy < g.in_h).then(|| (n * g.in_h + iy) * g.in_w * c)
-        });
+        let rows = input_rows(g, n, oy);
         assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
-        // Output columns whose taps all lie inside the input.
-        let inside = |ox: usize| {
-            ox * g.stride_w >= g.pad_left
-                && ox * g.stride_w + 2 * g.dilation_w - g.pad_left < g.in_w
-        };
+        let inside = |ox: usize| column_inside(g, ox);
         let row = Row {
             x: x.as_ptr(),
             rows,
@@ -639,25 +649,63 @@ fn as_forward(g: &ConvGeometry, dm: usize, w: &[f32]) -> Option<(ConvGeometry, S
     Some((transposed, flipped))
 }
 
-/// `dw += dL/dW` from the input `x` and `dy`.
-pub fn depthwise_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+/// `dw += dL/dW` from the input `x` and `dy`, and `db += dL/db` (the sum of `dy` over
+/// pixels) when the layer has a bias: one pass over `dy` for both.
+pub fn depthwise_backward_kernel(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
     let dm = check(g, x.len(), dw.len(), dy.len());
+    let bias_len = db.as_ref().map_or(0, |db| db.len());
+    assert!(
+        bias_len == 0 || bias_len == g.out_c,
+        "depthwise bias length"
+    );
+    let row_len = g.out_w * g.out_c;
+    #[cfg(target_arch = "x86_64")]
+    let fast = dm == 1
+        && g.in_c.is_multiple_of(BLOCK)
+        && g.kernel_h == 3
+        && g.kernel_w == 3
+        && super::simd::has_avx2_fma();
     // Blocks of output rows in parallel, each summing into its own copy of the (small)
-    // kernel; the copies are added in block order, so the sum does not depend on how
-    // threads took the work.
+    // kernel and bias; the copies are added in block order, so the sum does not depend on
+    // how threads took the work.
     const ROWS_PER_BLOCK: usize = 8;
     let rows = g.batch * g.out_h;
     let partials: Vec<Scratch> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
         .map(|block| {
-            let mut acc = Scratch::zeroed(dw.len());
-            let pixels = block * ROWS_PER_BLOCK * g.out_w
-                ..((block + 1) * ROWS_PER_BLOCK).min(rows) * g.out_w;
-            dispatch!(kernel_gradient(g, x, dy, dm, pixels, &mut acc));
+            let mut acc = Scratch::zeroed(dw.len() + bias_len);
+            let (kernel_acc, bias_acc) = acc.split_at_mut(dw.len());
+            for row in block * ROWS_PER_BLOCK..((block + 1) * ROWS_PER_BLOCK).min(rows) {
+                let (n, oy) = (row / g.out_h, row % g.out_h);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    unsafe { x86::kernel_gradient_row_3x3(g, x, dy, n, oy, kernel_acc, bias_acc) };
+                    continue;
+                }
+                let pixels = row * g.out_w..(row + 1) * g.out_w;
+                dispatch!(kernel_gradient(g, x, dy, dm, pixels, kernel_acc));
+                if bias_len > 0 {
+                    for grad in dy[row * row_len..][..row_len].chunks_exact(g.out_c) {
+                        bias_acc.iter_mut().zip(grad).for_each(|(b, d)| *b += d);
+                    }
+                }
+            }
             acc
         })
         .collect();
-    super::sum_in_order(dw, &partials);
+    let kernel_parts: Vec<&[f32]> = partials.iter().map(|p| &p[..dw.len()]).collect();
+    super::sum_in_order(dw, &kernel_parts);
+    if let Some(db) = db {
+        let bias_parts: Vec<&[f32]> = partials.iter().map(|p| &p[dw.len()..]).collect();
+        super::sum_in_order(db, &bias_parts);
+    }
 }
 
 /// Adds dL/dW of output pixels `pixels` (whole rows) into `acc` (one kernel's worth).
@@ -675,7 +723,7 @@ fn kernel_gradient<const FMA: bool>(
         let (n, oy) = (row / g.out_h, row % g.out_h);
         let interior = match FixedKernel::for_row(g, dm, oy) {
             Some(fixed) => {
-                kernel_gradient_interior_fastest::<FMA>(fixed.clone(), g, x, dy, n, oy, acc);
+                kernel_gradient_interior::<FMA>(fixed.clone(), g, x, dy, n, oy, acc);
                 fixed.columns
             }
             None => 0..0,

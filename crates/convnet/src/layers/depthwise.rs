@@ -3,7 +3,7 @@
 //! channels `channels · depth_multiplier`.
 
 use super::config::ConfigReader;
-use super::conv::{activation_grad, bias_grad, check_channels, nhwc, require_built, Window};
+use super::conv::{activation_grad, check_channels, nhwc, require_built, Window};
 use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -99,10 +99,9 @@ impl DepthwiseConv2D {
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
     fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
         let g = self.geometry(x)?;
-        depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
-        if self.use_bias {
-            bias_grad(dz.data(), dweights[1].data_mut());
-        }
+        let (kernel, bias) = dweights.split_at_mut(1);
+        let db = bias.first_mut().map(|db| db.data_mut());
+        depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), kernel[0].data_mut(), db);
         Ok(())
     }
 }

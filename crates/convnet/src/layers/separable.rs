@@ -269,7 +269,13 @@ impl Layer for SeparableConv2D {
             self.base.weights[0].value.data(),
             dx.data_mut(),
         );
-        depthwise::depthwise_backward_kernel(&dw, x.data(), dmid.data(), dweights[0].data_mut());
+        depthwise::depthwise_backward_kernel(
+            &dw,
+            x.data(),
+            dmid.data(),
+            dweights[0].data_mut(),
+            None,
+        );
         Ok(vec![dx])
     }
 }
