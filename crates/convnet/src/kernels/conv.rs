@@ -335,11 +335,29 @@ pub fn conv2d_forward_with(
     }
 }
 
+/// Each group's kernel transposed, `[group][out channel][patch]`: the input gradient's
+/// right operand with its rows contiguous, made once per call rather than gathered
+/// column by column by every tile's product.
+fn transposed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
+    let (patch, og, oc) = (g.patch_len(), g.group_out(), g.out_c);
+    let mut wt = Scratch::new(w.len());
+    for (group, wt_group) in wt.chunks_exact_mut(og * patch).enumerate() {
+        for (o, row) in wt_group.chunks_exact_mut(patch).enumerate() {
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = w[p * oc + group * og + o];
+            }
+        }
+    }
+    wt
+}
+
 /// `dx = dL/dx` from `dy = dL/dy`; `dx` is overwritten.
 pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     g.check(dx.len(), w.len(), dy.len());
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let patch = g.patch_len();
+    let w_t = transposed_kernel(g, w);
+    let kernel_t = |group: usize| MatRef::row_major(&w_t[group * og * patch..], patch);
     if g.is_pointwise() {
         // dx (pixels × cin) = dy (pixels × cout) · Wᵀ, per group, in row blocks.
         let rows_per_tile = g.tile_rows();
@@ -348,13 +366,12 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
             let rows = dx_tile.len() / g.in_c;
             for group in 0..g.groups {
                 let a = MatRef::row_major(&dy[first * oc + group * og..], oc);
-                let wt = MatRef::row_major(&w[group * og..], oc).t();
                 matmul(
                     rows,
                     cg,
                     og,
                     a,
-                    wt,
+                    kernel_t(group),
                     &mut dx_tile[group * cg..],
                     g.in_c,
                     Start::Zeros,
@@ -389,7 +406,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
                 let rows = rows_per_tile.min(image_pixels - first);
                 for group in 0..g.groups {
                     let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
-                    let wt = MatRef::row_major(&w[group * og..], oc).t();
+                    let wt = kernel_t(group);
                     matmul(rows, patch, og, a, wt, &mut col, patch, Start::Zeros, false);
                     image_geometry.col2im_add(&col, group, first, rows, dx_image);
                 }

@@ -61,7 +61,10 @@ pub enum Start<'a> {
 ///
 /// On AVX2+FMA CPUs, with `n` a multiple of 8 (the channel counts of every layer that
 /// costs time), the product is our own micro-kernel's (`microkernel`); elsewhere the
-/// `gemm` crate's.
+/// `gemm` crate's. The crate is also the faster of the two for a handful of rows read
+/// down their columns (a first layer's kernel gradient: 9 or 27 rows, a long depth);
+/// the choice never depends on the row count alone, so a row of a product comes out the
+/// same whatever the batch it was computed in.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -83,7 +86,8 @@ pub fn matmul(
         assert_eq!(bias.len(), n, "gemm: bias length");
     }
     #[cfg(target_arch = "x86_64")]
-    if k > 0 && n.is_multiple_of(8) && super::simd::has_avx2_fma() {
+    let few_rows_read_down_columns = m < 16 && a.col_stride != 1;
+    if k > 0 && n.is_multiple_of(8) && !few_rows_read_down_columns && super::simd::has_avx2_fma() {
         a.check(m, k, "left operand");
         b.check(k, n, "right operand");
         own_product(m, n, k, a, b, dst, dst_row_stride, start, parallel);

@@ -66,15 +66,18 @@ pub(super) unsafe fn product(
     start: Start,
 ) {
     debug_assert!(n.is_multiple_of(8));
-    let mut panels = Scratch::new(KC.min(k) * n);
+    let mut panels = Scratch::new(k.div_ceil(k.div_ceil(KC)) * n);
     let mut a_tiles = Scratch::new(if a.steps == 1 {
         0
     } else {
         CHUNK_FLOATS + KC * MR
     });
+    // Slices of equal depth (a 288-deep product as 2×144, not 256 + 32: a thin last
+    // slice would cost a pass over the output for little work).
+    let kc_max = k.div_ceil(k.div_ceil(KC));
     let mut k0 = 0;
     while k0 < k {
-        let kc = KC.min(k - k0);
+        let kc = kc_max.min(k - k0);
         pack_panels(kc, n, b, k0, &mut panels);
         let chunk = (CHUNK_FLOATS / kc).min(OUT_FLOATS / n) / MR * MR;
         let chunk = chunk.max(MR);
@@ -180,8 +183,15 @@ unsafe fn pack_tiles(kc: usize, rows: usize, a: Strided, tiles: &mut [f32]) {
         while r0 < rows {
             let mr = MR.min(rows - r0);
             let dst = &mut tiles[r0 * kc + p * mr..][..mr];
-            for (i, v) in dst.iter_mut().enumerate() {
-                *v = *src.add((r0 + i) * a.rows);
+            if mr == MR && a.rows == 1 {
+                // A step's values side by side already (a transposed operand): one
+                // fixed-size copy rather than six.
+                let dst: &mut [f32; MR] = dst.try_into().expect("a whole tile");
+                *dst = *src.add(r0).cast::<[f32; MR]>();
+            } else {
+                for (i, v) in dst.iter_mut().enumerate() {
+                    *v = *src.add((r0 + i) * a.rows);
+                }
             }
             r0 += mr;
         }
