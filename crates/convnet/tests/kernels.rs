@@ -249,14 +249,16 @@ fn same_padding_puts_the_odd_row_at_the_bottom() {
 
 #[test]
 fn matmul_matches_by_definition() {
-    // Every route of the product: register tiles cut short (m not a multiple of 6, a last
-    // 8-column block), depths over one slice (300 > 256), transposed operands (packed),
-    // each starting value, and the row split between threads; on CPUs without AVX2, and
-    // for n not a multiple of 8, the gemm crate's.
+    // Every route of the product: our micro-kernel's register tiles cut short (m not a
+    // multiple of 6, a last 8-column block), its full depth (256), several row chunks,
+    // transposed operands (packed), each starting value, and the row split between
+    // threads; the gemm crate's for deeper products, n not a multiple of 8, a few rows
+    // read down their columns and, when forced as on CPUs without AVX2, everything.
     use convnet::kernels::gemm::{matmul, MatRef, Start};
     for (m, n, k) in [
         (1, 8, 1),
         (7, 24, 17),
+        (40, 40, 256),
         (13, 40, 300),
         (64, 256, 64),
         (200, 16, 9),

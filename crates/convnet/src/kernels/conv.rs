@@ -130,7 +130,7 @@ impl ConvGeometry {
     /// Output pixels per tile: as many as keep the tile's im2col rows within `TILE_FLOATS`.
     /// (Bounding the output rows too was tried: the 1x1 layers got slower.)
     fn tile_rows(&self) -> usize {
-        (TILE_FLOATS / (self.patch_len() + self.out_c).max(1)).clamp(16, 4096)
+        (TILE_FLOATS / self.patch_len().max(1)).clamp(16, 4096)
     }
 
     fn check(&self, x: usize, w: usize, y: usize) {

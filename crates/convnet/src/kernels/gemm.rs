@@ -59,12 +59,8 @@ pub enum Start<'a> {
 /// `dst_row_stride` apart. `parallel` lets the product use all of rayon's threads;
 /// callers that already run in parallel pass false.
 ///
-/// On AVX2+FMA CPUs, with `n` a multiple of 8 (the channel counts of every layer that
-/// costs time), the product is our own micro-kernel's (`microkernel`); elsewhere the
-/// `gemm` crate's. The crate is also the faster of the two for a handful of rows read
-/// down their columns (a first layer's kernel gradient: 9 or 27 rows, a long depth);
-/// the choice never depends on the row count alone, so a row of a product comes out the
-/// same whatever the batch it was computed in.
+/// On AVX2+FMA CPUs, for the shapes where it is the faster (see `own_product_suits`),
+/// the product is our own micro-kernel's (`microkernel`); elsewhere the `gemm` crate's.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -86,8 +82,7 @@ pub fn matmul(
         assert_eq!(bias.len(), n, "gemm: bias length");
     }
     #[cfg(target_arch = "x86_64")]
-    let few_rows_read_down_columns = m < 16 && a.col_stride != 1;
-    if k > 0 && n.is_multiple_of(8) && !few_rows_read_down_columns && super::simd::has_avx2_fma() {
+    if own_product_suits(m, n, k, a) && super::simd::has_avx2_fma() {
         a.check(m, k, "left operand");
         b.check(k, n, "right operand");
         own_product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
@@ -140,6 +135,21 @@ pub fn matmul(
             parallelism,
         );
     }
+}
+
+/// Whether our micro-kernel is the faster route for this shape (measured on the
+/// benchmark layers): a shallow product with at most 256 columns (a multiple of 8), whose
+/// output is the big side (a 1x1 layer's forward and input gradient: the crate's packing
+/// and its pass over an output it adds onto were a fifth of the time). For deep products
+/// (a 3x3 layer's im2col tiles, 9·cin deep, and kernel gradients summed over pixels)
+/// the crate's fully packed kernel is a little faster, and for a handful of rows read
+/// down their columns much faster. The choice never depends on the row count alone, so
+/// a row of a product comes out the same whatever the batch it was computed in.
+#[cfg(target_arch = "x86_64")]
+fn own_product_suits(m: usize, n: usize, k: usize, a: MatRef) -> bool {
+    let few_rows_read_down_columns = m < 16 && a.col_stride != 1;
+    use super::microkernel::MAX_DEPTH;
+    (1..=MAX_DEPTH).contains(&k) && n <= 256 && n.is_multiple_of(8) && !few_rows_read_down_columns
 }
 
 /// [`matmul`] by our own micro-kernel (see `microkernel`), for `n` a multiple of 8 on

@@ -1,28 +1,28 @@
-//! Our own matrix product for the shapes convolutions make, on AVX2+FMA CPUs.
+//! Our own matrix product for the shapes 1x1 convolutions make, on AVX2+FMA CPUs.
 //!
-//! A convolution's products are tall and thin: tens of thousands of pixels by a few
-//! dozen to a few hundred channels, with a weight matrix that fits in L2. A general GEMM
-//! copies ("packs") both operands into its own layout on every call and, asked to add
-//! onto the output, makes a pass over it first; on a 1x1 layer (k = 64) that overhead is
-//! a fifth of the time. This product packs nothing: the register tile (6 rows × 16
-//! columns, twelve accumulators) reads the left operand through any strides, one
-//! broadcast per row and step, and the right operand's rows where they lie. The same
-//! tile therefore computes `x · W` (forward), `xᵀ · dy` (kernel gradient, the left
-//! operand read down its columns) and, with `Wᵀ` copied once, `dy · Wᵀ`.
+//! A 1x1 layer's products are tall, thin and shallow: tens of thousands of pixels by a
+//! few dozen to a few hundred channels, summed over a few dozen to a few hundred input
+//! channels, so the output is the big side. A general GEMM (the `gemm` crate) packs both
+//! operands into its own layout on every call and, asked to add onto the output or start
+//! it from a bias, makes a pass over it first; on the benchmark's 1x1 layer that was a
+//! fifth of the time. This product reads the left operand in place through any strides
+//! (one broadcast per row and step), copies only the right operand (the weights, a few
+//! KiB) into 16-column panels read front to back (its rows, a power of two apart, would
+//! otherwise fight over a few L1 sets), and starts each register tile (6 rows × 16
+//! columns, twelve accumulators) from zero, from the output or from the bias, storing it
+//! once. A left operand read down its columns (`xᵀ · dy`) is copied into the tiles'
+//! row-interleaved order for the same reason as the panels.
 //!
-//! Blocking keeps the data the tile re-reads in cache and in order: the depth is cut
-//! into slices of `KC` steps; each slice of the right operand is copied into 16-column
-//! panels (KC rows of 64 bytes, read front to back, where rows a power-of-two apart
-//! would fight over a few L1 sets), and the rows into chunks whose left-operand slice
-//! stays in L2 while the panels pass over it. A left operand read down its columns is
-//! copied into tiles' row-interleaved order for the same reason. Each output element is
-//! summed by one tile in a fixed order, so the result does not depend on threads.
+//! The rows go in chunks whose left operand stays in L2 and whose output lines are
+//! finished before they leave it; each output element is summed by one tile in a fixed
+//! order, so the result depends on neither threads nor chunking.
 
 use crate::buffers::Scratch;
 use std::arch::x86_64::*;
 
-/// Steps of the depth summed per pass over the output.
-const KC: usize = 256;
+/// The deepest product this kernel takes: the depth is summed in one pass, its panels
+/// (DEPTH × 16 floats) kept in L1.
+pub(super) const MAX_DEPTH: usize = 256;
 /// Floats of the left operand a row chunk may hold: 96 KiB, a fifth of L2.
 const CHUNK_FLOATS: usize = 24 * 1024;
 /// Floats of the output a row chunk may cover: 64 KiB, so its lines are finished
@@ -31,7 +31,7 @@ const OUT_FLOATS: usize = 16 * 1024;
 /// Rows of the register tile.
 const MR: usize = 6;
 
-/// What a product adds onto (see `gemm::Start`), as raw parts.
+/// What a product (or a tile) adds onto (see `gemm::Start`), as raw parts.
 #[derive(Clone, Copy)]
 pub(super) enum Start {
     Zeros,
@@ -48,7 +48,8 @@ pub(super) struct Strided {
 }
 
 /// `dst = start + a · b`: `a` is m×k through any strides, `b` is k×n, `dst` m×n with
-/// rows `ldd` apart; `n` is a multiple of 8 (and the bias, if any, `n` long).
+/// rows `ldd` apart; `n` is a multiple of 8 (and the bias, if any, `n` long), and
+/// `1 <= k <= MAX_DEPTH`.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; every element the product reads or writes lies inside its
@@ -65,95 +66,79 @@ pub(super) unsafe fn product(
     ldd: usize,
     start: Start,
 ) {
-    debug_assert!(n.is_multiple_of(8));
-    let mut panels = Scratch::new(k.div_ceil(k.div_ceil(KC)) * n);
-    let mut a_tiles = Scratch::new(if a.steps == 1 {
-        0
-    } else {
-        CHUNK_FLOATS + KC * MR
-    });
-    // Slices of equal depth (a 288-deep product as 2×144, not 256 + 32: a thin last
-    // slice would cost a pass over the output for little work).
-    let kc_max = k.div_ceil(k.div_ceil(KC));
-    let mut k0 = 0;
-    while k0 < k {
-        let kc = kc_max.min(k - k0);
-        pack_panels(kc, n, b, k0, &mut panels);
-        let chunk = (CHUNK_FLOATS / kc).min(OUT_FLOATS / n) / MR * MR;
-        let chunk = chunk.max(MR);
-        let mut i0 = 0;
-        while i0 < m {
-            let rows = chunk.min(m - i0);
-            let slice = Strided {
-                ptr: a.ptr.add(i0 * a.rows + k0 * a.steps),
-                ..a
-            };
-            if a.steps != 1 {
-                pack_tiles(kc, rows, slice, &mut a_tiles);
-            }
-            let mut j0 = 0;
-            while j0 < n {
-                let width = if n - j0 >= 16 { 16 } else { 8 };
-                let panel = panels.as_ptr().add(j0 * kc);
-                let mut r = 0;
-                while r < rows {
-                    let mr = MR.min(rows - r);
-                    let tile_a = if a.steps == 1 {
-                        Strided {
-                            ptr: slice.ptr.add(r * a.rows),
-                            ..a
-                        }
-                    } else {
-                        Strided {
-                            ptr: a_tiles.as_ptr().add(r * kc),
-                            rows: 1,
-                            steps: mr,
-                        }
-                    };
-                    let c = dst.add((i0 + r) * ldd + j0);
-                    let from = match start {
-                        _ if k0 > 0 => TileStart::Dst,
-                        Start::Zeros => TileStart::Zero,
-                        Start::Dst => TileStart::Dst,
-                        Start::Bias(bias) => TileStart::Bias(bias.add(j0)),
-                    };
-                    let run =
-                        |f: unsafe fn(usize, Strided, *const f32, *mut f32, usize, TileStart)| {
-                            f(kc, tile_a, panel, c, ldd, from)
-                        };
-                    match (mr, width) {
-                        (6, 16) => run(tile::<6, 2>),
-                        (5, 16) => run(tile::<5, 2>),
-                        (4, 16) => run(tile::<4, 2>),
-                        (3, 16) => run(tile::<3, 2>),
-                        (2, 16) => run(tile::<2, 2>),
-                        (1, 16) => run(tile::<1, 2>),
-                        (6, _) => run(tile::<6, 1>),
-                        (5, _) => run(tile::<5, 1>),
-                        (4, _) => run(tile::<4, 1>),
-                        (3, _) => run(tile::<3, 1>),
-                        (2, _) => run(tile::<2, 1>),
-                        _ => run(tile::<1, 1>),
-                    }
-                    r += mr;
-                }
-                j0 += width;
-            }
-            i0 += rows;
+    assert!(n.is_multiple_of(8) && (1..=MAX_DEPTH).contains(&k));
+    let mut panels = Scratch::new(k * n);
+    pack_panels(k, n, b, &mut panels);
+    let chunk = ((CHUNK_FLOATS / k).min(OUT_FLOATS / n) / MR * MR).max(MR);
+    let mut a_tiles = Scratch::new(if a.steps == 1 { 0 } else { chunk * k });
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = chunk.min(m - i0);
+        let slice = Strided {
+            ptr: a.ptr.add(i0 * a.rows),
+            ..a
+        };
+        if a.steps != 1 {
+            pack_tiles(k, rows, slice, &mut a_tiles);
         }
-        k0 += kc;
+        let mut j0 = 0;
+        while j0 < n {
+            let width = if n - j0 >= 16 { 16 } else { 8 };
+            let panel = panels.as_ptr().add(j0 * k);
+            let from = match start {
+                Start::Bias(bias) => Start::Bias(bias.add(j0)),
+                other => other,
+            };
+            let mut r = 0;
+            while r < rows {
+                let mr = MR.min(rows - r);
+                let tile_a = if a.steps == 1 {
+                    Strided {
+                        ptr: slice.ptr.add(r * a.rows),
+                        ..a
+                    }
+                } else {
+                    Strided {
+                        ptr: a_tiles.as_ptr().add(r * k),
+                        rows: 1,
+                        steps: mr,
+                    }
+                };
+                let c = dst.add((i0 + r) * ldd + j0);
+                let run = |f: unsafe fn(usize, Strided, *const f32, *mut f32, usize, Start)| {
+                    f(k, tile_a, panel, c, ldd, from)
+                };
+                match (mr, width) {
+                    (6, 16) => run(tile::<6, 2>),
+                    (5, 16) => run(tile::<5, 2>),
+                    (4, 16) => run(tile::<4, 2>),
+                    (3, 16) => run(tile::<3, 2>),
+                    (2, 16) => run(tile::<2, 2>),
+                    (1, 16) => run(tile::<1, 2>),
+                    (6, _) => run(tile::<6, 1>),
+                    (5, _) => run(tile::<5, 1>),
+                    (4, _) => run(tile::<4, 1>),
+                    (3, _) => run(tile::<3, 1>),
+                    (2, _) => run(tile::<2, 1>),
+                    _ => run(tile::<1, 1>),
+                }
+                r += mr;
+            }
+            j0 += width;
+        }
+        i0 += rows;
     }
 }
 
-/// Copies steps `k0..k0 + kc` of `b` into panels of 16 columns (8 for a last odd
-/// block), each panel `kc` rows of its width. The source is read step by step, front to
-/// back, which is the order the memory prefetcher follows best.
+/// Copies the `kc` steps of `b` into panels of 16 columns (8 for a last odd block),
+/// each panel `kc` rows of its width. The source is read step by step, front to back,
+/// which is the order the memory prefetcher follows best.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pack_panels(kc: usize, n: usize, b: Strided, k0: usize, panels: &mut [f32]) {
+unsafe fn pack_panels(kc: usize, n: usize, b: Strided, panels: &mut [f32]) {
     assert!(panels.len() >= kc * n);
     let out = panels.as_mut_ptr();
     for p in 0..kc {
-        let src = b.ptr.add((k0 + p) * b.rows);
+        let src = b.ptr.add(p * b.rows);
         let mut j0 = 0;
         while j0 < n {
             let width = if n - j0 >= 16 { 16 } else { 8 };
@@ -199,8 +184,8 @@ unsafe fn pack_tiles(kc: usize, rows: usize, a: Strided, tiles: &mut [f32]) {
 }
 
 /// One register tile: `c[r][j] = start + Σ_p a(r, p) · b[p·8V + j]` for `R` rows and
-/// `8·V` columns, over `k` steps of a packed panel; `start` is what `c` held
-/// (`Start::Dst`), zero, or the bias of the tile's columns.
+/// `8·V` columns, over `k` steps of a packed panel; `start` is zero, what `c` held, or
+/// the bias (pointing at the tile's first column).
 ///
 /// A left operand read along its rows (`a.steps == 1`, not packed) may come from
 /// memory: every 16 steps the tile asks for the next tile's rows at the same steps, so
@@ -213,15 +198,15 @@ unsafe fn tile<const R: usize, const V: usize>(
     b: *const f32,
     c: *mut f32,
     ldc: usize,
-    start: TileStart,
+    start: Start,
 ) {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for (r, row) in acc.iter_mut().enumerate() {
         for (v, lane) in row.iter_mut().enumerate() {
             match start {
-                TileStart::Zero => {}
-                TileStart::Dst => *lane = _mm256_loadu_ps(c.add(r * ldc + v * 8)),
-                TileStart::Bias(bias) => *lane = _mm256_loadu_ps(bias.add(v * 8)),
+                Start::Zeros => {}
+                Start::Dst => *lane = _mm256_loadu_ps(c.add(r * ldc + v * 8)),
+                Start::Bias(bias) => *lane = _mm256_loadu_ps(bias.add(v * 8)),
             }
         }
     }
@@ -259,12 +244,4 @@ unsafe fn tile<const R: usize, const V: usize>(
             _mm256_storeu_ps(c.add(r * ldc + v * 8), *lane);
         }
     }
-}
-
-/// What a tile starts from (see [`tile`]); the bias pointer is at the tile's first column.
-#[derive(Clone, Copy)]
-enum TileStart {
-    Zero,
-    Dst,
-    Bias(*const f32),
 }
