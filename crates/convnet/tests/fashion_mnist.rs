@@ -72,7 +72,7 @@ fn the_reference_cnn_learns_on_the_sample() {
 }
 
 /// The bar: Adam 1e-3, batch 128, 10 epochs, ≥ 89.5% on the 10,000 test images.
-/// Needs the full dataset (`apt-get install dataset-fashion-mnist`); about 9 minutes on
+/// Needs the full dataset (`apt-get install dataset-fashion-mnist`); about 2 minutes on
 /// two cores. `cargo test --release --test fashion_mnist -- --ignored`
 #[test]
 #[ignore]
