@@ -232,6 +232,17 @@ fn depthwise_fast_paths_match_by_definition() {
             true,
         );
     }
+    // The 3x3 stride-1 strips (8 columns forward, 4 for the kernel gradient) ending
+    // exactly at the right border or short of it, with and without padding; the last
+    // case is big enough (17 MB in and out) for the rows to prefetch ahead.
+    for (h, w, c, padding) in [
+        (13, 24, 8, Padding::Same),
+        (13, 20, 8, Padding::Same),
+        (11, 26, 16, Padding::Valid),
+        (130, 128, 64, Padding::Same),
+    ] {
+        check_conv(geometry(2, h, w, c, c, (3, 3), 1, 1, padding, c), true);
+    }
 }
 
 #[test]
