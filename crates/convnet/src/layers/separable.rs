@@ -251,7 +251,7 @@ impl Layer for SeparableConv2D {
         let dz = activation_grad(self, self.activation, &saved.activation, output, dy)?;
         let (dw, pw) = self.geometries(x)?;
         let mid = &saved.depthwise_out;
-        let mut dmid = mid.zeros_like();
+        let mut dmid = Tensor::for_overwrite(mid.shape());
         conv::conv2d_backward_input(
             &pw,
             dz.data(),
@@ -262,7 +262,7 @@ impl Layer for SeparableConv2D {
         if self.use_bias {
             bias_grad(dz.data(), dweights[2].data_mut());
         }
-        let mut dx = x.zeros_like();
+        let mut dx = Tensor::for_overwrite(x.shape());
         depthwise::depthwise_backward_input(
             &dw,
             dmid.data(),
