@@ -156,6 +156,24 @@ fn conv_3x3_over_several_tiles() {
 }
 
 #[test]
+fn conv_3x3_stride_1_by_winograd() {
+    // F(2x2, 3x3) tiles: odd output sizes (tiles cut short), both paddings, bands of
+    // tile rows over several images, and more input channels than the micro-kernel's
+    // depth (the products on the gemm crate).
+    for (batch, h, w, c, out_c, padding) in [
+        (2, 19, 23, 16, 24, Padding::Same),
+        (3, 10, 9, 32, 16, Padding::Valid),
+        (2, 64, 40, 16, 16, Padding::Same),
+        (1, 6, 7, 272, 16, Padding::Same),
+    ] {
+        check_conv(
+            geometry(batch, h, w, c, out_c, (3, 3), 1, 1, padding, 1),
+            false,
+        );
+    }
+}
+
+#[test]
 fn conv_strided_dilated_grouped_over_several_tiles() {
     check_conv(
         geometry(2, 33, 29, 12, 9, (5, 3), 2, 1, Padding::Same, 3),

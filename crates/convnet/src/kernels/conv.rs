@@ -11,6 +11,10 @@
 //!
 //! Gradients use the same tiles: dL/dx is (dL/dy · Wᵀ) scattered back through the tile's
 //! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
+//!
+//! 3x3 layers at stride 1 with enough channels take Winograd's F(2x2, 3x3) instead
+//! (`winograd`), forward and for dL/dx: 16 multiplications per 2x2 outputs where
+//! im2col needs 36.
 
 use super::gemm::{matmul, MatRef, Start};
 use super::Epilogue;
@@ -299,6 +303,10 @@ pub fn conv2d_forward_with(
     if pixels == 0 || oc == 0 {
         return;
     }
+    if super::winograd::suits(g) {
+        super::winograd::forward(g, x, w, epilogue, y);
+        return;
+    }
     let rows_per_tile = g.tile_rows();
     let parallel_tiles = pixels > rows_per_tile;
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
@@ -354,6 +362,10 @@ fn transposed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
 /// `dx = dL/dx` from `dy = dL/dy`; `dx` is overwritten.
 pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     g.check(dx.len(), w.len(), dy.len());
+    if super::winograd::suits(g) {
+        super::winograd::backward_input(g, dy, w, dx);
+        return;
+    }
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let patch = g.patch_len();
     let w_t = transposed_kernel(g, w);

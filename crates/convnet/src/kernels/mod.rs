@@ -14,6 +14,7 @@ mod microkernel;
 pub mod norm;
 pub mod pool;
 pub mod simd;
+mod winograd;
 
 pub use conv::{ConvGeometry, Padding};
 

@@ -1,0 +1,266 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 convolutions at stride 1 (Lavin and
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! Each 2x2 block of outputs (a *tile*) comes from the 4x4 input patch around it as
+//! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`: 16 multiplications per pair of input and output
+//! channels where the direct convolution needs 36. Summed over input channels, the 16
+//! elementwise products become 16 independent matrix products, one per position `e` of
+//! the 4x4 transformed tile: `M[e] = V[e] · U[e]`, with `V[e]` (tiles × in channels) the
+//! transformed inputs and `U[e]` (in × out channels) the transformed kernel. The
+//! transforms are additions of whole channel vectors (NHWC keeps a pixel's channels
+//! side by side), a few percent of the products' work.
+//!
+//! The work goes in bands of tile rows of one image, sized so a band's transformed
+//! inputs stay near L2; bands run in parallel, each with its own products. A sample's
+//! bands do not depend on the batch it came in, so neither do its outputs.
+//!
+//! F(2x2, 3x3) keeps f32 rounding close to the direct sum's: its transforms only add
+//! and halve. The larger F(4x4, 3x3) would save more multiplications, but its
+//! transforms' constants (up to 8) cost precision.
+
+use super::conv::ConvGeometry;
+use super::gemm::{matmul, MatRef, Start};
+use super::simd::dispatch;
+use super::Epilogue;
+use crate::buffers::Scratch;
+use rayon::prelude::*;
+
+/// Below this many channels on either side, the transforms cost more than the products
+/// save (a first layer on RGB images stays on im2col).
+const MIN_CHANNELS: usize = 16;
+
+/// Floats of transformed input per band (16 positions × tiles × in channels): 512 KiB.
+const BAND_FLOATS: usize = 1 << 17;
+
+/// Whether a convolution takes this route: a 3x3 kernel at stride 1, no dilation, one
+/// group, at least [`MIN_CHANNELS`] channels in and out, and padding of at most 2 (the
+/// input gradient pads by 2 − pad; Keras's paddings are 0 and 1).
+pub(crate) fn suits(g: &ConvGeometry) -> bool {
+    g.pad_top <= 2
+        && g.pad_left <= 2
+        && g.kernel_h == 3
+        && g.kernel_w == 3
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.dilation_h == 1
+        && g.dilation_w == 1
+        && g.groups == 1
+        && g.in_c >= MIN_CHANNELS
+        && g.out_c >= MIN_CHANNELS
+}
+
+/// `y = activation(conv(x, w) + bias)` for a geometry that [`suits`]; `y` is overwritten.
+pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue, y: &mut [f32]) {
+    debug_assert!(suits(g));
+    let (ci, co) = (g.in_c, g.out_c);
+    let u = transformed_kernel(g, w);
+    let tiles_w = g.out_w.div_ceil(2);
+    let band_tile_rows = (BAND_FLOATS / (16 * ci * tiles_w)).clamp(1, g.out_h.div_ceil(2));
+    // The bands' output rows, split off in order: (image, first tile row, rows of y).
+    let row_len = g.out_w * co;
+    let mut bands = Vec::new();
+    let mut rest = y;
+    for n in 0..g.batch {
+        for ty in (0..g.out_h.div_ceil(2)).step_by(band_tile_rows) {
+            let rows = (2 * (ty + band_tile_rows)).min(g.out_h) - 2 * ty;
+            let (band, after) = std::mem::take(&mut rest).split_at_mut(rows * row_len);
+            bands.push((n, ty, band));
+            rest = after;
+        }
+    }
+    bands.into_par_iter().for_each(|(n, ty, y_band)| {
+        let tiles = (y_band.len() / row_len).div_ceil(2) * tiles_w;
+        // Position-major, V[e] and M[e] each a contiguous row-major matrix: rows a
+        // few hundred bytes apart, not 16 times that (rows 4 KiB apart share L1 sets).
+        let mut v = Scratch::new(16 * tiles * ci);
+        let mut m = Scratch::new(16 * tiles * co);
+        dispatch!(input_transform(g, x, n, ty, tiles, &mut v));
+        for e in 0..16 {
+            matmul(
+                tiles,
+                co,
+                ci,
+                MatRef::row_major(&v[e * tiles * ci..], ci),
+                MatRef::row_major(&u[e * ci * co..], co),
+                &mut m[e * tiles * co..],
+                co,
+                Start::Zeros,
+                false,
+            );
+        }
+        dispatch!(output_transform(g, &m, tiles, epilogue.bias, y_band));
+        epilogue.finish(y_band, co);
+    });
+}
+
+/// `dx = dL/dx` from `dy` for a geometry that [`suits`]; `dx` is overwritten. At stride
+/// 1 the input gradient is itself a 3x3 convolution: of `dy`, padded by `2 − pad`, with
+/// the kernel flipped in both spatial axes and its channel axes swapped.
+pub(crate) fn backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    debug_assert!(suits(g));
+    let (ci, co) = (g.in_c, g.out_c);
+    let transposed = ConvGeometry {
+        in_h: g.out_h,
+        in_w: g.out_w,
+        in_c: co,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        out_c: ci,
+        pad_top: 2 - g.pad_top,
+        pad_left: 2 - g.pad_left,
+        ..*g
+    };
+    let mut flipped = Scratch::new(w.len());
+    for (k, taps) in flipped.chunks_exact_mut(co * ci).enumerate() {
+        let from = &w[(8 - k) * ci * co..][..ci * co];
+        for (o, row) in taps.chunks_exact_mut(ci).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = from[c * co + o];
+            }
+        }
+    }
+    forward(&transposed, dy, &flipped, Epilogue::default(), dx);
+}
+
+/// `U[e][c][o] = (G g Gᵀ)[e]` for every pair of channels, from the HWIO kernel `w`, with
+/// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+fn transformed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
+    let pairs = g.in_c * g.out_c;
+    let mut u = Scratch::new(16 * pairs);
+    let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    for p in 0..pairs {
+        let k = |i: usize, j: usize| w[(i * 3 + j) * pairs + p];
+        // G·g, column by column, then (G·g)·Gᵀ row by row.
+        let columns: [[f32; 4]; 3] = std::array::from_fn(|j| g_rows(k(0, j), k(1, j), k(2, j)));
+        for r in 0..4 {
+            let row = g_rows(columns[0][r], columns[1][r], columns[2][r]);
+            for (s, value) in row.into_iter().enumerate() {
+                u[(r * 4 + s) * pairs + p] = value;
+            }
+        }
+    }
+    u
+}
+
+/// `V = Bᵀ d B` for every tile of the band whose first tile row is `ty` (image `n`),
+/// with `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; input
+/// pixels in the padding read as zeros.
+#[inline(always)]
+fn input_transform<const FMA: bool>(
+    g: &ConvGeometry,
+    x: &[f32],
+    n: usize,
+    ty: usize,
+    tiles: usize,
+    v: &mut [f32],
+) {
+    let ci = g.in_c;
+    let tiles_w = g.out_w.div_ceil(2);
+    let zeros = Scratch::zeroed(ci);
+    let mut rows_done = Scratch::new(16 * ci);
+    for t in 0..tiles {
+        let (tile_y, tile_x) = (ty + t / tiles_w, t % tiles_w);
+        // Patch pixel (r, s), straight from `x`, or zeros in the padding.
+        let pixel = |r: usize, s: usize| {
+            let iy = (2 * tile_y + r).wrapping_sub(g.pad_top);
+            let ix = (2 * tile_x + s).wrapping_sub(g.pad_left);
+            if iy < g.in_h && ix < g.in_w {
+                &x[((n * g.in_h + iy) * g.in_w + ix) * ci..][..ci]
+            } else {
+                &zeros[..]
+            }
+        };
+        // Bᵀ·d down each column s, then (Bᵀd)·B along each row r.
+        for s in 0..4 {
+            let column = [pixel(0, s), pixel(1, s), pixel(2, s), pixel(3, s)];
+            transform_4(column, split_4(&mut rows_done, ci, s, 4));
+        }
+        for r in 0..4 {
+            let row = &rows_done[r * 4 * ci..][..4 * ci];
+            let at = |s: usize| &row[s * ci..][..ci];
+            // V[e][t] for e = 4r..4r + 4.
+            let v_rows = split_4(v, ci, 4 * r * tiles + t, tiles);
+            transform_4([at(0), at(1), at(2), at(3)], v_rows);
+        }
+    }
+}
+
+/// `(out0, out1, out2, out3) = (a − c, b + c, c − b, b − d)` elementwise: one side of
+/// `Bᵀ d B`.
+#[inline(always)]
+fn transform_4([a, b, c, d]: [&[f32]; 4], [o0, o1, o2, o3]: [&mut [f32]; 4]) {
+    let n = a.len();
+    let (b, c, d) = (&b[..n], &c[..n], &d[..n]);
+    let (o0, o1, o2, o3) = (&mut o0[..n], &mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for i in 0..n {
+        o0[i] = a[i] - c[i];
+        o1[i] = b[i] + c[i];
+        o2[i] = c[i] - b[i];
+        o3[i] = b[i] - d[i];
+    }
+}
+
+/// Four disjoint `len`-long slices of `buf`: chunks `first`, `first + step`, ... of it.
+fn split_4(buf: &mut [f32], len: usize, first: usize, step: usize) -> [&mut [f32]; 4] {
+    let mut chunks = buf.chunks_exact_mut(len).skip(first).step_by(step);
+    std::array::from_fn(|_| chunks.next().expect("four chunks"))
+}
+
+/// `Y = Aᵀ M A` (+ bias) for every tile of the band, written to its rows of `y`, with
+/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`; a tile's outputs past the last row or column
+/// (odd sizes) are dropped.
+#[inline(always)]
+fn output_transform<const FMA: bool>(
+    g: &ConvGeometry,
+    m: &[f32],
+    tiles: usize,
+    bias: Option<&[f32]>,
+    y_band: &mut [f32],
+) {
+    let co = g.out_c;
+    let tiles_w = g.out_w.div_ceil(2);
+    let rows = y_band.len() / (g.out_w * co);
+    let mut half = Scratch::new(8 * co);
+    for t in 0..tiles {
+        let (tile_y, tile_x) = (t / tiles_w, t % tiles_w);
+        // Aᵀ·M down each column s: rows (m0 + m1 + m2, m1 − m2 − m3).
+        for s in 0..4 {
+            let at = |r: usize| &m[((r * 4 + s) * tiles + t) * co..][..co];
+            let (top, bottom) = half.split_at_mut(4 * co);
+            let (m0, m1, m2, m3) = (at(0), at(1), at(2), at(3));
+            let (h0, h1) = (&mut top[s * co..][..co], &mut bottom[s * co..][..co]);
+            for i in 0..co {
+                h0[i] = m0[i] + m1[i] + m2[i];
+                h1[i] = m1[i] - m2[i] - m3[i];
+            }
+        }
+        // (AᵀM)·A along each row: outputs (h0 + h1 + h2, h1 − h2 − h3).
+        for r in 0..2 {
+            let oy = 2 * tile_y + r;
+            if oy >= rows {
+                continue;
+            }
+            let h = |s: usize| &half[(r * 4 + s) * co..][..co];
+            let (h0, h1, h2, h3) = (h(0), h(1), h(2), h(3));
+            for s in 0..2 {
+                let ox = 2 * tile_x + s;
+                if ox >= g.out_w {
+                    continue;
+                }
+                let out = &mut y_band[(oy * g.out_w + ox) * co..][..co];
+                if s == 0 {
+                    for i in 0..co {
+                        out[i] = h0[i] + h1[i] + h2[i];
+                    }
+                } else {
+                    for i in 0..co {
+                        out[i] = h1[i] - h2[i] - h3[i];
+                    }
+                }
+                if let Some(bias) = bias {
+                    out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                }
+            }
+        }
+    }
+}
