@@ -276,7 +276,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let threads = rayon::current_num_threads();
     let peak = peak_f32_flops(threads);
     println!(
-        "{threads} threads; peak f32 (FMA loop): {:.1} GFLOP/s",
+        "{threads} threads; peak f32 (FMA loop): {:.1} GFLOP/s; a layer's GFLOP/s counts the \
+         direct convolution's multiply-adds (Winograd's 3x3 layers do fewer)",
         peak / 1e9
     );
     let results = match args.workload.as_deref() {
