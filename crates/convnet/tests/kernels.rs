@@ -159,7 +159,9 @@ fn conv_3x3_over_several_tiles() {
 fn conv_3x3_stride_1_by_winograd() {
     // F(2x2, 3x3) tiles: odd output sizes (tiles cut short), both paddings, bands of
     // tile rows over several images, and more input channels than the micro-kernel's
-    // depth (the products on the gemm crate).
+    // depth (the products on the gemm crate). The kernel gradient takes Winograd on the
+    // first and third (outputs of 14x14 or more; the third's bands are deep enough for
+    // the gemm crate) and im2col on the others.
     for (batch, h, w, c, out_c, padding) in [
         (2, 19, 23, 16, 24, Padding::Same),
         (3, 10, 9, 32, 16, Padding::Valid),

@@ -13,8 +13,8 @@
 //! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
 //!
 //! 3x3 layers at stride 1 with enough channels take Winograd's F(2x2, 3x3) instead
-//! (`winograd`), forward and for dL/dx: 16 multiplications per 2x2 outputs where
-//! im2col needs 36.
+//! (`winograd`): 16 multiplications per 2x2 outputs where im2col needs 36, forward, for
+//! dL/dx and, on outputs of 14x14 or more, for dL/dW.
 
 use super::gemm::{matmul, MatRef, Start};
 use super::Epilogue;
@@ -432,6 +432,10 @@ pub fn conv2d_backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let pixels = g.batch * g.out_h * g.out_w;
     if pixels == 0 || dw.is_empty() {
+        return;
+    }
+    if super::winograd::suits_kernel_gradient(g) {
+        super::winograd::backward_kernel(g, x, dy, dw);
         return;
     }
     if g.is_pointwise() {

@@ -12,7 +12,9 @@
 //!
 //! The work goes in bands of tile rows of one image, sized so a band's transformed
 //! inputs stay near L2; bands run in parallel, each with its own products. A sample's
-//! bands do not depend on the batch it came in, so neither do its outputs.
+//! bands do not depend on the batch it came in, so neither do its outputs. The input
+//! gradient is the forward pass of a flipped kernel; the kernel gradient runs the
+//! transforms backwards ([`backward_kernel`]).
 //!
 //! F(2x2, 3x3) keeps f32 rounding close to the direct sum's: its transforms only add
 //! and halve. The larger F(4x4, 3x3) would save more multiplications, but its
@@ -55,19 +57,16 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue
     let (ci, co) = (g.in_c, g.out_c);
     let u = transformed_kernel(g, w);
     let tiles_w = g.out_w.div_ceil(2);
-    let band_tile_rows = (BAND_FLOATS / (16 * ci * tiles_w)).clamp(1, g.out_h.div_ceil(2));
-    // The bands' output rows, split off in order: (image, first tile row, rows of y).
     let row_len = g.out_w * co;
-    let mut bands = Vec::new();
     let mut rest = y;
-    for n in 0..g.batch {
-        for ty in (0..g.out_h.div_ceil(2)).step_by(band_tile_rows) {
-            let rows = (2 * (ty + band_tile_rows)).min(g.out_h) - 2 * ty;
+    let bands: Vec<_> = bands(g)
+        .into_iter()
+        .map(|(n, ty, rows)| {
             let (band, after) = std::mem::take(&mut rest).split_at_mut(rows * row_len);
-            bands.push((n, ty, band));
             rest = after;
-        }
-    }
+            (n, ty, band)
+        })
+        .collect();
     bands.into_par_iter().for_each(|(n, ty, y_band)| {
         let tiles = (y_band.len() / row_len).div_ceil(2) * tiles_w;
         // Position-major, V[e] and M[e] each a contiguous row-major matrix: rows a
@@ -91,6 +90,145 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue
         dispatch!(output_transform(g, &m, tiles, epilogue.bias, y_band));
         epilogue.finish(y_band, co);
     });
+}
+
+/// The bands of a convolution's output, in memory order: (image, first tile row, output
+/// rows). A band has as many tile rows as keep its transformed inputs within
+/// [`BAND_FLOATS`].
+fn bands(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
+    let (tiles_h, tiles_w) = (g.out_h.div_ceil(2), g.out_w.div_ceil(2));
+    let band_rows = (BAND_FLOATS / (16 * g.in_c * tiles_w).max(1)).clamp(1, tiles_h.max(1));
+    (0..g.batch)
+        .flat_map(|n| {
+            (0..tiles_h).step_by(band_rows).map(move |ty| {
+                let rows = (2 * (ty + band_rows)).min(g.out_h) - 2 * ty;
+                (n, ty, rows)
+            })
+        })
+        .collect()
+}
+
+/// Whether the kernel gradient takes this route too: outputs of at least 14x14. On
+/// smaller ones (fmnist_cnn's second layer, 11x11; 7x7 with 256 channels) the
+/// per-image bands leave the products too shallow, and im2col measured 10–20% faster;
+/// chunks of bands from several images did not recover it.
+pub(crate) fn suits_kernel_gradient(g: &ConvGeometry) -> bool {
+    suits(g) && g.out_h >= 14 && g.out_w >= 14
+}
+
+/// `dw += dL/dW` from `x` and `dy` for a geometry that [`suits_kernel_gradient`]. With `Y = Aᵀ M A` and
+/// `M = U ⊙ V`, dL/dM is `A dY Aᵀ` per tile, dL/dU[e] the sum over tiles of
+/// `V[e]ᵀ · (A dY Aᵀ)[e]` (16 products, in channels × out channels, as deep as the
+/// tiles), and dL/dW is `Gᵀ (dL/dU) G`.
+pub(crate) fn backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    debug_assert!(suits_kernel_gradient(g));
+    let (ci, co) = (g.in_c, g.out_c);
+    let tiles_w = g.out_w.div_ceil(2);
+    let bands = bands(g);
+    // One contiguous run of bands per thread, each summing into its own dL/dU; the runs'
+    // sums are added in order, as the im2col kernel gradient does.
+    let runs = rayon::current_num_threads().clamp(1, bands.len().max(1));
+    let partials: Vec<Scratch> = (0..runs)
+        .into_par_iter()
+        .map(|run| {
+            let mut acc = Scratch::zeroed(16 * ci * co);
+            let run_bands = &bands[run * bands.len() / runs..(run + 1) * bands.len() / runs];
+            for &(n, ty, rows) in run_bands {
+                let tiles = rows.div_ceil(2) * tiles_w;
+                let mut v = Scratch::new(16 * tiles * ci);
+                let mut dm = Scratch::new(16 * tiles * co);
+                dispatch!(input_transform(g, x, n, ty, tiles, &mut v));
+                dispatch!(gradient_transform(g, dy, n, ty, tiles, &mut dm));
+                for e in 0..16 {
+                    matmul(
+                        ci,
+                        co,
+                        tiles,
+                        MatRef::row_major(&v[e * tiles * ci..], ci).t(),
+                        MatRef::row_major(&dm[e * tiles * co..], co),
+                        &mut acc[e * ci * co..],
+                        co,
+                        Start::Dst,
+                        false,
+                    );
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut du = Scratch::zeroed(16 * ci * co);
+    super::sum_in_order(&mut du, &partials);
+    // dL/dW = Gᵀ (dL/dU) G per channel pair: the columns of G are (1, ½, ½, 0),
+    // (0, ½, −½, 0) and (0, ½, ½, 1).
+    let pairs = ci * co;
+    let g_t =
+        |a: f32, b: f32, c: f32, d: f32| [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d];
+    for p in 0..pairs {
+        let at = |r: usize, s: usize| du[(r * 4 + s) * pairs + p];
+        let columns: [[f32; 3]; 4] =
+            std::array::from_fn(|s| g_t(at(0, s), at(1, s), at(2, s), at(3, s)));
+        for i in 0..3 {
+            let row = g_t(columns[0][i], columns[1][i], columns[2][i], columns[3][i]);
+            for (j, value) in row.into_iter().enumerate() {
+                dw[(i * 3 + j) * pairs + p] += value;
+            }
+        }
+    }
+}
+
+/// `dL/dM = A dY Aᵀ` for every tile of the band whose first tile row is `ty` (image
+/// `n`), with `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`; a tile's outputs past the last
+/// row or column (odd sizes) count as zero gradients.
+#[inline(always)]
+fn gradient_transform<const FMA: bool>(
+    g: &ConvGeometry,
+    dy: &[f32],
+    n: usize,
+    ty: usize,
+    tiles: usize,
+    dm: &mut [f32],
+) {
+    let co = g.out_c;
+    let tiles_w = g.out_w.div_ceil(2);
+    let zeros = Scratch::zeroed(co);
+    let mut columns_done = Scratch::new(8 * co);
+    for t in 0..tiles {
+        let (tile_y, tile_x) = (ty + t / tiles_w, t % tiles_w);
+        let pixel = |a: usize, b: usize| {
+            let (oy, ox) = (2 * tile_y + a, 2 * tile_x + b);
+            if oy < g.out_h && ox < g.out_w {
+                &dy[((n * g.out_h + oy) * g.out_w + ox) * co..][..co]
+            } else {
+                &zeros[..]
+            }
+        };
+        // A·dY down each column b (rows r at 2r + b), then (A dY)·Aᵀ along each row r.
+        for b in 0..2 {
+            expand_2(
+                [pixel(0, b), pixel(1, b)],
+                split_4(&mut columns_done, co, b, 2),
+            );
+        }
+        for r in 0..4 {
+            let row = &columns_done[2 * r * co..][..2 * co];
+            let halves = [&row[..co], &row[co..]];
+            expand_2(halves, split_4(dm, co, 4 * r * tiles + t, tiles));
+        }
+    }
+}
+
+/// `(out0, out1, out2, out3) = (p, p + q, p − q, −q)` elementwise: one side of `A dY Aᵀ`.
+#[inline(always)]
+fn expand_2([p, q]: [&[f32]; 2], [o0, o1, o2, o3]: [&mut [f32]; 4]) {
+    let n = p.len();
+    let q = &q[..n];
+    let (o0, o1, o2, o3) = (&mut o0[..n], &mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for i in 0..n {
+        o0[i] = p[i];
+        o1[i] = p[i] + q[i];
+        o2[i] = p[i] - q[i];
+        o3[i] = -q[i];
+    }
 }
 
 /// `dx = dL/dx` from `dy` for a geometry that [`suits`]; `dx` is overwritten. At stride
