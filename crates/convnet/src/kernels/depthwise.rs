@@ -5,10 +5,12 @@
 //! product per channel would be mostly overhead, so these loops run directly over NHWC
 //! rows, where the channels of a pixel are contiguous and the inner loop vectorises.
 //!
-//! With one filter per channel (the common case) each output pixel is computed in
-//! registers: a block of 16 channels gathers every kernel tap before it is stored once.
-//! The input gradient is computed the same way, as a gather from the output gradient, so
-//! its rows are independent and run in parallel like the forward's.
+//! With one filter per channel (the common case) outputs are computed in registers, a
+//! block of 8 channels at a time: on AVX2 CPUs 3x3 rows go in strips of 8 outputs (the
+//! `x86` module), elsewhere each output gathers its kernel taps before it is stored once.
+//! The input gradient is computed the same way, as a gather from the output gradient (at
+//! stride 1, as the forward pass of the flipped kernel), so its rows are independent and
+//! run in parallel like the forward's.
 
 use super::conv::ConvGeometry;
 use super::simd::{dispatch, madd};

@@ -116,10 +116,10 @@ pub(crate) fn suits_kernel_gradient(g: &ConvGeometry) -> bool {
     suits(g) && g.out_h >= 14 && g.out_w >= 14
 }
 
-/// `dw += dL/dW` from `x` and `dy` for a geometry that [`suits_kernel_gradient`]. With `Y = Aᵀ M A` and
-/// `M = U ⊙ V`, dL/dM is `A dY Aᵀ` per tile, dL/dU[e] the sum over tiles of
-/// `V[e]ᵀ · (A dY Aᵀ)[e]` (16 products, in channels × out channels, as deep as the
-/// tiles), and dL/dW is `Gᵀ (dL/dU) G`.
+/// `dw += dL/dW` from `x` and `dy` for a geometry that [`suits_kernel_gradient`]. With
+/// `Y = Aᵀ M A` and `M = U ⊙ V`, dL/dM is `A dY Aᵀ` per tile, dL/dU[e] the sum over
+/// tiles of `V[e]ᵀ · (A dY Aᵀ)[e]` (16 products, in channels × out channels, as deep as
+/// a band's tiles), and dL/dW is `Gᵀ (dL/dU) G`.
 pub(crate) fn backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     debug_assert!(suits_kernel_gradient(g));
     let (ci, co) = (g.in_c, g.out_c);
