@@ -276,16 +276,10 @@ mod x86 {
                     // Strip s + 4's new lines: the bottom input row's (the rows above
                     // were read for the rows before) and dL/dy's.
                     let ahead = 4 * (s + 4) * c;
-                    let (input, grads) = (rows[2].wrapping_add(ahead), dp.wrapping_add(ahead));
-                    for line in (0..4 * c).step_by(16) {
-                        _mm_prefetch::<_MM_HINT_T0>(input.wrapping_add(line).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(grads.wrapping_add(line).cast());
-                    }
+                    prefetch_lines(rows[2].wrapping_add(ahead), dp.wrapping_add(ahead), 4 * c);
                 }
                 // Input columns `first..first + 6` feed output columns 4s..4s + 4.
-                let first = (4 * s) as isize - g.pad_left as isize;
-                let inside =
-                    (-first).max(0) as usize..(g.in_w as isize - first).clamp(0, 6) as usize;
+                let (first, inside) = strip_columns(g, 4 * s, 6);
                 let at = rows.map(|r| r.wrapping_offset(first * c as isize));
                 let grads = dp.add(4 * s * c);
                 if inside == (0..6) {
@@ -383,6 +377,27 @@ mod x86 {
                 let sum = bias_acc.as_mut_ptr().add(cb);
                 _mm256_storeu_ps(sum, _mm256_add_ps(_mm256_loadu_ps(sum), strip));
             }
+        }
+    }
+
+    /// The input columns of a stride-1 strip whose first output column is `ox`:
+    /// `first = ox − pad_left` (negative in the padding) and which of the `width`
+    /// columns from there lie inside the input.
+    #[inline(always)]
+    fn strip_columns(g: &ConvGeometry, ox: usize, width: usize) -> (isize, std::ops::Range<usize>) {
+        let first = ox as isize - g.pad_left as isize;
+        let inside =
+            (-first).max(0) as usize..(g.in_w as isize - first).clamp(0, width as isize) as usize;
+        (first, inside)
+    }
+
+    /// Prefetches `floats` floats from each of `a` and `b` into L1, a line at a time.
+    /// (Prefetches never fault: addresses past a buffer's end are harmless.)
+    #[inline(always)]
+    unsafe fn prefetch_lines(a: *const f32, b: *const f32, floats: usize) {
+        for line in (0..floats).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line).cast());
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(line).cast());
         }
     }
 
@@ -508,18 +523,11 @@ mod x86 {
                 if prefetch {
                     // Strip s + 2's new input lines (the rows above were read for the
                     // rows before) and its output lines, a few hundred cycles ahead.
-                    let (input, output) = (
-                        rows[2].wrapping_add(8 * (s + 2) * c),
-                        y_row.wrapping_add(8 * (s + 2) * c),
-                    );
-                    for line in (0..8 * c).step_by(16) {
-                        _mm_prefetch::<_MM_HINT_T0>(input.wrapping_add(line).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(output.wrapping_add(line).cast());
-                    }
+                    let ahead = 8 * (s + 2) * c;
+                    let output = y_row.wrapping_add(ahead).cast_const();
+                    prefetch_lines(rows[2].wrapping_add(ahead), output, 8 * c);
                 }
-                let first = (8 * s) as isize - g.pad_left as isize;
-                let inside =
-                    (-first).max(0) as usize..(g.in_w as isize - first).clamp(0, 10) as usize;
+                let (first, inside) = strip_columns(g, 8 * s, 10);
                 let at = rows.map(|r| r.wrapping_offset(first * c as isize));
                 let y = y_row.add(8 * s * c);
                 if inside == (0..10) {
