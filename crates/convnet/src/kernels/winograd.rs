@@ -194,13 +194,9 @@ fn gradient_transform<const FMA: bool>(
     let mut columns_done = Scratch::new(8 * co);
     for t in 0..tiles {
         let (tile_y, tile_x) = (ty + t / tiles_w, t % tiles_w);
+        let shape = [g.out_h, g.out_w, co];
         let pixel = |a: usize, b: usize| {
-            let (oy, ox) = (2 * tile_y + a, 2 * tile_x + b);
-            if oy < g.out_h && ox < g.out_w {
-                &dy[((n * g.out_h + oy) * g.out_w + ox) * co..][..co]
-            } else {
-                &zeros[..]
-            }
+            pixel_or_zeros(dy, shape, n, (2 * tile_y + a, 2 * tile_x + b), &zeros)
         };
         // A·dY down each column b (rows r at 2r + b), then (A dY)·Aᵀ along each row r.
         for b in 0..2 {
@@ -299,14 +295,11 @@ fn input_transform<const FMA: bool>(
     for t in 0..tiles {
         let (tile_y, tile_x) = (ty + t / tiles_w, t % tiles_w);
         // Patch pixel (r, s), straight from `x`, or zeros in the padding.
+        let shape = [g.in_h, g.in_w, ci];
         let pixel = |r: usize, s: usize| {
             let iy = (2 * tile_y + r).wrapping_sub(g.pad_top);
             let ix = (2 * tile_x + s).wrapping_sub(g.pad_left);
-            if iy < g.in_h && ix < g.in_w {
-                &x[((n * g.in_h + iy) * g.in_w + ix) * ci..][..ci]
-            } else {
-                &zeros[..]
-            }
+            pixel_or_zeros(x, shape, n, (iy, ix), &zeros)
         };
         // Bᵀ·d down each column s, then (Bᵀd)·B along each row r.
         for s in 0..4 {
@@ -320,6 +313,23 @@ fn input_transform<const FMA: bool>(
             let v_rows = split_4(v, ci, 4 * r * tiles + t, tiles);
             transform_4([at(0), at(1), at(2), at(3)], v_rows);
         }
+    }
+}
+
+/// Pixel (y, x) of image `n` in an NHWC buffer of `[height, width, channels]`, or
+/// `zeros` where it lies outside (a coordinate that wrapped below zero is outside too).
+#[inline(always)]
+fn pixel_or_zeros<'a>(
+    data: &'a [f32],
+    [h, w, c]: [usize; 3],
+    n: usize,
+    (y, x): (usize, usize),
+    zeros: &'a [f32],
+) -> &'a [f32] {
+    if y < h && x < w {
+        &data[((n * h + y) * w + x) * c..][..c]
+    } else {
+        zeros
     }
 }
 
