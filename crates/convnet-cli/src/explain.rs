@@ -1,7 +1,7 @@
 //! `convnet explain conv --input "1 2 3 4; …" --kernel "-1 0 1; …"`: a convolution
 //! worked out with your numbers (or .npy matrices).
 
-use convnet::explain::{explain_conv, parse_matrix, ExplainPadding};
+use convnet::explain::{conv_animation, explain_conv, parse_matrix, work_conv, ExplainPadding};
 use convnet::{Error, Tensor};
 
 /// `explain conv …` works a convolution out; `explain MODEL` goes through a model's
@@ -40,6 +40,10 @@ struct ConvArgs {
     /// True convolution: rotate the kernel 180° first.
     #[arg(long)]
     flip: bool,
+    /// Also write the sliding kernel as an animated GIF: one frame per output position
+    /// (sampled for large inputs), then the whole output.
+    #[arg(long, value_name = "OUT.gif")]
+    animate: Option<std::path::PathBuf>,
 }
 
 /// A matrix from text, a 2-D .npy file, or an image (grayscale, 0–255).
@@ -91,14 +95,20 @@ pub fn run(args: Args) -> Result<(), Error> {
         )),
     };
     let padding: ExplainPadding = a.padding.parse().map_err(Error::Tensor)?;
-    let (text, _) = explain_conv(
-        &matrix(&a.input, "--input")?,
-        &matrix(&a.kernel, "--kernel")?,
-        a.stride,
-        padding,
-        a.dilation,
-        a.flip,
-    )?;
+    let (input, kernel) = (matrix(&a.input, "--input")?, matrix(&a.kernel, "--kernel")?);
+    let (text, _) = explain_conv(&input, &kernel, a.stride, padding, a.dilation, a.flip)?;
     print!("{text}");
+    if let Some(path) = a.animate {
+        let working = work_conv(&input, &kernel, a.stride, padding, a.dilation, a.flip)?;
+        let animation = conv_animation(working)?;
+        animation.save_gif(&path)?;
+        println!(
+            "\nwrote {} ({} frames, {}x{})",
+            path.display(),
+            animation.frames.len(),
+            animation.layout.width,
+            animation.layout.height
+        );
+    }
     Ok(())
 }

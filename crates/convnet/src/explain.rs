@@ -10,6 +10,9 @@ use crate::kernels::conv::{output_length, Padding};
 use serde_json::Value;
 use std::fmt::Write;
 
+mod animate;
+pub use animate::{conv_animation, AnimationFrame, ConvAnimation, Layout, HIGHLIGHT, MAX_STEPS};
+
 /// How the input is padded: Keras's `valid` and `same`, or `n` zeros on every side.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ExplainPadding {
@@ -106,19 +109,74 @@ fn write_matrix(out: &mut String, title: &str, m: &[Vec<f64>]) {
     }
 }
 
-/// The whole explanation, and the output matrix.
-pub fn explain_conv(
+/// A convolution worked out: the padded input, the kernel as it slides (rotated for
+/// true convolution), and every output position's products and sum. The text of
+/// [`explain_conv`] and the frames of [`animate`] are both written from it.
+#[derive(Clone, Debug)]
+pub struct ConvWorking {
+    pub input: Vec<Vec<f64>>,
+    /// The input with its zeros around it; the kernel slides over this.
+    pub padded: Vec<Vec<f64>>,
+    /// Zeros added (top, bottom, left, right).
+    pub pad: (usize, usize, usize, usize),
+    /// The kernel as it is slid: rotated 180° when `flip`.
+    pub kernel: Vec<Vec<f64>>,
+    pub stride: usize,
+    pub dilation: usize,
+    pub padding: ExplainPadding,
+    pub flip: bool,
+    /// The sums of products, one per output position, term by term in f64.
+    pub output: Vec<Vec<f64>>,
+    /// Each position's products as written (`2·(-1)`), row-major over positions, in
+    /// the kernel's row-major order.
+    pub terms: Vec<Vec<String>>,
+}
+
+impl ConvWorking {
+    pub fn output_size(&self) -> (usize, usize) {
+        (self.output.len(), self.output.first().map_or(0, Vec::len))
+    }
+
+    /// The padded-input cells (row, column) under the kernel's taps at output (i, j),
+    /// in the kernel's row-major order.
+    pub fn window(&self, i: usize, j: usize) -> Vec<(usize, usize)> {
+        let (kh, kw) = (self.kernel.len(), self.kernel[0].len());
+        (0..kh)
+            .flat_map(|m| {
+                (0..kw).map(move |n| {
+                    (
+                        i * self.stride + m * self.dilation,
+                        j * self.stride + n * self.dilation,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// `S(i,j) = 1·(-1) + 2·0 + … = 6`: the products at (i, j) and their sum `value`.
+    pub fn sum_text(&self, i: usize, j: usize, value: f64) -> String {
+        let terms = &self.terms[i * self.output_size().1 + j];
+        format!("S({i},{j}) = {} = {}", terms.join(" + "), number(value))
+    }
+}
+
+/// Works a convolution out: checks the settings, pads the input, and sums every
+/// position's products.
+pub fn work_conv(
     input: &[Vec<f64>],
     kernel: &[Vec<f64>],
     stride: usize,
     padding: ExplainPadding,
     dilation: usize,
     flip: bool,
-) -> Result<(String, Vec<Vec<f64>>)> {
+) -> Result<ConvWorking> {
     if stride == 0 || dilation == 0 {
         return Err(Error::Tensor(
             "stride and dilation must be at least 1".into(),
         ));
+    }
+    if input.is_empty() || input[0].is_empty() || kernel.is_empty() || kernel[0].is_empty() {
+        return Err(Error::Tensor("the input and the kernel need values".into()));
     }
     let (h, w) = (input.len(), input[0].len());
     let (kh, kw) = (kernel.len(), kernel[0].len());
@@ -149,6 +207,66 @@ pub fn explain_conv(
     };
     let (oh, top, bottom) = axis(h, kh, eh)?;
     let (ow, left, right) = axis(w, kw, ew)?;
+    let padded: Vec<Vec<f64>> = (0..h + top + bottom)
+        .map(|r| {
+            (0..w + left + right)
+                .map(|c| {
+                    if r >= top && r < top + h && c >= left && c < left + w {
+                        input[r - top][c - left]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut working = ConvWorking {
+        input: input.to_vec(),
+        padded,
+        pad: (top, bottom, left, right),
+        kernel,
+        stride,
+        dilation,
+        padding,
+        flip,
+        output: vec![vec![0.0; ow]; oh],
+        terms: Vec::with_capacity(oh * ow),
+    };
+    for i in 0..oh {
+        for j in 0..ow {
+            let mut terms = Vec::with_capacity(kh * kw);
+            let mut sum = 0.0;
+            for (&(r, c), &k) in working
+                .window(i, j)
+                .iter()
+                .zip(working.kernel.iter().flatten())
+            {
+                let v = working.padded[r][c];
+                terms.push(format!("{}·{}", factor(v), factor(k)));
+                sum += v * k;
+            }
+            working.output[i][j] = sum;
+            working.terms.push(terms);
+        }
+    }
+    Ok(working)
+}
+
+/// The whole explanation, and the output matrix.
+pub fn explain_conv(
+    input: &[Vec<f64>],
+    kernel: &[Vec<f64>],
+    stride: usize,
+    padding: ExplainPadding,
+    dilation: usize,
+    flip: bool,
+) -> Result<(String, Vec<Vec<f64>>)> {
+    let working = work_conv(input, kernel, stride, padding, dilation, flip)?;
+    let (h, w) = (input.len(), input[0].len());
+    let (kh, kw) = (kernel.len(), kernel[0].len());
+    let (eh, ew) = ((kh - 1) * dilation + 1, (kw - 1) * dilation + 1);
+    let (top, bottom, left, right) = working.pad;
+    let (oh, ow) = working.output_size();
 
     let mut out = String::new();
     let pad_name = match padding {
@@ -182,22 +300,9 @@ pub fn explain_conv(
     }
     let _ = writeln!(out);
 
-    let padded: Vec<Vec<f64>> = (0..h + top + bottom)
-        .map(|r| {
-            (0..w + left + right)
-                .map(|c| {
-                    if r >= top && r < top + h && c >= left && c < left + w {
-                        input[r - top][c - left]
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        })
-        .collect();
     write_matrix(&mut out, "Input", input);
     if top + bottom + left + right > 0 {
-        write_matrix(&mut out, "Padded input", &padded);
+        write_matrix(&mut out, "Padded input", &working.padded);
     }
     write_matrix(
         &mut out,
@@ -206,7 +311,7 @@ pub fn explain_conv(
         } else {
             "Kernel"
         },
-        &kernel,
+        &working.kernel,
     );
     let _ = writeln!(out);
     if flip {
@@ -214,26 +319,14 @@ pub fn explain_conv(
     } else {
         let _ = writeln!(out, "Deep-learning layers (Keras's Conv2D) compute cross-correlation: the kernel slides\nover the input as it is, S(i,j) = Σm Σn I(i·s+m, j·s+n)·K(m,n). (--flip shows true\nconvolution, which rotates the kernel 180° first.)\n");
     }
-
-    let mut output = vec![vec![0.0; ow]; oh];
-    for (i, row) in output.iter_mut().enumerate() {
-        for (j, cell) in row.iter_mut().enumerate() {
-            let mut terms = Vec::new();
-            let mut sum = 0.0;
-            for (m, krow) in kernel.iter().enumerate() {
-                for (n, &k) in krow.iter().enumerate() {
-                    let v = padded[i * stride + m * dilation][j * stride + n * dilation];
-                    terms.push(format!("{}·{}", factor(v), factor(k)));
-                    sum += v * k;
-                }
-            }
-            *cell = sum;
-            let _ = writeln!(out, "S({i},{j}) = {} = {}", terms.join(" + "), number(sum));
+    for i in 0..oh {
+        for j in 0..ow {
+            let _ = writeln!(out, "{}", working.sum_text(i, j, working.output[i][j]));
         }
     }
     let _ = writeln!(out);
-    write_matrix(&mut out, "Output", &output);
-    Ok((out, output))
+    write_matrix(&mut out, "Output", &working.output);
+    Ok((out, working.output))
 }
 
 /// A model explained layer by layer: output-size and parameter arithmetic with the

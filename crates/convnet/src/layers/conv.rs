@@ -378,6 +378,12 @@ impl Conv2D {
 impl Layer for Conv2D {
     layer_common!("Conv2D");
 
+    fn forward_macs(&self, inputs: &[Vec<usize>]) -> Option<usize> {
+        let x = inputs.first().filter(|x| x.len() == 4)?;
+        let g = self.window.geometry(self, x, self.filters, self.groups);
+        g.ok().map(|g| g.macs())
+    }
+
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("filters".into(), json!(self.filters));

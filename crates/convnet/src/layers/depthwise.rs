@@ -71,10 +71,9 @@ impl DepthwiseConv2D {
         })
     }
 
-    fn geometry(&self, x: &Tensor) -> Result<ConvGeometry> {
-        let c = x.shape()[3];
-        self.window
-            .geometry(self, x.shape(), c * self.depth_multiplier, c)
+    fn geometry(&self, x: &[usize]) -> Result<ConvGeometry> {
+        let c = x[3];
+        self.window.geometry(self, x, c * self.depth_multiplier, c)
     }
 
     /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
@@ -87,7 +86,7 @@ impl DepthwiseConv2D {
             activation,
         };
         depthwise::depthwise_forward_with(
-            &self.geometry(x)?,
+            &self.geometry(x.shape())?,
             x.data(),
             self.base.weights[0].value.data(),
             epilogue,
@@ -98,7 +97,7 @@ impl DepthwiseConv2D {
 
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
     fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
-        let g = self.geometry(x)?;
+        let g = self.geometry(x.shape())?;
         let (kernel, bias) = dweights.split_at_mut(1);
         let db = bias.first_mut().map(|db| db.data_mut());
         depthwise::depthwise_backward_kernel(&g, x.data(), dz.data(), kernel[0].data_mut(), db);
@@ -108,6 +107,11 @@ impl DepthwiseConv2D {
 
 impl Layer for DepthwiseConv2D {
     layer_common!("DepthwiseConv2D");
+
+    fn forward_macs(&self, inputs: &[Vec<usize>]) -> Option<usize> {
+        let x = inputs.first().filter(|x| x.len() == 4)?;
+        self.geometry(x).ok().map(|g| g.macs())
+    }
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -177,7 +181,7 @@ impl Layer for DepthwiseConv2D {
         self.weight_gradients(x, &dz, dweights)?;
         let mut dx = Tensor::for_overwrite(x.shape());
         depthwise::depthwise_backward_input(
-            &self.geometry(x)?,
+            &self.geometry(x.shape())?,
             dz.data(),
             self.base.weights[0].value.data(),
             dx.data_mut(),

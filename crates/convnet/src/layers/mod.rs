@@ -318,6 +318,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// Inference: `training = false`, nothing kept.
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor>;
 
+    /// Multiply-adds of one forward pass on these concrete input shapes, counted from
+    /// the geometry the convolution kernels run on (`ConvGeometry::macs`), so what
+    /// `explain` reports is what the engine does. `None` for layers without a kernel
+    /// product (pooling, activations, merges) or shapes the layer refuses.
+    fn forward_macs(&self, _inputs: &[Vec<usize>]) -> Option<usize> {
+        None
+    }
+
     /// The training path: Keras's `call(inputs, training=training)`, keeping what
     /// [`Layer::backward`] needs.
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {

@@ -89,10 +89,10 @@ impl SeparableConv2D {
     }
 
     /// The depthwise stage's and the pointwise stage's geometries for input `x`.
-    fn geometries(&self, x: &Tensor) -> Result<(ConvGeometry, ConvGeometry)> {
-        let c = x.shape()[3];
+    fn geometries(&self, x: &[usize]) -> Result<(ConvGeometry, ConvGeometry)> {
+        let c = x[3];
         let mid = c * self.depth_multiplier;
-        let dw = self.window.geometry(self, x.shape(), mid, c)?;
+        let dw = self.window.geometry(self, x, mid, c)?;
         let pw = ConvGeometry {
             in_h: dw.out_h,
             in_w: dw.out_w,
@@ -116,7 +116,7 @@ impl SeparableConv2D {
     fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<(Tensor, Tensor)> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
-        let (dw, pw) = self.geometries(x)?;
+        let (dw, pw) = self.geometries(x.shape())?;
         let mut mid = Tensor::for_overwrite([dw.batch, dw.out_h, dw.out_w, dw.out_c]);
         depthwise::depthwise_forward(
             &dw,
@@ -142,6 +142,13 @@ impl SeparableConv2D {
 
 impl Layer for SeparableConv2D {
     layer_common!("SeparableConv2D");
+
+    /// The depthwise stage's multiply-adds plus the pointwise stage's.
+    fn forward_macs(&self, inputs: &[Vec<usize>]) -> Option<usize> {
+        let x = inputs.first().filter(|x| x.len() == 4)?;
+        let (dw, pw) = self.geometries(x).ok()?;
+        Some(dw.macs() + pw.macs())
+    }
 
     fn config_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -249,7 +256,7 @@ impl Layer for SeparableConv2D {
         let x = *single(self, inputs)?;
         let saved: &Intermediate = saved.get(self)?;
         let dz = activation_grad(self, self.activation, &saved.activation, output, dy)?;
-        let (dw, pw) = self.geometries(x)?;
+        let (dw, pw) = self.geometries(x.shape())?;
         let mid = &saved.depthwise_out;
         let mut dmid = Tensor::for_overwrite(mid.shape());
         conv::conv2d_backward_input(

@@ -188,6 +188,33 @@ impl Model {
         self.weights().map(|w| w.value.len()).sum()
     }
 
+    /// Multiply-adds of one forward pass on `batch` samples: every layer call's count
+    /// from the geometry its kernels run on ([`Layer::forward_macs`]), nested models
+    /// included. Layers without kernel products count nothing.
+    pub fn forward_macs(&self, batch: usize) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !n.inputs.is_empty())
+            .map(|node| {
+                let layer = &self.layers[node.layer];
+                if let Some(inner) = layer.nested_model() {
+                    return inner.forward_macs(batch);
+                }
+                // The batch axis is unknown in a model's shapes; unknown sizes
+                // elsewhere make the geometry fail, and the call counts nothing.
+                let shapes: Vec<Vec<usize>> = self
+                    .input_shapes_of(node)
+                    .iter()
+                    .map(|s| {
+                        let dims = s.iter().skip(1).map(|d| d.unwrap_or(0));
+                        std::iter::once(batch).chain(dims).collect()
+                    })
+                    .collect();
+                layer.forward_macs(&shapes).unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Copies of all weights, in [`Model::weights`] order.
     pub fn get_weights(&self) -> Vec<Tensor> {
         self.weights().map(|w| w.value.clone()).collect()

@@ -8,7 +8,7 @@ mod fit;
 pub mod losses;
 pub mod metrics;
 pub mod optimizers;
-mod plot;
+pub(crate) mod plot;
 mod progress;
 pub mod schedules;
 

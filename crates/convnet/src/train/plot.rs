@@ -9,12 +9,34 @@ use std::path::Path;
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The font is built in and valid; a failure here would be a build error.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// The canvas every picture convnet draws is drawn on: plotters on a white RGB bitmap,
+/// with the built-in font registered as "sans-serif". The training curves, the
+/// Inception block's diagram and the frames of `explain conv --animate` all go through
+/// here.
+pub(crate) type Canvas<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+pub(crate) fn draw_picture(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&Canvas) -> std::result::Result<(), String>,
+) -> std::result::Result<image::RgbImage, String> {
+    register_font();
+    let mut buffer = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(image::RgbImage::from_raw(width, height, buffer).expect("buffer sized for the image"))
 }
 
 impl History {
@@ -32,13 +54,9 @@ impl History {
                 "nothing to plot: the history has no epochs",
             ));
         }
-        register_font();
         let (panel_w, height) = (480u32, 360u32);
         let width = panel_w * panels.len() as u32;
-        let mut buffer = vec![255u8; (width * height * 3) as usize];
-        let draw = |buffer: &mut [u8]| -> std::result::Result<(), String> {
-            let root = BitMapBackend::with_buffer(buffer, (width, height)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let draw = |root: &Canvas| -> std::result::Result<(), String> {
             let areas = root.split_evenly((1, panels.len()));
             let epochs: Vec<f64> = self.epochs.iter().map(|&e| (e + 1) as f64).collect();
             let (first, last) = (epochs[0], *epochs.last().expect("not empty"));
@@ -124,11 +142,10 @@ impl History {
                     .draw()
                     .map_err(|e| e.to_string())?;
             }
-            root.present().map_err(|e| e.to_string())
+            Ok(())
         };
-        draw(&mut buffer).map_err(|e| Error::file(path, format!("drawing the curves: {e}")))?;
-        let image =
-            image::RgbImage::from_raw(width, height, buffer).expect("buffer sized for the image");
+        let image = draw_picture(width, height, draw)
+            .map_err(|e| Error::file(path, format!("drawing the curves: {e}")))?;
         image
             .save(path)
             .map_err(|e| Error::file(path, format!("cannot write: {e}")))
