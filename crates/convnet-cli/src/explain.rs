@@ -19,6 +19,79 @@ pub struct Args {
 enum What {
     /// Work a convolution out step by step.
     Conv(ConvArgs),
+    /// A Conv2D beside its depthwise separable equivalents: shapes, parameters,
+    /// multiply-adds and measured time.
+    Separable(SeparableArgs),
+    /// The design notes' Inception block counted: padding, shapes, parameters, cost.
+    Inception(InceptionArgs),
+}
+
+#[derive(clap::Args)]
+struct SeparableArgs {
+    /// The input image's size, H,W,C.
+    #[arg(long, value_name = "H,W,C")]
+    input: String,
+    #[arg(long)]
+    filters: usize,
+    /// The kernel's side K (a KxK kernel).
+    #[arg(long)]
+    kernel: usize,
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// same or valid.
+    #[arg(long, default_value = "same")]
+    padding: String,
+    /// Print only the arithmetic, without timing the models.
+    #[arg(long)]
+    no_timing: bool,
+}
+
+#[derive(clap::Args)]
+struct InceptionArgs {
+    /// The input's size, H,W,C.
+    #[arg(long, value_name = "H,W,C", default_value = "224,224,3")]
+    input: String,
+    /// Filters of each branch.
+    #[arg(long, default_value = "64,64,64")]
+    filters: String,
+    /// Kernel side of each branch.
+    #[arg(long, default_value = "1,3,5")]
+    kernels: String,
+    /// Also draw the block's branches with their shapes as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    plot: Option<std::path::PathBuf>,
+}
+
+/// `224,224,3` as numbers.
+fn numbers(text: &str, what: &str) -> Result<Vec<usize>, Error> {
+    text.split(',')
+        .map(|v| {
+            v.trim().parse::<usize>().map_err(|_| {
+                Error::Tensor(format!(
+                    "{what}: '{v}' is not a whole number (write e.g. {what} 224,224,3)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn hwc(text: &str) -> Result<[usize; 3], Error> {
+    match numbers(text, "--input")?[..] {
+        [h, w, c] => Ok([h, w, c]),
+        _ => Err(Error::Tensor(format!(
+            "--input takes H,W,C (three numbers), not '{text}'"
+        ))),
+    }
+}
+
+fn padding_mode(text: &str) -> Result<convnet::Padding, Error> {
+    match text {
+        "same" => Ok(convnet::Padding::Same),
+        "valid" => Ok(convnet::Padding::Valid),
+        other => Err(Error::Tensor(format!(
+            "--padding must be same or valid, not '{other}'"
+        ))),
+    }
 }
 
 #[derive(clap::Args)]
@@ -82,6 +155,33 @@ fn matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>, Error> {
 pub fn run(args: Args) -> Result<(), Error> {
     let a = match (args.what, args.model) {
         (Some(What::Conv(a)), _) => a,
+        (Some(What::Separable(a)), _) => {
+            print!(
+                "{}",
+                convnet::explain::explain_separable(
+                    hwc(&a.input)?,
+                    a.filters,
+                    a.kernel,
+                    a.stride,
+                    padding_mode(&a.padding)?,
+                    (!a.no_timing).then(|| std::time::Duration::from_millis(500)),
+                )?
+            );
+            return Ok(());
+        }
+        (Some(What::Inception(a)), _) => {
+            let block = convnet::explain::InceptionBlock {
+                input: hwc(&a.input)?,
+                filters: numbers(&a.filters, "--filters")?,
+                kernels: numbers(&a.kernels, "--kernels")?,
+            };
+            print!("{}", block.explain()?);
+            if let Some(path) = a.plot {
+                block.plot(&path)?;
+                println!("\nwrote {}", path.display());
+            }
+            return Ok(());
+        }
         (None, Some(model)) => {
             print!(
                 "{}",

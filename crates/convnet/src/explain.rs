@@ -11,7 +11,13 @@ use serde_json::Value;
 use std::fmt::Write;
 
 mod animate;
+mod inception;
+mod separable;
 pub use animate::{conv_animation, AnimationFrame, ConvAnimation, Layout, HIGHLIGHT, MAX_STEPS};
+pub use inception::InceptionBlock;
+pub use separable::{
+    explain_separable, separable_counts, separable_models, SeparableCounts, SeparableModels,
+};
 
 /// How the input is padded: Keras's `valid` and `same`, or `n` zeros on every side.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -491,6 +497,36 @@ pub fn explain_model(model: &crate::model::Model) -> String {
                 format!("{arithmetic} = {}", thousands(params))
             };
             let _ = writeln!(out, "  params   {text}");
+        }
+        // What a standard Conv2D with the same window and channels would cost: the
+        // saving of the depthwise and separable layers.
+        if let (Some((kh, kw)), "SeparableConv2D" | "DepthwiseConv2D") =
+            (window, layer.class_name())
+        {
+            let full_params = kh * kw * cin * cout + if use_bias { cout } else { 0 };
+            let full_macs = positions * kh * kw * cin * cout;
+            let _ = writeln!(
+                out,
+                "  saving   a Conv2D {kh}x{kw} from {cin} to {cout} channels: {kh}·{kw}·{cin}·{cout}{} = {} params, {} FLOPs; this layer has {:.1}% of its parameters and {:.1}% of its multiply-adds",
+                bias(cout),
+                thousands(full_params),
+                thousands(2 * full_macs),
+                100.0 * params as f64 / full_params.max(1) as f64,
+                100.0 * macs as f64 / full_macs.max(1) as f64
+            );
+            let _ = if layer.class_name() == "SeparableConv2D" {
+                writeln!(
+                    out,
+                    "           (without biases, 1/N + 1/K² = 1/{cout} + 1/{} = {:.4}, for a depth multiplier of 1)",
+                    kh * kw,
+                    1.0 / cout as f64 + 1.0 / (kh * kw) as f64
+                )
+            } else {
+                writeln!(
+                    out,
+                    "           (each channel filtered alone: 1/{cin} of the full products; a 1x1 Conv2D after it mixes the channels)"
+                )
+            };
         }
         let memory = output
             .iter()

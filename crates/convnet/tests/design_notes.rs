@@ -169,3 +169,143 @@ fn explained_model_arithmetic_matches_the_models() {
         );
     }
 }
+
+/// `explain separable`: the parameter and multiply-add arithmetic it prints equals the
+/// models' `count_params()` and the engine's multiply-add count, and the three output
+/// shapes agree, for several shapes, strides and paddings.
+#[test]
+fn separable_comparison_numbers_are_the_models() {
+    use convnet::explain::{explain_separable, separable_counts, separable_models};
+    use convnet::model::thousands;
+    for (input, filters, kernel, stride, padding) in [
+        ([112, 112, 32], 64, 3, 1, Padding::Same),
+        ([28, 28, 16], 24, 5, 2, Padding::Same),
+        ([17, 13, 3], 8, 3, 1, Padding::Valid),
+        ([9, 9, 7], 5, 1, 3, Padding::Valid),
+    ] {
+        let models = separable_models(input, filters, kernel, stride, padding).unwrap();
+        let counts = separable_counts(&models, input[2], kernel).unwrap();
+        let shape = models.standard.output_shapes()[0].clone();
+        assert_eq!(models.two_step.output_shapes()[0], shape);
+        assert_eq!(models.separable.output_shapes()[0], shape);
+        assert_eq!(
+            shape[1..],
+            [
+                Some(counts.output[0]),
+                Some(counts.output[1]),
+                Some(filters)
+            ]
+        );
+        assert_eq!(counts.standard_params, models.standard.count_params());
+        assert_eq!(
+            counts.depthwise_params + counts.pointwise_params,
+            models.two_step.count_params()
+        );
+        assert_eq!(counts.separable_params, models.separable.count_params());
+        assert_eq!(counts.standard_macs, models.standard.forward_macs(1));
+        let two = counts.depthwise_macs + counts.pointwise_macs;
+        assert_eq!(two, models.two_step.forward_macs(1));
+        assert_eq!(two, models.separable.forward_macs(1));
+        assert_eq!(3 * two, models.separable.forward_macs(3), "per image");
+        let text = explain_separable(input, filters, kernel, stride, padding, None).unwrap();
+        for n in [
+            counts.standard_params,
+            counts.separable_params,
+            counts.standard_macs,
+            two,
+        ] {
+            assert!(text.contains(&format!("= {}", thousands(n))), "{n}: {text}");
+        }
+        let usual = 1.0 / filters as f64 + 1.0 / (kernel * kernel) as f64;
+        assert!(text.contains(&format!("= {usual:.4}")), "{text}");
+        // Without biases, the multiply-add ratio is exactly 1/N + 1/K².
+        assert!((two as f64 / counts.standard_macs as f64 - usual).abs() < 1e-12);
+    }
+    let timed = explain_separable(
+        [16, 16, 8],
+        16,
+        3,
+        1,
+        Padding::Same,
+        Some(std::time::Duration::from_millis(20)),
+    )
+    .unwrap();
+    assert!(timed.contains("x the Conv2D's time"), "{timed}");
+}
+
+/// `explain inception` is the notes' example exactly: 224x224x3 → 224x224x192 and
+/// 6,912 parameters, the built-in seed-inception model's numbers.
+#[test]
+fn inception_explanation_is_the_notes_example() {
+    use convnet::explain::InceptionBlock;
+    use convnet::model::thousands;
+    let block = InceptionBlock::design_notes();
+    let model = block.model().unwrap();
+    let seed = convnet::zoo::seed_inception(224).unwrap();
+    assert_eq!(
+        model.output_shapes()[0],
+        vec![None, Some(224), Some(224), Some(192)]
+    );
+    assert_eq!(model.count_params(), 6912);
+    assert_eq!(model.count_params(), seed.count_params());
+    assert_eq!(model.forward_macs(1), seed.forward_macs(1));
+    let counts = block.branch_counts();
+    assert_eq!(
+        counts.iter().map(|c| c.0).sum::<usize>(),
+        seed.count_params()
+    );
+    assert_eq!(
+        counts.iter().map(|c| c.1).sum::<usize>(),
+        seed.forward_macs(1)
+    );
+    let text = block.explain().unwrap();
+    for line in [
+        "padding (ceil(224 / 1) − 1)·1 + 5 − 224 = 4 → (224 − 5 + 2·2) / 1 + 1 = 224",
+        "params   5·5·3·64 + 64 = 4,864",
+        "64 + 64 + 64 = 192 channels → (None, 224, 224, 192)",
+        "256 + 1,792 + 4,864 = 6,912",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert!(text.contains(&thousands(seed.forward_macs(1))), "{text}");
+    let path = std::env::temp_dir().join(format!("convnet-inception-{}.png", std::process::id()));
+    block.plot(&path).unwrap();
+    let picture = image::open(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(picture.width() >= 520 && picture.height() == 400);
+    // An even kernel pads one more after than before, and mismatched lists are refused.
+    let even = InceptionBlock {
+        input: [10, 10, 1],
+        filters: vec![2],
+        kernels: vec![2],
+    };
+    assert!(even
+        .explain()
+        .unwrap()
+        .contains("(10 − 2 + 0 + 1) / 1 + 1 = 10"));
+    let bad = InceptionBlock {
+        input: [10, 10, 1],
+        filters: vec![2, 3],
+        kernels: vec![2],
+    };
+    assert!(bad
+        .explain()
+        .unwrap_err()
+        .to_string()
+        .contains("one of each per branch"));
+}
+
+/// `explain MODEL` notes the saving of every depthwise and separable layer against the
+/// Conv2D it replaces.
+#[test]
+fn explained_model_notes_separable_savings() {
+    let model = convnet::zoo::mobilenet_block().unwrap();
+    let text = convnet::explain::explain_model(&model);
+    let noted = text.matches("  saving   a Conv2D").count();
+    let layers = model
+        .layers()
+        .filter(|l| matches!(l.class_name(), "SeparableConv2D" | "DepthwiseConv2D"))
+        .count();
+    assert_eq!((noted, layers), (2, 2), "{text}");
+    assert!(text.contains("3·3·24·32 + 32 = 6,944 params"), "{text}");
+}
