@@ -402,6 +402,143 @@ fn explain_conv_works_the_design_notes_example() {
 }
 
 #[test]
+fn explain_conv_animates_the_sliding_kernel() {
+    use image::AnimationDecoder;
+    let dir = scratch("animate");
+    let gif = dir.join("sliding.gif");
+    let text = run_ok(&[
+        "explain",
+        "conv",
+        "--input",
+        "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16",
+        "--kernel",
+        "-1 0 1; -1 0 1; -1 0 1",
+        "--animate",
+        path(&gif),
+    ]);
+    // Four output positions and the whole output.
+    assert!(text.contains("(5 frames, "), "{text}");
+    let frames = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&gif).unwrap(),
+    ))
+    .unwrap()
+    .into_frames()
+    .collect_frames()
+    .unwrap();
+    assert_eq!(frames.len(), 5);
+    let size = text.rsplit_once(", ").unwrap().1.trim_end_matches(")\n");
+    let (w, h) = frames[0].buffer().dimensions();
+    assert_eq!(size, format!("{w}x{h}"));
+    let out = run(&[
+        "explain",
+        "conv",
+        "--input",
+        "1 2; 3 4",
+        "--kernel",
+        "1 1; 1 1",
+        "--stride",
+        "2",
+        "--dilation",
+        "2",
+        "--padding",
+        "2",
+        "--animate",
+        path(&gif),
+    ]);
+    assert_clean_failure(
+        &out,
+        &["strides > 1 cannot be combined with dilation_rate > 1"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn explain_separable_compares_the_three_layers() {
+    let text = run_ok(&[
+        "explain",
+        "separable",
+        "--input",
+        "56,56,32",
+        "--filters",
+        "64",
+        "--kernel",
+        "3",
+    ]);
+    for line in [
+        "Conv2D                 3·3·32·64 + 64 = 18,496",
+        "SeparableConv2D        3·3·32 + 32·64 + 64 = 2,400",
+        "1/N + 1/K² = 1/64 + 1/9 = 0.1267",
+        "Conv2D                 56·56·3·3·32·64 = 57,802,752",
+        "x the Conv2D's time",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert_eq!(text.matches("(None, 56, 56, 64)").count(), 3, "{text}");
+    for (args, expected) in [
+        (
+            vec!["--input", "56,56", "--filters", "8", "--kernel", "3"],
+            "H,W,C",
+        ),
+        (
+            vec!["--input", "5,5,x", "--filters", "8", "--kernel", "3"],
+            "'x' is not a whole number",
+        ),
+        (
+            vec![
+                "--input",
+                "5,5,3",
+                "--filters",
+                "8",
+                "--kernel",
+                "3",
+                "--padding",
+                "full",
+            ],
+            "same or valid",
+        ),
+        (
+            vec![
+                "--input",
+                "2,2,3",
+                "--filters",
+                "8",
+                "--kernel",
+                "3",
+                "--padding",
+                "valid",
+            ],
+            "larger than",
+        ),
+    ] {
+        let mut all = vec!["explain", "separable"];
+        all.extend(args);
+        assert_clean_failure(&run(&all), &[expected]);
+    }
+}
+
+#[test]
+fn explain_inception_counts_the_notes_block() {
+    let dir = scratch("inception");
+    let png = dir.join("inception.png");
+    let text = run_ok(&["explain", "inception", "--plot", path(&png)]);
+    assert!(text.contains("→ (None, 224, 224, 192)"), "{text}");
+    assert!(text.contains("256 + 1,792 + 4,864 = 6,912"), "{text}");
+    assert!(image::open(&png).unwrap().width() > 0);
+    assert_clean_failure(
+        &run(&[
+            "explain",
+            "inception",
+            "--filters",
+            "64,64",
+            "--kernels",
+            "1,3,5",
+        ]),
+        &["one of each per branch"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn explain_model_shows_each_layers_arithmetic() {
     let text = run_ok(&["explain", "seed-inception"]);
     assert!(
