@@ -219,6 +219,15 @@ fn layout(w: &ConvWorking, frames: &[AnimationFrame]) -> Layout {
     }
 }
 
+/// The smallest and largest value of a matrix, for shading its cells.
+fn value_range(rows: &[Vec<f64>]) -> (f64, f64) {
+    rows.iter()
+        .flatten()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
+}
+
 fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
@@ -292,13 +301,7 @@ impl ConvAnimation {
             .position
             .map(|(i, j)| w.window(i, j))
             .unwrap_or_default();
-        let range = w
-            .padded
-            .iter()
-            .flatten()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let range = value_range(&w.padded);
         let title = ("sans-serif", 16).into_font().color(&BLACK);
         let pad_word = if w.pad == (0, 0, 0, 0) {
             "input"
@@ -345,13 +348,7 @@ impl ConvAnimation {
             .iter()
             .map(|r| r.iter().map(|&v| Some(v)).collect())
             .collect();
-        let krange = w
-            .kernel
-            .iter()
-            .flatten()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let krange = value_range(&w.kernel);
         grid(
             root,
             l.kernel_origin,
@@ -373,13 +370,7 @@ impl ConvAnimation {
                     .collect()
             })
             .collect();
-        let orange = self
-            .output
-            .iter()
-            .flatten()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let orange = value_range(&self.output);
         grid(
             root,
             l.output_origin,
