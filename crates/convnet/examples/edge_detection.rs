@@ -5,6 +5,7 @@
 //!     cargo run --release --example edge_detection
 
 use convnet::layers::{format_shape, Concatenate, Conv2D, Layer, Shape};
+use convnet::ActivationFn;
 use convnet::{initializers, Padding, Tensor};
 
 fn main() -> convnet::Result<()> {
@@ -39,7 +40,7 @@ fn main() -> convnet::Result<()> {
     for k in [1, 3, 5] {
         let shape = Conv2D::new(64, (k, k))
             .padding(Padding::Same)
-            .activation("relu")
+            .activation(ActivationFn::Relu)
             .output_shape(std::slice::from_ref(&x))?;
         println!(
             "  {k}x{k} conv, padding {}: (224 - {k} + 2*{}) / 1 + 1 = 224 -> {}",

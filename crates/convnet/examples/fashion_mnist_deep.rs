@@ -14,6 +14,7 @@ use convnet::layers::{
 };
 use convnet::model::{Input, SequentialItem};
 use convnet::train::{FitOptions, LearningRate, Optimizer};
+use convnet::ActivationFn;
 use convnet::{Padding, Sequential};
 
 fn conv_block(filters: usize) -> Vec<SequentialItem> {
@@ -26,7 +27,7 @@ fn conv_block(filters: usize) -> Vec<SequentialItem> {
                 .into(),
         );
         items.push(BatchNormalization::new().into());
-        items.push(Activation::new("relu").into());
+        items.push(Activation::new(ActivationFn::Relu).into());
     }
     items.push(MaxPooling2D::new((2, 2)).into());
     items.push(Dropout::new(0.25).into());
@@ -56,9 +57,9 @@ fn main() -> convnet::Result<()> {
         Flatten::new().into(),
         Dense::new(256).use_bias(false).into(),
         BatchNormalization::new().into(),
-        Activation::new("relu").into(),
+        Activation::new(ActivationFn::Relu).into(),
         Dropout::new(0.5).into(),
-        Dense::new(10).activation("softmax").into(),
+        Dense::new(10).activation(ActivationFn::Softmax).into(),
     ]);
     let mut model = Sequential::new(items)?;
     model.summary();

@@ -6,20 +6,21 @@
 
 use convnet::layers::{Concatenate, Conv2D};
 use convnet::model::{Call, Input, Model, SymbolicTensor};
+use convnet::ActivationFn;
 use convnet::Padding;
 
 fn parallel_convolution(x: &SymbolicTensor) -> SymbolicTensor {
     let a = Conv2D::new(64, (1, 1))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     let b = Conv2D::new(64, (3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     let c = Conv2D::new(64, (5, 5))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     Concatenate::new().call(&[a, b, c])
 }

@@ -2,13 +2,15 @@
 //! Elementwise ones differentiate from the input and the output (whichever is cheaper);
 //! softmax and log_softmax work along one axis of a tensor seen as (outer, axis, inner).
 
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum ActivationFn {
+    #[default]
     Linear,
     Relu,
     Relu6,
@@ -55,6 +57,40 @@ pub const ACTIVATIONS: &[(&str, ActivationFn)] = &[
 /// The accepted activation names.
 pub fn activation_names() -> impl Iterator<Item = &'static str> {
     ACTIVATIONS.iter().map(|(name, _)| *name)
+}
+
+impl std::str::FromStr for ActivationFn {
+    type Err = Error;
+
+    /// The function Keras means by `name`; an unknown name is an error listing the known
+    /// ones: `"relu".parse::<ActivationFn>()`.
+    fn from_str(name: &str) -> Result<Self> {
+        Self::from_name(name).ok_or_else(|| Error::InvalidArgument {
+            argument: "activation".into(),
+            message: format!(
+                "unknown activation '{name}' (known: {})",
+                activation_names().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+/// Written to configs by its Keras name.
+impl serde::Serialize for ActivationFn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Read from configs by Keras name, with the known names in the error.
+impl<'de> serde::Deserialize<'de> for ActivationFn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(|e: Error| match e {
+            Error::InvalidArgument { message, .. } => serde::de::Error::custom(message),
+            other => serde::de::Error::custom(other),
+        })
+    }
 }
 
 impl ActivationFn {

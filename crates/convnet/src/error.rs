@@ -31,6 +31,11 @@ pub enum Error {
         message: String,
     },
 
+    /// An argument given in Rust code that cannot work (an unknown activation name, …),
+    /// refused when the value is made rather than kept for later.
+    #[error("invalid {argument}: {message}")]
+    InvalidArgument { argument: String, message: String },
+
     /// A tensor-level misuse that is not tied to one layer (wrong data length, …).
     #[error("{0}")]
     Tensor(String),

@@ -77,6 +77,20 @@ enum Draw {
     },
 }
 
+/// Written to configs as Keras's initializer object.
+impl serde::Serialize for Initializer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_config().serialize(s)
+    }
+}
+
+/// Read from a name or an initializer object, its arguments checked.
+impl<'de> serde::Deserialize<'de> for Initializer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::from_config(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Initializer {
     /// An initializer by Keras name (`"glorot_uniform"`, `"he_normal"`, `"zeros"`, …) or
     /// class name (`"GlorotUniform"`), with Keras's default arguments.

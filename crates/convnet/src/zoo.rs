@@ -1,5 +1,6 @@
 //! Built-in architectures: the models of the design notes and the reference CNN.
 
+use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::kernels::Padding;
 use crate::layers::{
@@ -13,13 +14,13 @@ use crate::model::{Call, Input, Model, SymbolicTensor};
 pub fn fmnist_cnn() -> Result<Model> {
     crate::sequential![
         Input::new([28, 28, 1]),
-        Conv2D::new(32, (3, 3)).activation("relu"),
+        Conv2D::new(32, (3, 3)).activation(ActivationFn::Relu),
         MaxPooling2D::new((2, 2)),
-        Conv2D::new(64, (3, 3)).activation("relu"),
+        Conv2D::new(64, (3, 3)).activation(ActivationFn::Relu),
         MaxPooling2D::new((2, 2)),
         Flatten::new(),
         Dropout::new(0.5),
-        Dense::new(10).activation("softmax"),
+        Dense::new(10).activation(ActivationFn::Softmax),
     ]
 }
 
@@ -28,15 +29,15 @@ pub fn fmnist_cnn() -> Result<Model> {
 pub fn parallel_convolution(x: &SymbolicTensor) -> SymbolicTensor {
     let a = Conv2D::new(64, (1, 1))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     let b = Conv2D::new(64, (3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     let c = Conv2D::new(64, (5, 5))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(x);
     Concatenate::new().call(&[a, b, c])
 }
@@ -51,10 +52,10 @@ pub fn seed_inception(size: usize) -> Result<Model> {
 pub fn seed_sequential() -> Result<Model> {
     crate::sequential![
         Input::new([28, 28, 1]),
-        Conv2D::new(32, (3, 3)).activation("relu"),
+        Conv2D::new(32, (3, 3)).activation(ActivationFn::Relu),
         MaxPooling2D::new((2, 2)),
         Flatten::new(),
-        Dense::new(10).activation("softmax"),
+        Dense::new(10).activation(ActivationFn::Softmax),
     ]
 }
 
@@ -62,22 +63,30 @@ pub fn seed_sequential() -> Result<Model> {
 /// pool→1x1 branches.
 pub fn inception_v1_module() -> Result<Model> {
     let x0 = Input::new([28, 28, 32]);
-    let b1 = Conv2D::new(16, (1, 1)).activation("relu").call(&x0);
-    let b2 = Conv2D::new(12, (1, 1)).activation("relu").call(&x0);
+    let b1 = Conv2D::new(16, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&x0);
+    let b2 = Conv2D::new(12, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&x0);
     let b2 = Conv2D::new(24, (3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&b2);
-    let b3 = Conv2D::new(4, (1, 1)).activation("relu").call(&x0);
+    let b3 = Conv2D::new(4, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&x0);
     let b3 = Conv2D::new(8, (5, 5))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&b3);
     let b4 = MaxPooling2D::new((3, 3))
         .strides((1, 1))
         .padding(Padding::Same)
         .call(&x0);
-    let b4 = Conv2D::new(8, (1, 1)).activation("relu").call(&b4);
+    let b4 = Conv2D::new(8, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&b4);
     let y = Concatenate::new().call(&[b1, b2, b3, b4]);
     Ok(Model::new(&x0, &y)?.named("inception_module"))
 }
@@ -109,11 +118,11 @@ pub fn mobilenet_block_sized(size: usize) -> Result<Model> {
     let x = SeparableConv2D::new(32, (3, 3))
         .strides((2, 2))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&x);
     let x = GlobalAveragePooling2D::new().call(&x);
     let x = Dropout::new(0.2).call(&x);
-    let y = Dense::new(10).activation("softmax").call(&x);
+    let y = Dense::new(10).activation(ActivationFn::Softmax).call(&x);
     Ok(Model::new(&x0, &y)?.named("mobilenet_block"))
 }
 
@@ -125,12 +134,12 @@ pub fn resnet_block() -> Result<Model> {
         .padding(Padding::Same)
         .call(&x0);
     let a = BatchNormalization::new().call(&a);
-    let a = Activation::new("relu").call(&a);
+    let a = Activation::new(ActivationFn::Relu).call(&a);
     let a = Conv2D::new(16, (3, 3)).padding(Padding::Same).call(&a);
     let a = BatchNormalization::new().call(&a);
     let s = Conv2D::new(16, (1, 1)).strides((2, 2)).call(&x0);
     let y = Add::new().call(&[a, s]);
-    let y = Activation::new("relu").call(&y);
+    let y = Activation::new(ActivationFn::Relu).call(&y);
     let y = AveragePooling2D::new((2, 2)).call(&y);
     let y = Flatten::new().call(&y);
     let y = Dense::new(4).call(&y);

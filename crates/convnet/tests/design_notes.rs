@@ -1,6 +1,7 @@
 //! The design notes' own examples, computed by convnet.
 
 use convnet::layers::{Concatenate, Conv2D, Layer};
+use convnet::ActivationFn;
 use convnet::{Padding, Shape, Tensor};
 
 /// The notes' 4x4 input with the edge-detection kernel [[-1,0,1],[-1,0,1],[-1,0,1]],
@@ -38,7 +39,7 @@ fn inception_branches_keep_the_size_and_concatenate_to_192() {
         .map(|&k| {
             Conv2D::new(64, (k, k))
                 .padding(Padding::Same)
-                .activation("relu")
+                .activation(ActivationFn::Relu)
                 .output_shape(std::slice::from_ref(&input))
                 .unwrap()
         })

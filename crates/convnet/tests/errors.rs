@@ -3,7 +3,7 @@
 
 use convnet::initializers::rng_from_seed;
 use convnet::layers::*;
-use convnet::{Padding, Tensor};
+use convnet::{ActivationFn, Padding, Tensor};
 use serde_json::{json, Value};
 
 fn shape(dims: &[usize]) -> Shape {
@@ -204,14 +204,14 @@ fn wrong_inputs_at_run_time() {
 
 #[test]
 fn invalid_builder_arguments_surface_when_used() {
+    // Activations are typed values: a bad name is refused when it is parsed, before any
+    // layer holds it.
+    let e = "rleu".parse::<ActivationFn>().unwrap_err().to_string();
+    assert_mentions(&e, &["activation", "rleu", "known: linear, relu"]);
     let conv = Conv2D::new(2, (3, 3))
-        .activation("rleu")
+        .activation("relu".parse().unwrap())
         .padding(Padding::Same);
-    let e = conv
-        .output_shape(&[shape(&[8, 8, 1])])
-        .unwrap_err()
-        .to_string();
-    assert_mentions(&e, &["conv2d", "'activation'", "rleu"]);
+    assert_eq!(conv.activation, ActivationFn::Relu);
     let e = Conv2D::new(2, (0, 3))
         .output_shape(&[shape(&[8, 8, 1])])
         .unwrap_err()

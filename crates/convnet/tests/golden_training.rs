@@ -7,6 +7,7 @@ use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
 use convnet::train::losses::reduce;
 use convnet::train::{FitOptions, LossFn, Optimizer};
+use convnet::ActivationFn;
 use convnet::{Padding, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
@@ -117,16 +118,16 @@ fn fit_model() -> Model {
     let x = Input::new([8, 8, 2]);
     let y = Conv2D::new(4, (3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&x);
     let y = BatchNormalization::new().call(&y);
     let y = MaxPooling2D::new((2, 2)).call(&y);
     let y = DepthwiseConv2D::new((3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&y);
     let y = Flatten::new().call(&y);
-    let y = Dense::new(3).activation("softmax").call(&y);
+    let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
     Model::new(&x, &y).unwrap()
 }
 

@@ -10,6 +10,7 @@
 
 use convnet::initializers::rng_from_seed;
 use convnet::layers::*;
+use convnet::ActivationFn;
 use convnet::{Layer, Padding, Rng, Tensor};
 use proptest::prelude::*;
 use rand::RngExt;
@@ -177,7 +178,7 @@ proptest! {
         let inputs = vec![smooth(&[batch, h, w, groups * cin_per], seed)];
         let make = move || -> Box<dyn Layer> {
             Box::new(Conv2D::new(filters, (kh, kw)).strides((stride, stride)).padding(pad)
-                .dilation_rate((dilation, dilation)).groups(groups).activation(act).use_bias(use_bias))
+                .dilation_rate((dilation, dilation)).groups(groups).activation(act.parse().unwrap()).use_bias(use_bias))
         };
         check(Case { make: Box::new(make), inputs, training: false }, seed, SMOOTH_STEP)?;
     }
@@ -189,7 +190,7 @@ proptest! {
         let inputs = vec![smooth(&[2, fitting(kh, dilation, extra), fitting(kw, dilation, extra + 1), channels], seed)];
         let make = move || -> Box<dyn Layer> {
             Box::new(DepthwiseConv2D::new((kh, kw)).depth_multiplier(dm).strides((stride, stride))
-                .padding(pad).dilation_rate((dilation, dilation)).activation("tanh"))
+                .padding(pad).dilation_rate((dilation, dilation)).activation(ActivationFn::Tanh))
         };
         check(Case { make: Box::new(make), inputs, training: false }, seed, SMOOTH_STEP)?;
     }
@@ -199,7 +200,7 @@ proptest! {
                         stride in 1usize..3, pad in padding(), seed in any::<u64>()) {
         let inputs = vec![smooth(&[2, fitting(k, 1, extra), fitting(k, 1, extra + 1), channels], seed)];
         let make = move || -> Box<dyn Layer> {
-            Box::new(SeparableConv2D::new(filters, (k, k)).depth_multiplier(dm).strides((stride, stride)).padding(pad).activation("sigmoid"))
+            Box::new(SeparableConv2D::new(filters, (k, k)).depth_multiplier(dm).strides((stride, stride)).padding(pad).activation(ActivationFn::Sigmoid))
         };
         check(Case { make: Box::new(make), inputs, training: false }, seed, SMOOTH_STEP)?;
     }
@@ -222,7 +223,7 @@ proptest! {
     fn dense(rank in 2usize..5, features in 1usize..6, units in 1usize..5, act in smooth_activation(), use_bias in any::<bool>(), seed in any::<u64>()) {
         let mut shape = vec![2usize, 3, 2, 2][..rank - 1].to_vec();
         shape.push(features);
-        let make = move || -> Box<dyn Layer> { Box::new(Dense::new(units).activation(act).use_bias(use_bias)) };
+        let make = move || -> Box<dyn Layer> { Box::new(Dense::new(units).activation(act.parse().unwrap()).use_bias(use_bias)) };
         check(Case { make: Box::new(make), inputs: vec![smooth(&shape, seed)], training: false }, seed, SMOOTH_STEP)?;
     }
 
@@ -306,7 +307,7 @@ proptest! {
 
     #[test]
     fn activation_layers(name in prop::sample::select(convnet::activations::activation_names().collect::<Vec<_>>()), seed in any::<u64>()) {
-        let make = move || -> Box<dyn Layer> { Box::new(Activation::new(name)) };
+        let make = move || -> Box<dyn Layer> { Box::new(Activation::new(name.parse().unwrap())) };
         check(Case { make: Box::new(make), inputs: vec![grid(&[2, 3, 4], seed)], training: false }, seed, KINKED_STEP)?;
     }
 

@@ -5,6 +5,7 @@
 use convnet::initializers::rng_from_seed;
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
+use convnet::ActivationFn;
 use convnet::{sequential, Padding, Tensor};
 use rand::RngExt;
 
@@ -103,15 +104,15 @@ fn gradients_through_branches_and_fan_out() {
     let x = Input::new([5, 5, 2]);
     let a = Conv2D::new(2, (1, 1))
         .padding(Padding::Same)
-        .activation("tanh")
+        .activation(ActivationFn::Tanh)
         .call(&x);
     let b = Conv2D::new(2, (3, 3))
         .padding(Padding::Same)
-        .activation("tanh")
+        .activation(ActivationFn::Tanh)
         .call(&x);
     let c = Conv2D::new(2, (5, 5))
         .padding(Padding::Same)
-        .activation("tanh")
+        .activation(ActivationFn::Tanh)
         .call(&x);
     let y = Concatenate::new().call(&[a, b, c]);
     let y = GlobalAveragePooling2D::new().call(&y);
@@ -124,7 +125,7 @@ fn gradients_through_a_residual_block_in_training_mode() {
     let x = Input::new([4, 4, 3]);
     let a = Conv2D::new(3, (3, 3)).padding(Padding::Same).call(&x);
     let a = BatchNormalization::new().call(&a);
-    let a = Activation::new("tanh").call(&a);
+    let a = Activation::new(ActivationFn::Tanh).call(&a);
     let y = Add::new().call(&[a, x.clone()]);
     let y = Flatten::new().call(&y);
     let y = Dense::new(2).call(&y);
@@ -136,7 +137,7 @@ fn gradients_through_a_residual_block_in_training_mode() {
 fn gradients_of_a_shared_layer_sum_over_its_calls() {
     let left = Input::new([3]);
     let right = Input::new([3]);
-    let shared = Dense::new(2).activation("tanh").shared();
+    let shared = Dense::new(2).activation(ActivationFn::Tanh).shared();
     let a = shared.call(&left);
     let b = shared.call(&right);
     let y = Multiply::new().call(&[a.clone(), b]);
@@ -154,10 +155,10 @@ fn gradients_of_a_shared_layer_sum_over_its_calls() {
 fn gradients_through_a_sequential_model() {
     let model = sequential![
         Input::new([6, 6, 1]),
-        Conv2D::new(2, (3, 3)).activation("sigmoid"),
+        Conv2D::new(2, (3, 3)).activation(ActivationFn::Sigmoid),
         AveragePooling2D::new((2, 2)),
         Flatten::new(),
-        Dense::new(3).activation("softmax"),
+        Dense::new(3).activation(ActivationFn::Softmax),
     ]
     .unwrap();
     check_model(model, vec![random(&[2, 6, 6, 1], 5)], false);
@@ -358,13 +359,13 @@ fn inference_from_several_threads_matches_one_thread() {
     let x = Input::new([16, 16, 3]);
     let a = Conv2D::new(8, (3, 3))
         .padding(Padding::Same)
-        .activation("relu")
+        .activation(ActivationFn::Relu)
         .call(&x);
     let b = DepthwiseConv2D::new((3, 3)).padding(Padding::Same).call(&x);
     let y = Concatenate::new().call(&[a, b]);
     let y = MaxPooling2D::new((2, 2)).call(&y);
     let y = Dense::new(4)
-        .activation("softmax")
+        .activation(ActivationFn::Softmax)
         .call(Flatten::new().call(&y));
     let model = Model::new(&x, &y).unwrap();
     let inputs: Vec<Tensor> = (0..8).map(|i| random(&[3, 16, 16, 3], 10 + i)).collect();
@@ -388,7 +389,7 @@ fn gradients_through_a_model_nested_as_a_layer() {
         Input::new([4, 4, 2]),
         Conv2D::new(3, (3, 3))
             .padding(Padding::Same)
-            .activation("tanh"),
+            .activation(ActivationFn::Tanh),
         BatchNormalization::new()
     ]
     .unwrap();

@@ -5,6 +5,7 @@
 use convnet::layers::*;
 use convnet::model::{Input, Model};
 use convnet::sequential;
+use convnet::ActivationFn;
 
 fn golden(name: &str) -> String {
     let path = format!(
@@ -36,10 +37,10 @@ fn seed_inception_has_keras_params_and_shape() {
 fn seed_sequential() {
     let model = sequential![
         Input::new([28, 28, 1]),
-        Conv2D::new(32, (3, 3)).activation("relu"),
+        Conv2D::new(32, (3, 3)).activation(ActivationFn::Relu),
         MaxPooling2D::new((2, 2)),
         Flatten::new(),
-        Dense::new(10).activation("softmax"),
+        Dense::new(10).activation(ActivationFn::Softmax),
     ]
     .unwrap();
     assert_eq!(model.count_params(), 54_410);

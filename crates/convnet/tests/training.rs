@@ -4,6 +4,7 @@ use convnet::initializers::{rng_from_seed, set_random_seed};
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
 use convnet::train::*;
+use convnet::ActivationFn;
 use convnet::{sequential, Tensor};
 use rand::RngExt;
 use std::sync::{Arc, Mutex};
@@ -29,8 +30,8 @@ fn blobs(n: usize, seed: u64) -> (Tensor, Tensor) {
 fn classifier() -> Model {
     let mut model = sequential![
         Input::new([4]),
-        Dense::new(8).activation("relu"),
-        Dense::new(2).activation("softmax")
+        Dense::new(8).activation(ActivationFn::Relu),
+        Dense::new(2).activation(ActivationFn::Softmax)
     ]
     .unwrap();
     model.initialize_weights(7).unwrap();
@@ -98,9 +99,9 @@ fn the_same_seed_gives_bit_identical_weights() {
         set_random_seed(11);
         let (x, y) = blobs(48, 2);
         let x0 = Input::new([4]);
-        let h = Dense::new(6).activation("tanh").call(&x0);
+        let h = Dense::new(6).activation(ActivationFn::Tanh).call(&x0);
         let h = Dropout::new(0.3).call(&h);
-        let out = Dense::new(2).activation("softmax").call(&h);
+        let out = Dense::new(2).activation(ActivationFn::Softmax).call(&h);
         let mut model = Model::new(&x0, &out).unwrap();
         model.initialize_weights(5).unwrap();
         model
@@ -354,8 +355,11 @@ fn class_weights_scale_the_loss() {
 fn several_outputs_each_with_a_loss() {
     let (x, y) = blobs(32, 9);
     let input = Input::new([4]);
-    let h = Dense::new(8).activation("relu").call(&input);
-    let class = Dense::new(2).activation("softmax").named("class").call(&h);
+    let h = Dense::new(8).activation(ActivationFn::Relu).call(&input);
+    let class = Dense::new(2)
+        .activation(ActivationFn::Softmax)
+        .named("class")
+        .call(&h);
     let value = Dense::new(1).named("value").call(&h);
     let mut model = Model::new(&input, &[class, value]).unwrap();
     let losses: Vec<Box<dyn Loss>> = vec![
@@ -476,10 +480,10 @@ fn convolution_training_is_bit_identical_run_to_run() {
             Input::new([12, 12, 3]),
             Conv2D::new(8, (3, 3))
                 .padding(convnet::Padding::Same)
-                .activation("relu"),
+                .activation(ActivationFn::Relu),
             DepthwiseConv2D::new((3, 3)).depth_multiplier(2),
             GlobalAveragePooling2D::new(),
-            Dense::new(3).activation("softmax"),
+            Dense::new(3).activation(ActivationFn::Softmax),
         ]
         .unwrap();
         // The global generator is shared with tests running alongside: fix the weights

@@ -2,6 +2,7 @@
 //! padding concatenated on depth. The block is built as a model, so the shapes are
 //! shape inference's, the parameters `count_params()` and the cost the engine's count.
 
+use crate::activations::ActivationFn;
 use crate::error::{Error, Result};
 use crate::kernels::conv::output_length;
 use crate::kernels::Padding;
@@ -58,7 +59,7 @@ impl InceptionBlock {
             .map(|(&f, &k)| {
                 Conv2D::new(f, (k, k))
                     .padding(Padding::Same)
-                    .activation("relu")
+                    .activation(ActivationFn::Relu)
                     .call(&x)
             })
             .collect();

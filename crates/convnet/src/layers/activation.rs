@@ -2,14 +2,14 @@
 //! negative_slope and threshold, LeakyReLU, PReLU (a learned slope per position) and
 //! Softmax along any axis.
 
-use super::config::ConfigReader;
-use super::conv::activation_arg;
+use super::declare::{self, NullOnly};
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::activations::{self, ActivationFn};
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// Applies `f` to every element of the single input, keeping its shape.
 fn map_input(layer: &dyn Layer, inputs: &[&Tensor], f: impl Fn(f32) -> f32) -> Result<Tensor> {
@@ -31,41 +31,27 @@ fn chain(x: &Tensor, dy: &Tensor, derivative: impl Fn(f32) -> f32) -> Tensor {
 }
 
 /// Keras's `Activation(name)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Activation {
+    #[serde(skip)]
     base: LayerBase,
     pub activation: ActivationFn,
 }
 
 impl Activation {
-    pub fn new(name: &str) -> Self {
-        let mut base = LayerBase::new("activation");
-        let activation = activation_arg(&mut base, name);
-        Activation { base, activation }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        if c.get("activation").is_none() {
-            return Err(c.error("activation", "missing"));
+    pub fn new(activation: ActivationFn) -> Self {
+        Activation {
+            activation,
+            ..declare::defaults("activation", json!({"activation": "linear"}))
         }
-        Ok(Activation {
-            base: c.base()?,
-            activation: c.activation("activation")?,
-        })
     }
 }
 
 impl Layer for Activation {
     layer_common!("Activation");
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("activation".into(), json!(self.activation.name()));
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        self.base.check(self.class_name())?;
         Ok(single(self, inputs)?.clone())
     }
 
@@ -93,11 +79,16 @@ impl Layer for Activation {
 
 /// Keras's `ReLU(max_value=None, negative_slope=0.0, threshold=0.0)`:
 /// `x` above the threshold (capped at max_value), `negative_slope · (x − threshold)` below.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReLU {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::opt_non_negative", default)]
     pub max_value: Option<f64>,
+    #[serde(deserialize_with = "declare::non_negative", default)]
     pub negative_slope: f64,
+    #[serde(default)]
     pub threshold: f64,
 }
 
@@ -109,12 +100,7 @@ impl Default for ReLU {
 
 impl ReLU {
     pub fn new() -> Self {
-        ReLU {
-            base: LayerBase::new("re_lu"),
-            max_value: None,
-            negative_slope: 0.0,
-            threshold: 0.0,
-        }
+        declare::defaults("re_lu", json!({}))
     }
 
     pub fn max_value(mut self, max_value: f64) -> Self {
@@ -130,19 +116,6 @@ impl ReLU {
     pub fn threshold(mut self, threshold: f64) -> Self {
         self.threshold = threshold;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let layer = ReLU {
-            base: c.base()?,
-            max_value: c.opt_f64("max_value")?,
-            negative_slope: c.f64("negative_slope", 0.0)?,
-            threshold: c.f64("threshold", 0.0)?,
-        };
-        if let Some(message) = layer.invalid_arguments() {
-            return Err(c.error("max_value/negative_slope", message));
-        }
-        Ok(layer)
     }
 
     fn invalid_arguments(&self) -> Option<String> {
@@ -172,14 +145,6 @@ impl ReLU {
 impl Layer for ReLU {
     layer_common!("ReLU");
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("max_value".into(), json!(self.max_value));
-        m.insert("negative_slope".into(), json!(self.negative_slope));
-        m.insert("threshold".into(), json!(self.threshold));
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         if let Some(message) = self.invalid_arguments() {
             return Err(self.shape_error(&message));
@@ -204,10 +169,18 @@ impl Layer for ReLU {
 }
 
 /// Keras's `LeakyReLU(negative_slope=0.3)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LeakyReLU {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(default = "leaky_slope")]
     pub negative_slope: f64,
+}
+
+/// LeakyReLU's default slope (the `leaky_relu` function's is 0.2).
+fn leaky_slope() -> f64 {
+    0.3
 }
 
 impl Default for LeakyReLU {
@@ -218,33 +191,17 @@ impl Default for LeakyReLU {
 
 impl LeakyReLU {
     pub fn new() -> Self {
-        LeakyReLU {
-            base: LayerBase::new("leaky_re_lu"),
-            negative_slope: 0.3,
-        }
+        declare::defaults("leaky_re_lu", json!({}))
     }
 
     pub fn negative_slope(mut self, slope: f64) -> Self {
         self.negative_slope = slope;
         self
     }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        Ok(LeakyReLU {
-            base: c.base()?,
-            negative_slope: c.f64("negative_slope", 0.3)?,
-        })
-    }
 }
 
 impl Layer for LeakyReLU {
     layer_common!("LeakyReLU");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("negative_slope".into(), json!(self.negative_slope));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         Ok(single(self, inputs)?.clone())
@@ -276,10 +233,18 @@ impl Layer for LeakyReLU {
 
 /// Keras's `PReLU`: `x` for x ≥ 0, `alpha · x` below, with a learned `alpha` of the
 /// per-sample input shape, shared (size 1) along `shared_axes`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PReLU {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(default = "Initializer::zeros")]
     pub alpha_initializer: Initializer,
+    #[serde(default)]
+    alpha_regularizer: NullOnly,
+    #[serde(default)]
+    alpha_constraint: NullOnly,
+    #[serde(deserialize_with = "declare::opt_int_list", default)]
     pub shared_axes: Option<Vec<i64>>,
 }
 
@@ -291,29 +256,12 @@ impl Default for PReLU {
 
 impl PReLU {
     pub fn new() -> Self {
-        PReLU {
-            base: LayerBase::new("p_re_lu"),
-            alpha_initializer: Initializer::zeros(),
-            shared_axes: None,
-        }
+        declare::defaults("p_re_lu", json!({}))
     }
 
     pub fn shared_axes(mut self, axes: &[i64]) -> Self {
         self.shared_axes = Some(axes.to_vec());
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.unsupported_unless_null(&["alpha_regularizer", "alpha_constraint"])?;
-        let shared_axes = match c.get("shared_axes") {
-            Some(v) if v.is_i64() => Some(vec![v.as_i64().expect("checked")]),
-            _ => c.opt_int_list("shared_axes")?,
-        };
-        Ok(PReLU {
-            base: c.base()?,
-            alpha_initializer: c.initializer("alpha_initializer", Initializer::zeros())?,
-            shared_axes,
-        })
     }
 
     /// alpha's shape for an input shape: the per-sample shape with shared axes set to 1.
@@ -356,18 +304,6 @@ impl PReLU {
 
 impl Layer for PReLU {
     layer_common!("PReLU");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert(
-            "alpha_initializer".into(),
-            self.alpha_initializer.to_config(),
-        );
-        m.insert("alpha_regularizer".into(), Value::Null);
-        m.insert("alpha_constraint".into(), Value::Null);
-        m.insert("shared_axes".into(), json!(self.shared_axes));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
@@ -439,9 +375,12 @@ impl Layer for PReLU {
 }
 
 /// Keras's `Softmax(axis=-1)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Softmax {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::one_axis", default = "declare::last_axis")]
     pub axis: i64,
 }
 
@@ -453,28 +392,12 @@ impl Default for Softmax {
 
 impl Softmax {
     pub fn new() -> Self {
-        Softmax {
-            base: LayerBase::new("softmax"),
-            axis: -1,
-        }
+        declare::defaults("softmax", json!({}))
     }
 
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let axis = match c.get("axis") {
-            Some(Value::Array(items)) if items.len() == 1 => items[0].as_i64(),
-            Some(v) => v.as_i64(),
-            None => Some(-1),
-        }
-        .ok_or_else(|| c.error("axis", "expected one integer axis"))?;
-        Ok(Softmax {
-            base: c.base()?,
-            axis,
-        })
     }
 
     /// (axis length, inner) for a concrete shape.
@@ -498,12 +421,6 @@ impl Softmax {
 
 impl Layer for Softmax {
     layer_common!("Softmax");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("axis".into(), json!(self.axis));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;

@@ -1,15 +1,16 @@
 //! Conv2D, and the pieces every convolution layer shares: the window arithmetic
 //! ([`Window`]), the NHWC input check, and the bias-plus-activation epilogue.
 
-use super::config::ConfigReader;
-use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
+use super::declare::{self, ChannelsLast, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
 use crate::kernels::Epilogue;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::borrow::Cow;
 
 /// A sliding window: size, strides, padding and dilation, as Keras's conv and pooling
@@ -118,30 +119,6 @@ impl Window {
             pad_left,
             groups,
         })
-    }
-
-    pub(super) fn from_config(
-        c: &ConfigReader,
-        size_field: &str,
-        default_size: Option<(usize, usize)>,
-    ) -> Result<Self> {
-        let size = c.pair(size_field, default_size)?;
-        Ok(Window {
-            size,
-            strides: c.pair("strides", Some((1, 1)))?,
-            padding: c.padding("padding")?,
-            dilation: c.pair("dilation_rate", Some((1, 1)))?,
-        })
-    }
-
-    pub(super) fn write_config(&self, map: &mut Map<String, Value>) {
-        map.insert("strides".into(), json!([self.strides.0, self.strides.1]));
-        map.insert("padding".into(), json!(self.padding.keras_name()));
-        map.insert("data_format".into(), json!("channels_last"));
-        map.insert(
-            "dilation_rate".into(),
-            json!([self.dilation.0, self.dilation.1]),
-        );
     }
 }
 
@@ -258,50 +235,63 @@ pub(super) fn activation_grad<'a>(
     Ok(Cow::Owned(dz))
 }
 
-/// Parses an activation given by name in Rust code; an unknown name is kept as an error
-/// that the layer reports when it is built or run.
-pub(super) fn activation_arg(base: &mut LayerBase, name: &str) -> ActivationFn {
-    ActivationFn::from_name(name).unwrap_or_else(|| {
-        base.invalid = Some(("activation".into(), format!("unknown activation '{name}'")));
-        ActivationFn::Linear
-    })
-}
-
-/// The regularizers and constraints in the configs of Conv2D and Conv2DTranspose,
-/// accepted only as null.
-pub(super) const KERNEL_EXTRAS: [&str; 5] = [
-    "kernel_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "bias_constraint",
-];
-
 /// The 2-D convolution layer: `activation(conv(x, kernel) + bias)`, kernel shape
 /// (kernel_h, kernel_w, in_channels / groups, filters).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conv2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
-    pub window: Window,
+    #[serde(with = "declare::pair")]
+    pub kernel_size: (usize, usize),
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub strides: (usize, usize),
+    #[serde(with = "declare::padding", default = "declare::padding::valid")]
+    pub padding: Padding,
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub dilation_rate: (usize, usize),
+    #[serde(deserialize_with = "declare::positive", default = "one")]
     pub groups: usize,
+    #[serde(default)]
     pub activation: ActivationFn,
+    #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    #[serde(default = "Initializer::glorot_uniform")]
     pub kernel_initializer: Initializer,
+    #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    #[serde(default)]
+    kernel_regularizer: NullOnly,
+    #[serde(default)]
+    bias_regularizer: NullOnly,
+    #[serde(default)]
+    activity_regularizer: NullOnly,
+    #[serde(default)]
+    kernel_constraint: NullOnly,
+    #[serde(default)]
+    bias_constraint: NullOnly,
+}
+
+/// The default strides and dilation of the convolution layers.
+pub(super) fn one_by_one() -> (usize, usize) {
+    (1, 1)
+}
+
+/// The default `groups` and `depth_multiplier`.
+pub(super) fn one() -> usize {
+    1
 }
 
 impl Conv2D {
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         Conv2D {
-            base: LayerBase::new("conv2d"),
             filters,
-            window: Window::new(kernel_size),
-            groups: 1,
-            activation: ActivationFn::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::glorot_uniform(),
-            bias_initializer: Initializer::zeros(),
+            kernel_size,
+            ..declare::defaults("conv2d", json!({"filters": 1, "kernel_size": 1}))
         }
     }
 
@@ -324,28 +314,12 @@ impl Conv2D {
         self
     }
 
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        c.unsupported_unless_null(&KERNEL_EXTRAS)?;
-        Ok(Conv2D {
-            base: c.base()?,
-            filters: c.positive("filters", None)?,
-            window: Window::from_config(c, "kernel_size", None)?,
-            groups: c.positive("groups", Some(1))?,
-            activation: c.activation("activation")?,
-            use_bias: c.bool("use_bias", true)?,
-            kernel_initializer: c
-                .initializer("kernel_initializer", Initializer::glorot_uniform())?,
-            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
-        })
-    }
-
     /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
     fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self
-            .window
+            .window()
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = Epilogue {
@@ -365,7 +339,7 @@ impl Conv2D {
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
     fn weight_gradients(&self, x: &Tensor, dz: &Tensor, dweights: &mut [Tensor]) -> Result<()> {
         let g = self
-            .window
+            .window()
             .geometry(self, x.shape(), self.filters, self.groups)?;
         conv::conv2d_backward_kernel(&g, x.data(), dz.data(), dweights[0].data_mut());
         if self.use_bias {
@@ -380,34 +354,13 @@ impl Layer for Conv2D {
 
     fn forward_macs(&self, inputs: &[Vec<usize>]) -> Option<usize> {
         let x = inputs.first().filter(|x| x.len() == 4)?;
-        let g = self.window.geometry(self, x, self.filters, self.groups);
+        let g = self.window().geometry(self, x, self.filters, self.groups);
         g.ok().map(|g| g.macs())
     }
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("filters".into(), json!(self.filters));
-        m.insert(
-            "kernel_size".into(),
-            json!([self.window.size.0, self.window.size.1]),
-        );
-        self.window.write_config(&mut m);
-        m.insert("groups".into(), json!(self.groups));
-        m.insert("activation".into(), json!(self.activation.name()));
-        m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert(
-            "kernel_initializer".into(),
-            self.kernel_initializer.to_config(),
-        );
-        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        write_nulls(&mut m, &KERNEL_EXTRAS);
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        self.base.check(self.class_name())?;
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
-        self.window.validate(self, "kernel_size")?;
+        self.window().validate(self, "kernel_size")?;
         if self.filters == 0 || self.groups == 0 {
             return Err(self.shape_error("filters and groups must be positive"));
         }
@@ -423,14 +376,14 @@ impl Layer for Conv2D {
                 self.groups, self.filters
             )));
         }
-        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        let (oh, ow) = self.window().output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(self.filters)])
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
-        let (kh, kw) = self.window.size;
+        let (kh, kw) = self.kernel_size;
         let shape = [kh, kw, c / self.groups, self.filters];
         let bias = self
             .use_bias
@@ -453,7 +406,7 @@ impl Layer for Conv2D {
         let dz = activation_grad(self, self.activation, saved, output, dy)?;
         self.weight_gradients(x, &dz, dweights)?;
         let g = self
-            .window
+            .window()
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut dx = Tensor::for_overwrite(x.shape());
         conv::conv2d_backward_input(

@@ -2,48 +2,62 @@
 //! filters; kernel shape (kernel_h, kernel_w, channels, depth_multiplier), output
 //! channels `channels · depth_multiplier`.
 
-use super::config::ConfigReader;
-use super::conv::{activation_grad, check_channels, nhwc, require_built, Window};
-use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
+use super::conv::{activation_grad, check_channels, nhwc, one, one_by_one, require_built};
+use super::declare::{self, ChannelsLast, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
 use crate::kernels::Epilogue;
+use crate::kernels::Padding;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DepthwiseConv2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::positive", default = "one")]
     pub depth_multiplier: usize,
-    pub window: Window,
+    #[serde(with = "declare::pair")]
+    pub kernel_size: (usize, usize),
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub strides: (usize, usize),
+    #[serde(with = "declare::padding", default = "declare::padding::valid")]
+    pub padding: Padding,
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub dilation_rate: (usize, usize),
+    #[serde(default)]
     pub activation: ActivationFn,
+    #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    #[serde(default = "Initializer::glorot_uniform")]
     pub depthwise_initializer: Initializer,
+    #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    #[serde(default)]
+    depthwise_regularizer: NullOnly,
+    #[serde(default)]
+    bias_regularizer: NullOnly,
+    #[serde(default)]
+    activity_regularizer: NullOnly,
+    #[serde(default)]
+    depthwise_constraint: NullOnly,
+    #[serde(default)]
+    bias_constraint: NullOnly,
 }
-
-/// The regularizers and constraints in DepthwiseConv2D's config, accepted only as null.
-const NULL_FIELDS: [&str; 5] = [
-    "depthwise_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "depthwise_constraint",
-    "bias_constraint",
-];
 
 impl DepthwiseConv2D {
     pub fn new(kernel_size: (usize, usize)) -> Self {
         DepthwiseConv2D {
-            base: LayerBase::new("depthwise_conv2d"),
-            depth_multiplier: 1,
-            window: Window::new(kernel_size),
-            activation: ActivationFn::Linear,
-            use_bias: true,
-            depthwise_initializer: Initializer::glorot_uniform(),
-            bias_initializer: Initializer::zeros(),
+            kernel_size,
+            ..declare::defaults("depthwise_conv2d", json!({"kernel_size": 1}))
         }
     }
 
@@ -56,24 +70,10 @@ impl DepthwiseConv2D {
         self
     }
 
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        c.unsupported_unless_null(&NULL_FIELDS)?;
-        Ok(DepthwiseConv2D {
-            base: c.base()?,
-            depth_multiplier: c.positive("depth_multiplier", Some(1))?,
-            window: Window::from_config(c, "kernel_size", None)?,
-            activation: c.activation("activation")?,
-            use_bias: c.bool("use_bias", true)?,
-            depthwise_initializer: c
-                .initializer("depthwise_initializer", Initializer::glorot_uniform())?,
-            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
-        })
-    }
-
     fn geometry(&self, x: &[usize]) -> Result<ConvGeometry> {
         let c = x[3];
-        self.window.geometry(self, x, c * self.depth_multiplier, c)
+        self.window()
+            .geometry(self, x, c * self.depth_multiplier, c)
     }
 
     /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
@@ -113,29 +113,9 @@ impl Layer for DepthwiseConv2D {
         self.geometry(x).ok().map(|g| g.macs())
     }
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
-        m.insert(
-            "kernel_size".into(),
-            json!([self.window.size.0, self.window.size.1]),
-        );
-        self.window.write_config(&mut m);
-        m.insert("activation".into(), json!(self.activation.name()));
-        m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert(
-            "depthwise_initializer".into(),
-            self.depthwise_initializer.to_config(),
-        );
-        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        write_nulls(&mut m, &NULL_FIELDS);
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        self.base.check(self.class_name())?;
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
-        self.window.validate(self, "kernel_size")?;
+        self.window().validate(self, "kernel_size")?;
         if self.depth_multiplier == 0 {
             return Err(self.shape_error("depth_multiplier must be positive"));
         }
@@ -144,14 +124,14 @@ impl Layer for DepthwiseConv2D {
             c,
             self.base.weights.first().map(|k| k.value.shape()[2]),
         )?;
-        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        let (oh, ow) = self.window().output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(c * self.depth_multiplier)])
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
-        let (kh, kw) = self.window.size;
+        let (kh, kw) = self.window().size;
         let bias = self
             .use_bias
             .then_some((c * self.depth_multiplier, &self.bias_initializer));

@@ -3,33 +3,37 @@
 //! is the identity. The mask comes from a seeded generator (the layer's `seed`, else one
 //! drawn from the model's generator when the layer is built), so runs repeat exactly.
 
-use super::config::ConfigReader;
+use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::{rng_from_seed, Rng};
 use crate::tensor::Tensor;
 use rand::RngExt;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dropout {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::unit_interval")]
     pub rate: f64,
+    #[serde(default)]
     pub seed: Option<u64>,
     /// Keras's `noise_shape`: the mask's shape, broadcast over axes of size 1; `None`
     /// entries take the input's size.
+    #[serde(deserialize_with = "declare::sizes::optional::deserialize", default)]
     pub noise_shape: Option<Vec<Option<usize>>>,
+    #[serde(skip)]
     rng: Option<Rng>,
 }
 
 impl Dropout {
     pub fn new(rate: f64) -> Self {
         Dropout {
-            base: LayerBase::new("dropout"),
             rate,
-            seed: None,
-            noise_shape: None,
-            rng: None,
+            ..declare::defaults("dropout", json!({"rate": 0.5}))
         }
     }
 
@@ -37,53 +41,6 @@ impl Dropout {
         self.seed = Some(seed);
         self.rng = None;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let noise_shape = match c.get("noise_shape") {
-            None => None,
-            Some(Value::Array(items)) => Some(
-                items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        v => v
-                            .as_u64()
-                            .filter(|&d| d > 0)
-                            .map(|d| Some(d as usize))
-                            .ok_or_else(|| {
-                                c.error(
-                                    "noise_shape",
-                                    format!("expected positive sizes or null, found {v}"),
-                                )
-                            }),
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            Some(v) => return Err(c.error("noise_shape", format!("expected a list, found {v}"))),
-        };
-        let seed = match c.get("seed") {
-            None => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| {
-                c.error(
-                    "seed",
-                    format!("expected a non-negative integer, found {v}"),
-                )
-            })?),
-        };
-        Ok(Dropout {
-            base: c.base()?,
-            rate: match c.opt_f64("rate")? {
-                Some(rate) if (0.0..=1.0).contains(&rate) => rate,
-                Some(rate) => {
-                    return Err(c.error("rate", format!("must be between 0 and 1, found {rate}")))
-                }
-                None => return Err(c.error("rate", "missing")),
-            },
-            seed,
-            noise_shape,
-            rng: None,
-        })
     }
 
     /// The mask's shape for an input shape, or an error when noise_shape cannot
@@ -114,14 +71,6 @@ impl Dropout {
 
 impl Layer for Dropout {
     layer_common!("Dropout");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("rate".into(), json!(self.rate));
-        m.insert("seed".into(), json!(self.seed));
-        m.insert("noise_shape".into(), json!(self.noise_shape));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         if !(0.0..=1.0).contains(&self.rate) {

@@ -2,17 +2,30 @@
 //! (batch axis first, unknown) and passes its tensor through unchanged; `Input::new`
 //! (in `crate::model`) creates one and returns its symbolic output.
 
-use super::config::ConfigReader;
+use super::declare::{self, AlwaysFalse};
 use super::{format_shape, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputLayer {
+    #[serde(skip)]
     base: LayerBase,
     /// The full shape, batch axis included (usually `None`).
+    #[serde(
+        alias = "batch_input_shape",
+        deserialize_with = "declare::sizes::deserialize"
+    )]
     pub batch_shape: Shape,
+    #[serde(default)]
+    sparse: AlwaysFalse,
+    #[serde(default)]
+    ragged: AlwaysFalse,
+    #[serde(default)]
+    optional: bool,
 }
 
 impl InputLayer {
@@ -21,43 +34,9 @@ impl InputLayer {
         let mut batch_shape = vec![None];
         batch_shape.extend(shape.iter().map(|&d| Some(d)));
         InputLayer {
-            base: LayerBase::new("input_layer"),
             batch_shape,
+            ..declare::defaults("input_layer", json!({"batch_shape": []}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let dims = match c.get("batch_shape").or_else(|| c.get("batch_input_shape")) {
-            Some(Value::Array(dims)) => dims,
-            _ => return Err(c.error("batch_shape", "missing: an InputLayer needs its shape")),
-        };
-        let batch_shape = dims
-            .iter()
-            .map(|d| match d {
-                Value::Null => Ok(None),
-                d => d
-                    .as_u64()
-                    .filter(|&d| d > 0)
-                    .map(|d| Some(d as usize))
-                    .ok_or_else(|| {
-                        c.error(
-                            "batch_shape",
-                            format!("expected positive sizes or null, found {d}"),
-                        )
-                    }),
-            })
-            .collect::<Result<Shape>>()?;
-        if c.bool("sparse", false)? || c.bool("ragged", false)? {
-            return Err(c.error(
-                "sparse",
-                "sparse and ragged inputs are not supported by convnet",
-            ));
-        }
-        c.bool("optional", false)?;
-        Ok(InputLayer {
-            base: c.base()?,
-            batch_shape,
-        })
     }
 
     fn check(&self, shape: &Shape) -> Result<()> {
@@ -86,15 +65,11 @@ impl Layer for InputLayer {
         json!({
             "batch_shape": self.batch_shape,
             "dtype": "float32",
-            "sparse": false,
-            "ragged": false,
+            "sparse": self.sparse,
+            "ragged": self.ragged,
             "name": self.base.name,
-            "optional": false,
+            "optional": self.optional,
         })
-    }
-
-    fn config_fields(&self) -> Map<String, Value> {
-        Map::new()
     }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {

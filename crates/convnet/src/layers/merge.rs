@@ -1,11 +1,12 @@
 //! Layers that merge several inputs: Concatenate along an axis, and the elementwise
 //! Add, Multiply and Average of inputs of one shape.
 
-use super::config::ConfigReader;
+use super::declare;
 use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 fn at_least_two(layer: &dyn Layer, count: usize) -> Result<()> {
     if count < 2 {
@@ -16,9 +17,12 @@ fn at_least_two(layer: &dyn Layer, count: usize) -> Result<()> {
 
 /// Concatenate: joins inputs along `axis` (default -1, the channels: the Inception
 /// block's 1x1, 3x3 and 5x5 branches become one deeper tensor).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Concatenate {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(default = "declare::last_axis")]
     pub axis: i64,
 }
 
@@ -30,22 +34,12 @@ impl Default for Concatenate {
 
 impl Concatenate {
     pub fn new() -> Self {
-        Concatenate {
-            base: LayerBase::new("concatenate"),
-            axis: -1,
-        }
+        declare::defaults("concatenate", json!({}))
     }
 
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        Ok(Concatenate {
-            base: c.base()?,
-            axis: c.int_at_least("axis", Some(-1), i64::MIN)?,
-        })
     }
 
     fn axis_index(&self, rank: usize) -> Result<usize> {
@@ -77,12 +71,6 @@ impl Concatenate {
 
 impl Layer for Concatenate {
     layer_common!("Concatenate");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("axis".into(), json!(self.axis));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         at_least_two(self, inputs.len())?;
@@ -154,6 +142,11 @@ impl Layer for Concatenate {
     }
 }
 
+/// What a Merge read from a config starts as, before the registry sets its op.
+fn add() -> MergeOp {
+    MergeOp::Add
+}
+
 /// The elementwise merges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeOp {
@@ -163,9 +156,12 @@ pub enum MergeOp {
 }
 
 /// Add, Multiply or Average of two or more inputs of the same shape.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Merge {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(skip, default = "add")]
     pub op: MergeOp,
 }
 
@@ -191,6 +187,12 @@ merge_constructor!(Multiply, MergeOp::Multiply);
 merge_constructor!(Average, MergeOp::Average);
 
 impl Merge {
+    /// Sets which merge this is (the registry reads Add, Multiply and Average alike).
+    pub(super) fn op(mut self, op: MergeOp) -> Self {
+        self.op = op;
+        self
+    }
+
     pub fn new(op: MergeOp) -> Self {
         Merge {
             base: LayerBase::new(match op {
@@ -200,13 +202,6 @@ impl Merge {
             }),
             op,
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader, op: MergeOp) -> Result<Self> {
-        Ok(Merge {
-            base: c.base()?,
-            op,
-        })
     }
 }
 
@@ -220,10 +215,6 @@ impl Layer for Merge {
     }
 
     layer_base!();
-
-    fn config_fields(&self) -> Map<String, Value> {
-        Map::new()
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         at_least_two(self, inputs.len())?;

@@ -19,7 +19,8 @@ macro_rules! layer_common {
     };
 }
 
-/// `base` and `base_mut`, for layer types that serve several Keras classes.
+/// `base`, `base_mut` and `config_fields` (from the layer's declaration), for layer
+/// types that serve several Keras classes.
 macro_rules! layer_base {
     () => {
         fn base(&self) -> &LayerBase {
@@ -28,6 +29,10 @@ macro_rules! layer_base {
 
         fn base_mut(&mut self) -> &mut LayerBase {
             &mut self.base
+        }
+
+        fn config_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+            crate::layers::declare::config_fields(self)
         }
     };
 }
@@ -73,22 +78,33 @@ macro_rules! weights_only_backward {
     };
 }
 
-/// Builder methods of the layers with a sliding [`conv::Window`].
+/// Builder methods of the layers with a sliding window (`kernel_size`, `strides`,
+/// `padding`, `dilation_rate`), and the [`conv::Window`] the kernels take.
 macro_rules! window_builders {
     () => {
         pub fn strides(mut self, strides: (usize, usize)) -> Self {
-            self.window.strides = strides;
+            self.strides = strides;
             self
         }
 
         pub fn padding(mut self, padding: crate::kernels::Padding) -> Self {
-            self.window.padding = padding;
+            self.padding = padding;
             self
         }
 
         pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
-            self.window.dilation = dilation;
+            self.dilation_rate = dilation;
             self
+        }
+
+        /// The sliding window as the kernels take it.
+        pub fn window(&self) -> crate::layers::conv::Window {
+            crate::layers::conv::Window {
+                size: self.kernel_size,
+                strides: self.strides,
+                padding: self.padding,
+                dilation: self.dilation_rate,
+            }
         }
     };
 }
@@ -96,10 +112,10 @@ macro_rules! window_builders {
 /// Builder methods of the layers with an activation and an optional bias.
 macro_rules! activation_builders {
     () => {
-        /// The activation by Keras name; an unknown name is reported when the layer is
-        /// built or run.
-        pub fn activation(mut self, name: &str) -> Self {
-            self.activation = crate::layers::conv::activation_arg(&mut self.base, name);
+        /// The activation applied to the output: `.activation(ActivationFn::Relu)`, or
+        /// by Keras name with `"relu".parse()?`.
+        pub fn activation(mut self, activation: crate::activations::ActivationFn) -> Self {
+            self.activation = activation;
             self
         }
 
@@ -111,8 +127,8 @@ macro_rules! activation_builders {
 }
 
 mod activation;
-mod config;
 mod conv;
+mod declare;
 mod dense;
 mod depthwise;
 mod dropout;
@@ -127,7 +143,6 @@ mod transpose;
 
 pub use crate::kernels::pool::PoolKind;
 pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
-pub use config::ConfigReader;
 pub use conv::Conv2D;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
@@ -206,13 +221,16 @@ pub struct LayerBase {
     /// computes in f32 whatever it says.
     pub dtype: Value,
     pub weights: Vec<Weight>,
-    /// An argument given in Rust code that turned out invalid (an unknown activation
-    /// name, say): builders cannot fail, so the error waits here until the layer is
-    /// built or run.
-    pub invalid: Option<(String, String)>,
     /// Whether the name is the class's default, to be numbered by a model
     /// (`conv2d`, `conv2d_1`, …) rather than one the user or a file chose.
     pub auto_named: bool,
+}
+
+/// What a declaration's skipped `base` starts as; reading a config replaces it.
+impl Default for LayerBase {
+    fn default() -> Self {
+        LayerBase::new("")
+    }
 }
 
 impl LayerBase {
@@ -223,21 +241,7 @@ impl LayerBase {
             dtype: json!({"module": "keras", "class_name": "DTypePolicy",
                           "config": {"name": "float32"}, "registered_name": null}),
             weights: Vec::new(),
-            invalid: None,
             auto_named: true,
-        }
-    }
-
-    /// The error held back by a builder, if any.
-    pub fn check(&self, class: &str) -> Result<()> {
-        match &self.invalid {
-            None => Ok(()),
-            Some((field, message)) => Err(Error::Config {
-                layer: self.name.clone(),
-                class: class.into(),
-                field: field.clone(),
-                message: message.clone(),
-            }),
         }
     }
 
@@ -560,69 +564,62 @@ pub fn layer_from_keras(object: &Value) -> Result<Box<dyn Layer>> {
 }
 
 /// How a layer is read from its Keras config.
-type FromConfig = fn(&ConfigReader) -> Result<Box<dyn Layer>>;
+type FromConfig = fn(&str, &Value) -> Result<Box<dyn Layer>>;
+
+/// A registry entry reading the declaration of `$layer` (and, for types that serve
+/// several classes, setting which one).
+macro_rules! read {
+    ($layer:ty) => {
+        |class, config| Ok(Box::new(declare::read_layer::<$layer>(class, config)?))
+    };
+    ($layer:ty, $set:ident = $value:expr) => {
+        |class, config| {
+            Ok(Box::new(
+                declare::read_layer::<$layer>(class, config)?.$set($value),
+            ))
+        }
+    };
+}
 
 /// Every Keras class convnet implements, with its reader: the one list behind
 /// [`layer_from_config`] and [`layer_classes`].
 const REGISTRY: &[(&str, FromConfig)] = &[
-    ("InputLayer", |c| Ok(Box::new(InputLayer::from_config(c)?))),
-    ("Conv2D", |c| Ok(Box::new(Conv2D::from_config(c)?))),
-    ("DepthwiseConv2D", |c| {
-        Ok(Box::new(DepthwiseConv2D::from_config(c)?))
-    }),
-    ("SeparableConv2D", |c| {
-        Ok(Box::new(SeparableConv2D::from_config(c)?))
-    }),
-    ("Conv2DTranspose", |c| {
-        Ok(Box::new(Conv2DTranspose::from_config(c)?))
-    }),
-    ("Dense", |c| Ok(Box::new(Dense::from_config(c)?))),
-    ("MaxPooling2D", |c| {
-        Ok(Box::new(Pooling2D::from_config(c, PoolKind::Max)?))
-    }),
-    ("AveragePooling2D", |c| {
-        Ok(Box::new(Pooling2D::from_config(c, PoolKind::Average)?))
-    }),
-    ("GlobalAveragePooling2D", |c| {
-        Ok(Box::new(GlobalPooling2D::from_config(
-            c,
-            PoolKind::Average,
-        )?))
-    }),
-    ("GlobalMaxPooling2D", |c| {
-        Ok(Box::new(GlobalPooling2D::from_config(c, PoolKind::Max)?))
-    }),
-    ("BatchNormalization", |c| {
-        Ok(Box::new(BatchNormalization::from_config(c)?))
-    }),
-    ("Dropout", |c| Ok(Box::new(Dropout::from_config(c)?))),
-    ("Flatten", |c| Ok(Box::new(Flatten::from_config(c)?))),
-    ("Reshape", |c| Ok(Box::new(Reshape::from_config(c)?))),
-    ("ZeroPadding2D", |c| {
-        Ok(Box::new(ZeroPadding2D::from_config(c)?))
-    }),
-    ("Cropping2D", |c| Ok(Box::new(Cropping2D::from_config(c)?))),
-    ("UpSampling2D", |c| {
-        Ok(Box::new(UpSampling2D::from_config(c)?))
-    }),
-    ("Rescaling", |c| Ok(Box::new(Rescaling::from_config(c)?))),
-    ("Concatenate", |c| {
-        Ok(Box::new(Concatenate::from_config(c)?))
-    }),
-    ("Add", |c| {
-        Ok(Box::new(Merge::from_config(c, MergeOp::Add)?))
-    }),
-    ("Multiply", |c| {
-        Ok(Box::new(Merge::from_config(c, MergeOp::Multiply)?))
-    }),
-    ("Average", |c| {
-        Ok(Box::new(Merge::from_config(c, MergeOp::Average)?))
-    }),
-    ("Activation", |c| Ok(Box::new(Activation::from_config(c)?))),
-    ("ReLU", |c| Ok(Box::new(ReLU::from_config(c)?))),
-    ("LeakyReLU", |c| Ok(Box::new(LeakyReLU::from_config(c)?))),
-    ("PReLU", |c| Ok(Box::new(PReLU::from_config(c)?))),
-    ("Softmax", |c| Ok(Box::new(Softmax::from_config(c)?))),
+    ("InputLayer", read!(InputLayer)),
+    ("Conv2D", read!(Conv2D)),
+    ("DepthwiseConv2D", read!(DepthwiseConv2D)),
+    ("SeparableConv2D", read!(SeparableConv2D)),
+    ("Conv2DTranspose", read!(Conv2DTranspose)),
+    ("Dense", read!(Dense)),
+    ("MaxPooling2D", read!(Pooling2D, kind = PoolKind::Max)),
+    (
+        "AveragePooling2D",
+        read!(Pooling2D, kind = PoolKind::Average),
+    ),
+    (
+        "GlobalAveragePooling2D",
+        read!(GlobalPooling2D, kind = PoolKind::Average),
+    ),
+    (
+        "GlobalMaxPooling2D",
+        read!(GlobalPooling2D, kind = PoolKind::Max),
+    ),
+    ("BatchNormalization", read!(BatchNormalization)),
+    ("Dropout", read!(Dropout)),
+    ("Flatten", read!(Flatten)),
+    ("Reshape", read!(Reshape)),
+    ("ZeroPadding2D", read!(ZeroPadding2D)),
+    ("Cropping2D", read!(Cropping2D)),
+    ("UpSampling2D", read!(UpSampling2D)),
+    ("Rescaling", read!(Rescaling)),
+    ("Concatenate", read!(Concatenate)),
+    ("Add", read!(Merge, op = MergeOp::Add)),
+    ("Multiply", read!(Merge, op = MergeOp::Multiply)),
+    ("Average", read!(Merge, op = MergeOp::Average)),
+    ("Activation", read!(Activation)),
+    ("ReLU", read!(ReLU)),
+    ("LeakyReLU", read!(LeakyReLU)),
+    ("PReLU", read!(PReLU)),
+    ("Softmax", read!(Softmax)),
 ];
 
 /// The Keras class names convnet implements.
@@ -632,25 +629,17 @@ pub fn layer_classes() -> impl Iterator<Item = &'static str> {
 
 /// Builds a layer of Keras class `class` from its config object.
 pub fn layer_from_config(class: &str, config: &Value) -> Result<Box<dyn Layer>> {
-    let c = ConfigReader::new(class, config)?;
     let (_, read) = REGISTRY
         .iter()
         .find(|(name, _)| *name == class)
         .ok_or_else(|| Error::UnknownClass {
-            layer: c.layer_name().to_string(),
+            layer: config
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| default_name(class), str::to_string),
             class: class.to_string(),
         })?;
-    let layer = read(&c)?;
-    c.finish()?;
-    Ok(layer)
-}
-
-/// Writes `null` for each of `fields`: the regularizers and constraints a layer's
-/// config lists but convnet only accepts as null.
-fn write_nulls(map: &mut Map<String, Value>, fields: &[&str]) {
-    for field in fields {
-        map.insert((*field).into(), Value::Null);
-    }
+    read(class, config)
 }
 
 /// Checks the number of inputs a layer was given.

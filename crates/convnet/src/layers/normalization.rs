@@ -5,37 +5,64 @@
 //! are used instead. Weights, in Keras's order: gamma (if `scale`), beta (if `center`),
 //! moving_mean, moving_variance.
 
-use super::config::ConfigReader;
-use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
+use super::declare::{self, AlwaysFalse, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::norm;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchNormalization {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::one_axis", default = "declare::last_axis")]
     pub axis: i64,
+    #[serde(default = "point_99")]
     pub momentum: f64,
+    #[serde(default = "epsilon")]
     pub epsilon: f64,
+    #[serde(default = "declare::yes")]
     pub center: bool,
+    #[serde(default = "declare::yes")]
     pub scale: bool,
+    #[serde(default = "Initializer::zeros")]
     pub beta_initializer: Initializer,
+    #[serde(default = "Initializer::ones")]
     pub gamma_initializer: Initializer,
+    #[serde(default = "Initializer::zeros")]
     pub moving_mean_initializer: Initializer,
+    #[serde(default = "Initializer::ones")]
     pub moving_variance_initializer: Initializer,
+    #[serde(default)]
+    beta_regularizer: NullOnly,
+    #[serde(default)]
+    gamma_regularizer: NullOnly,
+    #[serde(default)]
+    beta_constraint: NullOnly,
+    #[serde(default)]
+    gamma_constraint: NullOnly,
+    #[serde(default)]
     synchronized: bool,
+    #[serde(default)]
+    renorm: AlwaysFalse,
+    #[serde(default)]
+    renorm_clipping: NullOnly,
+    #[serde(default = "point_99")]
     renorm_momentum: f64,
 }
 
-/// The regularizers and constraints in BatchNormalization's config, accepted only as null.
-const NULL_FIELDS: [&str; 4] = [
-    "beta_regularizer",
-    "gamma_regularizer",
-    "beta_constraint",
-    "gamma_constraint",
-];
+/// The default momentum (and renorm_momentum).
+fn point_99() -> f64 {
+    0.99
+}
+
+fn epsilon() -> f64 {
+    1e-3
+}
 
 /// What training-mode backward needs: the normalised input and 1/√(var + ε).
 struct BatchStatistics {
@@ -51,20 +78,7 @@ impl Default for BatchNormalization {
 
 impl BatchNormalization {
     pub fn new() -> Self {
-        BatchNormalization {
-            base: LayerBase::new("batch_normalization"),
-            axis: -1,
-            momentum: 0.99,
-            epsilon: 1e-3,
-            center: true,
-            scale: true,
-            beta_initializer: Initializer::zeros(),
-            gamma_initializer: Initializer::ones(),
-            moving_mean_initializer: Initializer::zeros(),
-            moving_variance_initializer: Initializer::ones(),
-            synchronized: false,
-            renorm_momentum: 0.99,
-        }
+        declare::defaults("batch_normalization", json!({}))
     }
 
     pub fn axis(mut self, axis: i64) -> Self {
@@ -90,39 +104,6 @@ impl BatchNormalization {
     pub fn scale(mut self, scale: bool) -> Self {
         self.scale = scale;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.unsupported_unless_null(&NULL_FIELDS)?;
-        c.unsupported_unless_null(&["renorm_clipping"])?;
-        if c.bool("renorm", false)? {
-            return Err(c.error(
-                "renorm",
-                "batch renormalization is not supported by convnet",
-            ));
-        }
-        let axis = match c.get("axis") {
-            Some(serde_json::Value::Array(items)) if items.len() == 1 => items[0].as_i64(),
-            Some(v) => v.as_i64(),
-            None => Some(-1),
-        }
-        .ok_or_else(|| c.error("axis", "expected one integer axis"))?;
-        Ok(BatchNormalization {
-            base: c.base()?,
-            axis,
-            momentum: c.f64("momentum", 0.99)?,
-            epsilon: c.f64("epsilon", 1e-3)?,
-            center: c.bool("center", true)?,
-            scale: c.bool("scale", true)?,
-            beta_initializer: c.initializer("beta_initializer", Initializer::zeros())?,
-            gamma_initializer: c.initializer("gamma_initializer", Initializer::ones())?,
-            moving_mean_initializer: c
-                .initializer("moving_mean_initializer", Initializer::zeros())?,
-            moving_variance_initializer: c
-                .initializer("moving_variance_initializer", Initializer::ones())?,
-            synchronized: c.bool("synchronized", false)?,
-            renorm_momentum: c.f64("renorm_momentum", 0.99)?,
-        })
     }
 
     /// The axis as an index into a shape of `rank` dimensions (never the batch axis).
@@ -228,34 +209,6 @@ impl BatchNormalization {
 
 impl Layer for BatchNormalization {
     layer_common!("BatchNormalization");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("axis".into(), json!(self.axis));
-        m.insert("momentum".into(), json!(self.momentum));
-        m.insert("epsilon".into(), json!(self.epsilon));
-        m.insert("center".into(), json!(self.center));
-        m.insert("scale".into(), json!(self.scale));
-        m.insert("beta_initializer".into(), self.beta_initializer.to_config());
-        m.insert(
-            "gamma_initializer".into(),
-            self.gamma_initializer.to_config(),
-        );
-        m.insert(
-            "moving_mean_initializer".into(),
-            self.moving_mean_initializer.to_config(),
-        );
-        m.insert(
-            "moving_variance_initializer".into(),
-            self.moving_variance_initializer.to_config(),
-        );
-        write_nulls(&mut m, &NULL_FIELDS);
-        m.insert("synchronized".into(), json!(self.synchronized));
-        m.insert("renorm".into(), json!(false));
-        m.insert("renorm_clipping".into(), Value::Null);
-        m.insert("renorm_momentum".into(), json!(self.renorm_momentum));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;

@@ -3,21 +3,50 @@
 //! `MaxPooling2D::new(…)` and friends build the shared [`Pooling2D`] /
 //! [`GlobalPooling2D`] types with the right kind, so Keras's class names read as in Keras.
 
-use super::config::ConfigReader;
 use super::conv::{nhwc, Window};
+use super::declare::{self, ChannelsLast};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::kernels::conv::Padding;
 use crate::kernels::pool::{pool_backward, pool_forward, PoolGeometry, PoolKind};
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// A windowed pooling layer, max or average.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pooling2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(skip, default = "max")]
     pub kind: PoolKind,
-    pub window: Window,
+    #[serde(with = "declare::pair", default = "two_by_two")]
+    pub pool_size: (usize, usize),
+    #[serde(with = "declare::padding", default = "declare::padding::valid")]
+    pub padding: Padding,
+    /// `None` (null in the config): the pool size, as in Keras.
+    #[serde(with = "declare::pair::optional", default)]
+    pub strides: Option<(usize, usize)>,
+    #[serde(default)]
+    data_format: ChannelsLast,
+}
+
+/// What a pooling layer read from a config starts as, before the registry sets its kind.
+fn max() -> PoolKind {
+    PoolKind::Max
+}
+
+fn two_by_two() -> (usize, usize) {
+    (2, 2)
+}
+
+/// Keras's default layer name for a pooling kind.
+fn pool_name(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Max => "max_pooling2d",
+        PoolKind::Average => "average_pooling2d",
+    }
 }
 
 /// Keras's `MaxPooling2D(pool_size=(2, 2), strides=None, padding="valid")`.
@@ -41,36 +70,38 @@ impl AveragePooling2D {
 
 impl Pooling2D {
     pub fn new(kind: PoolKind, pool_size: (usize, usize)) -> Self {
-        let mut window = Window::new(pool_size);
-        window.strides = pool_size;
         Pooling2D {
-            base: LayerBase::new(match kind {
-                PoolKind::Max => "max_pooling2d",
-                PoolKind::Average => "average_pooling2d",
-            }),
-            kind,
-            window,
+            pool_size,
+            strides: Some(pool_size),
+            ..declare::defaults(pool_name(kind), json!({}))
+        }
+        .kind(kind)
+    }
+
+    /// Sets max or average (the registry reads both classes alike).
+    pub(super) fn kind(mut self, kind: PoolKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The sliding window as the kernels take it.
+    fn window(&self) -> Window {
+        Window {
+            size: self.pool_size,
+            strides: self.strides.unwrap_or(self.pool_size),
+            padding: self.padding,
+            dilation: (1, 1),
         }
     }
 
     pub fn strides(mut self, strides: (usize, usize)) -> Self {
-        self.window.strides = strides;
+        self.strides = Some(strides);
         self
     }
 
     pub fn padding(mut self, padding: Padding) -> Self {
-        self.window.padding = padding;
+        self.padding = padding;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
-        c.channels_last()?;
-        let pool_size = c.pair("pool_size", Some((2, 2)))?;
-        let mut layer = Pooling2D::new(kind, pool_size);
-        layer.base = c.base()?;
-        layer.window.strides = c.pair("strides", Some(pool_size))?;
-        layer.window.padding = c.padding("padding")?;
-        Ok(layer)
     }
 
     fn geometry(&self, x: &[usize], y: &[usize]) -> Result<PoolGeometry> {
@@ -81,12 +112,12 @@ impl Pooling2D {
             channels: x[3],
             out_h: y[1],
             out_w: y[2],
-            pool_h: self.window.size.0,
-            pool_w: self.window.size.1,
-            stride_h: self.window.strides.0,
-            stride_w: self.window.strides.1,
-            pad_top: self.window.axis(self, 0, x[1])?.1,
-            pad_left: self.window.axis(self, 1, x[2])?.1,
+            pool_h: self.window().size.0,
+            pool_w: self.window().size.1,
+            stride_h: self.window().strides.0,
+            stride_w: self.window().strides.1,
+            pad_top: self.window().axis(self, 0, x[1])?.1,
+            pad_left: self.window().axis(self, 1, x[2])?.1,
         })
     }
 }
@@ -101,25 +132,10 @@ impl Layer for Pooling2D {
 
     layer_base!();
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert(
-            "pool_size".into(),
-            json!([self.window.size.0, self.window.size.1]),
-        );
-        m.insert("padding".into(), json!(self.window.padding.keras_name()));
-        m.insert(
-            "strides".into(),
-            json!([self.window.strides.0, self.window.strides.1]),
-        );
-        m.insert("data_format".into(), json!("channels_last"));
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
-        self.window.validate(self, "pool_size")?;
-        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        self.window().validate(self, "pool_size")?;
+        let (oh, ow) = self.window().output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, c])
     }
 
@@ -158,10 +174,16 @@ impl Layer for Pooling2D {
 
 /// A pooling over the whole feature map: (batch, h, w, c) → (batch, c), or
 /// (batch, 1, 1, c) with `keepdims`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GlobalPooling2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(skip, default = "max")]
     pub kind: PoolKind,
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(default)]
     pub keepdims: bool,
 }
 
@@ -186,28 +208,22 @@ impl GlobalMaxPooling2D {
 
 impl GlobalPooling2D {
     pub fn new(kind: PoolKind) -> Self {
-        GlobalPooling2D {
-            base: LayerBase::new(match kind {
-                PoolKind::Max => "global_max_pooling2d",
-                PoolKind::Average => "global_average_pooling2d",
-            }),
-            kind,
-            keepdims: false,
-        }
+        let name = match kind {
+            PoolKind::Max => "global_max_pooling2d",
+            PoolKind::Average => "global_average_pooling2d",
+        };
+        declare::defaults::<Self>(name, json!({})).kind(kind)
+    }
+
+    /// Sets max or average (the registry reads both classes alike).
+    pub(super) fn kind(mut self, kind: PoolKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub fn keepdims(mut self, keepdims: bool) -> Self {
         self.keepdims = keepdims;
         self
-    }
-
-    pub(super) fn from_config(c: &ConfigReader, kind: PoolKind) -> Result<Self> {
-        c.channels_last()?;
-        Ok(GlobalPooling2D {
-            base: c.base()?,
-            kind,
-            keepdims: c.bool("keepdims", false)?,
-        })
     }
 
     /// The global pool is a window pool whose window is the whole map.
@@ -238,13 +254,6 @@ impl Layer for GlobalPooling2D {
     }
 
     layer_base!();
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("data_format".into(), json!("channels_last"));
-        m.insert("keepdims".into(), json!(self.keepdims));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, _, _, c] = nhwc(self, single(self, inputs)?)?;

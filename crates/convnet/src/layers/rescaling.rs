@@ -1,47 +1,65 @@
 //! Rescaling: `x · scale + offset`, e.g. `scale = 1/255` to bring pixels into [0, 1].
 //! `scale` and `offset` are numbers, or lists applied along the last (channel) axis.
 
-use super::config::ConfigReader;
+use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rescaling {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(with = "number_or_list", default = "one")]
     pub scale: Vec<f64>,
+    #[serde(with = "number_or_list", default = "zero")]
     pub offset: Vec<f64>,
+}
+
+fn one() -> Vec<f64> {
+    vec![1.0]
+}
+
+fn zero() -> Vec<f64> {
+    vec![0.0]
+}
+
+/// `scale` and `offset`: one number, or a list applied along the last axis.
+mod number_or_list {
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        match values {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let v = Value::deserialize(d)?;
+        let values = match &v {
+            Value::Array(items) if !items.is_empty() => {
+                items.iter().map(Value::as_f64).collect::<Option<Vec<_>>>()
+            }
+            one => one.as_f64().map(|x| vec![x]),
+        };
+        values.ok_or_else(|| {
+            D::Error::custom(format!("expected a number or a list of numbers, found {v}"))
+        })
+    }
 }
 
 impl Rescaling {
     pub fn new(scale: f64, offset: f64) -> Self {
         Rescaling {
-            base: LayerBase::new("rescaling"),
             scale: vec![scale],
             offset: vec![offset],
+            ..declare::defaults("rescaling", json!({}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let read = |field: &str, default: f64| -> Result<Vec<f64>> {
-            match c.get(field) {
-                None => Ok(vec![default]),
-                Some(Value::Array(items)) if !items.is_empty() => items
-                    .iter()
-                    .map(|v| {
-                        v.as_f64()
-                            .ok_or_else(|| c.error(field, format!("expected numbers, found {v}")))
-                    })
-                    .collect(),
-                Some(_) => Ok(vec![c.f64(field, default)?]),
-            }
-        };
-        Ok(Rescaling {
-            base: c.base()?,
-            scale: read("scale", 1.0)?,
-            offset: read("offset", 0.0)?,
-        })
     }
 
     /// The per-position factor at flat index `i` (lists cycle along the last axis).
@@ -50,23 +68,8 @@ impl Rescaling {
     }
 }
 
-fn number_or_list(values: &[f64]) -> Value {
-    if values.len() == 1 {
-        json!(values[0])
-    } else {
-        json!(values)
-    }
-}
-
 impl Layer for Rescaling {
     layer_common!("Rescaling");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("scale".into(), number_or_list(&self.scale));
-        m.insert("offset".into(), number_or_list(&self.offset));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;

@@ -1,17 +1,22 @@
 //! Layers that move values without arithmetic: Flatten, Reshape, ZeroPadding2D,
 //! Cropping2D and UpSampling2D. Their gradients move the values back.
 
-use super::config::ConfigReader;
 use super::conv::nhwc;
+use super::declare::{self, ChannelsLast};
 use super::{format_shape, infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// Flatten: (batch, d1, d2, …) → (batch, d1·d2·…), in row-major (NHWC) order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Flatten {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(default)]
+    data_format: ChannelsLast,
 }
 
 impl Default for Flatten {
@@ -22,25 +27,12 @@ impl Default for Flatten {
 
 impl Flatten {
     pub fn new() -> Self {
-        Flatten {
-            base: LayerBase::new("flatten"),
-        }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        Ok(Flatten { base: c.base()? })
+        declare::defaults("flatten", json!({}))
     }
 }
 
 impl Layer for Flatten {
     layer_common!("Flatten");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("data_format".into(), json!("channels_last"));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
@@ -72,60 +64,49 @@ impl Layer for Flatten {
 
 /// Reshape: each sample to `target_shape` (the batch axis stays); one entry may be -1,
 /// inferred from the others.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Reshape {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "target_shape")]
     pub target_shape: Vec<i64>,
+}
+
+/// `target_shape`: sizes, at most one of them -1 (inferred).
+fn target_shape<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<i64>, D::Error> {
+    let sizes = Vec::<i64>::deserialize(d)?;
+    match invalid_target(&sizes) {
+        Some(message) => Err(serde::de::Error::custom(message)),
+        None => Ok(sizes),
+    }
+}
+
+/// Why a target shape cannot work, if it cannot.
+fn invalid_target(target_shape: &[i64]) -> Option<String> {
+    let unknown = target_shape.iter().filter(|&&d| d == -1).count();
+    (unknown > 1 || target_shape.iter().any(|&d| d == 0 || d < -1))
+        .then(|| format!("{target_shape:?} must hold positive sizes and at most one -1"))
 }
 
 impl Reshape {
     pub fn new(target_shape: &[i64]) -> Self {
         Reshape {
-            base: LayerBase::new("reshape"),
             target_shape: target_shape.to_vec(),
+            ..declare::defaults("reshape", json!({"target_shape": []}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        let target_shape = c
-            .opt_int_list("target_shape")?
-            .ok_or_else(|| c.error("target_shape", "missing"))?;
-        let layer = Reshape {
-            base: c.base()?,
-            target_shape,
-        };
-        match layer.invalid_target() {
-            Some(message) => Err(c.error("target_shape", message)),
-            None => Ok(layer),
-        }
-    }
-
-    fn invalid_target(&self) -> Option<String> {
-        let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
-        (unknown > 1 || self.target_shape.iter().any(|&d| d == 0 || d < -1)).then(|| {
-            format!(
-                "{:?} must hold positive sizes and at most one -1",
-                self.target_shape
-            )
-        })
     }
 }
 
 impl Layer for Reshape {
     layer_common!("Reshape");
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("target_shape".into(), json!(self.target_shape));
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
         if shape.is_empty() {
             return Err(self.shape_error("expects an input with a batch axis"));
         }
-        if let Some(message) = self.invalid_target() {
+        if let Some(message) = invalid_target(&self.target_shape) {
             return Err(self.shape_error(&format!("target_shape {message}")));
         }
         let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
@@ -210,39 +191,37 @@ fn copy_window(src: &Tensor, dst: &mut Tensor, top: usize, left: usize, extract:
 }
 
 /// ZeroPadding2D: rows of zeros above and below, columns left and right.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZeroPadding2D {
+    #[serde(skip)]
     base: LayerBase,
     /// ((top, bottom), (left, right)).
+    #[serde(
+        deserialize_with = "declare::two_sided::deserialize",
+        default = "one_each"
+    )]
     pub padding: [[usize; 2]; 2],
+    #[serde(default)]
+    data_format: ChannelsLast,
+}
+
+/// ZeroPadding2D's default: one row or column on every side.
+fn one_each() -> [[usize; 2]; 2] {
+    [[1, 1], [1, 1]]
 }
 
 impl ZeroPadding2D {
     pub fn new(padding: [[usize; 2]; 2]) -> Self {
         ZeroPadding2D {
-            base: LayerBase::new("zero_padding2d"),
             padding,
+            ..declare::defaults("zero_padding2d", json!({}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        Ok(ZeroPadding2D {
-            base: c.base()?,
-            padding: c.two_sided_pairs("padding", [[1, 1], [1, 1]])?,
-        })
     }
 }
 
 impl Layer for ZeroPadding2D {
     layer_common!("ZeroPadding2D");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("padding".into(), json!(self.padding));
-        m.insert("data_format".into(), json!("channels_last"));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
@@ -272,39 +251,29 @@ impl Layer for ZeroPadding2D {
 }
 
 /// Cropping2D: removes rows from the top and bottom, columns from the left and right.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cropping2D {
+    #[serde(skip)]
     base: LayerBase,
     /// ((top, bottom), (left, right)).
+    #[serde(deserialize_with = "declare::two_sided::deserialize", default)]
     pub cropping: [[usize; 2]; 2],
+    #[serde(default)]
+    data_format: ChannelsLast,
 }
 
 impl Cropping2D {
     pub fn new(cropping: [[usize; 2]; 2]) -> Self {
         Cropping2D {
-            base: LayerBase::new("cropping2d"),
             cropping,
+            ..declare::defaults("cropping2d", json!({}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        Ok(Cropping2D {
-            base: c.base()?,
-            cropping: c.two_sided_pairs("cropping", [[0, 0], [0, 0]])?,
-        })
     }
 }
 
 impl Layer for Cropping2D {
     layer_common!("Cropping2D");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("cropping".into(), json!(self.cropping));
-        m.insert("data_format".into(), json!("channels_last"));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
@@ -347,33 +316,50 @@ impl Layer for Cropping2D {
 
 /// UpSampling2D with nearest-neighbour interpolation: each pixel repeated `size` times
 /// down and across.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpSampling2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(with = "declare::pair", default = "two_by_two")]
     pub size: (usize, usize),
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(default)]
+    interpolation: Nearest,
+}
+
+fn two_by_two() -> (usize, usize) {
+    (2, 2)
+}
+
+/// UpSampling2D's `interpolation`: convnet implements `nearest` only so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Nearest;
+
+impl Serialize for Nearest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("nearest")
+    }
+}
+
+impl<'de> Deserialize<'de> for Nearest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "nearest" => Ok(Nearest),
+            other => Err(serde::de::Error::custom(format!(
+                "'{other}' is not supported by convnet yet; only 'nearest' is"
+            ))),
+        }
+    }
 }
 
 impl UpSampling2D {
     pub fn new(size: (usize, usize)) -> Self {
         UpSampling2D {
-            base: LayerBase::new("up_sampling2d"),
             size,
+            ..declare::defaults("up_sampling2d", json!({}))
         }
-    }
-
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        let interpolation = c.string("interpolation", "nearest")?;
-        if interpolation != "nearest" {
-            return Err(c.error(
-                "interpolation",
-                format!("'{interpolation}' is not supported by convnet yet; only 'nearest' is"),
-            ));
-        }
-        Ok(UpSampling2D {
-            base: c.base()?,
-            size: c.pair("size", Some((2, 2)))?,
-        })
     }
 
     /// Calls `f(input_index, output_index)` for the first channel of every output pixel.
@@ -395,14 +381,6 @@ impl UpSampling2D {
 
 impl Layer for UpSampling2D {
     layer_common!("UpSampling2D");
-
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("size".into(), json!([self.size.0, self.size.1]));
-        m.insert("data_format".into(), json!("channels_last"));
-        m.insert("interpolation".into(), json!("nearest"));
-        m
-    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;

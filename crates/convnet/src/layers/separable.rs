@@ -3,42 +3,66 @@
 //! "pointwise" convolution that mixes channels into `filters` outputs; then bias and
 //! activation. Far fewer weights than a full convolution of the same window.
 
-use super::config::ConfigReader;
 use super::conv::{
-    activate, activation_grad, bias_grad, check_channels, nhwc, require_built, Window,
+    activate, activation_grad, bias_grad, check_channels, nhwc, one, one_by_one, require_built,
 };
-use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
+use super::declare::{self, ChannelsLast, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::depthwise;
 use crate::kernels::Epilogue;
+use crate::kernels::Padding;
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeparableConv2D {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::positive", default = "one")]
     pub depth_multiplier: usize,
+    #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
-    pub window: Window,
+    #[serde(with = "declare::pair")]
+    pub kernel_size: (usize, usize),
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub strides: (usize, usize),
+    #[serde(with = "declare::padding", default = "declare::padding::valid")]
+    pub padding: Padding,
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub dilation_rate: (usize, usize),
+    #[serde(default)]
     pub activation: ActivationFn,
+    #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    #[serde(default = "Initializer::glorot_uniform")]
     pub depthwise_initializer: Initializer,
+    #[serde(default = "Initializer::glorot_uniform")]
     pub pointwise_initializer: Initializer,
+    #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    #[serde(default)]
+    depthwise_regularizer: NullOnly,
+    #[serde(default)]
+    pointwise_regularizer: NullOnly,
+    #[serde(default)]
+    bias_regularizer: NullOnly,
+    #[serde(default)]
+    activity_regularizer: NullOnly,
+    #[serde(default)]
+    depthwise_constraint: NullOnly,
+    #[serde(default)]
+    pointwise_constraint: NullOnly,
+    #[serde(default)]
+    bias_constraint: NullOnly,
 }
-
-const NULL_FIELDS: [&str; 7] = [
-    "depthwise_regularizer",
-    "pointwise_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "depthwise_constraint",
-    "pointwise_constraint",
-    "bias_constraint",
-];
 
 /// What backward needs: the depthwise stage's output and the pre-activation.
 struct Intermediate {
@@ -49,15 +73,9 @@ struct Intermediate {
 impl SeparableConv2D {
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         SeparableConv2D {
-            base: LayerBase::new("separable_conv2d"),
-            depth_multiplier: 1,
             filters,
-            window: Window::new(kernel_size),
-            activation: ActivationFn::Linear,
-            use_bias: true,
-            depthwise_initializer: Initializer::glorot_uniform(),
-            pointwise_initializer: Initializer::glorot_uniform(),
-            bias_initializer: Initializer::zeros(),
+            kernel_size,
+            ..declare::defaults("separable_conv2d", json!({"filters": 1, "kernel_size": 1}))
         }
     }
 
@@ -70,29 +88,11 @@ impl SeparableConv2D {
         self
     }
 
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        c.unsupported_unless_null(&NULL_FIELDS)?;
-        Ok(SeparableConv2D {
-            base: c.base()?,
-            depth_multiplier: c.positive("depth_multiplier", Some(1))?,
-            filters: c.positive("filters", None)?,
-            window: Window::from_config(c, "kernel_size", None)?,
-            activation: c.activation("activation")?,
-            use_bias: c.bool("use_bias", true)?,
-            depthwise_initializer: c
-                .initializer("depthwise_initializer", Initializer::glorot_uniform())?,
-            pointwise_initializer: c
-                .initializer("pointwise_initializer", Initializer::glorot_uniform())?,
-            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
-        })
-    }
-
     /// The depthwise stage's and the pointwise stage's geometries for input `x`.
     fn geometries(&self, x: &[usize]) -> Result<(ConvGeometry, ConvGeometry)> {
         let c = x[3];
         let mid = c * self.depth_multiplier;
-        let dw = self.window.geometry(self, x, mid, c)?;
+        let dw = self.window().geometry(self, x, mid, c)?;
         let pw = ConvGeometry {
             in_h: dw.out_h,
             in_w: dw.out_w,
@@ -150,34 +150,9 @@ impl Layer for SeparableConv2D {
         Some(dw.macs() + pw.macs())
     }
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("depth_multiplier".into(), json!(self.depth_multiplier));
-        m.insert("filters".into(), json!(self.filters));
-        m.insert(
-            "kernel_size".into(),
-            json!([self.window.size.0, self.window.size.1]),
-        );
-        self.window.write_config(&mut m);
-        m.insert("activation".into(), json!(self.activation.name()));
-        m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert(
-            "depthwise_initializer".into(),
-            self.depthwise_initializer.to_config(),
-        );
-        m.insert(
-            "pointwise_initializer".into(),
-            self.pointwise_initializer.to_config(),
-        );
-        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        write_nulls(&mut m, &NULL_FIELDS);
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        self.base.check(self.class_name())?;
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
-        self.window.validate(self, "kernel_size")?;
+        self.window().validate(self, "kernel_size")?;
         if self.depth_multiplier == 0 || self.filters == 0 {
             return Err(self.shape_error("filters and depth_multiplier must be positive"));
         }
@@ -186,14 +161,14 @@ impl Layer for SeparableConv2D {
             c,
             self.base.weights.first().map(|k| k.value.shape()[2]),
         )?;
-        let (oh, ow) = self.window.output_hw(self, h, w)?;
+        let (oh, ow) = self.window().output_hw(self, h, w)?;
         Ok(vec![n, oh, ow, Some(self.filters)])
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
-        let (kh, kw) = self.window.size;
+        let (kh, kw) = self.window().size;
         let dm = self.depth_multiplier;
         self.base.weights.clear();
         self.base.add_weight(

@@ -5,42 +5,92 @@
 //! `conv2d_backward_input`, dL/dx is `conv2d_forward`, dL/dW is `conv2d_backward_kernel`
 //! with input and output gradient exchanged.
 
-use super::config::ConfigReader;
 use super::conv::{
-    activation_grad, add_bias, bias_grad, check_channels, nhwc, require_built, Window,
-    KERNEL_EXTRAS,
+    activation_grad, add_bias, bias_grad, check_channels, nhwc, one_by_one, require_built,
 };
-use super::{infer, single, write_nulls, Layer, LayerBase, Saved, Shape};
+use super::declare::{self, ChannelsLast, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
 use crate::tensor::Tensor;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conv2DTranspose {
+    #[serde(skip)]
     base: LayerBase,
+    #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
-    pub window: Window,
+    #[serde(with = "declare::pair")]
+    pub kernel_size: (usize, usize),
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub strides: (usize, usize),
+    #[serde(with = "declare::padding", default = "declare::padding::valid")]
+    pub padding: Padding,
+    #[serde(with = "output_padding", default)]
     pub output_padding: Option<(usize, usize)>,
+    #[serde(default)]
+    data_format: ChannelsLast,
+    #[serde(with = "declare::pair", default = "one_by_one")]
+    pub dilation_rate: (usize, usize),
+    #[serde(default)]
     pub activation: ActivationFn,
+    #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    #[serde(default = "Initializer::glorot_uniform")]
     pub kernel_initializer: Initializer,
+    #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    #[serde(default)]
+    kernel_regularizer: NullOnly,
+    #[serde(default)]
+    bias_regularizer: NullOnly,
+    #[serde(default)]
+    activity_regularizer: NullOnly,
+    #[serde(default)]
+    kernel_constraint: NullOnly,
+    #[serde(default)]
+    bias_constraint: NullOnly,
+}
+
+/// `output_padding`: null, one non-negative integer for both axes, or a list of two.
+mod output_padding {
+    use super::declare::as_int;
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(p: &Option<(usize, usize)>, s: S) -> Result<S::Ok, S::Error> {
+        p.map(|p| [p.0, p.1]).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(usize, usize)>, D::Error> {
+        let v = Value::deserialize(d)?;
+        let nonneg = |x: &Value| as_int(x).filter(|&p| p >= 0).map(|p| p as usize);
+        let pair = match &v {
+            Value::Array(items) => match items.as_slice() {
+                [a, b] => nonneg(a).zip(nonneg(b)),
+                _ => None,
+            },
+            one => nonneg(one).map(|p| (p, p)),
+        };
+        pair.map(Some).ok_or_else(|| {
+            D::Error::custom("expected null, a non-negative integer or a list of two")
+        })
+    }
 }
 
 impl Conv2DTranspose {
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         Conv2DTranspose {
-            base: LayerBase::new("conv2d_transpose"),
             filters,
-            window: Window::new(kernel_size),
-            output_padding: None,
-            activation: ActivationFn::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::glorot_uniform(),
-            bias_initializer: Initializer::zeros(),
+            kernel_size,
+            ..declare::defaults("conv2d_transpose", json!({"filters": 1, "kernel_size": 1}))
         }
     }
 
@@ -53,67 +103,38 @@ impl Conv2DTranspose {
         self
     }
 
-    pub(super) fn from_config(c: &ConfigReader) -> Result<Self> {
-        c.channels_last()?;
-        c.unsupported_unless_null(&KERNEL_EXTRAS)?;
-        let output_padding = match c.opt_int_list("output_padding") {
-            Ok(None) => None,
-            Ok(Some(v)) if v.len() == 2 && v.iter().all(|&p| p >= 0) => {
-                Some((v[0] as usize, v[1] as usize))
-            }
-            _ => match c.int_at_least("output_padding", None, 0) {
-                Ok(p) => Some((p as usize, p as usize)),
-                Err(_) => {
-                    return Err(c.error(
-                        "output_padding",
-                        "expected null, a non-negative integer or a list of two",
-                    ))
-                }
-            },
-        };
-        Ok(Conv2DTranspose {
-            base: c.base()?,
-            filters: c.positive("filters", None)?,
-            window: Window::from_config(c, "kernel_size", None)?,
-            output_padding,
-            activation: c.activation("activation")?,
-            use_bias: c.bool("use_bias", true)?,
-            kernel_initializer: c
-                .initializer("kernel_initializer", Initializer::glorot_uniform())?,
-            bias_initializer: c.initializer("bias_initializer", Initializer::zeros())?,
-        })
-    }
-
     /// Keras's `deconv_output_length` along one axis.
     fn output_len(&self, axis: usize, input: usize) -> Result<usize> {
         let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
         let (k, s, d) = (
-            pick(self.window.size),
-            pick(self.window.strides),
-            pick(self.window.dilation),
+            pick(self.window().size),
+            pick(self.window().strides),
+            pick(self.window().dilation),
         );
         let extent = (k - 1) * d + 1;
-        Ok(match (self.output_padding.map(pick), self.window.padding) {
-            (None, Padding::Valid) => input * s + extent.saturating_sub(s),
-            (None, Padding::Same) => input * s,
-            (Some(op), padding) => {
-                if op >= s {
-                    return Err(self.shape_error(&format!(
-                        "output_padding {op} must be smaller than the stride {s}"
-                    )));
+        Ok(
+            match (self.output_padding.map(pick), self.window().padding) {
+                (None, Padding::Valid) => input * s + extent.saturating_sub(s),
+                (None, Padding::Same) => input * s,
+                (Some(op), padding) => {
+                    if op >= s {
+                        return Err(self.shape_error(&format!(
+                            "output_padding {op} must be smaller than the stride {s}"
+                        )));
+                    }
+                    let pad = if padding == Padding::Same {
+                        extent / 2
+                    } else {
+                        0
+                    };
+                    ((input - 1) * s + extent + op)
+                        .checked_sub(2 * pad)
+                        .ok_or_else(|| {
+                            self.shape_error("output_padding gives a negative output size")
+                        })?
                 }
-                let pad = if padding == Padding::Same {
-                    extent / 2
-                } else {
-                    0
-                };
-                ((input - 1) * s + extent + op)
-                    .checked_sub(2 * pad)
-                    .ok_or_else(|| {
-                        self.shape_error("output_padding gives a negative output size")
-                    })?
-            }
-        })
+            },
+        )
     }
 
     /// The geometry of the forward convolution from this layer's output (shape `out`)
@@ -122,11 +143,11 @@ impl Conv2DTranspose {
         let axis = |a: usize| -> Result<usize> {
             let pick = |p: (usize, usize)| if a == 0 { p.0 } else { p.1 };
             let (k, s, d) = (
-                pick(self.window.size),
-                pick(self.window.strides),
-                pick(self.window.dilation),
+                pick(self.window().size),
+                pick(self.window().strides),
+                pick(self.window().dilation),
             );
-            match output_length(out[1 + a], k, s, d, self.window.padding) {
+            match output_length(out[1 + a], k, s, d, self.window().padding) {
                 Some((len, pad, _)) if len == x[1 + a] => Ok(pad),
                 _ => {
                     Err(self
@@ -142,12 +163,12 @@ impl Conv2DTranspose {
             out_h: x[1],
             out_w: x[2],
             out_c: x[3],
-            kernel_h: self.window.size.0,
-            kernel_w: self.window.size.1,
-            stride_h: self.window.strides.0,
-            stride_w: self.window.strides.1,
-            dilation_h: self.window.dilation.0,
-            dilation_w: self.window.dilation.1,
+            kernel_h: self.window().size.0,
+            kernel_w: self.window().size.1,
+            stride_h: self.window().strides.0,
+            stride_w: self.window().strides.1,
+            dilation_h: self.window().dilation.0,
+            dilation_w: self.window().dilation.1,
             pad_top: axis(0)?,
             pad_left: axis(1)?,
             groups: 1,
@@ -177,43 +198,9 @@ impl Conv2DTranspose {
 impl Layer for Conv2DTranspose {
     layer_common!("Conv2DTranspose");
 
-    fn config_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("filters".into(), json!(self.filters));
-        m.insert(
-            "kernel_size".into(),
-            json!([self.window.size.0, self.window.size.1]),
-        );
-        m.insert(
-            "strides".into(),
-            json!([self.window.strides.0, self.window.strides.1]),
-        );
-        m.insert("padding".into(), json!(self.window.padding.keras_name()));
-        m.insert(
-            "output_padding".into(),
-            self.output_padding
-                .map_or(Value::Null, |(a, b)| json!([a, b])),
-        );
-        m.insert("data_format".into(), json!("channels_last"));
-        m.insert(
-            "dilation_rate".into(),
-            json!([self.window.dilation.0, self.window.dilation.1]),
-        );
-        m.insert("activation".into(), json!(self.activation.name()));
-        m.insert("use_bias".into(), json!(self.use_bias));
-        m.insert(
-            "kernel_initializer".into(),
-            self.kernel_initializer.to_config(),
-        );
-        m.insert("bias_initializer".into(), self.bias_initializer.to_config());
-        write_nulls(&mut m, &KERNEL_EXTRAS);
-        m
-    }
-
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        self.base.check(self.class_name())?;
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
-        self.window.validate(self, "kernel_size")?;
+        self.window().validate(self, "kernel_size")?;
         if self.filters == 0 {
             return Err(self.shape_error("filters must be positive"));
         }
@@ -230,7 +217,7 @@ impl Layer for Conv2DTranspose {
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
         let c = inputs[0][3].expect("checked by output_shape");
-        let (kh, kw) = self.window.size;
+        let (kh, kw) = self.window().size;
         let bias = self
             .use_bias
             .then_some((self.filters, &self.bias_initializer));

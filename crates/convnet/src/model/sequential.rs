@@ -3,13 +3,14 @@
 //!
 //! ```
 //! use convnet::model::{Input, Sequential};
+//! use convnet::ActivationFn;
 //! use convnet::layers::{Conv2D, Dense, Flatten, MaxPooling2D};
 //! let model = convnet::sequential![
 //!     Input::new([28, 28, 1]),
-//!     Conv2D::new(32, (3, 3)).activation("relu"),
+//!     Conv2D::new(32, (3, 3)).activation(ActivationFn::Relu),
 //!     MaxPooling2D::new((2, 2)),
 //!     Flatten::new(),
-//!     Dense::new(10).activation("softmax"),
+//!     Dense::new(10).activation(ActivationFn::Softmax),
 //! ]?;
 //! assert_eq!(model.count_params(), 54_410);
 //! # Ok::<(), convnet::Error>(())
