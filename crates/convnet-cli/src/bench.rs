@@ -75,7 +75,10 @@ fn random_inputs(model: &Model, batch: usize, seed: usize) -> Result<Vec<Tensor>
             let mut dims = vec![batch];
             for d in &shape[1..] {
                 dims.push(d.ok_or_else(|| {
-                    Error::Tensor("bench needs a model whose input shape is fully known".into())
+                    Error::invalid(
+                        "MODEL",
+                        "bench needs a model whose input shape is fully known",
+                    )
                 })?);
             }
             let len = dims.iter().product();
@@ -260,9 +263,10 @@ fn workload(id: &str) -> Result<Vec<Measurement>, Error> {
                 images: Some(1),
             }])
         }
-        other => Err(Error::Tensor(format!(
-            "no workload '{other}' (W1 … W6, or all)"
-        ))),
+        other => Err(Error::invalid(
+            "workload",
+            format!("no workload '{other}' (W1 … W6, or all)"),
+        )),
     }
 }
 
@@ -271,7 +275,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build_global()
-            .map_err(|e| Error::Tensor(format!("--threads {threads}: {e}")))?;
+            .map_err(|e| Error::invalid("--threads", format!("--threads {threads}: {e}")))?;
     }
     let threads = rayon::current_num_threads();
     let peak = peak_f32_flops(threads);

@@ -114,7 +114,7 @@ pub fn load(data: &str, labels: Option<&Path>, input: &Shape) -> Result<Data, Er
             let x = Tensor::read_npy(path)?;
             let y = Tensor::read_npy(labels)?;
             if x.batch_len() != y.batch_len() {
-                return Err(Error::Tensor(format!(
+                return Err(Error::data(format!(
                     "{path} has {} samples but {} has {}",
                     x.batch_len(),
                     labels.display(),

@@ -67,9 +67,10 @@ fn numbers(text: &str, what: &str) -> Result<Vec<usize>, Error> {
     text.split(',')
         .map(|v| {
             v.trim().parse::<usize>().map_err(|_| {
-                Error::Tensor(format!(
-                    "{what}: '{v}' is not a whole number (write e.g. {what} 224,224,3)"
-                ))
+                Error::invalid(
+                    what,
+                    format!("{what}: '{v}' is not a whole number (write e.g. {what} 224,224,3)"),
+                )
             })
         })
         .collect()
@@ -78,9 +79,10 @@ fn numbers(text: &str, what: &str) -> Result<Vec<usize>, Error> {
 fn hwc(text: &str) -> Result<[usize; 3], Error> {
     match numbers(text, "--input")?[..] {
         [h, w, c] => Ok([h, w, c]),
-        _ => Err(Error::Tensor(format!(
-            "--input takes H,W,C (three numbers), not '{text}'"
-        ))),
+        _ => Err(Error::invalid(
+            "--input",
+            format!("--input takes H,W,C (three numbers), not '{text}'"),
+        )),
     }
 }
 
@@ -88,9 +90,10 @@ fn padding_mode(text: &str) -> Result<convnet::Padding, Error> {
     match text {
         "same" => Ok(convnet::Padding::Same),
         "valid" => Ok(convnet::Padding::Valid),
-        other => Err(Error::Tensor(format!(
-            "--padding must be same or valid, not '{other}'"
-        ))),
+        other => Err(Error::invalid(
+            "--padding",
+            format!("--padding must be same or valid, not '{other}'"),
+        )),
     }
 }
 
@@ -189,12 +192,12 @@ pub fn run(args: Args) -> Result<(), Error> {
             );
             return Ok(());
         }
-        (None, None) => return Err(Error::Tensor(
-            "explain what? `convnet explain conv --input … --kernel …` or `convnet explain MODEL`"
-                .into(),
+        (None, None) => return Err(Error::invalid(
+            "explain",
+            "explain what? `convnet explain conv --input … --kernel …` or `convnet explain MODEL`",
         )),
     };
-    let padding: ExplainPadding = a.padding.parse().map_err(Error::Tensor)?;
+    let padding: ExplainPadding = a.padding.parse()?;
     let (input, kernel) = (matrix(&a.input, "--input")?, matrix(&a.kernel, "--kernel")?);
     let (text, _) = explain_conv(&input, &kernel, a.stride, padding, a.dilation, a.flip)?;
     print!("{text}");

@@ -21,17 +21,23 @@ pub fn run(args: Args) -> Result<(), Error> {
     let model = super::models::resolve(&args.model)?;
     let expected_inputs = model.input_shapes().len();
     if args.inputs.len() != expected_inputs {
-        return Err(Error::Tensor(format!(
-            "the model has {expected_inputs} inputs but {} --input files were given",
-            args.inputs.len()
-        )));
+        return Err(Error::invalid(
+            "--input",
+            format!(
+                "the model has {expected_inputs} inputs but {} --input files were given",
+                args.inputs.len()
+            ),
+        ));
     }
     if args.outputs.len() != model.output_shapes().len() {
-        return Err(Error::Tensor(format!(
-            "the model has {} outputs but {} --output files were given",
-            model.output_shapes().len(),
-            args.outputs.len()
-        )));
+        return Err(Error::invalid(
+            "--output",
+            format!(
+                "the model has {} outputs but {} --output files were given",
+                model.output_shapes().len(),
+                args.outputs.len()
+            ),
+        ));
     }
     let inputs: Vec<Tensor> = args
         .inputs

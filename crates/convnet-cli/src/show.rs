@@ -73,10 +73,13 @@ pub fn visualize(args: VisualizeArgs) -> Result<(), Error> {
     let (h, w, c) = match shape[..] {
         [_, Some(h), Some(w), Some(c)] if c == 1 || c == 3 => (h, w, c),
         _ => {
-            return Err(Error::Tensor(format!(
-                "feature maps need an image model, this one takes {}",
-                convnet::layers::format_shape(shape)
-            )))
+            return Err(Error::invalid(
+                "MODEL",
+                format!(
+                    "feature maps need an image model, this one takes {}",
+                    convnet::layers::format_shape(shape)
+                ),
+            ))
         }
     };
     let mut input = read_image(&image, Some((h, w)), c)?;

@@ -98,15 +98,19 @@ fn parse_augment(spec: Option<&str>) -> Result<Augmentation, Error> {
             // Random crop with padding: pad by N, crop back to size — a shift of up to N.
             Some(("translate" | "crop", n)) => {
                 augment.translate = n.parse().map_err(|_| {
-                    Error::Tensor(format!(
-                        "--augment: translate={n} is not a number of pixels"
-                    ))
+                    Error::invalid(
+                        "--augment",
+                        format!("--augment: translate={n} is not a number of pixels"),
+                    )
                 })?
             }
             _ => {
-                return Err(Error::Tensor(format!(
-                    "--augment: unknown '{part}' (known: flip, translate, translate=N, crop=N)"
-                )))
+                return Err(Error::invalid(
+                    "--augment",
+                    format!(
+                        "--augment: unknown '{part}' (known: flip, translate, translate=N, crop=N)"
+                    ),
+                ))
             }
         }
     }

@@ -28,13 +28,16 @@ pub enum ExplainPadding {
 }
 
 impl std::str::FromStr for ExplainPadding {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "valid" => Ok(ExplainPadding::Valid),
             "same" => Ok(ExplainPadding::Same),
             n => n.parse().map(ExplainPadding::Zeros).map_err(|_| {
-                format!("padding must be valid, same or a number of zeros, not '{n}'")
+                Error::invalid(
+                    "padding",
+                    format!("padding must be valid, same or a number of zeros, not '{n}'"),
+                )
             }),
         }
     }
@@ -50,7 +53,7 @@ pub fn parse_matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>> {
                 .filter(|v| !v.is_empty())
                 .map(|v| {
                     v.parse::<f64>()
-                        .map_err(|_| Error::Tensor(format!("{what}: '{v}' is not a number")))
+                        .map_err(|_| Error::invalid(what, format!("{what}: '{v}' is not a number")))
                 })
                 .collect::<Result<Vec<f64>>>()
         })
@@ -58,16 +61,20 @@ pub fn parse_matrix(text: &str, what: &str) -> Result<Vec<Vec<f64>>> {
     let rows: Vec<Vec<f64>> = rows.into_iter().filter(|r| !r.is_empty()).collect();
     let width = rows.first().map_or(0, Vec::len);
     if rows.is_empty() || width == 0 {
-        return Err(Error::Tensor(format!(
-            "{what} is empty: write rows separated by ';', e.g. \"1 2; 3 4\""
-        )));
+        return Err(Error::invalid(
+            what,
+            format!("{what} is empty: write rows separated by ';', e.g. \"1 2; 3 4\""),
+        ));
     }
     if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
-        return Err(Error::Tensor(format!(
-            "{what}: row {} has {} values but row 1 has {width}",
-            i + 1,
-            r.len()
-        )));
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{what}: row {} has {} values but row 1 has {width}",
+                i + 1,
+                r.len()
+            ),
+        ));
     }
     Ok(rows)
 }
@@ -177,12 +184,16 @@ pub fn work_conv(
     flip: bool,
 ) -> Result<ConvWorking> {
     if stride == 0 || dilation == 0 {
-        return Err(Error::Tensor(
-            "stride and dilation must be at least 1".into(),
+        return Err(Error::invalid(
+            "stride",
+            "stride and dilation must be at least 1",
         ));
     }
     if input.is_empty() || input[0].is_empty() || kernel.is_empty() || kernel[0].is_empty() {
-        return Err(Error::Tensor("the input and the kernel need values".into()));
+        return Err(Error::invalid(
+            "input",
+            "the input and the kernel need values",
+        ));
     }
     let (h, w) = (input.len(), input[0].len());
     let (kh, kw) = (kernel.len(), kernel[0].len());
@@ -206,9 +217,10 @@ pub fn work_conv(
             }
         }
         .ok_or_else(|| {
-            Error::Tensor(format!(
-                "the kernel (extent {e}) is larger than the padded input ({n} + padding)"
-            ))
+            Error::invalid(
+                "kernel",
+                format!("the kernel (extent {e}) is larger than the padded input ({n} + padding)"),
+            )
         })
     };
     let (oh, top, bottom) = axis(h, kh, eh)?;

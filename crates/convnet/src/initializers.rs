@@ -99,7 +99,9 @@ impl Initializer {
             .iter()
             .find(|(alias, class)| *alias == name || *class == name)
             .map(|(_, class)| *class)
-            .ok_or_else(|| Error::Tensor(format!("unknown initializer '{name}'")))?;
+            .ok_or_else(|| {
+                Error::invalid("initializer", format!("unknown initializer '{name}'"))
+            })?;
         let config = match class {
             "Zeros" | "Ones" => json!({}),
             "Constant" => json!({"value": 0.0}),
@@ -147,7 +149,11 @@ impl Initializer {
     /// Reads an initializer from a Keras config value: a string identifier or an object
     /// `{"class_name": …, "config": {…}}`. Errors say what is wrong; the caller adds the
     /// layer and field.
-    pub fn from_config(value: &Value) -> std::result::Result<Self, String> {
+    pub fn from_config(value: &Value) -> Result<Self> {
+        Self::read_config(value).map_err(|message| Error::invalid("initializer", message))
+    }
+
+    fn read_config(value: &Value) -> std::result::Result<Self, String> {
         let init = match value {
             Value::String(name) => Self::new(name).map_err(|e| e.to_string())?,
             Value::Object(obj) => {
@@ -267,10 +273,13 @@ impl Initializer {
     /// A tensor of `shape` drawn from this initializer. `rng` is used unless the
     /// initializer carries its own seed.
     pub fn sample(&self, shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-        let len = checked_len(shape)
-            .ok_or_else(|| Error::Tensor(format!("weight shape {shape:?} is too large")))?;
+        let len = checked_len(shape).ok_or_else(|| {
+            Error::invalid("shape", format!("weight shape {shape:?} is too large"))
+        })?;
         let (fan_in, fan_out) = compute_fans(shape);
-        let draw = self.draw(fan_in, fan_out).map_err(Error::Tensor)?;
+        let draw = self
+            .draw(fan_in, fan_out)
+            .map_err(|message| Error::invalid("initializer", message))?;
         let mut own;
         let rng = match self.seed() {
             Some(seed) => {
@@ -423,15 +432,17 @@ mod tests {
                 .class_name(),
             "HeUniform"
         );
-        let e =
-            Initializer::from_config(&serde_json::json!({"class_name": "Orthogonal"})).unwrap_err();
+        let e = Initializer::from_config(&serde_json::json!({"class_name": "Orthogonal"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Orthogonal"), "{e}");
-        let e = Initializer::from_config(&serde_json::json!({"class_name": "VarianceScaling", "config": {"mode": "fan_sideways"}})).unwrap_err();
+        let e = Initializer::from_config(&serde_json::json!({"class_name": "VarianceScaling", "config": {"mode": "fan_sideways"}})).unwrap_err().to_string();
         assert!(e.contains("fan_sideways"), "{e}");
         let e = Initializer::from_config(
             &serde_json::json!({"class_name": "RandomNormal", "config": {"stddev": "wide"}}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("stddev"), "{e}");
     }
 }

@@ -34,7 +34,10 @@ pub fn kernel(spec: &str) -> Result<Vec<Vec<f64>>> {
         .map_or(spec, |(_, rows)| rows);
     parse_matrix(rows, "--kernel").map_err(|e| {
         let names: Vec<&str> = NAMED_KERNELS.iter().map(|(n, _)| *n).collect();
-        Error::Tensor(format!("{e} (or name a kernel: {})", names.join(", ")))
+        Error::invalid(
+            "kernel",
+            format!("{e} (or name a kernel: {})", names.join(", ")),
+        )
     })
 }
 
@@ -42,10 +45,13 @@ pub fn kernel(spec: &str) -> Result<Vec<Vec<f64>>> {
 /// stride 1): the feature map each channel gives.
 pub fn filter_image(image: &Tensor, kernel: &[Vec<f64>]) -> Result<Tensor> {
     let [n, h, w, c] = *image.shape() else {
-        return Err(Error::Tensor(format!(
-            "expected an (n, height, width, channels) image, got {:?}",
-            image.shape()
-        )));
+        return Err(Error::invalid(
+            "image",
+            format!(
+                "expected an (n, height, width, channels) image, got {:?}",
+                image.shape()
+            ),
+        ));
     };
     let (kh, kw) = (kernel.len(), kernel[0].len());
     let (out_h, pad_top, _) =
@@ -84,10 +90,13 @@ pub fn filter_image(image: &Tensor, kernel: &[Vec<f64>]) -> Result<Tensor> {
 /// Writes image `index` of an NHWC batch as a PNG (1 or 3 channels).
 pub fn save_image(batch: &Tensor, index: usize, path: impl AsRef<Path>) -> Result<()> {
     let [_, h, w, c] = *batch.shape() else {
-        return Err(Error::Tensor(format!(
-            "expected an (n, height, width, channels) batch, got {:?}",
-            batch.shape()
-        )));
+        return Err(Error::invalid(
+            "images",
+            format!(
+                "expected an (n, height, width, channels) batch, got {:?}",
+                batch.shape()
+            ),
+        ));
     };
     write_png(
         path,
@@ -136,10 +145,10 @@ pub fn save_first_kernels(model: &Model, dir: &Path) -> Result<String> {
             )
         })
         .ok_or_else(|| {
-            Error::Tensor(format!(
-                "model '{}' has no convolution layer to show",
-                model.name()
-            ))
+            Error::invalid(
+                "model",
+                format!("model '{}' has no convolution layer to show", model.name()),
+            )
         })?;
     let kernel = &layer.weights()[0].value;
     let [kh, kw, cin, cout] = *kernel.shape() else {
@@ -175,16 +184,18 @@ pub fn save_feature_maps(
         .find(|(n, _)| n == layer_name)
         .map(|(_, t)| t)
         .ok_or_else(|| {
-            model
-                .get_layer(layer_name)
-                .err()
-                .unwrap_or_else(|| Error::Tensor(format!("layer '{layer_name}' has no output")))
+            model.get_layer(layer_name).err().unwrap_or_else(|| {
+                Error::invalid("layer", format!("layer '{layer_name}' has no output"))
+            })
         })?;
     let [_, h, w, c] = *map.shape() else {
-        return Err(Error::Tensor(format!(
-            "layer '{layer_name}' gives {:?}, not feature maps (n, height, width, channels)",
-            map.shape()
-        )));
+        return Err(Error::invalid(
+            "layer",
+            format!(
+                "layer '{layer_name}' gives {:?}, not feature maps (n, height, width, channels)",
+                map.shape()
+            ),
+        ));
     };
     let maps: Vec<Vec<f32>> = (0..c)
         .map(|ch| (0..h * w).map(|p| map.data()[p * c + ch]).collect())

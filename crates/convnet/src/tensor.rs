@@ -65,7 +65,7 @@ impl Tensor {
                 shape,
                 data: Arc::new(data),
             }),
-            _ => Err(Error::Tensor(format!(
+            _ => Err(Error::data(format!(
                 "shape {shape:?} needs {} values but {} were given",
                 checked_len(&shape).map_or("too many".to_string(), |n| n.to_string()),
                 data.len()
@@ -155,7 +155,7 @@ impl Tensor {
     /// `self += other`, elementwise; shapes must match.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
         if self.shape != other.shape {
-            return Err(Error::Tensor(format!(
+            return Err(Error::data(format!(
                 "cannot add a tensor of shape {:?} to one of shape {:?}",
                 other.shape, self.shape
             )));
@@ -176,12 +176,12 @@ impl Tensor {
     /// Samples `indices` (along the first axis), in that order, as a new tensor.
     pub fn gather_rows(&self, indices: &[usize]) -> Result<Tensor> {
         if self.shape.is_empty() {
-            return Err(Error::Tensor("a scalar has no samples to select".into()));
+            return Err(Error::data("a scalar has no samples to select"));
         }
         let batch = self.batch_len();
         let row = self.data.len().checked_div(batch).unwrap_or(0);
         if let Some(&i) = indices.iter().find(|&&i| i >= batch) {
-            return Err(Error::Tensor(format!(
+            return Err(Error::data(format!(
                 "sample {i} is out of range for {batch} samples"
             )));
         }
@@ -223,12 +223,16 @@ impl Tensor {
     /// buffer is allocated for it.
     pub fn read_npy(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-        Self::from_npy_bytes(&bytes).map_err(|message| Error::file(path, message))
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_npy_bytes(&bytes).map_err(|e| e.in_file(path))
     }
 
-    /// Parses the bytes of a `.npy` file; the error message says what is wrong with it.
-    pub fn from_npy_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// Parses the bytes of a `.npy` file; a format error says what is wrong with them.
+    pub fn from_npy_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::parse_npy(bytes).map_err(Error::format)
+    }
+
+    fn parse_npy(bytes: &[u8]) -> std::result::Result<Self, String> {
         let (header, data_start) = parse_npy_header(bytes)?;
         let descriptor = header.type_descriptor.to_string();
         let descriptor = descriptor.trim_matches(|c| c == '\'' || c == '"');

@@ -180,13 +180,16 @@ pub fn by_name(name: &str) -> Result<Model> {
         "inception-v1-module" => inception_v1_module(),
         "mobilenet-block" => mobilenet_block(),
         "resnet-block" => resnet_block(),
-        other => Err(crate::error::Error::Tensor(format!(
-            "no built-in model '{other}' (known: {})",
-            MODELS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        other => Err(crate::error::Error::invalid(
+            "model",
+            format!(
+                "no built-in model '{other}' (known: {})",
+                MODELS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }

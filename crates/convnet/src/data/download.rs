@@ -41,7 +41,7 @@ pub fn cache_dir(name: &str) -> Option<PathBuf> {
 /// and returns the folder.
 pub fn download_fashion_mnist() -> Result<PathBuf> {
     let dir = cache_dir("fashion-mnist").ok_or_else(|| {
-        Error::Tensor("no home folder ($HOME) to download Fashion-MNIST into".into())
+        Error::unsupported("no home folder ($HOME) to download Fashion-MNIST into")
     })?;
     for file in FASHION_MNIST_FILES {
         fetch(&format!("{}/{file}", datasets_url()), &dir.join(file))?;
@@ -52,7 +52,7 @@ pub fn download_fashion_mnist() -> Result<PathBuf> {
 /// Downloads keras.datasets' `mnist.npz` (unless already there) and returns its path.
 pub fn download_mnist() -> Result<PathBuf> {
     let dir = cache_dir("mnist")
-        .ok_or_else(|| Error::Tensor("no home folder ($HOME) to download MNIST into".into()))?;
+        .ok_or_else(|| Error::unsupported("no home folder ($HOME) to download MNIST into"))?;
     let path = dir.join(MNIST_FILE);
     fetch(&format!("{}/{MNIST_FILE}", datasets_url()), &path)?;
     Ok(path)
@@ -80,8 +80,10 @@ fn fetch(url: &str, dest: &Path) -> Result<()> {
 fn get(url: &str, dest: &Path) -> Result<()> {
     use std::io::Read;
     use std::time::Duration;
-    let failed =
-        |e: &dyn std::fmt::Display| Error::Tensor(format!("could not download {url}: {e}"));
+    let failed = |e: &dyn std::fmt::Display| Error::Download {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_body(Some(Duration::from_secs(60)))
@@ -107,7 +109,7 @@ fn get(url: &str, dest: &Path) -> Result<()> {
 
 #[cfg(not(feature = "download"))]
 fn get(url: &str, _dest: &Path) -> Result<()> {
-    Err(Error::Tensor(format!(
+    Err(Error::unsupported(format!(
         "cannot download {url}: convnet was built without its `download` feature"
     )))
 }

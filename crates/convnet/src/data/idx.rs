@@ -130,7 +130,7 @@ pub fn load_idx_dataset(dir: impl AsRef<Path>) -> Result<Dataset> {
         let shape = t.shape().to_vec();
         match shape[..] {
             [n, h, w] => t.reshape([n, h, w, 1]),
-            _ => Err(Error::Tensor(format!(
+            _ => Err(Error::data(format!(
                 "IDX images should be (n, height, width), got {shape:?}"
             ))),
         }
@@ -174,7 +174,7 @@ pub fn fashion_mnist_sample() -> Result<Dataset> {
     ];
     let parse = |bytes: &[u8]| {
         parse_idx_bytes(bytes)
-            .map_err(|m| Error::Tensor(format!("built-in Fashion-MNIST sample: {m}")))
+            .map_err(|m| Error::format(format!("built-in Fashion-MNIST sample: {m}")))
     };
     let images = |bytes: &[u8]| -> Result<Tensor> {
         let t = parse(bytes)?;
@@ -222,7 +222,7 @@ pub fn fashion_mnist() -> Result<Dataset> {
         })
     });
     downloaded.map_err(|e| {
-        Error::Tensor(format!(
+        Error::data(format!(
             "Fashion-MNIST not found (looked in {}) and not downloaded ({e}). Install Debian's \
              package: `apt-get install dataset-fashion-mnist`, or put the four IDX files from {}/ \
              in $CONVNET_DATA/fashion-mnist",
@@ -251,7 +251,7 @@ pub fn mnist() -> Result<Dataset> {
         }
     }
     let npz = download::download_mnist().map_err(|e| {
-        Error::Tensor(format!(
+        Error::data(format!(
             "MNIST not found (looked in {}) and not downloaded ({e}): put its four IDX files \
              in $CONVNET_DATA/mnist, or {}/{} in ~/.convnet/datasets/mnist",
             places

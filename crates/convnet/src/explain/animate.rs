@@ -110,7 +110,7 @@ pub fn conv_animation(working: ConvWorking) -> Result<ConvAnimation> {
     let output = engine_output(&working)?;
     let (oh, ow) = working.output_size();
     if output.len() != oh || output.first().map_or(0, Vec::len) != ow {
-        return Err(Error::Tensor(format!(
+        return Err(Error::data(format!(
             "the engine's output is {}x{}, the explanation's {oh}x{ow}",
             output.len(),
             output.first().map_or(0, Vec::len)
@@ -406,7 +406,7 @@ impl ConvAnimation {
                 draw_picture(self.layout.width, self.layout.height, |root| {
                     self.draw_frame(f, root)
                 })
-                .map_err(|e| Error::Tensor(format!("drawing the animation: {e}")))
+                .map_err(|e| Error::format(format!("drawing the animation: {e}")))
             })
             .collect()
     }

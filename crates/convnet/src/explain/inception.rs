@@ -33,15 +33,19 @@ impl InceptionBlock {
 
     fn check(&self) -> Result<()> {
         if self.filters.len() != self.kernels.len() || self.filters.is_empty() {
-            return Err(Error::Tensor(format!(
-                "--filters has {} values and --kernels {}: give one of each per branch",
-                self.filters.len(),
-                self.kernels.len()
-            )));
+            return Err(Error::invalid(
+                "--filters",
+                format!(
+                    "--filters has {} values and --kernels {}: give one of each per branch",
+                    self.filters.len(),
+                    self.kernels.len()
+                ),
+            ));
         }
         if self.input.contains(&0) || self.filters.contains(&0) || self.kernels.contains(&0) {
-            return Err(Error::Tensor(
-                "sizes, filters and kernels must be at least 1".into(),
+            return Err(Error::invalid(
+                "sizes",
+                "sizes, filters and kernels must be at least 1",
             ));
         }
         Ok(())

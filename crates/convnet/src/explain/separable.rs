@@ -28,8 +28,9 @@ pub fn separable_models(
     padding: Padding,
 ) -> Result<SeparableModels> {
     if input.contains(&0) || filters == 0 || kernel == 0 || stride == 0 {
-        return Err(Error::Tensor(
-            "the input's sizes, --filters, --kernel and --stride must be at least 1".into(),
+        return Err(Error::invalid(
+            "sizes",
+            "the input's sizes, --filters, --kernel and --stride must be at least 1",
         ));
     }
     let x = Input::new(input);
@@ -91,7 +92,7 @@ fn output_hwc(model: &Model) -> Result<[usize; 3]> {
             .get(i)
             .copied()
             .flatten()
-            .ok_or_else(|| Error::Tensor("the output shape is not fully known".into()))
+            .ok_or_else(|| Error::invalid("input", "the output shape is not fully known"))
     };
     Ok([d(1)?, d(2)?, d(3)?])
 }

@@ -196,5 +196,5 @@ pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
     }
     builder
         .finish()
-        .map_err(|e| Error::Tensor(format!("writing the HDF5 weight store: {e}")))
+        .map_err(|e| Error::format(format!("writing the HDF5 weight store: {e}")))
 }

@@ -59,7 +59,7 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
         .map(|name| {
             let data = read_member(&mut zip, path, &name)?;
             let tensor = Tensor::from_npy_bytes(&data)
-                .map_err(|m| Error::file(path, format!("'{name}': {m}")))?;
+                .map_err(|e| Error::file(path, format!("'{name}': {e}")))?;
             Ok((name.trim_end_matches(".npy").to_string(), tensor))
         })
         .collect()

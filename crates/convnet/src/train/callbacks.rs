@@ -85,11 +85,14 @@ impl Monitor {
 
     fn value(&self, logs: &Logs) -> Result<f64> {
         logs.get(&self.key).copied().ok_or_else(|| {
-            Error::Tensor(format!(
-                "callback monitors '{}', which is not in the logs (available: {})",
-                self.key,
-                logs.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
+            Error::invalid(
+                "monitor",
+                format!(
+                    "callback monitors '{}', which is not in the logs (available: {})",
+                    self.key,
+                    logs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
         })
     }
 
@@ -360,9 +363,10 @@ impl Callback for LearningRateScheduler {
         if let Some(lr) = ctx.learning_rate() {
             let next = (self.schedule)(epoch, lr);
             if !next.is_finite() {
-                return Err(Error::Tensor(format!(
-                    "LearningRateScheduler gave {next} for epoch {epoch}"
-                )));
+                return Err(Error::invalid(
+                    "schedule",
+                    format!("LearningRateScheduler gave {next} for epoch {epoch}"),
+                ));
             }
             ctx.set_learning_rate(next);
         }

@@ -91,14 +91,14 @@ fn sample_count(x: &[Tensor], y: &[Tensor]) -> Result<usize> {
     let n = x
         .first()
         .map(Tensor::batch_len)
-        .ok_or_else(|| Error::Tensor("no input data".into()))?;
+        .ok_or_else(|| Error::data("no input data"))?;
     for (what, t) in x
         .iter()
         .map(|t| ("input", t))
         .chain(y.iter().map(|t| ("target", t)))
     {
         if t.batch_len() != n {
-            return Err(Error::Tensor(format!(
+            return Err(Error::data(format!(
                 "every input and target needs the same number of samples: the first input has {n}, a {what} of shape {:?} has {}",
                 t.shape(),
                 t.batch_len()
@@ -308,16 +308,17 @@ impl Model {
             });
         }
         if options.batch_size == 0 {
-            return Err(Error::Tensor("batch_size must be positive".into()));
+            return Err(Error::invalid("batch_size", "batch_size must be positive"));
         }
         let n = sample_count(x, y)?;
         let (train_count, validation) = match (&options.validation_data, options.validation_split) {
             (Some((vx, vy)), _) => (n, Some((vx.clone(), vy.clone()))),
             (None, split) if split > 0.0 => {
                 if split >= 1.0 {
-                    return Err(Error::Tensor(format!(
-                        "validation_split must be below 1, got {split}"
-                    )));
+                    return Err(Error::invalid(
+                        "validation_split",
+                        format!("validation_split must be below 1, got {split}"),
+                    ));
                 }
                 let at = (n as f64 * (1.0 - split)).floor() as usize;
                 let rest: Vec<usize> = (at..n).collect();
@@ -475,7 +476,7 @@ impl Trackers {
 fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
     let first = parts
         .first()
-        .ok_or_else(|| Error::Tensor("nothing to predict: no samples".into()))?;
+        .ok_or_else(|| Error::data("nothing to predict: no samples"))?;
     let mut shape = first.shape().to_vec();
     shape[0] = parts.iter().map(|p| p.batch_len()).sum();
     let data = parts

@@ -179,7 +179,7 @@ impl LossFn {
         if fits && !y_pred.is_empty() {
             Ok(())
         } else {
-            Err(Error::Tensor(format!(
+            Err(Error::data(format!(
                 "loss {}: targets of shape {:?} do not fit predictions of shape {:?}",
                 self.name(),
                 y_true.shape(),
@@ -255,7 +255,7 @@ impl Loss for LossFn {
                 LossFn::SparseCategoricalCrossentropy { from_logits } => {
                     let label = t[r];
                     if label < 0.0 || label.fract() != 0.0 || label as usize >= classes {
-                        return Err(Error::Tensor(format!(
+                        return Err(Error::data(format!(
                             "loss sparse_categorical_crossentropy: label {label} is not a class index below {classes}"
                         )));
                     }

@@ -102,7 +102,7 @@ impl Metric {
             self.kind = resolve_accuracy(y_true, y_pred);
         }
         let values = per_sample(self.kind, y_true, y_pred)
-            .map_err(|m| Error::Tensor(format!("metric {}: {m}", self.name)))?;
+            .map_err(|m| Error::data(format!("metric {}: {m}", self.name)))?;
         for (i, v) in values.iter().enumerate() {
             let w = sample_weight.map_or(1.0, |w| w[i] as f64);
             self.add(*v, w);

@@ -222,20 +222,26 @@ impl Optimizer {
                 .zip(grads)
                 .any(|(v, g)| v.shape() != g.shape())
         {
-            return Err(Error::Tensor(format!(
-                "optimizer {}: gradients do not match the variables",
-                self.name
-            )));
+            return Err(Error::invalid(
+                "gradients",
+                format!(
+                    "optimizer {}: gradients do not match the variables",
+                    self.name
+                ),
+            ));
         }
         if self.slots.is_empty() {
             self.slots = variables.iter().map(|v| self.new_slots(v)).collect();
         } else if self.slots.len() != variables.len() {
-            return Err(Error::Tensor(format!(
-                "optimizer {}: was built for {} variables, now given {}",
-                self.name,
-                self.slots.len(),
-                variables.len()
-            )));
+            return Err(Error::invalid(
+                "gradients",
+                format!(
+                    "optimizer {}: was built for {} variables, now given {}",
+                    self.name,
+                    self.slots.len(),
+                    variables.len()
+                ),
+            ));
         }
         let grads = self.clip(grads);
         let lr = self.current_learning_rate();
