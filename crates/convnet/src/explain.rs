@@ -10,9 +10,11 @@ use crate::kernels::conv::{output_length, Padding};
 use serde_json::Value;
 use std::fmt::Write;
 
+#[cfg(feature = "plots")]
 mod animate;
 mod inception;
 mod separable;
+#[cfg(feature = "plots")]
 pub use animate::{conv_animation, AnimationFrame, ConvAnimation, Layout, HIGHLIGHT, MAX_STEPS};
 pub use inception::InceptionBlock;
 pub use separable::{

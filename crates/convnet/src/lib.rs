@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod perf;
+#[cfg(feature = "images")]
 pub mod show;
 pub mod tensor;
 pub mod train;

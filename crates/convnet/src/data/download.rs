@@ -25,6 +25,7 @@ pub const MNIST_FILE: &str = "mnist.npz";
 
 /// No dataset file convnet downloads is larger than this (Fashion-MNIST's biggest is
 /// 26 MB, mnist.npz 11 MB).
+#[cfg(feature = "download")]
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// The base address datasets are downloaded from.

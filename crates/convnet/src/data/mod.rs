@@ -4,6 +4,7 @@
 mod augment;
 pub mod download;
 mod idx;
+#[cfg(feature = "images")]
 mod images;
 
 pub use augment::Augmentation;
@@ -11,6 +12,7 @@ pub use idx::{
     fashion_mnist, fashion_mnist_locations, fashion_mnist_sample, load_idx_dataset, mnist,
     parse_idx_bytes, read_idx, Dataset, FASHION_MNIST_CLASSES,
 };
+#[cfg(feature = "images")]
 pub use images::{
     image_dataset_from_directory, is_image_folder, read_image, write_png, write_png_range,
 };

@@ -8,9 +8,12 @@ use crate::kernels::conv::output_length;
 use crate::kernels::Padding;
 use crate::layers::{format_shape, Concatenate, Conv2D};
 use crate::model::{thousands, Call, Input, Model};
+#[cfg(feature = "plots")]
 use crate::train::plot::draw_picture;
+#[cfg(feature = "plots")]
 use plotters::prelude::*;
 use std::fmt::Write;
+#[cfg(feature = "plots")]
 use std::path::Path;
 
 /// Branches of `filters[i]` filters of `kernels[i]`x`kernels[i]` on an H,W,C input.
@@ -171,6 +174,7 @@ impl InceptionBlock {
 
     /// The block's branches with their shapes and parameters as a PNG, drawn on the
     /// training curves' canvas.
+    #[cfg(feature = "plots")]
     pub fn plot(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let model = self.model()?;

@@ -6,7 +6,6 @@
 use super::graph::Model;
 use crate::layers::format_shape;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Align {
@@ -141,10 +140,14 @@ fn terminal_columns() -> usize {
     {
         return c;
     }
-    let stdout = std::io::stdout();
-    if stdout.is_terminal() {
-        if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(&stdout) {
-            return w as usize;
+    #[cfg(feature = "progress")]
+    {
+        use std::io::IsTerminal;
+        let stdout = std::io::stdout();
+        if stdout.is_terminal() {
+            if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(&stdout) {
+                return w as usize;
+            }
         }
     }
     80

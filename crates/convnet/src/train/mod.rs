@@ -8,6 +8,7 @@ mod fit;
 pub mod losses;
 pub mod metrics;
 pub mod optimizers;
+#[cfg(feature = "plots")]
 pub(crate) mod plot;
 mod progress;
 pub mod schedules;

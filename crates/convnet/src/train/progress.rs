@@ -50,7 +50,9 @@ impl Progress {
             verbose,
             steps,
             started: Instant::now(),
-            interactive: std::io::stdout().is_terminal(),
+            // Without the `progress` feature only finished epoch lines are printed, as
+            // when standard output is not a terminal.
+            interactive: cfg!(feature = "progress") && std::io::stdout().is_terminal(),
             last_draw: None,
         }
     }
