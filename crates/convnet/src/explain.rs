@@ -126,7 +126,7 @@ fn write_matrix(out: &mut String, title: &str, m: &[Vec<f64>]) {
 
 /// A convolution worked out: the padded input, the kernel as it slides (rotated for
 /// true convolution), and every output position's products and sum. The text of
-/// [`explain_conv`] and the frames of [`animate`] are both written from it.
+/// [`explain_conv`] and the frames of `explain::animate` are both written from it.
 #[derive(Clone, Debug)]
 pub struct ConvWorking {
     pub input: Vec<Vec<f64>>,

@@ -24,7 +24,7 @@ pub struct Tensor {
     data: Arc<Vec<f32>>,
 }
 
-/// Tensors take their buffers from, and give them back to, [`crate::buffers`]: the big
+/// Tensors take their buffers from, and give them back to, `crate::buffers`: the big
 /// ones are reused from one training step to the next instead of being mapped afresh.
 /// The last tensor sharing a buffer gives it back.
 impl Drop for Tensor {
