@@ -105,10 +105,11 @@ fn sequential_from_config(
 /// `(layer name, call index, output index)`: which tensor a config refers to.
 type TensorRef = (String, usize, usize);
 
-/// `[name, node, tensor]` of a `keras_history` or an input/output reference.
+/// `[name, node, tensor]` of a `keras_history` or an input/output reference (tf.keras 2
+/// adds the call's keyword arguments as a fourth item).
 fn history(value: &Value) -> Option<(String, usize, usize)> {
     match value.as_array()?.as_slice() {
-        [name, node, tensor] => Some((
+        [name, node, tensor] | [name, node, tensor, _] => Some((
             name.as_str()?.to_string(),
             node.as_u64()? as usize,
             tensor.as_u64()? as usize,
@@ -164,7 +165,11 @@ fn functional_from_config(config: &Value, layers: &[Value], origin: &Path) -> Re
             .iter()
             .map(|node| {
                 let mut refs = Vec::new();
-                tensor_refs(node.get("args").unwrap_or(&Value::Null), &mut refs);
+                match node {
+                    // tf.keras 2: the call's inputs as a list of [layer, node, tensor, kwargs].
+                    Value::Array(inputs) => refs.extend(inputs.iter().filter_map(history)),
+                    _ => tensor_refs(node.get("args").unwrap_or(&Value::Null), &mut refs),
+                }
                 refs
             })
             .collect();

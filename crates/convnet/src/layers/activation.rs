@@ -174,7 +174,8 @@ impl Layer for ReLU {
 pub struct LeakyReLU {
     #[serde(skip)]
     base: LayerBase,
-    #[serde(default = "leaky_slope")]
+    /// tf.keras 2 called it `alpha`; Keras 3 reads that name too.
+    #[serde(default = "leaky_slope", alias = "alpha")]
     pub negative_slope: f64,
 }
 

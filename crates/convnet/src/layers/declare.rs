@@ -381,6 +381,23 @@ pub(super) fn last_axis() -> i64 {
     -1
 }
 
+/// `groups` in the tf.keras 2 configs of DepthwiseConv2D, SeparableConv2D and
+/// Conv2DTranspose, which Keras 3 dropped: read when it is 1 (what tf.keras wrote),
+/// refused otherwise, and not written back.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LegacyGroups;
+
+impl<'de> Deserialize<'de> for LegacyGroups {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match int_at_least::<D::Error>(&Value::deserialize(d)?, 1)? {
+            1 => Ok(LegacyGroups),
+            n => Err(D::Error::custom(format!(
+                "groups = {n} is not supported on this layer (tf.keras 2 wrote 1; Keras 3 has no such argument)"
+            ))),
+        }
+    }
+}
+
 /// `true`, the default of most Keras flags (`use_bias`, `center`, `scale`).
 pub(super) fn yes() -> bool {
     true

@@ -3,7 +3,7 @@
 //! channels `channels · depth_multiplier`.
 
 use super::conv::{activation_grad, check_channels, nhwc, one, one_by_one, require_built};
-use super::declare::{self, ChannelsLast, NullOnly};
+use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -33,6 +33,10 @@ pub struct DepthwiseConv2D {
     data_format: ChannelsLast,
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
+    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    groups: LegacyGroups,
     #[serde(default)]
     pub activation: ActivationFn,
     #[serde(default = "declare::yes")]

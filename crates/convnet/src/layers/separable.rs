@@ -6,7 +6,7 @@
 use super::conv::{
     activate, activation_grad, bias_grad, check_channels, nhwc, one, one_by_one, require_built,
 };
-use super::declare::{self, ChannelsLast, NullOnly};
+use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -38,6 +38,21 @@ pub struct SeparableConv2D {
     data_format: ChannelsLast,
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
+    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    groups: LegacyGroups,
+    /// tf.keras 2 also wrote the plain convolution's kernel fields, which no
+    /// SeparableConv2D uses: accepted (the regularizer and constraint as null) and dropped.
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    kernel_initializer: Option<Initializer>,
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    kernel_regularizer: NullOnly,
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    kernel_constraint: NullOnly,
     #[serde(default)]
     pub activation: ActivationFn,
     #[serde(default = "declare::yes")]

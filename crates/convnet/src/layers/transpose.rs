@@ -8,7 +8,7 @@
 use super::conv::{
     activation_grad, add_bias, bias_grad, check_channels, nhwc, one_by_one, require_built,
 };
-use super::declare::{self, ChannelsLast, NullOnly};
+use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -37,6 +37,10 @@ pub struct Conv2DTranspose {
     data_format: ChannelsLast,
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
+    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    #[allow(dead_code)]
+    #[serde(default, skip_serializing)]
+    groups: LegacyGroups,
     #[serde(default)]
     pub activation: ActivationFn,
     #[serde(default = "declare::yes")]
