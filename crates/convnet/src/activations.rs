@@ -8,7 +8,8 @@ use crate::tensor::Tensor;
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
 
-/// A Keras activation function, named as in Keras configs (`"relu"`, `"softmax"`, ...); default `linear`.
+/// A Keras activation function, named as in Keras configs (`"relu"`, `"softmax"`, ...);
+/// default `linear`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum ActivationFn {
     /// `linear`: the identity, x; Keras's default for `activation`.
@@ -42,7 +43,8 @@ pub enum ActivationFn {
     Exponential,
     /// `softmax`: exp(x) normalised to sum to 1 along the last axis.
     Softmax,
-    /// `log_softmax`: the logarithm of softmax, along the last axis; stabler than log(softmax(x)).
+    /// `log_softmax`: the logarithm of softmax, along the last axis; stabler than
+    /// log(softmax(x)).
     LogSoftmax,
 }
 
@@ -306,7 +308,8 @@ pub fn softmax_backward_inplace(y: &[f32], dy: &mut [f32], axis_len: usize, inne
     });
 }
 
-/// Log-softmax along the axis of a buffer seen as (outer, axis_len, inner), stabilised by subtracting each line's maximum.
+/// Log-softmax along the axis of a buffer seen as (outer, axis_len, inner), stabilised by
+/// subtracting each line's maximum.
 pub fn log_softmax_inplace(x: &mut [f32], axis_len: usize, inner: usize) {
     for_each_line(x.len(), axis_len, inner, |idx| {
         let max = idx.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);

@@ -137,7 +137,8 @@ pub struct ConvWorking {
     pub dilation: usize,
     /// The padding asked for, from which `pad` was worked out.
     pub padding: ExplainPadding,
-    /// Whether the kernel is rotated 180° first (true convolution) instead of Keras's cross-correlation.
+    /// Whether the kernel is rotated 180° first (true convolution) instead of Keras's
+    /// cross-correlation.
     pub flip: bool,
     /// The sums of products, one per output position, term by term in f64.
     pub output: Vec<Vec<f64>>,

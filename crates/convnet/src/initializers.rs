@@ -121,7 +121,8 @@ impl Initializer {
         })
     }
 
-    /// Keras's `glorot_uniform`, the default `kernel_initializer` of Dense and the convolutions.
+    /// Keras's `glorot_uniform`, the default `kernel_initializer` of Dense and the
+    /// convolutions.
     pub fn glorot_uniform() -> Self {
         Self::new("glorot_uniform").expect("built-in initializer")
     }
@@ -179,7 +180,8 @@ impl Initializer {
         Ok(init)
     }
 
-    /// The Keras config object `{"module", "class_name", "config", "registered_name"}`, as Keras's `serialize` writes it.
+    /// The Keras config object `{"module", "class_name", "config", "registered_name"}`, as
+    /// Keras's `serialize` writes it.
     pub fn to_config(&self) -> Value {
         json!({
             "module": "keras.initializers",

@@ -18,7 +18,8 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
 use std::sync::Arc;
 
-/// An f32 tensor in row-major order with a shape, images NHWC (Keras's `channels_last`); clones share the buffer until one writes.
+/// An f32 tensor in row-major order with a shape, images NHWC (Keras's `channels_last`);
+/// clones share the buffer until one writes.
 #[derive(PartialEq, Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
@@ -131,7 +132,8 @@ impl Tensor {
         self.unshared()
     }
 
-    /// The elements in row-major order, taken out of the tensor (copied only if a clone shares them).
+    /// The elements in row-major order, taken out of the tensor (copied only if a clone
+    /// shares them).
     pub fn into_data(mut self) -> Vec<f32> {
         std::mem::take(self.unshared())
     }
@@ -208,7 +210,8 @@ impl Tensor {
         self.gather_rows(&(start..end).collect::<Vec<_>>())
     }
 
-    /// The tensor as an ndarray array of the same shape, to use with ndarray's own operations.
+    /// The tensor as an ndarray array of the same shape, to use with ndarray's own
+    /// operations.
     pub fn to_ndarray(&self) -> ArrayD<f32> {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.to_vec())
             .expect("tensor length always matches its shape")

@@ -6,7 +6,8 @@ use crate::initializers::Rng;
 use crate::tensor::Tensor;
 use rand::RngExt;
 
-/// Random image augmentation applied by `fit` to training batches, like Keras's `RandomFlip("horizontal")` and `RandomTranslation` layers; default none.
+/// Random image augmentation applied by `fit` to training batches, like Keras's
+/// `RandomFlip("horizontal")` and `RandomTranslation` layers; default none.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augmentation {
     /// Mirror each image left–right with probability ½.

@@ -68,7 +68,8 @@ impl Layout {
 /// outputs (row-major) are filled in, and its caption.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnimationFrame {
-    /// The output position (row, column) whose window is highlighted; `None` on the last frame, which shows the whole output.
+    /// The output position (row, column) whose window is highlighted; `None` on the last
+    /// frame, which shows the whole output.
     pub position: Option<(usize, usize)>,
     /// How many output cells, row-major, are filled in on this frame.
     pub filled: usize,
