@@ -8,27 +8,43 @@ use crate::tensor::Tensor;
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
 
+/// A Keras activation function, named as in Keras configs (`"relu"`, `"softmax"`, ...);
+/// default `linear`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum ActivationFn {
+    /// `linear`: the identity, x; Keras's default for `activation`.
     #[default]
     Linear,
+    /// `relu`: max(x, 0).
     Relu,
+    /// `relu6`: min(max(x, 0), 6).
     Relu6,
     /// Keras's `leaky_relu` function, whose default negative slope is 0.2.
     LeakyRelu,
+    /// `elu`: x for x > 0, else exp(x) − 1 (alpha 1.0).
     Elu,
+    /// `selu`: scale·elu(x, alpha) with Keras's fixed scale ≈ 1.0507 and alpha ≈ 1.6733.
     Selu,
     /// The exact form, `0.5·x·(1 + erf(x/√2))`, Keras's default (`approximate=False`).
     Gelu,
+    /// `silu` (alias `swish`): x·sigmoid(x).
     Silu,
+    /// `sigmoid`: 1 / (1 + exp(−x)).
     Sigmoid,
     /// Keras 3's `relu6(x + 3) / 6`.
     HardSigmoid,
+    /// `tanh`: the hyperbolic tangent.
     Tanh,
+    /// `softplus`: ln(1 + exp(x)).
     Softplus,
+    /// `softsign`: x / (1 + |x|).
     Softsign,
+    /// `exponential`: exp(x).
     Exponential,
+    /// `softmax`: exp(x) normalised to sum to 1 along the last axis.
     Softmax,
+    /// `log_softmax`: the logarithm of softmax, along the last axis; stabler than
+    /// log(softmax(x)).
     LogSoftmax,
 }
 
@@ -247,6 +263,7 @@ impl ActivationFn {
     }
 }
 
+/// The logistic sigmoid 1 / (1 + exp(−x)), computed without overflow for large |x|.
 pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -291,6 +308,8 @@ pub fn softmax_backward_inplace(y: &[f32], dy: &mut [f32], axis_len: usize, inne
     });
 }
 
+/// Log-softmax along the axis of a buffer seen as (outer, axis_len, inner), stabilised by
+/// subtracting each line's maximum.
 pub fn log_softmax_inplace(x: &mut [f32], axis_len: usize, inner: usize) {
     for_each_line(x.len(), axis_len, inner, |idx| {
         let max = idx.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);

@@ -24,8 +24,11 @@ pub use separable::{
 /// How the input is padded: Keras's `valid` and `same`, or `n` zeros on every side.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ExplainPadding {
+    /// Keras's `valid`: no padding, so the output shrinks by the kernel's reach.
     Valid,
+    /// Keras's `same`: zeros around the input so that stride 1 keeps its size.
     Same,
+    /// This many zeros on every side, as in the textbooks (not a Keras option).
     Zeros(usize),
 }
 
@@ -129,6 +132,7 @@ fn write_matrix(out: &mut String, title: &str, m: &[Vec<f64>]) {
 /// [`explain_conv`] and the frames of `explain::animate` are both written from it.
 #[derive(Clone, Debug)]
 pub struct ConvWorking {
+    /// The input matrix as given, before padding.
     pub input: Vec<Vec<f64>>,
     /// The input with its zeros around it; the kernel slides over this.
     pub padded: Vec<Vec<f64>>,
@@ -136,9 +140,14 @@ pub struct ConvWorking {
     pub pad: (usize, usize, usize, usize),
     /// The kernel as it is slid: rotated 180° when `flip`.
     pub kernel: Vec<Vec<f64>>,
+    /// The step of the kernel along rows and columns (Keras's `strides`; default 1).
     pub stride: usize,
+    /// The gap between kernel taps (Keras's `dilation_rate`; default 1).
     pub dilation: usize,
+    /// The padding asked for, from which `pad` was worked out.
     pub padding: ExplainPadding,
+    /// Whether the kernel is rotated 180° first (true convolution) instead of Keras's
+    /// cross-correlation.
     pub flip: bool,
     /// The sums of products, one per output position, term by term in f64.
     pub output: Vec<Vec<f64>>,
@@ -148,6 +157,7 @@ pub struct ConvWorking {
 }
 
 impl ConvWorking {
+    /// The output's (rows, columns).
     pub fn output_size(&self) -> (usize, usize) {
         (self.output.len(), self.output.first().map_or(0, Vec::len))
     }

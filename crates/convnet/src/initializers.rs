@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 /// The random generator behind every seeded draw in convnet.
 pub type Rng = rand_pcg::Pcg64;
 
+/// A generator seeded with `seed`, so the same seed gives the same draws.
 pub fn rng_from_seed(seed: u64) -> Rng {
     Rng::seed_from_u64(seed)
 }
@@ -122,14 +123,18 @@ impl Initializer {
         })
     }
 
+    /// Keras's `glorot_uniform`, the default `kernel_initializer` of Dense and the
+    /// convolutions.
     pub fn glorot_uniform() -> Self {
         Self::new("glorot_uniform").expect("built-in initializer")
     }
 
+    /// Keras's `zeros`, the default `bias_initializer`.
     pub fn zeros() -> Self {
         Self::new("zeros").expect("built-in initializer")
     }
 
+    /// Keras's `ones`, the default `gamma_initializer` of BatchNormalization.
     pub fn ones() -> Self {
         Self::new("ones").expect("built-in initializer")
     }
@@ -142,6 +147,7 @@ impl Initializer {
         self
     }
 
+    /// Keras's class name, as written in configs (`GlorotUniform`, `Zeros`, ...).
     pub fn class_name(&self) -> &str {
         &self.class_name
     }
@@ -180,6 +186,8 @@ impl Initializer {
         Ok(init)
     }
 
+    /// The Keras config object `{"module", "class_name", "config", "registered_name"}`, as
+    /// Keras's `serialize` writes it.
     pub fn to_config(&self) -> Value {
         json!({
             "module": "keras.initializers",

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! convnet: Keras-style convolutional neural networks in Rust, on a convolution engine
 //! of its own.
 //!

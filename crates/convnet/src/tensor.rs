@@ -18,6 +18,8 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
 use std::sync::Arc;
 
+/// An f32 tensor in row-major order with a shape, images NHWC (Keras's `channels_last`);
+/// clones share the buffer until one writes.
 #[derive(PartialEq, Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
@@ -73,10 +75,12 @@ impl Tensor {
         }
     }
 
+    /// A tensor of zeros, like `keras.ops.zeros`.
     pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
         Self::full(shape, 0.0)
     }
 
+    /// A tensor with every element `value`, like `keras.ops.full`.
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
         let mut t = Self::for_overwrite(shape);
         t.data_mut().fill(value);
@@ -98,22 +102,27 @@ impl Tensor {
         Self::zeros(self.shape.clone())
     }
 
+    /// The dimensions, outermost first (batch first for layer inputs).
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of axes (4 for an NHWC image batch).
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// The number of elements, the product of the shape.
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
+    /// Whether the tensor holds no elements (some dimension is 0).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    /// The elements in row-major order, to read.
     pub fn data(&self) -> &[f32] {
         &self.data
     }
@@ -123,6 +132,8 @@ impl Tensor {
         self.unshared()
     }
 
+    /// The elements in row-major order, taken out of the tensor (copied only if a clone
+    /// shares them).
     pub fn into_data(mut self) -> Vec<f32> {
         std::mem::take(self.unshared())
     }
@@ -199,6 +210,8 @@ impl Tensor {
         self.gather_rows(&(start..end).collect::<Vec<_>>())
     }
 
+    /// The tensor as an ndarray array of the same shape, to use with ndarray's own
+    /// operations.
     pub fn to_ndarray(&self) -> ArrayD<f32> {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.to_vec())
             .expect("tensor length always matches its shape")

@@ -6,6 +6,8 @@ use crate::initializers::Rng;
 use crate::tensor::Tensor;
 use rand::RngExt;
 
+/// Random image augmentation applied by `fit` to training batches, like Keras's
+/// `RandomFlip("horizontal")` and `RandomTranslation` layers; default none.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augmentation {
     /// Mirror each image left–right with probability ½.
@@ -15,6 +17,7 @@ pub struct Augmentation {
 }
 
 impl Augmentation {
+    /// Whether any augmentation is switched on, so that `fit` can skip the per-batch pass.
     pub fn is_active(&self) -> bool {
         self.flip || self.translate > 0
     }

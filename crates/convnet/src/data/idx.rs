@@ -89,9 +89,13 @@ fn parse(source: &mut dyn Read) -> std::result::Result<Tensor, String> {
 /// (n, 28, 28, 1) with the file's values (0–255); labels are class indices.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Training images, (n, 28, 28, 1), like Keras's `x_train` from `load_data()`.
     pub x_train: Tensor,
+    /// Training labels, one class index per image (`y_train`).
     pub y_train: Tensor,
+    /// Test images, (n, 28, 28, 1) (`x_test`).
     pub x_test: Tensor,
+    /// Test labels, one class index per image (`y_test`).
     pub y_test: Tensor,
 }
 

@@ -32,11 +32,17 @@ pub struct Layout {
     /// Cells show their numbers (they are too small for large inputs, which are shaded
     /// by value instead).
     pub numbers: bool,
+    /// Top-left pixel (x, y) of the padded input's panel.
     pub input_origin: (u32, u32),
+    /// Top-left pixel (x, y) of the kernel's panel.
     pub kernel_origin: (u32, u32),
+    /// Top-left pixel (x, y) of the output's panel.
     pub output_origin: (u32, u32),
+    /// Pixel row where the caption (the sum of products) starts.
     pub caption_top: u32,
+    /// Frame width in pixels.
     pub width: u32,
+    /// Frame height in pixels.
     pub height: u32,
 }
 
@@ -62,18 +68,25 @@ impl Layout {
 /// outputs (row-major) are filled in, and its caption.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnimationFrame {
+    /// The output position (row, column) whose window is highlighted; `None` on the last
+    /// frame, which shows the whole output.
     pub position: Option<(usize, usize)>,
+    /// How many output cells, row-major, are filled in on this frame.
     pub filled: usize,
+    /// The sum of products at this position, ending in the engine's output value.
     pub caption: String,
 }
 
 /// A convolution ready to draw as frames.
 #[derive(Clone, Debug)]
 pub struct ConvAnimation {
+    /// The worked convolution the frames are drawn from (padded input, kernel, terms).
     pub working: ConvWorking,
     /// The engine's output at each position (Conv2D on the padded input).
     pub output: Vec<Vec<f64>>,
+    /// The frames in order, at most `MAX_STEPS` positions plus the final whole output.
     pub frames: Vec<AnimationFrame>,
+    /// Where panels and cells are drawn, shared by every frame.
     pub layout: Layout,
 }
 

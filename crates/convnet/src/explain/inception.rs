@@ -19,8 +19,11 @@ use std::path::Path;
 /// Branches of `filters[i]` filters of `kernels[i]`x`kernels[i]` on an H,W,C input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InceptionBlock {
+    /// The input's (height, width, channels), without the batch axis.
     pub input: [usize; 3],
+    /// Each branch's number of filters (Keras's Conv2D `filters`), one per branch.
     pub filters: Vec<usize>,
+    /// Each branch's square kernel side (Keras's Conv2D `kernel_size`), one per branch.
     pub kernels: Vec<usize>,
 }
 

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 /// The three ways to compute the same shape, as models.
 pub struct SeparableModels {
+    /// The standard Conv2D(N, K) model.
     pub standard: Model,
+    /// DepthwiseConv2D(K) followed by a 1x1 Conv2D(N), as two layers.
     pub two_step: Model,
+    /// Keras's SeparableConv2D(N, K), the two steps in one layer.
     pub separable: Model,
 }
 
@@ -75,13 +78,19 @@ pub fn separable_models(
 pub struct SeparableCounts {
     /// Output rows, columns and channels, from shape inference.
     pub output: [usize; 3],
+    /// The standard Conv2D's parameters: K·K·C·N weights plus N biases.
     pub standard_params: usize,
+    /// The DepthwiseConv2D's parameters: K·K·C weights plus C biases.
     pub depthwise_params: usize,
+    /// The 1x1 Conv2D's parameters: C·N weights plus N biases.
     pub pointwise_params: usize,
     /// SeparableConv2D: depthwise kernel, pointwise kernel and one bias.
     pub separable_params: usize,
+    /// The standard Conv2D's multiply-adds per image.
     pub standard_macs: usize,
+    /// The DepthwiseConv2D's multiply-adds per image.
     pub depthwise_macs: usize,
+    /// The 1x1 Conv2D's multiply-adds per image.
     pub pointwise_macs: usize,
 }
 

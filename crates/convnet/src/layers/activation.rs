@@ -36,10 +36,12 @@ fn chain(x: &Tensor, dy: &Tensor, derivative: impl Fn(f32) -> f32) -> Tensor {
 pub struct Activation {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `activation`: the function applied to every element; default `linear`.
     pub activation: ActivationFn,
 }
 
 impl Activation {
+    /// An `Activation` layer applying `activation`, like `keras.layers.Activation("relu")`.
     pub fn new(activation: ActivationFn) -> Self {
         Activation {
             activation,
@@ -84,10 +86,14 @@ impl Layer for Activation {
 pub struct ReLU {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `max_value`: the cap on the output; default None (no cap).
     #[serde(deserialize_with = "declare::opt_non_negative", default)]
     pub max_value: Option<f64>,
+    /// Keras's `negative_slope`: the slope below the threshold; default 0.0.
     #[serde(deserialize_with = "declare::non_negative", default)]
     pub negative_slope: f64,
+    /// Keras's `threshold`: below it the output is `negative_slope · (x − threshold)`;
+    /// default 0.0.
     #[serde(default)]
     pub threshold: f64,
 }
@@ -99,20 +105,24 @@ impl Default for ReLU {
 }
 
 impl ReLU {
+    /// A `ReLU` with Keras's defaults: no cap, slope 0, threshold 0, i.e. max(x, 0).
     pub fn new() -> Self {
         declare::defaults("re_lu", json!({}))
     }
 
+    /// Sets `max_value`, the cap on the output (Keras's default None).
     pub fn max_value(mut self, max_value: f64) -> Self {
         self.max_value = Some(max_value);
         self
     }
 
+    /// Sets `negative_slope` below the threshold (Keras's default 0.0).
     pub fn negative_slope(mut self, slope: f64) -> Self {
         self.negative_slope = slope;
         self
     }
 
+    /// Sets `threshold` (Keras's default 0.0).
     pub fn threshold(mut self, threshold: f64) -> Self {
         self.threshold = threshold;
         self
@@ -174,6 +184,7 @@ impl Layer for ReLU {
 pub struct LeakyReLU {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `negative_slope`: the output is `negative_slope · x` for x < 0; default 0.3.
     /// tf.keras 2 called it `alpha`; Keras 3 reads that name too.
     #[serde(default = "leaky_slope", alias = "alpha")]
     pub negative_slope: f64,
@@ -191,10 +202,12 @@ impl Default for LeakyReLU {
 }
 
 impl LeakyReLU {
+    /// A `LeakyReLU` with Keras's default slope 0.3.
     pub fn new() -> Self {
         declare::defaults("leaky_re_lu", json!({}))
     }
 
+    /// Sets `negative_slope` (Keras's default 0.3).
     pub fn negative_slope(mut self, slope: f64) -> Self {
         self.negative_slope = slope;
         self
@@ -239,12 +252,16 @@ impl Layer for LeakyReLU {
 pub struct PReLU {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `alpha_initializer`: how the learned slopes start; default `zeros` (a plain
+    /// ReLU).
     #[serde(default = "Initializer::zeros")]
     pub alpha_initializer: Initializer,
     #[serde(default)]
     alpha_regularizer: NullOnly,
     #[serde(default)]
     alpha_constraint: NullOnly,
+    /// Keras's `shared_axes`: the axes (1 = the first after the batch) along which one
+    /// slope is shared; default None.
     #[serde(deserialize_with = "declare::opt_int_list", default)]
     pub shared_axes: Option<Vec<i64>>,
 }
@@ -256,10 +273,13 @@ impl Default for PReLU {
 }
 
 impl PReLU {
+    /// A `PReLU` with Keras's defaults: slopes initialised to zeros, none shared.
     pub fn new() -> Self {
         declare::defaults("p_re_lu", json!({}))
     }
 
+    /// Sets `shared_axes`, e.g. `&[1, 2]` for one slope per channel of an image (Keras's
+    /// default None).
     pub fn shared_axes(mut self, axes: &[i64]) -> Self {
         self.shared_axes = Some(axes.to_vec());
         self
@@ -381,6 +401,7 @@ impl Layer for PReLU {
 pub struct Softmax {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `axis`: the axis the output sums to 1 along; default -1 (the last).
     #[serde(deserialize_with = "declare::one_axis", default = "declare::last_axis")]
     pub axis: i64,
 }
@@ -392,10 +413,12 @@ impl Default for Softmax {
 }
 
 impl Softmax {
+    /// A `Softmax` along the last axis (Keras's default `axis=-1`).
     pub fn new() -> Self {
         declare::defaults("softmax", json!({}))
     }
 
+    /// Sets `axis` (Keras's default -1).
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self

@@ -242,26 +242,39 @@ pub(super) fn activation_grad<'a>(
 pub struct Conv2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `filters`: the number of output channels, one kernel each.
     #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
+    /// Keras's `kernel_size`: the window's (rows, columns).
     #[serde(with = "declare::pair")]
     pub kernel_size: (usize, usize),
+    /// Keras's `strides`: the step of the window along (rows, columns); default (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub strides: (usize, usize),
+    /// Keras's `padding`: `valid` (no padding) or `same` (output size = input size /
+    /// stride); default `valid`.
     #[serde(with = "declare::padding", default = "declare::padding::valid")]
     pub padding: Padding,
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `dilation_rate`: the gap between kernel taps along (rows, columns); default
+    /// (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
+    /// Keras's `groups`: input and output channels split into this many independent
+    /// convolutions; default 1.
     #[serde(deserialize_with = "declare::positive", default = "one")]
     pub groups: usize,
+    /// Keras's `activation`, applied after the bias; default `linear`.
     #[serde(default)]
     pub activation: ActivationFn,
+    /// Keras's `use_bias`: whether a bias per filter is added; default true.
     #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    /// Keras's `kernel_initializer`: how the kernel starts; default `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub kernel_initializer: Initializer,
+    /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
     #[serde(default)]
@@ -287,6 +300,8 @@ pub(super) fn one() -> usize {
 }
 
 impl Conv2D {
+    /// A Conv2D of `filters` filters of `kernel_size`, like `keras.layers.Conv2D(filters,
+    /// kernel_size)`, Keras's defaults elsewhere.
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         Conv2D {
             filters,
@@ -299,16 +314,19 @@ impl Conv2D {
 
     activation_builders!();
 
+    /// Sets `groups`, which must divide both channel counts (Keras's default 1).
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
         self
     }
 
+    /// Sets `kernel_initializer` (Keras's default `glorot_uniform`).
     pub fn kernel_initializer(mut self, init: Initializer) -> Self {
         self.kernel_initializer = init;
         self
     }
 
+    /// Sets `bias_initializer` (Keras's default `zeros`).
     pub fn bias_initializer(mut self, init: Initializer) -> Self {
         self.bias_initializer = init;
         self

@@ -13,19 +13,26 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `Dense(units)`: `activation(x · kernel + bias)` on the last axis, kernel shape
+/// (input features, units).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dense {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `units`: the number of outputs, the size of the last axis.
     #[serde(deserialize_with = "declare::positive")]
     pub units: usize,
+    /// Keras's `activation`, applied after the bias; default `linear`.
     #[serde(default)]
     pub activation: ActivationFn,
+    /// Keras's `use_bias`: whether a bias per unit is added; default true.
     #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    /// Keras's `kernel_initializer`: how the kernel starts; default `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub kernel_initializer: Initializer,
+    /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
     #[serde(default)]
@@ -49,6 +56,8 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// A Dense layer of `units` outputs, like `keras.layers.Dense(units)`, Keras's defaults
+    /// elsewhere.
     pub fn new(units: usize) -> Self {
         Dense {
             units,
@@ -58,6 +67,7 @@ impl Dense {
 
     activation_builders!();
 
+    /// Sets `kernel_initializer` (Keras's default `glorot_uniform`).
     pub fn kernel_initializer(mut self, init: Initializer) -> Self {
         self.kernel_initializer = init;
         self

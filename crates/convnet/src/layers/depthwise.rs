@@ -16,33 +16,47 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `DepthwiseConv2D`: each input channel convolved with its own `depth_multiplier`
+/// kernels, kernel shape (kernel_h, kernel_w, channels, depth_multiplier).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DepthwiseConv2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `depth_multiplier`: output channels per input channel; default 1.
     #[serde(deserialize_with = "declare::positive", default = "one")]
     pub depth_multiplier: usize,
+    /// Keras's `kernel_size`: the window's (rows, columns).
     #[serde(with = "declare::pair")]
     pub kernel_size: (usize, usize),
+    /// Keras's `strides`: the step of the window along (rows, columns); default (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub strides: (usize, usize),
+    /// Keras's `padding`: `valid` (no padding) or `same` (output size = input size /
+    /// stride); default `valid`.
     #[serde(with = "declare::padding", default = "declare::padding::valid")]
     pub padding: Padding,
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `dilation_rate`: the gap between kernel taps along (rows, columns); default
+    /// (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
-    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    /// tf.keras 2's `groups` (always 1 there): accepted and dropped, since Keras 3 has none.
     #[allow(dead_code)]
     #[serde(default, skip_serializing)]
     groups: LegacyGroups,
+    /// Keras's `activation`, applied after the bias; default `linear`.
     #[serde(default)]
     pub activation: ActivationFn,
+    /// Keras's `use_bias`: whether a bias per output channel is added; default true.
     #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    /// Keras's `depthwise_initializer`: how the depthwise kernel starts; default
+    /// `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub depthwise_initializer: Initializer,
+    /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
     #[serde(default)]
@@ -58,6 +72,8 @@ pub struct DepthwiseConv2D {
 }
 
 impl DepthwiseConv2D {
+    /// A DepthwiseConv2D with a `kernel_size` window, like
+    /// `keras.layers.DepthwiseConv2D(kernel_size)`, Keras's defaults elsewhere.
     pub fn new(kernel_size: (usize, usize)) -> Self {
         DepthwiseConv2D {
             kernel_size,
@@ -69,6 +85,7 @@ impl DepthwiseConv2D {
 
     activation_builders!();
 
+    /// Sets `depth_multiplier`, output channels per input channel (Keras's default 1).
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.depth_multiplier = m;
         self

@@ -12,13 +12,17 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `Dropout(rate)`: in training, zeroes each input with probability `rate` and
+/// scales the rest by 1/(1 − rate); the identity in inference.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dropout {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `rate`: the fraction of inputs dropped, in [0, 1].
     #[serde(deserialize_with = "declare::unit_interval")]
     pub rate: f64,
+    /// Keras's `seed`: fixes the masks; default None (drawn from the model's generator).
     #[serde(default)]
     pub seed: Option<u64>,
     /// Keras's `noise_shape`: the mask's shape, broadcast over axes of size 1; `None`
@@ -30,6 +34,7 @@ pub struct Dropout {
 }
 
 impl Dropout {
+    /// A Dropout of `rate`, like `keras.layers.Dropout(rate)`.
     pub fn new(rate: f64) -> Self {
         Dropout {
             rate,
@@ -37,6 +42,7 @@ impl Dropout {
         }
     }
 
+    /// Sets `seed`, so the masks repeat from run to run (Keras's default None).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self.rng = None;

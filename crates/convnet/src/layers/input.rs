@@ -9,6 +9,8 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// Keras's `InputLayer`: the entry point of a model, passing its input through after
+/// checking the shape.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputLayer {

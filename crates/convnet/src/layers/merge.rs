@@ -22,6 +22,8 @@ fn at_least_two(layer: &dyn Layer, count: usize) -> Result<()> {
 pub struct Concatenate {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `axis`: the axis the inputs are joined along (not the batch axis); default
+    /// -1.
     #[serde(default = "declare::last_axis")]
     pub axis: i64,
 }
@@ -33,10 +35,12 @@ impl Default for Concatenate {
 }
 
 impl Concatenate {
+    /// A Concatenate along the last axis (Keras's default `axis=-1`).
     pub fn new() -> Self {
         declare::defaults("concatenate", json!({}))
     }
 
+    /// Sets `axis` (Keras's default -1).
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self
@@ -150,8 +154,11 @@ fn add() -> MergeOp {
 /// The elementwise merges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeOp {
+    /// Keras's `Add`: the elementwise sum.
     Add,
+    /// Keras's `Multiply`: the elementwise product.
     Multiply,
+    /// Keras's `Average`: the elementwise mean.
     Average,
 }
 
@@ -161,6 +168,7 @@ pub enum MergeOp {
 pub struct Merge {
     #[serde(skip)]
     base: LayerBase,
+    /// Which of Add, Multiply and Average the layer computes; also its Keras class name.
     #[serde(skip, default = "add")]
     pub op: MergeOp,
 }
@@ -175,6 +183,7 @@ pub struct Average;
 macro_rules! merge_constructor {
     ($ty:ident, $op:expr) => {
         impl $ty {
+            /// The Keras layer of this class, taking two or more inputs of one shape.
             #[allow(clippy::new_ret_no_self)]
             pub fn new() -> Merge {
                 Merge::new($op)
@@ -193,6 +202,8 @@ impl Merge {
         self
     }
 
+    /// A merge layer computing `op`, named as Keras names its class (`add`, `multiply`,
+    /// `average`).
     pub fn new(op: MergeOp) -> Self {
         Merge {
             base: LayerBase::new(match op {

@@ -82,16 +82,21 @@ macro_rules! weights_only_backward {
 /// `padding`, `dilation_rate`), and the [`conv::Window`] the kernels take.
 macro_rules! window_builders {
     () => {
+        /// Sets `strides`, the step of the window along (rows, columns) (Keras's default
+        /// (1, 1)).
         pub fn strides(mut self, strides: (usize, usize)) -> Self {
             self.strides = strides;
             self
         }
 
+        /// Sets `padding`: `Valid` or `Same` (Keras's default `valid`).
         pub fn padding(mut self, padding: crate::kernels::Padding) -> Self {
             self.padding = padding;
             self
         }
 
+        /// Sets `dilation_rate`, the gap between kernel taps along (rows, columns) (Keras's
+        /// default (1, 1)).
         pub fn dilation_rate(mut self, dilation: (usize, usize)) -> Self {
             self.dilation_rate = dilation;
             self
@@ -119,6 +124,8 @@ macro_rules! activation_builders {
             self
         }
 
+        /// Sets `use_bias`, whether a bias is added after the product (Keras's default
+        /// true).
         pub fn use_bias(mut self, use_bias: bool) -> Self {
             self.use_bias = use_bias;
             self
@@ -178,8 +185,12 @@ pub fn shape_of(t: &Tensor) -> Shape {
 /// whether training changes it through gradients.
 #[derive(Clone, Debug)]
 pub struct Weight {
+    /// The weight's Keras name within its layer (`kernel`, `bias`, `gamma`, ...), as saved
+    /// in `.weights.h5`.
     pub name: String,
+    /// The weight's current value.
     pub value: Tensor,
+    /// Whether gradients update it (false for BatchNormalization's moving statistics).
     pub trainable: bool,
 }
 
@@ -188,10 +199,12 @@ pub struct Weight {
 pub struct Saved(Option<Box<dyn Any + Send + Sync>>);
 
 impl Saved {
+    /// Nothing saved: the layer's backward needs only its inputs and output.
     pub fn none() -> Self {
         Saved(None)
     }
 
+    /// Saves `value` for the layer's backward pass, read back with [`Saved::get`].
     pub fn new<T: Any + Send + Sync>(value: T) -> Self {
         Saved(Some(Box::new(value)))
     }
@@ -215,11 +228,15 @@ pub const MAX_WEIGHT_LEN: usize = 1 << 31;
 /// The fields every Keras layer has, and its weights.
 #[derive(Clone, Debug)]
 pub struct LayerBase {
+    /// Keras's `name`: unique within a model, the key of the layer's weights in saved
+    /// files.
     pub name: String,
+    /// Keras's `trainable`: whether `fit` updates the layer's weights; default true.
     pub trainable: bool,
     /// Keras's dtype policy object, kept as read so configs round-trip; convnet
     /// computes in f32 whatever it says.
     pub dtype: Value,
+    /// The weights the layer has built, in Keras's order (empty until built).
     pub weights: Vec<Weight>,
     /// Whether the name is the class's default, to be numbered by a model
     /// (`conv2d`, `conv2d_1`, …) rather than one the user or a file chose.
@@ -234,6 +251,8 @@ impl Default for LayerBase {
 }
 
 impl LayerBase {
+    /// The common fields for a layer called `name`: trainable, float32 dtype policy, no
+    /// weights yet, auto-named.
     pub fn new(name: &str) -> Self {
         LayerBase {
             name: name.to_string(),
@@ -288,6 +307,7 @@ impl LayerBase {
 
 /// Copies a layer behind a `Box<dyn Layer>`; every layer is `Clone`.
 pub trait CloneLayer {
+    /// A boxed copy of the layer, so that models of `Box<dyn Layer>` can be cloned.
     fn clone_layer(&self) -> Box<dyn Layer>;
 }
 
@@ -297,12 +317,16 @@ impl<T: Layer + Clone + 'static> CloneLayer for T {
     }
 }
 
+/// A Keras layer: its config, its shape inference, its weights, and its forward and
+/// backward passes.
 pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// The Keras class name (`Conv2D`, `BatchNormalization`, …).
     fn class_name(&self) -> &'static str;
 
+    /// The fields every Keras layer has (name, trainable, dtype) and its weights.
     fn base(&self) -> &LayerBase;
 
+    /// The common fields and the weights, to change.
     fn base_mut(&mut self) -> &mut LayerBase;
 
     /// The fields of the Keras config that follow `name`, `trainable` and `dtype`, in
@@ -433,6 +457,7 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         Ok(())
     }
 
+    /// Keras's `name` of the layer.
     fn name(&self) -> &str {
         &self.base().name
     }
@@ -446,6 +471,7 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         self
     }
 
+    /// Renames the layer; a chosen name is kept as is, not numbered by the model.
     fn set_name(&mut self, name: &str) {
         let base = self.base_mut();
         base.name = name.to_string();
@@ -467,6 +493,7 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         None
     }
 
+    /// The model inside a model used as a layer, to change; `None` for other layers.
     fn nested_model_mut(&mut self) -> Option<&mut crate::model::Model> {
         None
     }

@@ -14,27 +14,41 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `BatchNormalization`: `gamma · (x − mean) / √(var + epsilon) + beta` per
+/// channel, with the batch's statistics in training and the moving ones otherwise.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchNormalization {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `axis`: the features axis, normalised per index along it; default -1 (the
+    /// channels).
     #[serde(deserialize_with = "declare::one_axis", default = "declare::last_axis")]
     pub axis: i64,
+    /// Keras's `momentum`: how much of the moving statistics each training batch keeps;
+    /// default 0.99.
     #[serde(default = "point_99")]
     pub momentum: f64,
+    /// Keras's `epsilon`: added to the variance so the division is safe; default 1e-3.
     #[serde(default = "epsilon")]
     pub epsilon: f64,
+    /// Keras's `center`: whether the learned offset `beta` is added; default true.
     #[serde(default = "declare::yes")]
     pub center: bool,
+    /// Keras's `scale`: whether the learned factor `gamma` multiplies; default true.
     #[serde(default = "declare::yes")]
     pub scale: bool,
+    /// Keras's `beta_initializer`: how the offset starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub beta_initializer: Initializer,
+    /// Keras's `gamma_initializer`: how the factor starts; default `ones`.
     #[serde(default = "Initializer::ones")]
     pub gamma_initializer: Initializer,
+    /// Keras's `moving_mean_initializer`: how the moving mean starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub moving_mean_initializer: Initializer,
+    /// Keras's `moving_variance_initializer`: how the moving variance starts; default
+    /// `ones`.
     #[serde(default = "Initializer::ones")]
     pub moving_variance_initializer: Initializer,
     #[serde(default)]
@@ -77,30 +91,37 @@ impl Default for BatchNormalization {
 }
 
 impl BatchNormalization {
+    /// A BatchNormalization with Keras's defaults: last axis, momentum 0.99, epsilon 1e-3,
+    /// centred and scaled.
     pub fn new() -> Self {
         declare::defaults("batch_normalization", json!({}))
     }
 
+    /// Sets `axis`, the features axis (Keras's default -1).
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self
     }
 
+    /// Sets `momentum` of the moving statistics (Keras's default 0.99).
     pub fn momentum(mut self, momentum: f64) -> Self {
         self.momentum = momentum;
         self
     }
 
+    /// Sets `epsilon` (Keras's default 1e-3).
     pub fn epsilon(mut self, epsilon: f64) -> Self {
         self.epsilon = epsilon;
         self
     }
 
+    /// Sets `center`, whether `beta` is learned and added (Keras's default true).
     pub fn center(mut self, center: bool) -> Self {
         self.center = center;
         self
     }
 
+    /// Sets `scale`, whether `gamma` is learned and multiplied (Keras's default true).
     pub fn scale(mut self, scale: bool) -> Self {
         self.scale = scale;
         self

@@ -19,10 +19,14 @@ use serde_json::json;
 pub struct Pooling2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Max or average; also the Keras class, `MaxPooling2D` or `AveragePooling2D`.
     #[serde(skip, default = "max")]
     pub kind: PoolKind,
+    /// Keras's `pool_size`: the window's (rows, columns); default (2, 2).
     #[serde(with = "declare::pair", default = "two_by_two")]
     pub pool_size: (usize, usize),
+    /// Keras's `padding`: `valid` (no padding) or `same` (output size = input size /
+    /// stride); default `valid`.
     #[serde(with = "declare::padding", default = "declare::padding::valid")]
     pub padding: Padding,
     /// `None` (null in the config): the pool size, as in Keras.
@@ -55,6 +59,8 @@ pub struct MaxPooling2D;
 pub struct AveragePooling2D;
 
 impl MaxPooling2D {
+    /// A MaxPooling2D with a `pool_size` window, strides equal to it and `valid` padding,
+    /// as in Keras.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(pool_size: (usize, usize)) -> Pooling2D {
         Pooling2D::new(PoolKind::Max, pool_size)
@@ -62,6 +68,8 @@ impl MaxPooling2D {
 }
 
 impl AveragePooling2D {
+    /// An AveragePooling2D with a `pool_size` window, strides equal to it and `valid`
+    /// padding, as in Keras.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(pool_size: (usize, usize)) -> Pooling2D {
         Pooling2D::new(PoolKind::Average, pool_size)
@@ -69,6 +77,8 @@ impl AveragePooling2D {
 }
 
 impl Pooling2D {
+    /// A windowed pooling of `kind` with a `pool_size` window, strides equal to it and
+    /// `valid` padding, as in Keras.
     pub fn new(kind: PoolKind, pool_size: (usize, usize)) -> Self {
         Pooling2D {
             pool_size,
@@ -94,11 +104,13 @@ impl Pooling2D {
         }
     }
 
+    /// Sets `strides`, the step of the window (Keras's default None: the pool size).
     pub fn strides(mut self, strides: (usize, usize)) -> Self {
         self.strides = Some(strides);
         self
     }
 
+    /// Sets `padding` (Keras's default `valid`).
     pub fn padding(mut self, padding: Padding) -> Self {
         self.padding = padding;
         self
@@ -179,10 +191,14 @@ impl Layer for Pooling2D {
 pub struct GlobalPooling2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Max or average; also the Keras class, `GlobalMaxPooling2D` or
+    /// `GlobalAveragePooling2D`.
     #[serde(skip, default = "max")]
     pub kind: PoolKind,
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `keepdims`: whether the output keeps the spatial axes as size 1, (batch, 1,
+    /// 1, c); default false.
     #[serde(default)]
     pub keepdims: bool,
 }
@@ -193,6 +209,8 @@ pub struct GlobalAveragePooling2D;
 pub struct GlobalMaxPooling2D;
 
 impl GlobalAveragePooling2D {
+    /// A GlobalAveragePooling2D: each channel's mean over the feature map, (batch, h, w, c)
+    /// → (batch, c).
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> GlobalPooling2D {
         GlobalPooling2D::new(PoolKind::Average)
@@ -200,6 +218,8 @@ impl GlobalAveragePooling2D {
 }
 
 impl GlobalMaxPooling2D {
+    /// A GlobalMaxPooling2D: each channel's maximum over the feature map, (batch, h, w, c)
+    /// → (batch, c).
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> GlobalPooling2D {
         GlobalPooling2D::new(PoolKind::Max)
@@ -207,6 +227,7 @@ impl GlobalMaxPooling2D {
 }
 
 impl GlobalPooling2D {
+    /// A global pooling of `kind` without `keepdims`, as in Keras.
     pub fn new(kind: PoolKind) -> Self {
         let name = match kind {
             PoolKind::Max => "global_max_pooling2d",
@@ -221,6 +242,7 @@ impl GlobalPooling2D {
         self
     }
 
+    /// Sets `keepdims` (Keras's default false).
     pub fn keepdims(mut self, keepdims: bool) -> Self {
         self.keepdims = keepdims;
         self

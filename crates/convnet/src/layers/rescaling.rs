@@ -8,13 +8,17 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `Rescaling(scale, offset=0.0)`: `x · scale + offset`, typically the first layer
+/// of an image model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rescaling {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `scale`: one factor, or one per channel (last axis).
     #[serde(with = "number_or_list", default = "one")]
     pub scale: Vec<f64>,
+    /// Keras's `offset`: added after scaling, one value or one per channel; default 0.0.
     #[serde(with = "number_or_list", default = "zero")]
     pub offset: Vec<f64>,
 }
@@ -54,6 +58,8 @@ mod number_or_list {
 }
 
 impl Rescaling {
+    /// A Rescaling by one `scale` and one `offset`, like `keras.layers.Rescaling(1 / 255)`
+    /// with offset 0.
     pub fn new(scale: f64, offset: f64) -> Self {
         Rescaling {
             scale: vec![scale],

@@ -26,6 +26,8 @@ impl Default for Flatten {
 }
 
 impl Flatten {
+    /// A Flatten, like `keras.layers.Flatten()`, usually between the convolutions and
+    /// Dense.
     pub fn new() -> Self {
         declare::defaults("flatten", json!({}))
     }
@@ -69,6 +71,8 @@ impl Layer for Flatten {
 pub struct Reshape {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `target_shape`: the per-sample shape, without the batch axis; one entry may
+    /// be -1.
     #[serde(deserialize_with = "target_shape")]
     pub target_shape: Vec<i64>,
 }
@@ -90,6 +94,8 @@ fn invalid_target(target_shape: &[i64]) -> Option<String> {
 }
 
 impl Reshape {
+    /// A Reshape of each sample to `target_shape`, like
+    /// `keras.layers.Reshape(target_shape)`.
     pub fn new(target_shape: &[i64]) -> Self {
         Reshape {
             target_shape: target_shape.to_vec(),
@@ -212,6 +218,8 @@ fn one_each() -> [[usize; 2]; 2] {
 }
 
 impl ZeroPadding2D {
+    /// A ZeroPadding2D adding `padding` zeros ((top, bottom), (left, right)); Keras's
+    /// default is 1 on every side.
     pub fn new(padding: [[usize; 2]; 2]) -> Self {
         ZeroPadding2D {
             padding,
@@ -264,6 +272,8 @@ pub struct Cropping2D {
 }
 
 impl Cropping2D {
+    /// A Cropping2D removing `cropping` ((top, bottom), (left, right)); Keras's default is
+    /// none.
     pub fn new(cropping: [[usize; 2]; 2]) -> Self {
         Cropping2D {
             cropping,
@@ -321,6 +331,8 @@ impl Layer for Cropping2D {
 pub struct UpSampling2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `size`: how many times each pixel is repeated along (rows, columns); default
+    /// (2, 2).
     #[serde(with = "declare::pair", default = "two_by_two")]
     pub size: (usize, usize),
     #[serde(default)]
@@ -355,6 +367,8 @@ impl<'de> Deserialize<'de> for Nearest {
 }
 
 impl UpSampling2D {
+    /// An UpSampling2D repeating each pixel `size` times (Keras's default (2, 2)),
+    /// nearest-neighbour.
     pub fn new(size: (usize, usize)) -> Self {
         UpSampling2D {
             size,

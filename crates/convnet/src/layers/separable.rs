@@ -19,26 +19,36 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `SeparableConv2D`: a depthwise convolution then a 1x1 pointwise one, far fewer
+/// weights than a Conv2D of the same window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeparableConv2D {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `depth_multiplier`: depthwise output channels per input channel; default 1.
     #[serde(deserialize_with = "declare::positive", default = "one")]
     pub depth_multiplier: usize,
+    /// Keras's `filters`: the number of output channels of the pointwise step.
     #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
+    /// Keras's `kernel_size`: the depthwise window's (rows, columns).
     #[serde(with = "declare::pair")]
     pub kernel_size: (usize, usize),
+    /// Keras's `strides`: the step of the window along (rows, columns); default (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub strides: (usize, usize),
+    /// Keras's `padding`: `valid` (no padding) or `same` (output size = input size /
+    /// stride); default `valid`.
     #[serde(with = "declare::padding", default = "declare::padding::valid")]
     pub padding: Padding,
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `dilation_rate`: the gap between kernel taps along (rows, columns); default
+    /// (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
-    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    /// tf.keras 2's `groups` (always 1 there): accepted and dropped, since Keras 3 has none.
     #[allow(dead_code)]
     #[serde(default, skip_serializing)]
     groups: LegacyGroups,
@@ -53,14 +63,21 @@ pub struct SeparableConv2D {
     #[allow(dead_code)]
     #[serde(default, skip_serializing)]
     kernel_constraint: NullOnly,
+    /// Keras's `activation`, applied after the bias; default `linear`.
     #[serde(default)]
     pub activation: ActivationFn,
+    /// Keras's `use_bias`: whether a bias per filter is added; default true.
     #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    /// Keras's `depthwise_initializer`: how the depthwise kernel starts; default
+    /// `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub depthwise_initializer: Initializer,
+    /// Keras's `pointwise_initializer`: how the 1x1 kernel starts; default
+    /// `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub pointwise_initializer: Initializer,
+    /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
     #[serde(default)]
@@ -86,6 +103,8 @@ struct Intermediate {
 }
 
 impl SeparableConv2D {
+    /// A SeparableConv2D of `filters` filters with a `kernel_size` window, like
+    /// `keras.layers.SeparableConv2D(filters, kernel_size)`.
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         SeparableConv2D {
             filters,
@@ -98,6 +117,7 @@ impl SeparableConv2D {
 
     activation_builders!();
 
+    /// Sets `depth_multiplier`, depthwise channels per input channel (Keras's default 1).
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.depth_multiplier = m;
         self

@@ -18,35 +18,50 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Keras's `Conv2DTranspose`: the transpose of a Conv2D, upsampling by `strides` (decoders,
+/// segmentation).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conv2DTranspose {
     #[serde(skip)]
     base: LayerBase,
+    /// Keras's `filters`: the number of output channels.
     #[serde(deserialize_with = "declare::positive")]
     pub filters: usize,
+    /// Keras's `kernel_size`: the window's (rows, columns).
     #[serde(with = "declare::pair")]
     pub kernel_size: (usize, usize),
+    /// Keras's `strides`: the upsampling factor along (rows, columns); default (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub strides: (usize, usize),
+    /// Keras's `padding`: `valid` or `same` (output size = input size · stride); default
+    /// `valid`.
     #[serde(with = "declare::padding", default = "declare::padding::valid")]
     pub padding: Padding,
+    /// Keras's `output_padding`: extra rows and columns on one side of the output, to pick
+    /// among the sizes a stride allows; default None.
     #[serde(with = "output_padding", default)]
     pub output_padding: Option<(usize, usize)>,
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `dilation_rate`: the gap between kernel taps along (rows, columns); default
+    /// (1, 1).
     #[serde(with = "declare::pair", default = "one_by_one")]
     pub dilation_rate: (usize, usize),
-    /// tf.keras 2's `groups` (always 1 there), accepted and dropped as Keras 3 does.
+    /// tf.keras 2's `groups` (always 1 there): accepted and dropped, since Keras 3 has none.
     #[allow(dead_code)]
     #[serde(default, skip_serializing)]
     groups: LegacyGroups,
+    /// Keras's `activation`, applied after the bias; default `linear`.
     #[serde(default)]
     pub activation: ActivationFn,
+    /// Keras's `use_bias`: whether a bias per filter is added; default true.
     #[serde(default = "declare::yes")]
     pub use_bias: bool,
+    /// Keras's `kernel_initializer`: how the kernel starts; default `glorot_uniform`.
     #[serde(default = "Initializer::glorot_uniform")]
     pub kernel_initializer: Initializer,
+    /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
     #[serde(default)]
@@ -90,6 +105,8 @@ mod output_padding {
 }
 
 impl Conv2DTranspose {
+    /// A Conv2DTranspose of `filters` filters of `kernel_size`, like
+    /// `keras.layers.Conv2DTranspose(filters, kernel_size)`.
     pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
         Conv2DTranspose {
             filters,
@@ -102,6 +119,7 @@ impl Conv2DTranspose {
 
     activation_builders!();
 
+    /// Sets `output_padding`, each less than the stride (Keras's default None).
     pub fn output_padding(mut self, output_padding: (usize, usize)) -> Self {
         self.output_padding = Some(output_padding);
         self
