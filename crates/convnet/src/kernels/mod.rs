@@ -9,12 +9,9 @@
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;
-#[cfg(target_arch = "x86_64")]
-mod microkernel;
 pub mod norm;
 pub mod pool;
 pub mod simd;
-mod winograd;
 
 pub use conv::{ConvGeometry, Padding};
 
