@@ -226,11 +226,11 @@ fn depthwise_matches_grouped_convolution_by_definition() {
 #[test]
 fn portable_kernels_match_by_definition() {
     // The routes taken on CPUs without AVX2, checked here on whatever CPU runs the tests.
-    convnet::kernels::simd::force_portable(true);
-    depthwise_fast_paths_match_by_definition();
-    conv_3x3_over_several_tiles();
-    matmul_matches_by_definition();
-    convnet::kernels::simd::force_portable(false);
+    convnet::kernels::simd::with_portable(|| {
+        depthwise_fast_paths_match_by_definition();
+        conv_3x3_over_several_tiles();
+        matmul_matches_by_definition();
+    });
 }
 
 #[test]

@@ -6,15 +6,14 @@
 //! (dL/dx from dL/dy) and, where there is a weight, `*_backward_kernel` (dL/dW, accumulated
 //! into the caller's buffer so shared layers and tiles can add up).
 
+pub mod activation;
+pub mod bias;
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;
-#[cfg(target_arch = "x86_64")]
-mod microkernel;
 pub mod norm;
 pub mod pool;
 pub mod simd;
-mod winograd;
 
 pub use conv::{ConvGeometry, Padding};
 

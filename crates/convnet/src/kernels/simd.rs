@@ -5,26 +5,45 @@
 //!
 //! `dispatch!` does the choosing: the body is an `#[inline(always)]` generic function,
 //! inlined into a `#[target_feature]` wrapper so it is compiled with those features.
+//!
+//! Tests reach the portable copies on AVX2 machines through [`with_portable`], an
+//! override scoped to one closure rather than a process-wide switch (which would turn
+//! the AVX2 routes off under tests running at the same time on other threads).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 use std::sync::OnceLock;
 
-/// Set by [`force_portable`]: the AVX2 copies are not used even where they could be.
-static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set on the threads of [`with_portable`]'s pool: the AVX2 copies are not used there
+    /// even where they could be.
+    static PORTABLE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
 
-/// Makes every kernel take its portable route (the one for CPUs without AVX2), so tests
-/// on an AVX2 machine can check that route too. Both routes give the same results up to
-/// rounding.
+/// Runs `f` with every kernel on its portable route (the one for CPUs without AVX2), so
+/// tests on an AVX2 machine can check that route too. Both routes give the same results
+/// up to rounding.
+///
+/// The choice is per thread, so other threads (other tests) keep their routes. Kernels
+/// split their work over rayon's threads, so `f` runs inside a pool of its own, as many
+/// threads as the current one, each with the override set by its `start_handler`: every
+/// rayon task `f` starts runs on those threads, and the work is split as it would be
+/// outside (some sums, like kernel gradients, are added per thread). Threads `f` spawns
+/// by other means do not inherit the override.
 #[doc(hidden)]
-pub fn force_portable(on: bool) {
-    PORTABLE_ONLY.store(on, Ordering::Relaxed);
+pub fn with_portable<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .start_handler(|_| PORTABLE_ONLY.with(|p| p.set(true)))
+        .build()
+        .expect("a thread pool for the portable kernels");
+    pool.install(f)
 }
 
 /// Whether the AVX2+FMA copies can run here (checked once).
 #[inline]
 pub fn has_avx2_fma() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
-    !PORTABLE_ONLY.load(Ordering::Relaxed)
+    !PORTABLE_ONLY.with(Cell::get)
         && *DETECTED.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {

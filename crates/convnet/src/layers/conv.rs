@@ -155,37 +155,7 @@ pub(super) fn check_channels(
     }
 }
 
-/// Adds a bias along the last axis.
-pub(super) fn add_bias(y: &mut [f32], bias: &[f32]) {
-    for row in y.chunks_exact_mut(bias.len()) {
-        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-    }
-}
-
-/// Sums a gradient over every axis but the last, into `db`: one contiguous run of rows
-/// per thread, the runs' sums added in order (the same result for the same thread count,
-/// however the threads are scheduled).
-pub(super) fn bias_grad(dz: &[f32], db: &mut [f32]) {
-    use rayon::prelude::*;
-    let rows = dz.len().checked_div(db.len()).unwrap_or(0);
-    let runs = if dz.len() < 1 << 16 {
-        1
-    } else {
-        rayon::current_num_threads().clamp(1, rows)
-    };
-    let partials: Vec<Vec<f32>> = (0..runs)
-        .into_par_iter()
-        .map(|run| {
-            let mut sum = vec![0.0f32; db.len()];
-            let (start, end) = (run * rows / runs, (run + 1) * rows / runs);
-            for row in dz[start * db.len()..end * db.len()].chunks_exact(db.len()) {
-                sum.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-            }
-            sum
-        })
-        .collect();
-    crate::kernels::sum_in_order(db, &partials);
-}
+pub(super) use crate::kernels::bias::{add_bias, bias_grad};
 
 /// Applies the activation after a layer's linear part, keeping the pre-activation values
 /// for backward.
@@ -208,20 +178,8 @@ pub(super) fn activation_grad<'a>(
         return Ok(Cow::Borrowed(dy));
     }
     if act == ActivationFn::Relu {
-        // One pass that writes dz, rather than a copy of dy and a pass over the copy.
-        use rayon::prelude::*;
-        const CHUNK: usize = 1 << 15;
         let mut dz = Tensor::for_overwrite(dy.shape());
-        let chunks = dz
-            .data_mut()
-            .par_chunks_mut(CHUNK)
-            .zip(dy.data().par_chunks(CHUNK));
-        chunks
-            .zip(y.data().par_chunks(CHUNK))
-            .for_each(|((dz, dy), y)| {
-                let lanes = dz.iter_mut().zip(dy).zip(y);
-                lanes.for_each(|((z, &d), &y)| *z = if y > 0.0 { d } else { 0.0 });
-            });
+        crate::kernels::activation::relu_backward(dy.data(), y.data(), dz.data_mut());
         return Ok(Cow::Owned(dz));
     }
     let mut dz = dy.clone();

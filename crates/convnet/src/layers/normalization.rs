@@ -180,50 +180,24 @@ impl BatchNormalization {
         );
         let mut y = Tensor::for_overwrite(x.shape());
         let mut x_hat = keep_x_hat.then(|| Tensor::for_overwrite(x.shape()));
-        // Runs of `inner` values share a channel; with channels last (inner = 1) a run
-        // is a pixel's channels instead, so the inner loop is always a long one.
-        let run = if inner == 1 { channels } else { inner };
-        if run == 0 || x.is_empty() {
-            return Ok((y, x_hat));
-        }
-        let runs = y
-            .data_mut()
-            .chunks_exact_mut(run)
-            .zip(x.data().chunks_exact(run));
-        for (r, (y_run, x_run)) in runs.enumerate() {
-            let channel_of = |k: usize| if inner == 1 { k } else { r % channels };
-            if let Some(xh) = x_hat.as_mut() {
-                let xh_run = &mut xh.data_mut()[r * run..][..run];
-                for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate()
-                {
-                    let ch = channel_of(k);
-                    *h = (x - mean[ch]) * inv_std[ch];
-                    *y = gamma[ch] * *h + beta[ch];
-                }
-            } else if inner == 1 {
-                let params = mean.iter().zip(inv_std).zip(gamma.iter().zip(beta.iter()));
-                for ((y, &x), ((m, s), (g, b))) in y_run.iter_mut().zip(x_run).zip(params) {
-                    *y = g * ((x - m) * s) + b;
-                }
-            } else {
-                let ch = r % channels;
-                for (y, &x) in y_run.iter_mut().zip(x_run) {
-                    *y = gamma[ch] * ((x - mean[ch]) * inv_std[ch]) + beta[ch];
-                }
-            }
-        }
+        let xh = x_hat.as_mut().map(|xh| xh.data_mut());
+        norm::normalize(
+            x.data(),
+            mean,
+            inv_std,
+            &gamma,
+            &beta,
+            inner,
+            y.data_mut(),
+            xh,
+        );
         Ok((y, x_hat))
     }
 
     fn moving_inv_std(&self) -> (Vec<f32>, Vec<f32>) {
         let (_, _, m, v) = self.slots();
         let mean = self.base.weights[m].value.data().to_vec();
-        let inv_std = self.base.weights[v]
-            .value
-            .data()
-            .iter()
-            .map(|&var| 1.0 / (var + self.epsilon as f32).sqrt())
-            .collect();
+        let inv_std = norm::inv_std(self.base.weights[v].value.data(), self.epsilon as f32);
         (mean, inv_std)
     }
 }
@@ -297,16 +271,12 @@ impl Layer for BatchNormalization {
         let (channels, inner) = self.layout(x.shape())?;
         let (mean, var) = norm::moments(x.data(), channels, inner);
         let eps = self.epsilon as f32;
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let inv_std = norm::inv_std(&var, eps);
         let (y, x_hat) = self.normalize(x, &mean, &inv_std, true)?;
         let momentum = self.momentum as f32;
         let (_, _, m, v) = self.slots();
         for (slot, batch) in [(m, &mean), (v, &var)] {
-            let moving = self.base.weights[slot].value.data_mut();
-            moving
-                .iter_mut()
-                .zip(batch)
-                .for_each(|(mv, b)| *mv = *mv * momentum + b * (1.0 - momentum));
+            norm::update_moving(self.base.weights[slot].value.data_mut(), batch, momentum);
         }
         let x_hat = x_hat.expect("asked for x_hat");
         Ok((y, Saved::new(BatchStatistics { x_hat, inv_std })))
@@ -340,30 +310,25 @@ impl Layer for BatchNormalization {
         };
         let (sum_dy, sum_dy_xhat) = norm::grad_sums(dy.data(), x_hat.data(), channels, inner);
         if let Some(i) = g {
-            dweights[i]
-                .data_mut()
-                .iter_mut()
-                .zip(&sum_dy_xhat)
-                .for_each(|(d, s)| *d += s);
+            norm::accumulate(dweights[i].data_mut(), &sum_dy_xhat);
         }
         if let Some(i) = b {
-            dweights[i]
-                .data_mut()
-                .iter_mut()
-                .zip(&sum_dy)
-                .for_each(|(d, s)| *d += s);
+            norm::accumulate(dweights[i].data_mut(), &sum_dy);
         }
-        let count = (x.len() / channels) as f32;
-        let mut dx = dy.clone();
-        for (i, d) in dx.data_mut().iter_mut().enumerate() {
-            let ch = (i / inner) % channels;
-            let scale = gamma[ch] * inv_std[ch];
-            *d = if training_stats.is_some() {
-                scale * (*d - sum_dy[ch] / count - x_hat.data()[i] * sum_dy_xhat[ch] / count)
-            } else {
-                scale * *d
-            };
-        }
+        let mut dx = Tensor::for_overwrite(dy.shape());
+        let training = training_stats.is_some();
+        let sums = (&sum_dy[..], &sum_dy_xhat[..]);
+        let (g, s) = (&gamma[..], &inv_std[..]);
+        norm::backward_input(
+            dy.data(),
+            x_hat.data(),
+            g,
+            s,
+            sums,
+            inner,
+            training,
+            dx.data_mut(),
+        );
         Ok(vec![dx])
     }
 }

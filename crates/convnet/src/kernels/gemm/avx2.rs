@@ -1,4 +1,4 @@
-//! Our own matrix product for the shapes 1x1 convolutions make, on AVX2+FMA CPUs.
+//! The AVX2 route of [`matmul`](super::matmul): our own matrix product for the shapes 1x1 convolutions make, on AVX2+FMA CPUs.
 //!
 //! A 1x1 layer's products are tall, thin and shallow: tens of thousands of pixels by a
 //! few dozen to a few hundred channels, summed over a few dozen to a few hundred input
@@ -17,6 +17,7 @@
 //! finished before they leave it; each output element is summed by one tile in a fixed
 //! order, so the result depends on neither threads nor chunking.
 
+use super::MatRef;
 use crate::buffers::Scratch;
 use std::arch::x86_64::*;
 
@@ -45,6 +46,77 @@ pub(super) struct Strided {
     pub ptr: *const f32,
     pub rows: usize,
     pub steps: usize,
+}
+
+/// [`matmul`] by our own micro-kernel (see `microkernel`), for `n` a multiple of 8 on
+/// AVX2+FMA CPUs; `parallel` splits the output rows between threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn own_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    start: super::Start,
+    parallel: bool,
+) {
+    // Rows per parallel task: whole register tiles, at least 4 tasks per thread.
+    let threads = if parallel && m * n * k >= crate::kernels::PARALLEL_THRESHOLD {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let rows_per_task = if threads > 1 {
+        m.div_ceil(4 * threads).next_multiple_of(6)
+    } else {
+        m
+    };
+    let run = |(t, dst_rows): (usize, &mut [f32])| {
+        let first = t * rows_per_task;
+        let rows = rows_per_task.min(m - first);
+        let start = match start {
+            super::Start::Zeros => Start::Zeros,
+            super::Start::Dst => Start::Dst,
+            super::Start::Bias(bias) => Start::Bias(bias.as_ptr()),
+        };
+        let right = Strided {
+            ptr: b.data.as_ptr(),
+            rows: b.row_stride,
+            steps: b.col_stride,
+        };
+        let left = Strided {
+            ptr: a.data[first * a.row_stride..].as_ptr(),
+            rows: a.row_stride,
+            steps: a.col_stride,
+        };
+        // SAFETY: `matmul` checked that a (m×k), b (k×n) and dst (m×n) lie inside their
+        // slices; this task's rows of dst are
+        // its own chunk, and dst is borrowed mutably so it overlaps neither operand. The
+        // caller checked for AVX2 and FMA.
+        unsafe {
+            product(
+                rows,
+                n,
+                k,
+                left,
+                right,
+                dst_rows.as_mut_ptr(),
+                dst_row_stride,
+                start,
+            )
+        }
+    };
+    if threads > 1 {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(rows_per_task * dst_row_stride)
+            .take(m.div_ceil(rows_per_task))
+            .enumerate()
+            .for_each(run);
+    } else {
+        run((0, dst));
+    }
 }
 
 /// `dst = start + a · b`: `a` is m×k through any strides, `b` is k×n, `dst` m×n with

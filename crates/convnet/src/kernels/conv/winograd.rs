@@ -20,11 +20,11 @@
 //! and halve. The larger F(4x4, 3x3) would save more multiplications, but its
 //! transforms' constants (up to 8) cost precision.
 
-use super::conv::ConvGeometry;
-use super::gemm::{matmul, MatRef, Start};
-use super::simd::dispatch;
-use super::Epilogue;
+use super::ConvGeometry;
 use crate::buffers::Scratch;
+use crate::kernels::gemm::{matmul, MatRef, Start};
+use crate::kernels::simd::dispatch;
+use crate::kernels::Epilogue;
 use rayon::prelude::*;
 
 /// Below this many channels on either side, the transforms cost more than the products
@@ -157,7 +157,7 @@ pub(crate) fn backward_kernel(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut 
         })
         .collect();
     let mut du = Scratch::zeroed(16 * ci * co);
-    super::sum_in_order(&mut du, &partials);
+    crate::kernels::sum_in_order(&mut du, &partials);
     // dL/dW = Gᵀ (dL/dU) G per channel pair: the columns of G are (1, ½, ½, 0),
     // (0, ½, −½, 0) and (0, ½, ½, 1).
     let pairs = ci * co;

@@ -1,0 +1,112 @@
+//! Matrix products through the `gemm` crate. Its entry point takes raw pointers and
+//! strides; this wrapper takes slices, checks that every element the product touches lies
+//! inside them, and picks the thread count.
+//!
+//! Files: `mod.rs` the operands and the choice of route, `portable.rs` the `gemm`
+//! crate's product (every CPU), `avx2.rs` our own micro-kernel (AVX2+FMA CPUs).
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod portable;
+
+/// A read-only matrix inside a slice: element (i, j) is `data[i * row_stride + j * col_stride]`.
+/// Transposing is swapping the strides, so no product ever needs a transposed copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with `cols` columns (rows are `row_stride` apart).
+    pub fn row_major(data: &'a [f32], row_stride: usize) -> Self {
+        MatRef {
+            data,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+            assert!(
+                last < self.data.len(),
+                "gemm: {what} of {rows}x{cols} reaches index {last} of a slice of {}",
+                self.data.len()
+            );
+        }
+    }
+}
+
+/// What a product's output starts from before `a · b` is added.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// `dst = a · b`: the destination is only written.
+    Zeros,
+    /// `dst += a · b`.
+    Dst,
+    /// `dst[i][j] = bias[j] + (a · b)[i][j]`: a layer's bias, added where the product
+    /// is computed rather than in a pass of its own.
+    Bias(&'a [f32]),
+}
+
+/// `dst = start + a · b`, with `a` m×k, `b` k×n and `dst` m×n row-major with rows
+/// `dst_row_stride` apart. `parallel` lets the product use all of rayon's threads;
+/// callers that already run in parallel pass false.
+///
+/// On AVX2+FMA CPUs, for the shapes where it is the faster (see `own_product_suits`),
+/// the product is our own micro-kernel's (`microkernel`); elsewhere the `gemm` crate's.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    start: Start,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dst_view = MatRef::row_major(dst, dst_row_stride);
+    dst_view.check(m, n, "destination");
+    if let Start::Bias(bias) = start {
+        assert_eq!(bias.len(), n, "gemm: bias length");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if own_product_suits(m, n, k, a) && crate::kernels::simd::has_avx2_fma() {
+        a.check(m, k, "left operand");
+        b.check(k, n, "right operand");
+        avx2::own_product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
+        return;
+    }
+    portable::product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
+}
+
+/// Whether our micro-kernel is the faster route for this shape (measured on the
+/// benchmark layers): a shallow product with at most 256 columns (a multiple of 8), whose
+/// output is the big side (a 1x1 layer's forward and input gradient: the crate's packing
+/// and its pass over an output it adds onto were a fifth of the time). For deep products
+/// (a 3x3 layer's im2col tiles, 9·cin deep, and kernel gradients summed over pixels)
+/// the crate's fully packed kernel is a little faster, and for a handful of rows read
+/// down their columns much faster. The choice never depends on the row count alone, so
+/// a row of a product comes out the same whatever the batch it was computed in.
+#[cfg(target_arch = "x86_64")]
+fn own_product_suits(m: usize, n: usize, k: usize, a: MatRef) -> bool {
+    let few_rows_read_down_columns = m < 16 && a.col_stride != 1;
+    use avx2::MAX_DEPTH;
+    (1..=MAX_DEPTH).contains(&k) && n <= 256 && n.is_multiple_of(8) && !few_rows_read_down_columns
+}

@@ -1,0 +1,89 @@
+//! Max and average pooling over NHWC windows. Padded cells never take part: max pooling
+//! ignores them, and average pooling divides by the number of real cells under the
+//! window, as Keras (TensorFlow) does for `padding="same"`.
+//!
+//! Files: `mod.rs` the shapes and entry points, `portable.rs` the loops (generic over
+//! FMA, compiled for AVX2+FMA and the baseline by `dispatch!`; no intrinsics).
+
+mod portable;
+
+use crate::kernels::simd::dispatch;
+use portable::{backward_image, forward_row};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub pool_h: usize,
+    pub pool_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl PoolGeometry {
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.channels
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.channels
+    }
+
+    /// The window of output pixel (oy, ox) clipped to the input: rows and columns.
+    fn window(&self, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let clip = |o: usize, stride: usize, pad: usize, size: usize, len: usize| {
+            let start = (o * stride) as isize - pad as isize;
+            let end = (start + size as isize).min(len as isize);
+            (start.max(0) as usize)..(end.max(0) as usize)
+        };
+        (
+            clip(oy, self.stride_h, self.pad_top, self.pool_h, self.in_h),
+            clip(ox, self.stride_w, self.pad_left, self.pool_w, self.in_w),
+        )
+    }
+
+    fn check(&self, x: usize, y: usize) {
+        assert_eq!(x, self.input_len(), "pool input length");
+        assert_eq!(y, self.output_len(), "pool output length");
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Average,
+}
+
+/// `y = pool(x)`; `y` is overwritten.
+pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) {
+    g.check(x.len(), y.len());
+    if y.is_empty() {
+        return;
+    }
+    // One task per output row; the channels of a pixel are the vectorised axis.
+    y.par_chunks_mut(g.out_w * g.channels)
+        .enumerate()
+        .for_each(|(row, y_row)| dispatch!(forward_row(g, kind, x, row, y_row)));
+}
+
+/// `dx = dL/dx` from the input `x` and `dy`; `dx` is overwritten. Max pooling sends each
+/// output's gradient to the first cell of its window that holds the maximum.
+pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    g.check(x.len(), dy.len());
+    assert_eq!(dx.len(), x.len(), "pool gradient length");
+    let image_in = g.in_h * g.in_w * g.channels;
+    if image_in == 0 {
+        return;
+    }
+    // Windows may overlap within an image, so each image is one task.
+    dx.par_chunks_mut(image_in)
+        .enumerate()
+        .for_each(|(n, dx_image)| dispatch!(backward_image(g, kind, x, dy, n, dx_image)));
+}
