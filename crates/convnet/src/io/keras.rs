@@ -236,7 +236,12 @@ fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
                 "loss": config.get("loss").cloned().unwrap_or(Value::Null),
                 "metrics": config.get("metrics").cloned().unwrap_or(Value::Null),
             });
-            apply_compile_config(&mut model, &compile, path)?;
+            // tf.keras 2 wrote its own loss and metric objects: a training config that
+            // convnet cannot read leaves the model loaded and uncompiled, as predict,
+            // summary and convert need no compile state.
+            if let Err(e) = apply_compile_config(&mut model, &compile, path) {
+                eprintln!("warning: the compile state was skipped ({e})");
+            }
         }
     }
     Ok(model)

@@ -132,7 +132,9 @@ impl Optimizer {
 
     /// An optimizer by Keras name with its default learning rate (`"adam"`, `"sgd"`, …).
     pub fn from_name(name: &str) -> Result<Self> {
-        Ok(match name.to_ascii_lowercase().as_str() {
+        // tf.keras 2 registers its optimizers as `Custom>Adam`, `Custom>SGD`, …
+        let class = name.strip_prefix("Custom>").unwrap_or(name);
+        Ok(match class.to_ascii_lowercase().as_str() {
             "sgd" => Self::sgd(0.01),
             "adam" => Self::adam(0.001),
             "adamw" => Self::adamw(0.001),
