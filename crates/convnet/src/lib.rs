@@ -21,6 +21,7 @@ pub mod perf;
 pub mod show;
 pub mod tensor;
 pub mod train;
+mod zipped;
 pub mod zoo;
 
 pub use activations::ActivationFn;

@@ -268,7 +268,7 @@ pub fn mnist() -> Result<Dataset> {
         ))
     })?;
     let arrays: std::collections::HashMap<String, Tensor> =
-        crate::io::read_npz(&npz)?.into_iter().collect();
+        crate::zipped::read_npz(&npz)?.into_iter().collect();
     let take = |name: &str| {
         arrays
             .get(name)

@@ -251,11 +251,20 @@ fn keras_tensor(model: &Model, node: usize) -> Value {
 }
 
 /// The config object Keras writes for `model` (without compile_config).
+/// The object Keras writes for a layer; a model used as a layer nests its own config.
+fn layer_object(layer: &dyn Layer) -> Value {
+    let mut object = layer_to_keras(layer);
+    if let Some(inner) = layer.nested_model() {
+        object["config"] = model_to_config(inner)["config"].take();
+    }
+    object
+}
+
 pub fn model_to_config(model: &Model) -> Value {
     if model.is_sequential() {
         let mut layers: Vec<Value> = Vec::new();
         for (i, layer) in model.all_layers().enumerate() {
-            let mut object = layer_to_keras(layer);
+            let mut object = layer_object(layer);
             if i > 0 || layer.class_name() != "InputLayer" {
                 if let Some(shapes) = model.first_input_shapes(i) {
                     object["build_config"] = json!({"input_shape": shapes_json(&shapes)});
@@ -280,7 +289,7 @@ pub fn model_to_config(model: &Model) -> Value {
         .all_layers()
         .enumerate()
         .map(|(i, layer)| {
-            let mut object = layer_to_keras(layer);
+            let mut object = layer_object(layer);
             if let Some(shapes) = model.first_input_shapes(i) {
                 object["build_config"] = json!({"input_shape": shapes_json(&shapes)});
             }

@@ -9,10 +9,10 @@
 
 use super::config::{apply_compile_config, compile_config, model_from_config, model_to_config};
 use super::weights::{check_finite, load_weights, weight_store};
-use super::zipped::{open_zip, read_member};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tensor::Tensor;
+use crate::zipped::{open_zip, read_member};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,8 @@
 mod config;
 mod keras;
 mod weights;
-mod zipped;
 
+pub use crate::zipped::{read_npz, write_npz};
 pub use config::{model_from_config, model_to_config};
 pub use keras::{config_json, load_model, load_model_bytes, KERAS_VERSION};
 pub use weights::store_names;
-pub use zipped::{read_npz, write_npz};

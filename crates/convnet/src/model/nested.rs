@@ -78,11 +78,6 @@ impl Layer for NestedModel {
         Some(&mut self.model)
     }
 
-    /// The inner model's config, as Keras nests it.
-    fn config(&self) -> Value {
-        crate::io::model_to_config(&self.model)["config"].clone()
-    }
-
     fn config_fields(&self) -> Map<String, Value> {
         Map::new()
     }
