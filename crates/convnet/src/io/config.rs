@@ -254,7 +254,7 @@ fn keras_tensor(model: &Model, node: usize) -> Value {
 /// The object Keras writes for a layer; a model used as a layer nests its own config.
 fn layer_object(layer: &dyn Layer) -> Value {
     let mut object = layer_to_keras(layer);
-    if let Some(inner) = layer.nested_model() {
+    if let Some(inner) = crate::model::nested_model(layer) {
         object["config"] = model_to_config(inner)["config"].take();
     }
     object

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::{default_name, Layer};
-use crate::model::Model;
+use crate::model::{nested_model, nested_model_mut, Model};
 use crate::tensor::{checked_len, Tensor};
 use hdf5_pure::{AttrValue, File, FileBuilder};
 use std::collections::HashMap;
@@ -121,7 +121,7 @@ fn load_layers(file: &File, prefix: &str, model: &mut Model, origin: &Path) -> R
             .find(|g| file.group(g).is_ok())
             .unwrap_or_else(|| format!("{prefix}layers/{store}"));
         let layer = model.get_layer_mut(layer_name)?;
-        if let Some(inner) = layer.nested_model_mut() {
+        if let Some(inner) = nested_model_mut(layer.as_mut()) {
             load_layers(file, &format!("{group}/"), inner, origin)?;
             continue;
         }
@@ -144,14 +144,14 @@ fn load_layers(file: &File, prefix: &str, model: &mut Model, origin: &Path) -> R
 fn store_layers(parent: &mut hdf5_pure::GroupBuilder, model: &Model) {
     for (layer, store) in model.layers().zip(store_names(model.layers())) {
         let mut group = parent.create_group(&store);
-        if let Some(inner) = layer.nested_model() {
+        if let Some(inner) = nested_model(layer) {
             let mut inner_layers = group.create_group("layers");
             store_layers(&mut inner_layers, inner);
             group.add_group(inner_layers.finish());
         }
         let mut vars = group.create_group("vars");
         vars.set_attr("name", AttrValue::String(layer.name().to_string()));
-        if layer.nested_model().is_none() {
+        if nested_model(layer).is_none() {
             for (i, w) in layer.weights().iter().enumerate() {
                 vars.create_dataset(&i.to_string())
                     .with_f32_data(w.value.data())

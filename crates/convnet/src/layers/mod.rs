@@ -309,11 +309,26 @@ impl LayerBase {
 pub trait CloneLayer {
     /// A boxed copy of the layer, so that models of `Box<dyn Layer>` can be cloned.
     fn clone_layer(&self) -> Box<dyn Layer>;
+
+    /// The layer as `Any`, so that code above layers can recognise its own layer types
+    /// (a model used as a layer) without layers knowing them.
+    fn as_any(&self) -> &dyn Any;
+
+    /// [`CloneLayer::as_any`], to change the layer.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<T: Layer + Clone + 'static> CloneLayer for T {
     fn clone_layer(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
@@ -485,16 +500,6 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
 
     /// Keras's `registered_name` for the class (null for built-in layers).
     fn registered_name(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// The model inside, when this layer is a model used as a layer.
-    fn nested_model(&self) -> Option<&crate::model::Model> {
-        None
-    }
-
-    /// The model inside a model used as a layer, to change; `None` for other layers.
-    fn nested_model_mut(&mut self) -> Option<&mut crate::model::Model> {
         None
     }
 

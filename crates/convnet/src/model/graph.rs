@@ -197,7 +197,7 @@ impl Model {
             .filter(|n| !n.inputs.is_empty())
             .map(|node| {
                 let layer = &self.layers[node.layer];
-                if let Some(inner) = layer.nested_model() {
+                if let Some(inner) = super::nested_model(layer.as_ref()) {
                     return inner.forward_macs(batch);
                 }
                 // The batch axis is unknown in a model's shapes; unknown sizes

@@ -9,6 +9,22 @@ use crate::layers::{format_shape, Layer, LayerBase, Saved, Shape, Weight};
 use crate::tensor::Tensor;
 use serde_json::{Map, Value};
 
+/// The model inside `layer`, when it is a model used as a layer.
+pub fn nested_model(layer: &dyn Layer) -> Option<&Model> {
+    layer
+        .as_any()
+        .downcast_ref::<NestedModel>()
+        .map(|n| &n.model)
+}
+
+/// [`nested_model`], to change the model inside.
+pub fn nested_model_mut(layer: &mut dyn Layer) -> Option<&mut Model> {
+    layer
+        .as_any_mut()
+        .downcast_mut::<NestedModel>()
+        .map(|n| &mut n.model)
+}
+
 #[derive(Clone, Debug)]
 pub struct NestedModel {
     base: LayerBase,
@@ -68,14 +84,6 @@ impl Layer for NestedModel {
 
     fn registered_name(&self) -> Option<&'static str> {
         (!self.model.is_sequential()).then_some("Functional")
-    }
-
-    fn nested_model(&self) -> Option<&Model> {
-        Some(&self.model)
-    }
-
-    fn nested_model_mut(&mut self) -> Option<&mut Model> {
-        Some(&mut self.model)
     }
 
     fn config_fields(&self) -> Map<String, Value> {
