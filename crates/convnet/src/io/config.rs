@@ -250,7 +250,6 @@ fn keras_tensor(model: &Model, node: usize) -> Value {
     json!({"class_name": "__keras_tensor__", "config": {"shape": shape_json(&shape), "dtype": "float32", "keras_history": [name, call_index, 0]}})
 }
 
-/// The config object Keras writes for `model` (without compile_config).
 /// The object Keras writes for a layer; a model used as a layer nests its own config.
 fn layer_object(layer: &dyn Layer) -> Value {
     let mut object = layer_to_keras(layer);
@@ -260,6 +259,7 @@ fn layer_object(layer: &dyn Layer) -> Value {
     object
 }
 
+/// The config object Keras writes for `model` (without compile_config).
 pub fn model_to_config(model: &Model) -> Value {
     if model.is_sequential() {
         let mut layers: Vec<Value> = Vec::new();

@@ -47,6 +47,8 @@ impl Tape {
     }
 }
 
+/// A Keras model: a graph of layer calls from its inputs to its outputs, and its
+/// executor (inference, and the training-mode forward and backward passes).
 pub struct Model {
     pub(crate) name: String,
     /// Built by `Sequential`: the summary hides the InputLayer and `add` works.
@@ -101,6 +103,7 @@ impl Model {
         self
     }
 
+    /// The model's name (`sequential`, `functional`, or the one given).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -184,6 +187,7 @@ impl Model {
         })
     }
 
+    /// Keras's `count_params()`: the number of values in all weights.
     pub fn count_params(&self) -> usize {
         self.weights().map(|w| w.value.len()).sum()
     }
@@ -559,6 +563,7 @@ impl Model {
         std::mem::take(&mut self.tape)
     }
 
+    /// Whether the model was built as a Sequential (one chain of layers).
     pub fn is_sequential(&self) -> bool {
         self.sequential
     }

@@ -26,8 +26,10 @@ pub fn nested_model_mut(layer: &mut dyn Layer) -> Option<&mut Model> {
 }
 
 #[derive(Clone, Debug)]
+/// A model used as a layer of another model (Keras's nested models).
 pub struct NestedModel {
     base: LayerBase,
+    /// The inner model.
     pub model: Model,
 }
 

@@ -24,7 +24,9 @@ use crate::layers::{Layer, Shape};
 
 /// One entry of a Sequential's list: an `Input` (the shape the model takes) or a layer.
 pub enum SequentialItem {
+    /// The input: the shape the model takes.
     Input(Box<dyn Layer>),
+    /// A layer, fed by the one before it.
     Layer(Box<dyn Layer>),
 }
 

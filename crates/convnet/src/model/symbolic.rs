@@ -35,10 +35,12 @@ impl std::fmt::Debug for SharedLayer {
 }
 
 impl SharedLayer {
+    /// A layer shared between the calls made on it.
     pub fn new(layer: impl Layer + 'static) -> Self {
         Self::from_box(Box::new(layer))
     }
 
+    /// [`SharedLayer::new`] for a boxed layer.
     pub fn from_box(layer: Box<dyn Layer>) -> Self {
         SharedLayer(Arc::new(SharedInner {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
@@ -149,6 +151,7 @@ impl Input {
 
 /// What a layer can be called on: one symbolic tensor or several.
 pub trait SymbolicInputs {
+    /// The symbolic tensors, in order.
     fn tensors(self) -> Vec<SymbolicTensor>;
 }
 
