@@ -6,6 +6,8 @@
 //! configs and weights), which call [`kernels`] (convolution, depthwise, pooling,
 //! normalisation, matrix products) for the arithmetic, forward and backward.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod activations;
 mod buffers;
 pub mod data;

@@ -68,6 +68,8 @@ mod x86 {
     use super::CHAINS;
     use std::arch::x86_64::*;
 
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn fma_avx2(iterations: usize) -> f64 {
         let a = _mm256_set1_ps(std::hint::black_box(0.999_999));

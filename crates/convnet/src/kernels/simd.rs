@@ -77,6 +77,8 @@ macro_rules! dispatch {
         #[cfg(target_arch = "x86_64")]
         {
             if $crate::kernels::simd::has_avx2_fma() {
+                /// # Safety
+                /// The CPU has AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2<F: FnOnce()>(f: F) {
                     f()
