@@ -33,6 +33,14 @@ pub enum ActivationFn {
     Sigmoid,
     /// Keras 3's `relu6(x + 3) / 6`.
     HardSigmoid,
+    /// `hard_silu` (alias `hard_swish`): x · hard_sigmoid(x), MobileNetV3's activation.
+    HardSilu,
+    /// `mish`: x · tanh(softplus(x)).
+    Mish,
+    /// `celu` with Keras's default alpha 1.0: max(x, 0) + min(exp(x) − 1, 0).
+    Celu,
+    /// `log_sigmoid`: log(sigmoid(x)) = −softplus(−x).
+    LogSigmoid,
     /// `tanh`: the hyperbolic tangent.
     Tanh,
     /// `softplus`: ln(1 + exp(x)).
@@ -62,6 +70,11 @@ pub const ACTIVATIONS: &[(&str, ActivationFn)] = &[
     ("swish", ActivationFn::Silu),
     ("sigmoid", ActivationFn::Sigmoid),
     ("hard_sigmoid", ActivationFn::HardSigmoid),
+    ("hard_silu", ActivationFn::HardSilu),
+    ("hard_swish", ActivationFn::HardSilu),
+    ("mish", ActivationFn::Mish),
+    ("celu", ActivationFn::Celu),
+    ("log_sigmoid", ActivationFn::LogSigmoid),
     ("tanh", ActivationFn::Tanh),
     ("softplus", ActivationFn::Softplus),
     ("softsign", ActivationFn::Softsign),
@@ -189,7 +202,7 @@ impl ActivationFn {
                     0.2 * x
                 }
             }
-            Elu => {
+            Elu | Celu => {
                 if x > 0.0 {
                     x
                 } else {
@@ -207,8 +220,11 @@ impl ActivationFn {
             Silu => x * sigmoid(x),
             Sigmoid => sigmoid(x),
             HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            HardSilu => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Mish => x * softplus(x).tanh(),
+            LogSigmoid => -softplus(-x),
             Tanh => x.tanh(),
-            Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Softplus => softplus(x),
             Softsign => x / (1.0 + x.abs()),
             Exponential => x.exp(),
         }
@@ -230,7 +246,7 @@ impl ActivationFn {
                     0.2
                 }
             }
-            Elu => {
+            Elu | Celu => {
                 if x > 0.0 {
                     1.0
                 } else {
@@ -255,12 +271,31 @@ impl ActivationFn {
             }
             Sigmoid => y * (1.0 - y),
             HardSigmoid => step(x > -3.0 && x < 3.0) / 6.0,
+            HardSilu => {
+                if x <= -3.0 {
+                    0.0
+                } else if x >= 3.0 {
+                    1.0
+                } else {
+                    (2.0 * x + 3.0) / 6.0
+                }
+            }
+            Mish => {
+                let t = softplus(x).tanh();
+                t + x * (1.0 - t * t) * sigmoid(x)
+            }
+            LogSigmoid => sigmoid(-x),
             Tanh => 1.0 - y * y,
             Softplus => sigmoid(x),
             Softsign => 1.0 / ((1.0 + x.abs()) * (1.0 + x.abs())),
             Exponential => y,
         }
     }
+}
+
+/// ln(1 + exp(x)), without overflow for large x.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// The logistic sigmoid 1 / (1 + exp(−x)), computed without overflow for large |x|.

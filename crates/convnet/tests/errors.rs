@@ -62,7 +62,12 @@ fn mismatched_merge_shapes() {
         .to_string();
     assert_mentions(
         &e,
-        &["'add'", "same shape", "(None, 4, 4, 3)", "(None, 4, 4, 2)"],
+        &[
+            "'add'",
+            "incompatible shapes",
+            "(None, 4, 4, 3)",
+            "(None, 4, 4, 2)",
+        ],
     );
     let e = Concatenate::new()
         .output_shape(&[shape(&[4, 4, 3]), shape(&[5, 4, 2])])

@@ -292,7 +292,11 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
     );
 
     // A layer class convnet does not know.
-    let unknown = config.replacen("\"class_name\": \"Add\"", "\"class_name\": \"Subtract\"", 1);
+    let unknown = config.replacen(
+        "\"class_name\": \"Add\"",
+        "\"class_name\": \"Frobnicate\"",
+        1,
+    );
     let e = load_error(
         &with_member(
             "models/resnet_block.keras",
@@ -303,7 +307,7 @@ fn broken_and_hostile_files_give_errors_naming_the_file() {
     );
     assert!(
         e.contains("unknown.keras")
-            && e.contains("unknown layer class 'Subtract'")
+            && e.contains("unknown layer class 'Frobnicate'")
             && e.contains("'add'"),
         "{e}"
     );

@@ -290,7 +290,10 @@ pub fn model_to_config(model: &Model) -> Value {
         .enumerate()
         .map(|(i, layer)| {
             let mut object = layer_object(layer);
-            if let Some(shapes) = model.first_input_shapes(i) {
+            if let Some(shapes) = model
+                .first_input_shapes(i)
+                .filter(|_| !layer.is_operation())
+            {
                 object["build_config"] = json!({"input_shape": shapes_json(&shapes)});
             }
             object["name"] = json!(layer.name());
@@ -300,12 +303,7 @@ pub fn model_to_config(model: &Model) -> Value {
                 .map(|inputs| {
                     let tensors: Vec<Value> =
                         inputs.iter().map(|&n| keras_tensor(model, n)).collect();
-                    let arg = if tensors.len() == 1 {
-                        tensors[0].clone()
-                    } else {
-                        json!(tensors)
-                    };
-                    json!({"args": [arg], "kwargs": {}})
+                    json!({"args": layer.call_args(tensors), "kwargs": {}})
                 })
                 .collect();
             object["inbound_nodes"] = json!(nodes);

@@ -45,9 +45,14 @@ fn read_dataset(file: &File, path: &str, origin: &Path) -> Result<Tensor> {
         .collect();
     let expected =
         checked_len(&shape).ok_or_else(|| bad(format!("declared shape {shape:?} is too large")))?;
-    let data = ds
-        .read_f32()
-        .map_err(|e| bad(format!("cannot read as float32: {e}")))?;
+    // Integer weights (Normalization's count) are stored as int64.
+    let data = match ds.read_f32() {
+        Ok(data) => data,
+        Err(e) => match ds.read_i64() {
+            Ok(ints) => ints.iter().map(|&i| i as f32).collect(),
+            Err(_) => return Err(bad(format!("cannot read as float32: {e}"))),
+        },
+    };
     if data.len() != expected {
         return Err(bad(format!(
             "declared shape {shape:?} needs {expected} values but {} are stored",
@@ -153,9 +158,14 @@ fn store_layers(parent: &mut hdf5_pure::GroupBuilder, model: &Model) {
         vars.set_attr("name", AttrValue::String(layer.name().to_string()));
         if nested_model(layer).is_none() {
             for (i, w) in layer.weights().iter().enumerate() {
-                vars.create_dataset(&i.to_string())
-                    .with_f32_data(w.value.data())
-                    .with_shape(&shape_u64(&w.value));
+                let dataset = vars.create_dataset(&i.to_string());
+                let dataset = if w.integer {
+                    let ints: Vec<i64> = w.value.data().iter().map(|&v| v as i64).collect();
+                    dataset.with_i64_data(&ints)
+                } else {
+                    dataset.with_f32_data(w.value.data())
+                };
+                dataset.with_shape(&shape_u64(&w.value));
             }
         }
         group.add_group(vars.finish());

@@ -402,3 +402,44 @@ impl<'de> Deserialize<'de> for LegacyGroups {
 pub(super) fn yes() -> bool {
     true
 }
+
+/// One axis or a list of them, written back in the form it was read: Keras writes `-1`
+/// for a layer it has not built and `[-1]` once built.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Axes {
+    /// One axis, `-1`.
+    One(i64),
+    /// A list of axes, `[1, 3]`.
+    Many(Vec<i64>),
+}
+
+impl Axes {
+    /// The axes as indices into a shape of `rank` dimensions, sorted, or a message
+    /// naming the one out of range (the batch axis 0 is never normalised).
+    pub(super) fn resolve(&self, rank: usize) -> std::result::Result<Vec<usize>, String> {
+        let listed = match self {
+            Axes::One(a) => std::slice::from_ref(a),
+            Axes::Many(list) => list.as_slice(),
+        };
+        let mut axes = Vec::with_capacity(listed.len());
+        for &a in listed {
+            let index = if a < 0 { rank as i64 + a } else { a };
+            if index <= 0 || index >= rank as i64 {
+                return Err(format!(
+                    "axis {a} is out of range for an input of rank {rank}"
+                ));
+            }
+            if !axes.contains(&(index as usize)) {
+                axes.push(index as usize);
+            }
+        }
+        axes.sort_unstable();
+        Ok(axes)
+    }
+}
+
+/// `[-1]`: the default of Normalization, written as Keras writes its tuple.
+pub(super) fn last_axis_list() -> Axes {
+    Axes::Many(vec![-1])
+}

@@ -1,5 +1,8 @@
 //! Layers that merge several inputs: Concatenate along an axis, and the elementwise
-//! Add, Multiply and Average of inputs of one shape.
+//! Add, Subtract, Multiply, Average, Maximum and Minimum. The elementwise ones broadcast
+//! as Keras does: inputs of one rank whose sizes agree or are 1 (EfficientNet's
+//! squeeze-and-excite multiplies `(N, H, W, C)` by `(N, 1, 1, C)`); backward sums the
+//! gradient over the axes an input was broadcast along.
 
 use super::declare;
 use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
@@ -156,34 +159,77 @@ fn add() -> MergeOp {
 pub enum MergeOp {
     /// Keras's `Add`: the elementwise sum.
     Add,
+    /// Keras's `Subtract`: the first input minus the second (exactly two).
+    Subtract,
     /// Keras's `Multiply`: the elementwise product.
     Multiply,
     /// Keras's `Average`: the elementwise mean.
     Average,
+    /// Keras's `Maximum`: the elementwise maximum (ties go to the earlier input).
+    Maximum,
+    /// Keras's `Minimum`: the elementwise minimum (ties go to the earlier input).
+    Minimum,
 }
 
-/// Add, Multiply or Average of two or more inputs of the same shape.
+/// Every merge with its Keras class name and default layer name.
+const MERGES: [(MergeOp, &str, &str); 6] = [
+    (MergeOp::Add, "Add", "add"),
+    (MergeOp::Subtract, "Subtract", "subtract"),
+    (MergeOp::Multiply, "Multiply", "multiply"),
+    (MergeOp::Average, "Average", "average"),
+    (MergeOp::Maximum, "Maximum", "maximum"),
+    (MergeOp::Minimum, "Minimum", "minimum"),
+];
+
+impl MergeOp {
+    fn names(self) -> (&'static str, &'static str) {
+        let (_, class, name) = MERGES
+            .iter()
+            .find(|(op, _, _)| *op == self)
+            .expect("every merge is in MERGES");
+        (class, name)
+    }
+
+    /// `a ∘ b` for the two-operand step of the merge (Average sums; Subtract subtracts).
+    fn combine(self, a: f32, b: f32) -> f32 {
+        match self {
+            MergeOp::Add | MergeOp::Average => a + b,
+            MergeOp::Subtract => a - b,
+            MergeOp::Multiply => a * b,
+            MergeOp::Maximum => a.max(b),
+            MergeOp::Minimum => a.min(b),
+        }
+    }
+}
+
+/// One elementwise merge of two or more inputs that broadcast to one shape.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Merge {
     #[serde(skip)]
     base: LayerBase,
-    /// Which of Add, Multiply and Average the layer computes; also its Keras class name.
+    /// Which merge the layer computes; also its Keras class name.
     #[serde(skip, default = "add")]
     pub op: MergeOp,
 }
 
 /// Keras's `Add()`: the sum of its inputs (a ResNet block's shortcut).
 pub struct Add;
+/// Keras's `Subtract()`: its first input minus its second.
+pub struct Subtract;
 /// Keras's `Multiply()`: the elementwise product of its inputs.
 pub struct Multiply;
 /// Keras's `Average()`: the elementwise mean of its inputs.
 pub struct Average;
+/// Keras's `Maximum()`: the elementwise maximum of its inputs.
+pub struct Maximum;
+/// Keras's `Minimum()`: the elementwise minimum of its inputs.
+pub struct Minimum;
 
 macro_rules! merge_constructor {
     ($ty:ident, $op:expr) => {
         impl $ty {
-            /// The Keras layer of this class, taking two or more inputs of one shape.
+            /// The Keras layer of this class, taking inputs that broadcast to one shape.
             #[allow(clippy::new_ret_no_self)]
             pub fn new() -> Merge {
                 Merge::new($op)
@@ -192,73 +238,124 @@ macro_rules! merge_constructor {
     };
 }
 merge_constructor!(Add, MergeOp::Add);
+merge_constructor!(Subtract, MergeOp::Subtract);
 merge_constructor!(Multiply, MergeOp::Multiply);
 merge_constructor!(Average, MergeOp::Average);
+merge_constructor!(Maximum, MergeOp::Maximum);
+merge_constructor!(Minimum, MergeOp::Minimum);
 
 impl Merge {
-    /// Sets which merge this is (the registry reads Add, Multiply and Average alike).
+    /// Sets which merge this is (the registry reads every merge class alike).
     pub(super) fn op(mut self, op: MergeOp) -> Self {
         self.op = op;
         self
     }
 
-    /// A merge layer computing `op`, named as Keras names its class (`add`, `multiply`,
-    /// `average`).
+    /// A merge layer computing `op`, named as Keras names its class (`add`, `multiply`, …).
     pub fn new(op: MergeOp) -> Self {
         Merge {
-            base: LayerBase::new(match op {
-                MergeOp::Add => "add",
-                MergeOp::Multiply => "multiply",
-                MergeOp::Average => "average",
-            }),
+            base: LayerBase::new(op.names().1),
             op,
         }
     }
 }
 
+/// The shape that `shapes` broadcast to (same rank, each size equal or 1), or None.
+pub(super) fn broadcast_shape(shapes: &[Shape]) -> Option<Shape> {
+    let mut out = shapes.first()?.clone();
+    for shape in &shapes[1..] {
+        if shape.len() != out.len() {
+            return None;
+        }
+        for (o, s) in out.iter_mut().zip(shape) {
+            *o = match (*o, *s) {
+                (Some(1), s) | (s, Some(1)) => s,
+                (None, s) | (s, None) => s,
+                (Some(a), Some(b)) if a == b => Some(a),
+                _ => return None,
+            };
+        }
+    }
+    Some(out)
+}
+
+/// For each element of a tensor of shape `out`, the element of an input of shape
+/// `shape` (broadcast to `out`) that it reads; None when the shapes are equal.
+pub(super) fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<usize>> {
+    (shape != out).then(|| {
+        let axes: Vec<usize> = (0..out.len()).filter(|&d| shape[d] != 1).collect();
+        crate::kernels::norm::layer::subset_indices(out, &axes)
+    })
+}
+
+/// The element of `x` that output element `i` reads.
+fn read(x: &Tensor, map: &Option<Vec<usize>>, i: usize) -> f32 {
+    x.data()[map.as_ref().map_or(i, |m| m[i])]
+}
+
+/// Adds `g` (of the output's shape) into `dx` (an input's), summing broadcast axes.
+pub(super) fn reduce_into(
+    dx: &mut Tensor,
+    map: &Option<Vec<usize>>,
+    g: impl Fn(usize) -> f32,
+    len: usize,
+) {
+    let d = dx.data_mut();
+    match map {
+        None => d.iter_mut().enumerate().for_each(|(i, v)| *v += g(i)),
+        Some(m) => (0..len).for_each(|i| d[m[i]] += g(i)),
+    }
+}
+
 impl Layer for Merge {
     fn class_name(&self) -> &'static str {
-        match self.op {
-            MergeOp::Add => "Add",
-            MergeOp::Multiply => "Multiply",
-            MergeOp::Average => "Average",
-        }
+        self.op.names().0
     }
 
     layer_base!();
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        at_least_two(self, inputs.len())?;
-        let mut out = inputs[0].clone();
-        for shape in &inputs[1..] {
-            let compatible = shape.len() == out.len()
-                && shape
-                    .iter()
-                    .zip(&out)
-                    .all(|(a, b)| a.is_none() || b.is_none() || a == b);
-            if !compatible {
-                return Err(self.shape_error(&format!(
-                    "inputs must all have the same shape, got {}",
-                    inputs
-                        .iter()
-                        .map(format_shape)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            out.iter_mut().zip(shape).for_each(|(o, s)| *o = o.or(*s));
+        if self.op == MergeOp::Subtract && inputs.len() != 2 {
+            return Err(self.shape_error(&format!("needs exactly 2 inputs, got {}", inputs.len())));
         }
-        Ok(out)
+        at_least_two(self, inputs.len())?;
+        broadcast_shape(inputs).ok_or_else(|| {
+            self.shape_error(&format!(
+                "inputs have incompatible shapes (they must be the same shape, or 1 where they differ): got {}",
+                inputs
+                    .iter()
+                    .map(format_shape)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        infer(self, inputs)?;
-        let mut y = inputs[0].clone();
-        for x in &inputs[1..] {
-            let pairs = y.data_mut().iter_mut().zip(x.data());
-            match self.op {
-                MergeOp::Add | MergeOp::Average => pairs.for_each(|(a, b)| *a += b),
-                MergeOp::Multiply => pairs.for_each(|(a, b)| *a *= b),
+        let out = infer(self, inputs)?;
+        let maps: Vec<_> = inputs
+            .iter()
+            .map(|x| broadcast_map(x.shape(), &out))
+            .collect();
+        let mut y = match &maps[0] {
+            None => inputs[0].clone(),
+            Some(m) => Tensor::new(
+                out.clone(),
+                m.iter().map(|&j| inputs[0].data()[j]).collect(),
+            )?,
+        };
+        for (x, map) in inputs.iter().zip(&maps).skip(1) {
+            match map {
+                None => y
+                    .data_mut()
+                    .iter_mut()
+                    .zip(x.data())
+                    .for_each(|(a, &b)| *a = self.op.combine(*a, b)),
+                Some(m) => y
+                    .data_mut()
+                    .iter_mut()
+                    .zip(m)
+                    .for_each(|(a, &j)| *a = self.op.combine(*a, x.data()[j])),
             }
         }
         if self.op == MergeOp::Average {
@@ -276,27 +373,55 @@ impl Layer for Merge {
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        Ok(match self.op {
-            MergeOp::Add => vec![dy.clone(); inputs.len()],
-            MergeOp::Average => {
-                let mut g = dy.clone();
-                let inv = 1.0 / inputs.len() as f32;
-                g.map_inplace(|v| v * inv);
-                vec![g; inputs.len()]
+        let out = dy.shape().to_vec();
+        let len = dy.len();
+        let maps: Vec<_> = inputs
+            .iter()
+            .map(|x| broadcast_map(x.shape(), &out))
+            .collect();
+        let mut grads: Vec<Tensor> = inputs.iter().map(|x| x.zeros_like()).collect();
+        let dy = dy.data();
+        let n = inputs.len();
+        match self.op {
+            MergeOp::Add | MergeOp::Average | MergeOp::Subtract => {
+                for (k, (g, map)) in grads.iter_mut().zip(&maps).enumerate() {
+                    let factor = match self.op {
+                        MergeOp::Average => 1.0 / n as f32,
+                        MergeOp::Subtract if k == 1 => -1.0,
+                        _ => 1.0,
+                    };
+                    reduce_into(g, map, |i| dy[i] * factor, len);
+                }
             }
-            // d(x0·x1·…)/dxi = dy · the product of the other inputs.
-            MergeOp::Multiply => (0..inputs.len())
-                .map(|i| {
-                    let mut g = dy.clone();
-                    for (_, x) in inputs.iter().enumerate().filter(|(j, _)| *j != i) {
-                        g.data_mut()
-                            .iter_mut()
-                            .zip(x.data())
-                            .for_each(|(a, b)| *a *= b);
+            // d(x0·x1·…)/dxk = dy · the product of the other inputs.
+            MergeOp::Multiply => {
+                for (k, (g, map)) in grads.iter_mut().zip(&maps).enumerate() {
+                    let others = |i: usize| {
+                        (0..n)
+                            .filter(|&j| j != k)
+                            .map(|j| read(inputs[j], &maps[j], i))
+                            .product::<f32>()
+                    };
+                    reduce_into(g, map, |i| dy[i] * others(i), len);
+                }
+            }
+            // The gradient goes to the input that gave the output.
+            MergeOp::Maximum | MergeOp::Minimum => {
+                let winner = |i: usize| {
+                    let mut best = (0, read(inputs[0], &maps[0], i));
+                    for j in 1..n {
+                        let v = read(inputs[j], &maps[j], i);
+                        if self.op.combine(best.1, v) != best.1 {
+                            best = (j, v);
+                        }
                     }
-                    g
-                })
-                .collect(),
-        })
+                    best.0
+                };
+                for (k, (g, map)) in grads.iter_mut().zip(&maps).enumerate() {
+                    reduce_into(g, map, |i| if winner(i) == k { dy[i] } else { 0.0 }, len);
+                }
+            }
+        }
+        Ok(grads)
     }
 }

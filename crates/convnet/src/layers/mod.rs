@@ -134,35 +134,44 @@ macro_rules! activation_builders {
 }
 
 mod activation;
+mod batch_normalization;
 mod conv;
 mod declare;
 mod dense;
 mod depthwise;
 mod dropout;
 mod input;
+mod layer_normalization;
 mod merge;
 mod normalization;
+mod ops;
 mod pooling;
 mod rescaling;
 mod reshape;
+mod scale;
 mod separable;
 mod transpose;
 
 pub use crate::kernels::pool::PoolKind;
 pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
+pub use batch_normalization::BatchNormalization;
 pub use conv::Conv2D;
+pub use declare::Axes;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
 pub use dropout::Dropout;
 pub use input::InputLayer;
-pub use merge::{Add, Average, Concatenate, Merge, MergeOp, Multiply};
-pub use normalization::BatchNormalization;
+pub use layer_normalization::LayerNormalization;
+pub use merge::{Add, Average, Concatenate, Maximum, Merge, MergeOp, Minimum, Multiply, Subtract};
+pub use normalization::Normalization;
+pub use ops::{NumpyOp, OpKind};
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D,
     Pooling2D,
 };
 pub use rescaling::Rescaling;
 pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D};
+pub use scale::{CustomScaleLayer, LayerScale};
 pub use separable::SeparableConv2D;
 pub use transpose::Conv2DTranspose;
 
@@ -192,6 +201,9 @@ pub struct Weight {
     pub value: Tensor,
     /// Whether gradients update it (false for BatchNormalization's moving statistics).
     pub trainable: bool,
+    /// Whether Keras keeps it as an integer (Normalization's `count`): its value holds
+    /// whole numbers and weight files store it as int64.
+    pub integer: bool,
 }
 
 /// What a training-mode forward pass keeps for backward, beyond inputs and output.
@@ -300,6 +312,7 @@ impl LayerBase {
             name: name.to_string(),
             value,
             trainable,
+            integer: false,
         });
         Ok(())
     }
@@ -498,6 +511,23 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         "keras.layers"
     }
 
+    /// Whether this is a Keras operation rather than a layer (`keras.ops.add` on a
+    /// symbolic tensor): Keras writes no `build_config` for one.
+    fn is_operation(&self) -> bool {
+        false
+    }
+
+    /// The positional arguments Keras writes for a call, given the objects of its input
+    /// tensors: one argument (a list when there are several); an operation on a number
+    /// puts the number in its place.
+    fn call_args(&self, mut tensors: Vec<Value>) -> Vec<Value> {
+        if tensors.len() == 1 {
+            tensors
+        } else {
+            vec![Value::Array(std::mem::take(&mut tensors))]
+        }
+    }
+
     /// Keras's `registered_name` for the class (null for built-in layers).
     fn registered_name(&self) -> Option<&'static str> {
         None
@@ -576,8 +606,13 @@ pub fn layer_to_keras(layer: &dyn Layer) -> Value {
 }
 
 /// Builds a layer from the object Keras writes for it (`{"class_name": …, "config": …}`).
-/// An unknown class, or a missing or invalid field, is an error naming the layer.
+/// An unknown class, or a missing or invalid field, is an error naming the layer. A
+/// Keras operation (module `keras.src.ops.numpy`) reads its constant from the object's
+/// `inbound_nodes`.
 pub fn layer_from_keras(object: &Value) -> Result<Box<dyn Layer>> {
+    if object.get("module").and_then(Value::as_str) == Some(ops::MODULE) {
+        return Ok(Box::new(ops::NumpyOp::from_keras(object)?));
+    }
     let config = object.get("config").unwrap_or(&Value::Null);
     let name = config
         .get("name")
@@ -636,6 +671,10 @@ const REGISTRY: &[(&str, FromConfig)] = &[
         read!(GlobalPooling2D, kind = PoolKind::Max),
     ),
     ("BatchNormalization", read!(BatchNormalization)),
+    ("LayerNormalization", read!(LayerNormalization)),
+    ("Normalization", read!(Normalization)),
+    ("LayerScale", read!(LayerScale)),
+    ("CustomScaleLayer", read!(CustomScaleLayer)),
     ("Dropout", read!(Dropout)),
     ("Flatten", read!(Flatten)),
     ("Reshape", read!(Reshape)),
@@ -645,8 +684,11 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("Rescaling", read!(Rescaling)),
     ("Concatenate", read!(Concatenate)),
     ("Add", read!(Merge, op = MergeOp::Add)),
+    ("Subtract", read!(Merge, op = MergeOp::Subtract)),
     ("Multiply", read!(Merge, op = MergeOp::Multiply)),
     ("Average", read!(Merge, op = MergeOp::Average)),
+    ("Maximum", read!(Merge, op = MergeOp::Maximum)),
+    ("Minimum", read!(Merge, op = MergeOp::Minimum)),
     ("Activation", read!(Activation)),
     ("ReLU", read!(ReLU)),
     ("LeakyReLU", read!(LeakyReLU)),

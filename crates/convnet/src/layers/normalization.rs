@@ -1,334 +1,287 @@
-//! BatchNormalization. In training mode each channel is normalised with the batch's
-//! own mean and (biased) variance, and the moving statistics move toward them:
-//! `moving = moving · momentum + batch · (1 − momentum)`. In inference mode, and always
-//! when the layer is frozen (`trainable = false`, as in Keras 3), the moving statistics
-//! are used instead. Weights, in Keras's order: gamma (if `scale`), beta (if `center`),
-//! moving_mean, moving_variance.
+//! Normalization, the preprocessing layer: `(x − mean) / √variance` per position along
+//! `axis` (by default per channel), with the mean and variance given in the config or
+//! learned from data by [`Normalization::adapt`] (then they are the layer's non-trainable
+//! weights `mean`, `variance` and `count`, as Keras stores them). With `invert` it maps
+//! back: `mean + x · √variance`. EfficientNet and ConvNeXt start with one.
 
-use super::declare::{self, AlwaysFalse, NullOnly};
+use super::declare::{self, Axes};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::initializers::{Initializer, Rng};
-use crate::kernels::norm;
+use crate::kernels::norm::layer::subset_indices;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
-/// Keras's `BatchNormalization`: `gamma · (x − mean) / √(var + epsilon) + beta` per
-/// channel, with the batch's statistics in training and the moving ones otherwise.
+/// Keras's floor on the standard deviation (`backend.epsilon()`), so a zero variance
+/// never divides by zero.
+const MIN_STD: f32 = 1e-7;
+
+/// Keras's `Normalization(axis=-1, mean=None, variance=None, invert=False)`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchNormalization {
+pub struct Normalization {
     #[serde(skip)]
     base: LayerBase,
-    /// Keras's `axis`: the features axis, normalised per index along it; default -1 (the
-    /// channels).
-    #[serde(deserialize_with = "declare::one_axis", default = "declare::last_axis")]
-    pub axis: i64,
-    /// Keras's `momentum`: how much of the moving statistics each training batch keeps;
-    /// default 0.99.
-    #[serde(default = "point_99")]
-    pub momentum: f64,
-    /// Keras's `epsilon`: added to the variance so the division is safe; default 1e-3.
-    #[serde(default = "epsilon")]
-    pub epsilon: f64,
-    /// Keras's `center`: whether the learned offset `beta` is added; default true.
-    #[serde(default = "declare::yes")]
-    pub center: bool,
-    /// Keras's `scale`: whether the learned factor `gamma` multiplies; default true.
-    #[serde(default = "declare::yes")]
-    pub scale: bool,
-    /// Keras's `beta_initializer`: how the offset starts; default `zeros`.
-    #[serde(default = "Initializer::zeros")]
-    pub beta_initializer: Initializer,
-    /// Keras's `gamma_initializer`: how the factor starts; default `ones`.
-    #[serde(default = "Initializer::ones")]
-    pub gamma_initializer: Initializer,
-    /// Keras's `moving_mean_initializer`: how the moving mean starts; default `zeros`.
-    #[serde(default = "Initializer::zeros")]
-    pub moving_mean_initializer: Initializer,
-    /// Keras's `moving_variance_initializer`: how the moving variance starts; default
-    /// `ones`.
-    #[serde(default = "Initializer::ones")]
-    pub moving_variance_initializer: Initializer,
+    /// Keras's `axis`: the axes that keep their own statistics; default `[-1]`.
+    #[serde(default = "declare::last_axis_list")]
+    pub axis: Axes,
+    /// Keras's `invert`: map normalised values back; default false.
     #[serde(default)]
-    beta_regularizer: NullOnly,
+    pub invert: bool,
+    /// Keras's `mean`: a number or nested lists (broadcast to the kept axes from the
+    /// right); default None (learned by `adapt`, held as a weight).
     #[serde(default)]
-    gamma_regularizer: NullOnly,
+    pub mean: Option<Value>,
+    /// Keras's `variance`, shaped as `mean`.
     #[serde(default)]
-    beta_constraint: NullOnly,
-    #[serde(default)]
-    gamma_constraint: NullOnly,
-    #[serde(default)]
-    synchronized: bool,
-    #[serde(default)]
-    renorm: AlwaysFalse,
-    #[serde(default)]
-    renorm_clipping: NullOnly,
-    #[serde(default = "point_99")]
-    renorm_momentum: f64,
+    pub variance: Option<Value>,
 }
 
-/// The default momentum (and renorm_momentum).
-fn point_99() -> f64 {
-    0.99
-}
-
-fn epsilon() -> f64 {
-    1e-3
-}
-
-/// What training-mode backward needs: the normalised input and 1/√(var + ε).
-struct BatchStatistics {
-    x_hat: Tensor,
-    inv_std: Vec<f32>,
-}
-
-impl Default for BatchNormalization {
+impl Default for Normalization {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl BatchNormalization {
-    /// A BatchNormalization with Keras's defaults: last axis, momentum 0.99, epsilon 1e-3,
-    /// centred and scaled.
+/// Nested JSON lists of numbers as (shape, values), or a message saying what is wrong.
+fn nested_numbers(value: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
+    match value {
+        Value::Array(items) => {
+            let parts = items
+                .iter()
+                .map(nested_numbers)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let inner = parts.first().map(|(s, _)| s.clone()).unwrap_or_default();
+            if parts.iter().any(|(s, _)| *s != inner) {
+                return Err("its nested lists differ in length".into());
+            }
+            let mut shape = vec![items.len()];
+            shape.extend(inner);
+            Ok((shape, parts.into_iter().flat_map(|(_, v)| v).collect()))
+        }
+        v => v
+            .as_f64()
+            .map(|x| (vec![], vec![x]))
+            .ok_or_else(|| format!("expected numbers, found {v}")),
+    }
+}
+
+impl Normalization {
+    /// A Normalization to be adapted to data, per channel (Keras's defaults).
     pub fn new() -> Self {
-        declare::defaults("batch_normalization", json!({}))
+        declare::defaults("normalization", json!({}))
     }
 
-    /// Sets `axis`, the features axis (Keras's default -1).
-    pub fn axis(mut self, axis: i64) -> Self {
+    /// A Normalization with a fixed mean and variance, one value or one per position of
+    /// the kept axes.
+    pub fn with_statistics(mean: Vec<f64>, variance: Vec<f64>) -> Self {
+        Normalization {
+            mean: Some(json!(mean)),
+            variance: Some(json!(variance)),
+            ..Self::new()
+        }
+    }
+
+    /// Sets `axis`, the axes that keep their own statistics (Keras's default `[-1]`).
+    pub fn axis(mut self, axis: Axes) -> Self {
         self.axis = axis;
         self
     }
 
-    /// Sets `momentum` of the moving statistics (Keras's default 0.99).
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
+    /// Sets `invert`: map normalised values back to the data's scale.
+    pub fn invert(mut self, invert: bool) -> Self {
+        self.invert = invert;
         self
     }
 
-    /// Sets `epsilon` (Keras's default 1e-3).
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.epsilon = epsilon;
-        self
+    fn kept_axes(&self, rank: usize) -> Result<Vec<usize>> {
+        self.axis.resolve(rank).map_err(|m| self.shape_error(&m))
     }
 
-    /// Sets `center`, whether `beta` is learned and added (Keras's default true).
-    pub fn center(mut self, center: bool) -> Self {
-        self.center = center;
-        self
-    }
-
-    /// Sets `scale`, whether `gamma` is learned and multiplied (Keras's default true).
-    pub fn scale(mut self, scale: bool) -> Self {
-        self.scale = scale;
-        self
-    }
-
-    /// The axis as an index into a shape of `rank` dimensions (never the batch axis).
-    fn axis_index(&self, rank: usize) -> Result<usize> {
-        let axis = if self.axis < 0 {
-            rank as i64 + self.axis
-        } else {
-            self.axis
+    /// The statistics given in the config, broadcast to the kept axes' shape `kept`, as
+    /// Keras aligns them (from the right); None when they are weights.
+    fn given(&self, kept: &[usize]) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        let (mean, variance) = match (&self.mean, &self.variance) {
+            (None, None) => return Ok(None),
+            (Some(m), Some(v)) => (m, v),
+            _ => return Err(self.shape_error("mean and variance must be given together")),
         };
-        if axis <= 0 || axis >= rank as i64 {
-            return Err(self.shape_error(&format!(
-                "axis {} is out of range for an input of rank {rank}",
-                self.axis
-            )));
+        let read = |what: &str, value: &Value| {
+            let (shape, values) =
+                nested_numbers(value).map_err(|m| self.shape_error(&format!("{what}: {m}")))?;
+            if shape.len() > kept.len() {
+                return Err(self.shape_error(&format!(
+                    "{what} has rank {} but axis keeps {} axes",
+                    shape.len(),
+                    kept.len()
+                )));
+            }
+            // Align from the right: missing leading axes, and axes of size 1, broadcast.
+            let offset = kept.len() - shape.len();
+            for (d, &n) in shape.iter().enumerate() {
+                if n != 1 && n != kept[offset + d] {
+                    return Err(self.shape_error(&format!(
+                        "{what} of shape {shape:?} does not broadcast to the kept axes {kept:?}"
+                    )));
+                }
+            }
+            let axes: Vec<usize> = (0..kept.len())
+                .filter(|&d| d >= offset && shape[d - offset] != 1)
+                .collect();
+            Ok(subset_indices(kept, &axes)
+                .into_iter()
+                .map(|i| values[i] as f32)
+                .collect::<Vec<f32>>())
+        };
+        let (m, v) = (read("mean", mean)?, read("variance", variance)?);
+        if let Some(bad) = v.iter().find(|v| v.is_nan() || **v < 0.0) {
+            return Err(self.shape_error(&format!("variance holds {bad}, which is not ≥ 0")));
         }
-        Ok(axis as usize)
+        Ok(Some((m, v)))
     }
 
-    /// (channels, inner): the tensor seen as (outer, channels, inner).
-    fn layout(&self, shape: &[usize]) -> Result<(usize, usize)> {
-        let axis = self.axis_index(shape.len())?;
-        Ok((shape[axis], shape[axis + 1..].iter().product()))
+    /// (mean, standard deviation) per position of the kept axes.
+    fn statistics(&self, shape: &[usize]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let kept: Vec<usize> = self
+            .kept_axes(shape.len())?
+            .iter()
+            .map(|&a| shape[a])
+            .collect();
+        let (mean, variance) = match self.given(&kept)? {
+            Some(stats) => stats,
+            None => {
+                super::conv::require_built(self)?;
+                let w = &self.base.weights;
+                (w[0].value.data().to_vec(), w[1].value.data().to_vec())
+            }
+        };
+        let std = variance.iter().map(|v| v.sqrt().max(MIN_STD)).collect();
+        Ok((mean, std))
     }
 
-    /// Indices of gamma, beta, moving_mean and moving_variance in the weight list.
-    fn slots(&self) -> (Option<usize>, Option<usize>, usize, usize) {
-        let gamma = self.scale.then_some(0);
-        let beta = self.center.then_some(self.scale as usize);
-        let mean = self.scale as usize + self.center as usize;
-        (gamma, beta, mean, mean + 1)
-    }
-
-    fn per_channel(&self, slot: Option<usize>, channels: usize, default: f32) -> Vec<f32> {
-        slot.map_or_else(
-            || vec![default; channels],
-            |i| self.base.weights[i].value.data().to_vec(),
-        )
-    }
-
-    /// `y = γ · (x − mean) · inv_std + β`; also returns x̂ when asked.
-    fn normalize(
-        &self,
-        x: &Tensor,
-        mean: &[f32],
-        inv_std: &[f32],
-        keep_x_hat: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let (channels, inner) = self.layout(x.shape())?;
-        let (g, b, _, _) = self.slots();
-        let (gamma, beta) = (
-            self.per_channel(g, channels, 1.0),
-            self.per_channel(b, channels, 0.0),
-        );
-        let mut y = Tensor::for_overwrite(x.shape());
-        let mut x_hat = keep_x_hat.then(|| Tensor::for_overwrite(x.shape()));
-        let xh = x_hat.as_mut().map(|xh| xh.data_mut());
-        norm::normalize(
-            x.data(),
-            mean,
-            inv_std,
-            &gamma,
-            &beta,
-            inner,
-            y.data_mut(),
-            xh,
-        );
-        Ok((y, x_hat))
-    }
-
-    fn moving_inv_std(&self) -> (Vec<f32>, Vec<f32>) {
-        let (_, _, m, v) = self.slots();
-        let mean = self.base.weights[m].value.data().to_vec();
-        let inv_std = norm::inv_std(self.base.weights[v].value.data(), self.epsilon as f32);
-        (mean, inv_std)
+    /// Learns the mean and (biased) variance of each kept position from `data`, a batch
+    /// of samples, as Keras's `adapt` does; the layer must not have been given them.
+    pub fn adapt(&mut self, data: &Tensor) -> Result<()> {
+        if self.mean.is_some() {
+            return Err(Error::invalid(
+                "data",
+                format!(
+                    "layer '{}' was given its mean and variance; adapt learns them only when they are not",
+                    self.name()
+                ),
+            ));
+        }
+        let shape: Vec<Shape> = vec![data.shape().iter().map(|&d| Some(d)).collect()];
+        if self.base.weights.is_empty() {
+            self.build(&shape, &mut crate::initializers::rng_from_seed(0))?;
+        }
+        let kept = self.kept_axes(data.rank())?;
+        let slot = subset_indices(data.shape(), &kept);
+        let slots = self.base.weights[0].value.len();
+        if data.is_empty() || self.output_shape(&shape).is_err() {
+            return Err(self.shape_error("adapt needs a non-empty batch of the built shape"));
+        }
+        let count = data.len() / slots;
+        let (mut sum, mut squares) = (vec![0.0f64; slots], vec![0.0f64; slots]);
+        for (&v, &s) in data.data().iter().zip(&slot) {
+            sum[s] += f64::from(v);
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
+        for (&v, &s) in data.data().iter().zip(&slot) {
+            squares[s] += (f64::from(v) - mean[s]).powi(2);
+        }
+        let w = &mut self.base.weights;
+        w[0].value = Tensor::new(
+            w[0].value.shape().to_vec(),
+            mean.iter().map(|&m| m as f32).collect(),
+        )?;
+        w[1].value = Tensor::new(
+            w[1].value.shape().to_vec(),
+            squares.iter().map(|&s| (s / count as f64) as f32).collect(),
+        )?;
+        w[2].value = Tensor::new(Vec::<usize>::new(), vec![count as f32])?;
+        Ok(())
     }
 }
 
-impl Layer for BatchNormalization {
-    layer_common!("BatchNormalization");
+impl Layer for Normalization {
+    layer_common!("Normalization");
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
-        let axis = self.axis_index(shape.len())?;
-        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
-            return Err(self.shape_error("epsilon must be positive"));
-        }
-        match (shape[axis], self.base.weights.last()) {
-            (None, _) => {
-                Err(self.shape_error(&format!("the size of axis {} must be known", self.axis)))
+        let kept = self.kept_axes(shape.len())?;
+        let sizes = kept
+            .iter()
+            .map(|&a| shape[a])
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| self.shape_error("the sizes of the kept axes must be known"))?;
+        self.given(&sizes)?;
+        if let Some(w) = self.base.weights.first() {
+            if w.value.shape() != sizes {
+                return Err(self.shape_error(&format!(
+                    "was built for kept axes of sizes {:?} but the input has {sizes:?}",
+                    w.value.shape()
+                )));
             }
-            (Some(c), Some(w)) if w.value.shape() != [c] => Err(self.shape_error(&format!(
-                "was built for {} features on axis {} but the input has {c}",
-                w.value.shape()[0],
-                self.axis
-            ))),
-            _ => Ok(shape.clone()),
         }
+        Ok(shape.clone())
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.base.weights.clear();
         self.output_shape(inputs)?;
-        let c = inputs[0][self.axis_index(inputs[0].len())?].expect("checked by output_shape");
-        if self.scale {
-            self.base
-                .add_weight("gamma", &[c], &self.gamma_initializer.clone(), true, rng)?;
+        if self.mean.is_some() {
+            return Ok(());
         }
-        if self.center {
-            self.base
-                .add_weight("beta", &[c], &self.beta_initializer.clone(), true, rng)?;
-        }
-        self.base.add_weight(
-            "moving_mean",
-            &[c],
-            &self.moving_mean_initializer.clone(),
-            false,
-            rng,
-        )?;
-        self.base.add_weight(
-            "moving_variance",
-            &[c],
-            &self.moving_variance_initializer.clone(),
-            false,
-            rng,
-        )?;
+        let kept: Vec<usize> = self
+            .kept_axes(inputs[0].len())?
+            .iter()
+            .map(|&a| inputs[0][a].expect("checked by output_shape"))
+            .collect();
+        let b = &mut self.base;
+        b.add_weight("mean", &kept, &Initializer::zeros(), false, rng)?;
+        b.add_weight("variance", &kept, &Initializer::ones(), false, rng)?;
+        b.add_weight("count", &[], &Initializer::zeros(), false, rng)?;
+        b.weights[2].integer = true;
         Ok(())
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         infer(self, &[x])?;
-        super::conv::require_built(self)?;
-        let (mean, inv_std) = self.moving_inv_std();
-        Ok(self.normalize(x, &mean, &inv_std, false)?.0)
-    }
-
-    fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
-        if !(training && self.base.trainable) {
-            return Ok((self.apply(inputs)?, Saved::none()));
+        let (mean, std) = self.statistics(x.shape())?;
+        let slot = subset_indices(x.shape(), &self.kept_axes(x.rank())?);
+        let mut y = x.clone();
+        for (v, &s) in y.data_mut().iter_mut().zip(&slot) {
+            *v = if self.invert {
+                mean[s] + *v * std[s]
+            } else {
+                (*v - mean[s]) / std[s]
+            };
         }
-        let x = *single(self, inputs)?;
-        infer(self, &[x])?;
-        super::conv::require_built(self)?;
-        let (channels, inner) = self.layout(x.shape())?;
-        let (mean, var) = norm::moments(x.data(), channels, inner);
-        let eps = self.epsilon as f32;
-        let inv_std = norm::inv_std(&var, eps);
-        let (y, x_hat) = self.normalize(x, &mean, &inv_std, true)?;
-        let momentum = self.momentum as f32;
-        let (_, _, m, v) = self.slots();
-        for (slot, batch) in [(m, &mean), (v, &var)] {
-            norm::update_moving(self.base.weights[slot].value.data_mut(), batch, momentum);
-        }
-        let x_hat = x_hat.expect("asked for x_hat");
-        Ok((y, Saved::new(BatchStatistics { x_hat, inv_std })))
+        Ok(y)
     }
 
     fn backward_impl(
         &self,
         inputs: &[&Tensor],
-        _output: &Tensor,
-        saved: &Saved,
+        _: &Tensor,
+        _: &Saved,
         dy: &Tensor,
-        dweights: &mut [Tensor],
+        _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
-        let (channels, inner) = self.layout(x.shape())?;
-        let (g, b, _, _) = self.slots();
-        let gamma = self.per_channel(g, channels, 1.0);
-        // Inference mode: a per-channel affine map of x with fixed statistics.
-        let training_stats = saved.get::<BatchStatistics>(self).ok();
-        let (x_hat, inv_std) = match training_stats {
-            Some(s) => (s.x_hat.clone(), s.inv_std.clone()),
-            None => {
-                let (mean, inv_std) = self.moving_inv_std();
-                let x_hat = self
-                    .normalize(x, &mean, &inv_std, true)?
-                    .1
-                    .expect("asked for x_hat");
-                // normalize() applied gamma and beta to y only; x_hat is the plain x̂.
-                (x_hat, inv_std)
-            }
-        };
-        let (sum_dy, sum_dy_xhat) = norm::grad_sums(dy.data(), x_hat.data(), channels, inner);
-        if let Some(i) = g {
-            norm::accumulate(dweights[i].data_mut(), &sum_dy_xhat);
+        let (_, std) = self.statistics(x.shape())?;
+        let slot = subset_indices(x.shape(), &self.kept_axes(x.rank())?);
+        let mut dx = dy.clone();
+        for (d, &s) in dx.data_mut().iter_mut().zip(&slot) {
+            *d = if self.invert {
+                *d * std[s]
+            } else {
+                *d / std[s]
+            };
         }
-        if let Some(i) = b {
-            norm::accumulate(dweights[i].data_mut(), &sum_dy);
-        }
-        let mut dx = Tensor::for_overwrite(dy.shape());
-        let training = training_stats.is_some();
-        let sums = (&sum_dy[..], &sum_dy_xhat[..]);
-        let (g, s) = (&gamma[..], &inv_std[..]);
-        norm::backward_input(
-            dy.data(),
-            x_hat.data(),
-            g,
-            s,
-            sums,
-            inner,
-            training,
-            dx.data_mut(),
-        );
         Ok(vec![dx])
     }
 }

@@ -51,17 +51,26 @@ impl Model {
 
         let mut out = format!("Model: \"{}\"\n", self.name);
         out += &render_table(&headers, &rows, &widths, &align);
-        let trainable: usize = self.trainable_weights().map(|w| w.value.len()).sum();
-        let non_trainable: usize = self.non_trainable_weights().map(|w| w.value.len()).sum();
-        for (label, count) in [
-            ("Total", trainable + non_trainable),
+        // Keras's byte counts: 4 per float32 value, 8 per int64 (Normalization's count).
+        let bytes = |w: &crate::layers::Weight| w.value.len() * if w.integer { 8 } else { 4 };
+        let count = |ws: Vec<&crate::layers::Weight>| -> (usize, usize) {
+            (
+                ws.iter().map(|w| w.value.len()).sum(),
+                ws.iter().map(|w| bytes(w)).sum(),
+            )
+        };
+        let trainable = count(self.trainable_weights().collect());
+        let non_trainable = count(self.non_trainable_weights().collect());
+        let total = (trainable.0 + non_trainable.0, trainable.1 + non_trainable.1);
+        for (label, (count, size)) in [
+            ("Total", total),
             ("Trainable", trainable),
             ("Non-trainable", non_trainable),
         ] {
             out += &format!(
                 " {label} params: {} ({})\n",
                 thousands(count),
-                readable_size(count * 4)
+                readable_size(size)
             );
         }
         out

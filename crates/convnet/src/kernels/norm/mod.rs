@@ -2,7 +2,10 @@
 //! statistics of each channel are taken over the outer and inner axes. For NHWC with the
 //! channel axis last, `inner` is 1 and each pixel's channels are contiguous.
 //!
-//! One file: plain loops, no AVX2 route (the statistics are summed in f64).
+//! Plain loops, no AVX2 route (the statistics are summed in f64). [`layer`] holds the
+//! per-sample statistics of LayerNormalization, over any set of axes.
+
+pub mod layer;
 
 /// Per-channel mean and (biased) variance.
 pub fn moments(x: &[f32], channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>) {

@@ -1,0 +1,85 @@
+//! Per-sample normalisation over a set of axes (LayerNormalization, and Normalization's
+//! per-position statistics): a tensor's elements fall into *groups* (one per index along
+//! the other axes) whose statistics are taken together, and each element has a *slot*
+//! (its index along the chosen axes) that picks its scale and offset.
+
+/// For every element of a row-major tensor of `shape`, in order, its flat index along
+/// `axes` alone (row-major over those axes).
+pub fn subset_indices(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    let len: usize = shape.iter().product();
+    let mut strides = vec![0usize; shape.len()];
+    let mut stride = 1;
+    for &a in axes.iter().rev() {
+        strides[a] = stride;
+        stride *= shape[a];
+    }
+    let mut out = Vec::with_capacity(len);
+    let mut coords = vec![0usize; shape.len()];
+    let mut index = 0usize;
+    for _ in 0..len {
+        out.push(index);
+        // Advance the row-major counter, keeping `index` in step.
+        for d in (0..shape.len()).rev() {
+            coords[d] += 1;
+            index += strides[d];
+            if coords[d] < shape[d] {
+                break;
+            }
+            index -= strides[d] * coords[d];
+            coords[d] = 0;
+        }
+    }
+    out
+}
+
+/// How a tensor splits into groups and slots.
+pub struct Groups {
+    /// Each element's group.
+    pub group: Vec<usize>,
+    /// Each element's slot along the normalised axes.
+    pub slot: Vec<usize>,
+    /// The number of groups.
+    pub count: usize,
+    /// The number of elements in each group.
+    pub size: usize,
+}
+
+impl Groups {
+    /// The split of `shape` with statistics over `axes` (sorted, distinct).
+    pub fn new(shape: &[usize], axes: &[usize]) -> Self {
+        let others: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
+        let size = axes.iter().map(|&a| shape[a]).product();
+        Groups {
+            group: subset_indices(shape, &others),
+            slot: subset_indices(shape, axes),
+            count: others.iter().map(|&a| shape[a]).product(),
+            size,
+        }
+    }
+
+    /// Each group's mean and 1/√(variance + eps) (the biased variance, in f64).
+    pub fn moments(&self, x: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>) {
+        let n = self.size.max(1) as f64;
+        let mut sum = vec![0.0f64; self.count];
+        for (&v, &g) in x.iter().zip(&self.group) {
+            sum[g] += f64::from(v);
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let mut squares = vec![0.0f64; self.count];
+        for (&v, &g) in x.iter().zip(&self.group) {
+            let d = f64::from(v) - mean[g];
+            squares[g] += d * d;
+        }
+        let inv_std = squares.iter().map(|s| (1.0 / (s / n + eps).sqrt()) as f32);
+        (mean.iter().map(|&m| m as f32).collect(), inv_std.collect())
+    }
+
+    /// Σ over each group of `f(element)`, in f64.
+    pub fn sums(&self, f: impl Fn(usize) -> f32) -> Vec<f64> {
+        let mut sums = vec![0.0f64; self.count];
+        for (i, &g) in self.group.iter().enumerate() {
+            sums[g] += f64::from(f(i));
+        }
+        sums
+    }
+}

@@ -1,0 +1,239 @@
+//! LayerNormalization: each sample is normalised over `axis` (by default its last axis,
+//! the features), with its own mean and variance, in training and inference alike; then
+//! scaled by `gamma` and shifted by `beta`, one per position along those axes. ConvNeXt
+//! and most transformers use it. Keras's deprecated `rms_scaling` divides x (not
+//! centred) by √(variance + epsilon) and keeps only gamma, as Keras does.
+
+use super::declare::{self, Axes, NullOnly};
+use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::error::Result;
+use crate::initializers::{Initializer, Rng};
+use crate::kernels::norm::layer::Groups;
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Keras's `LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True)`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNormalization {
+    #[serde(skip)]
+    base: LayerBase,
+    /// Keras's `axis`: the axis or axes normalised over; default -1.
+    #[serde(default = "last")]
+    pub axis: Axes,
+    /// Keras's `epsilon`: added to the variance; default 1e-3.
+    #[serde(default = "epsilon")]
+    pub epsilon: f64,
+    /// Keras's `center`: whether `beta` is added; default true.
+    #[serde(default = "declare::yes")]
+    pub center: bool,
+    /// Keras's `scale`: whether `gamma` multiplies; default true.
+    #[serde(default = "declare::yes")]
+    pub scale: bool,
+    /// Keras's deprecated `rms_scaling`: x / √(variance + epsilon) · gamma; default false.
+    #[serde(default)]
+    pub rms_scaling: bool,
+    /// Keras's `beta_initializer`; default `zeros`.
+    #[serde(default = "Initializer::zeros")]
+    pub beta_initializer: Initializer,
+    /// Keras's `gamma_initializer`; default `ones`.
+    #[serde(default = "Initializer::ones")]
+    pub gamma_initializer: Initializer,
+    #[serde(default)]
+    beta_regularizer: NullOnly,
+    #[serde(default)]
+    gamma_regularizer: NullOnly,
+    #[serde(default)]
+    beta_constraint: NullOnly,
+    #[serde(default)]
+    gamma_constraint: NullOnly,
+}
+
+fn last() -> Axes {
+    Axes::One(-1)
+}
+
+fn epsilon() -> f64 {
+    1e-3
+}
+
+impl Default for LayerNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LayerNormalization {
+    /// A LayerNormalization with Keras's defaults: the last axis, epsilon 1e-3, centred
+    /// and scaled.
+    pub fn new() -> Self {
+        declare::defaults("layer_normalization", json!({}))
+    }
+
+    /// Sets `axis`, one axis or several (Keras's default -1).
+    pub fn axis(mut self, axis: Axes) -> Self {
+        self.axis = axis;
+        self
+    }
+
+    /// Sets `epsilon` (Keras's default 1e-3).
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Sets `center`, whether `beta` is learned and added (Keras's default true).
+    pub fn center(mut self, center: bool) -> Self {
+        self.center = center;
+        self
+    }
+
+    /// Sets `scale`, whether `gamma` is learned and multiplied (Keras's default true).
+    pub fn scale(mut self, scale: bool) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    fn axes(&self, rank: usize) -> Result<Vec<usize>> {
+        self.axis.resolve(rank).map_err(|m| self.shape_error(&m))
+    }
+
+    fn has_gamma(&self) -> bool {
+        self.scale || self.rms_scaling
+    }
+
+    fn has_beta(&self) -> bool {
+        self.center && !self.rms_scaling
+    }
+
+    /// gamma and beta by slot (ones and zeros when absent).
+    fn affine(&self, slots: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut weights = self.base.weights.iter();
+        let gamma = match self.has_gamma() {
+            true => weights.next().map(|w| w.value.data().to_vec()),
+            false => None,
+        };
+        let beta = match self.has_beta() {
+            true => weights.next().map(|w| w.value.data().to_vec()),
+            false => None,
+        };
+        (
+            gamma.unwrap_or_else(|| vec![1.0; slots]),
+            beta.unwrap_or_else(|| vec![0.0; slots]),
+        )
+    }
+}
+
+impl Layer for LayerNormalization {
+    layer_common!("LayerNormalization");
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let shape = single(self, inputs)?;
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            return Err(self.shape_error("epsilon must be positive"));
+        }
+        for axis in self.axes(shape.len())? {
+            if shape[axis].is_none() {
+                return Err(self.shape_error(&format!("the size of axis {axis} must be known")));
+            }
+        }
+        Ok(shape.clone())
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.base.weights.clear();
+        self.output_shape(inputs)?;
+        let shape: Vec<usize> = self
+            .axes(inputs[0].len())?
+            .iter()
+            .map(|&a| inputs[0][a].expect("checked by output_shape"))
+            .collect();
+        if self.has_gamma() {
+            let init = self.gamma_initializer.clone();
+            self.base.add_weight("gamma", &shape, &init, true, rng)?;
+        }
+        if self.has_beta() {
+            let init = self.beta_initializer.clone();
+            self.base.add_weight("beta", &shape, &init, true, rng)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        infer(self, &[x])?;
+        if self.has_gamma() || self.has_beta() {
+            super::conv::require_built(self)?;
+        }
+        let groups = Groups::new(x.shape(), &self.axes(x.rank())?);
+        let (mean, inv_std) = groups.moments(x.data(), self.epsilon);
+        let (gamma, beta) = self.affine(groups.size);
+        let mut y = x.clone();
+        for (i, v) in y.data_mut().iter_mut().enumerate() {
+            let (g, s) = (groups.group[i], groups.slot[i]);
+            *v = if self.rms_scaling {
+                *v * inv_std[g] * gamma[s]
+            } else {
+                (*v - mean[g]) * inv_std[g] * gamma[s] + beta[s]
+            };
+        }
+        Ok(y)
+    }
+
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        _saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let x = *single(self, inputs)?;
+        let groups = Groups::new(x.shape(), &self.axes(x.rank())?);
+        let (mean, inv_std) = groups.moments(x.data(), self.epsilon);
+        let (gamma, _) = self.affine(groups.size);
+        let (x, dy) = (x.data(), dy.data());
+        let n = groups.size as f64;
+        let (g_of, s_of) = (&groups.group, &groups.slot);
+        // x̂ is the normalised input (for rms_scaling, x · inv_std), g = dL/dx̂.
+        let x_hat = |i: usize| {
+            let centred = if self.rms_scaling {
+                x[i]
+            } else {
+                x[i] - mean[g_of[i]]
+            };
+            centred * inv_std[g_of[i]]
+        };
+        let grad = |i: usize| dy[i] * gamma[s_of[i]];
+        let mut slots = dweights.iter_mut();
+        if self.has_gamma() {
+            let dgamma = slots.next().expect("a gradient per weight").data_mut();
+            (0..x.len()).for_each(|i| dgamma[s_of[i]] += dy[i] * x_hat(i));
+        }
+        if self.has_beta() {
+            let dbeta = slots.next().expect("a gradient per weight").data_mut();
+            (0..x.len()).for_each(|i| dbeta[s_of[i]] += dy[i]);
+        }
+        let mut dx = vec![0.0f32; x.len()];
+        if self.rms_scaling {
+            // y = x·s·γ with s = (var + ε)^-½: dx = g·s − s³·(x − μ)·Σ(g·x)/n.
+            let gx = groups.sums(|i| grad(i) * x[i]);
+            for (i, d) in dx.iter_mut().enumerate() {
+                let (g, s) = (g_of[i], f64::from(inv_std[g_of[i]]));
+                let centred = f64::from(x[i] - mean[g]);
+                *d = (f64::from(grad(i)) * s - s * s * s * centred * gx[g] / n) as f32;
+            }
+        } else {
+            // dx = s·(g − mean(g) − x̂·mean(g·x̂)) per group.
+            let sum_g = groups.sums(grad);
+            let sum_gx = groups.sums(|i| grad(i) * x_hat(i));
+            for (i, d) in dx.iter_mut().enumerate() {
+                let g = g_of[i];
+                let inner = f64::from(grad(i)) - sum_g[g] / n - f64::from(x_hat(i)) * sum_gx[g] / n;
+                *d = (f64::from(inv_std[g]) * inner) as f32;
+            }
+        }
+        Ok(vec![Tensor::new(inputs[0].shape().to_vec(), dx)?])
+    }
+}

@@ -1,0 +1,159 @@
+"""Adds golden layer cases to tests/golden/layers, computed by Keras 3 in float64, in the
+format tests/golden/README.md describes (cases.json plus one .npz a case).
+
+    pip install tensorflow-cpu
+    python scripts/make_layer_goldens.py crates/convnet/tests/golden/layers [NAME ...]
+
+Cases already in cases.json under the same name are replaced; the others are kept.
+Every input and weight is a multiple of 2^-10 in a small range, so that float32 holds
+it exactly.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tensorflow as tf
+import keras
+
+keras.config.set_floatx("float64")
+L = keras.layers
+rng = np.random.default_rng(1234)
+
+
+def exact(shape, low=-2.0, high=2.0):
+    """Odd multiples of 2^-11: exact in float32, and never 0, where TensorFlow's
+    gradients of max/min-based functions (celu) count both sides."""
+    return (np.floor(rng.uniform(low, high, size=shape) * 1024) + 0.5) / 1024
+
+
+def case(name, layer, input_shapes, training=False, inputs=None, weights=None, positive_weights=()):
+    """Builds `layer`, sets exact weights (or `weights`), calls it on exact inputs and
+    records y, the gradients of sum(y * r) and any non-trainable weights afterwards."""
+    xs = inputs or [exact(s) for s in input_shapes]
+    layer.build(input_shapes[0] if len(input_shapes) == 1 else input_shapes)
+    if weights is None:
+        weights = []
+        for w in layer.weights:
+            shape = tuple(w.shape)
+            if w.name in positive_weights:
+                weights.append(exact(shape, 0.5, 2.0))
+            elif "int" in str(w.dtype):
+                weights.append(np.asarray(w.numpy()))
+            else:
+                weights.append(exact(shape))
+    layer.set_weights(weights)
+    if hasattr(layer, "finalize_state"):
+        # Normalization reads its mean and variance weights only here (Keras calls it
+        # after loading a file, not after set_weights).
+        layer.finalize_state()
+    before = [np.asarray(w.numpy(), np.float64) for w in layer.weights]
+    tensors = [tf.constant(x, tf.float64) for x in xs]
+    with tf.GradientTape(persistent=True) as tape:
+        for t in tensors:
+            tape.watch(t)
+        y = layer(tensors[0] if len(tensors) == 1 else tensors, training=training)
+        r = tf.constant(exact(tuple(y.shape)), tf.float64)
+        loss = tf.reduce_sum(y * r)
+    arrays = {"y": y.numpy(), "r": r.numpy()}
+    for i, (x, t) in enumerate(zip(xs, tensors)):
+        arrays[f"x{i}"] = x
+        arrays[f"dx{i}"] = tape.gradient(loss, t).numpy()
+    for i, (w, value) in enumerate(zip(layer.weights, before)):
+        arrays[f"w{i}"] = value
+        if w.trainable:
+            g = tape.gradient(loss, w.value)
+            arrays[f"dw{i}"] = np.zeros(value.shape) if g is None else g.numpy()
+        else:
+            arrays[f"w{i}_after"] = np.asarray(w.numpy(), np.float64)
+    record = {
+        "name": name,
+        "layer": keras.saving.serialize_keras_object(layer),
+        "input_shapes": [list(s) for s in input_shapes],
+        "training": training,
+        "weights": [
+            {"name": w.name, "trainable": w.trainable, "shape": list(w.shape)}
+            for w in layer.weights
+        ],
+        "file": f"{name}.npz",
+    }
+    return record, arrays
+
+
+def cases():
+    """name -> a function making the case, so that one can be remade alone."""
+    out = {}
+    for fn in ["hard_silu", "mish", "celu", "log_sigmoid"]:
+        out[f"activation_{fn}"] = lambda fn=fn: case(
+            f"activation_{fn}", L.Activation(fn), [(2, 5, 6)]
+        )
+    # LayerNormalization: the last axis, several axes, no centre or scale.
+    out["layer_normalization"] = lambda: case(
+        "layer_normalization", L.LayerNormalization(epsilon=1e-6), [(2, 3, 4, 5)]
+    )
+    out["layer_normalization_axes"] = lambda: case(
+        "layer_normalization_axes", L.LayerNormalization(axis=[1, 3]), [(2, 3, 4, 5)],
+        training=True,
+    )
+    out["layer_normalization_plain"] = lambda: case(
+        "layer_normalization_plain",
+        L.LayerNormalization(axis=1, center=False, scale=False),
+        [(3, 6, 2)],
+    )
+    out["layer_normalization_rms"] = lambda: case(
+        "layer_normalization_rms", L.LayerNormalization(rms_scaling=True), [(2, 4, 6)]
+    )
+    # Normalization: mean and variance given, learned by adapt (weights), inverted.
+    out["normalization_given"] = lambda: case(
+        "normalization_given",
+        L.Normalization(mean=[0.5, -0.25, 1.0], variance=[4.0, 0.25, 1.0]),
+        [(2, 4, 4, 3)],
+    )
+    out["normalization_weights"] = lambda: case(
+        "normalization_weights", L.Normalization(axis=-1), [(2, 4, 4, 3)],
+        positive_weights=("variance",),
+    )
+    out["normalization_invert"] = lambda: case(
+        "normalization_invert",
+        L.Normalization(
+            axis=(1, 2),
+            mean=np.arange(6.0).reshape(3, 2) / 4,
+            variance=np.arange(1.0, 7.0).reshape(3, 2),
+            invert=True,
+        ),
+        [(2, 3, 2, 4)],
+    )
+    out["dropout_noise_shape_infer"] = lambda: case(
+        "dropout_noise_shape_infer", L.Dropout(0.2, noise_shape=(None, 1, 1, 3)), [(2, 4, 4, 3)]
+    )
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    out["layer_scale"] = lambda: case(
+        "layer_scale", LayerScale(1e-6, 5), [(2, 3, 3, 5)]
+    )
+    out["custom_scale_layer"] = lambda: case(
+        "custom_scale_layer", CustomScaleLayer(0.17), [(2, 3, 3, 4), (2, 3, 3, 4)]
+    )
+    return out
+
+
+def main():
+    out, names = sys.argv[1], sys.argv[2:]
+    path = os.path.join(out, "cases.json")
+    listing = json.load(open(path))
+    makers = cases()
+    for name in names or list(makers):
+        record, arrays = makers[name]()
+        np.savez(os.path.join(out, record["file"]), **arrays)
+        listing["cases"] = [c for c in listing["cases"] if c["name"] != name] + [record]
+        print(name, flush=True)
+    with open(path, "w") as f:
+        json.dump(listing, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
