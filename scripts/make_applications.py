@@ -85,6 +85,11 @@ def set_recipe_weights(model):
                 values.append(recipe_weight(layer.name, j, w.name, tuple(w.shape)))
         if values:
             layer.set_weights(values)
+            if hasattr(layer, "finalize_state"):
+                # Normalization computes its mean and variance tensors from its
+                # weights here, as loading a file does; set_weights alone leaves the
+                # adapted ones in use.
+                layer.finalize_state()
 
 
 # name: (constructor, input shape, input range). Sizes are the smallest each application

@@ -137,6 +137,26 @@ def cases():
     out["custom_scale_layer"] = lambda: case(
         "custom_scale_layer", CustomScaleLayer(0.17), [(2, 3, 3, 4), (2, 3, 3, 4)]
     )
+    # The 1-D family: strides, dilation, causal padding, groups, depth multipliers.
+    one_d = {
+        "conv1d": (L.Conv1D(4, 3, strides=2, padding="same", activation="tanh"), (2, 9, 3)),
+        "conv1d_causal_dilated": (L.Conv1D(3, 3, padding="causal", dilation_rate=2), (2, 8, 2)),
+        "conv1d_groups": (L.Conv1D(4, 2, groups=2, use_bias=False), (2, 6, 4)),
+        "separable_conv1d": (L.SeparableConv1D(3, 3, depth_multiplier=2, padding="same"), (2, 7, 2)),
+        "depthwise_conv1d": (L.DepthwiseConv1D(3, strides=2, depth_multiplier=2), (2, 9, 3)),
+        "conv1d_transpose": (L.Conv1DTranspose(3, 3, strides=2, padding="same"), (2, 5, 2)),
+        "conv1d_transpose_output_padding": (
+            L.Conv1DTranspose(2, 3, strides=2, output_padding=1), (2, 4, 3)),
+        "max_pooling1d": (L.MaxPooling1D(3, strides=2), (2, 9, 3)),
+        "average_pooling1d_same": (L.AveragePooling1D(2, padding="same"), (2, 7, 3)),
+        "global_max_pooling1d": (L.GlobalMaxPooling1D(), (2, 6, 3)),
+        "global_average_pooling1d_keepdims": (L.GlobalAveragePooling1D(keepdims=True), (2, 6, 3)),
+        "up_sampling1d": (L.UpSampling1D(3), (2, 4, 3)),
+        "zero_padding1d": (L.ZeroPadding1D((1, 2)), (2, 4, 3)),
+        "cropping1d": (L.Cropping1D((2, 1)), (2, 7, 3)),
+    }
+    for name, (layer, shape) in one_d.items():
+        out[name] = lambda name=name, layer=layer, shape=shape: case(name, layer, [shape])
     return out
 
 

@@ -6,7 +6,8 @@ batch and tf.keras's predictions on it.
     python scripts/make_tf_keras_corpus.py crates/convnet/tests/golden/tf_keras
 
 Each model `<name>` gives `<name>.h5` and `<name>.npz` (`x`: inputs, `y`: predictions);
-`corpus.json` lists them with whether they are compiled.
+`corpus.json` lists them with whether they are compiled. `regularized` has every
+regularizer and constraint, in tf.keras 2's config form.
 """
 
 import json
@@ -64,12 +65,27 @@ def mobilenet_v2():
         input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=5)
 
 
+def regularized():
+    R, C = keras.regularizers, keras.constraints
+    x = keras.Input((10, 10, 3))
+    y = L.Conv2D(4, 3, kernel_regularizer=R.l2(5e-4), bias_regularizer=R.l1(1e-3),
+                 activity_regularizer=R.l2(1e-5), kernel_constraint=C.max_norm(3))(x)
+    y = L.BatchNormalization(gamma_regularizer="l2", beta_constraint=C.non_neg())(y)
+    y = L.DepthwiseConv2D(3, depthwise_constraint=C.unit_norm(axis=[0, 1]),
+                          depthwise_regularizer=R.l1_l2(1e-5, 1e-4))(y)
+    y = L.Flatten()(y)
+    y = L.Dense(2, kernel_regularizer=R.L1L2(l2=1e-4),
+                kernel_constraint=C.min_max_norm(0.5, 2.0, rate=0.5))(y)
+    return keras.Model(x, y, name="regularized")
+
+
 MODELS = [
     ("sequential_cnn", sequential_cnn, None),
     ("sequential_cnn_compiled", sequential_cnn, ("adam", "sparse_categorical_crossentropy", ["accuracy"])),
     ("functional_branches", functional_branches, ("sgd", "mse", [])),
     ("separable_depthwise", separable_depthwise, None),
     ("mobilenet_v2", mobilenet_v2, ("rmsprop", "categorical_crossentropy", ["accuracy"])),
+    ("regularized", regularized, ("sgd", "mse", [])),
 ]
 
 corpus = []

@@ -10,11 +10,13 @@
 
 pub mod activations;
 mod buffers;
+pub mod constraints;
 pub mod data;
 pub mod error;
 pub mod explain;
 pub mod initializers;
 pub mod io;
+mod keras_object;
 // Not yet documented item by item: the kernels' geometry fields and the training
 // API's options (see docs/ARCHITECTURE.md); every other module has no missing docs.
 #[allow(missing_docs)]
@@ -22,6 +24,7 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod perf;
+pub mod regularizers;
 #[cfg(feature = "images")]
 pub mod show;
 pub mod tensor;

@@ -137,9 +137,22 @@ fn unknown_class_and_fields() {
     assert_mentions(&e, &["'d'", "'activation'", "unknown activation 'rleu'"]);
     let e = config_error(
         "Dense",
-        json!({"name": "d", "units": 2, "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}),
+        json!({"name": "d", "units": 2, "kernel_regularizer": {"class_name": "L3", "config": {"l3": 0.01}}}),
     );
-    assert_mentions(&e, &["'kernel_regularizer'", "not supported"]);
+    assert_mentions(
+        &e,
+        &["'d'", "'kernel_regularizer'", "unknown regularizer 'L3'"],
+    );
+    let e = config_error(
+        "Conv2D",
+        json!({"name": "c", "filters": 2, "kernel_size": 3, "activity_regularizer": {"class_name": "L2", "config": {"l2": -1.0}}}),
+    );
+    assert_mentions(&e, &["'c'", "'activity_regularizer'", "-1"]);
+    let e = config_error(
+        "Dense",
+        json!({"name": "d", "units": 2, "kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 2, "axes": 0}}}),
+    );
+    assert_mentions(&e, &["'d'", "'kernel_constraint'", "axes"]);
     let e = config_error(
         "Conv2D",
         json!({"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_first"}),

@@ -184,6 +184,27 @@ proptest! {
     }
 
     #[test]
+    fn one_d_layers(kernel in 1usize..4, extra in 0usize..3, channels in 1usize..4, filters in 1usize..4, stride in 1usize..3,
+                    dilated in any::<bool>(), class in prop::sample::select(vec!["Conv1D", "SeparableConv1D", "DepthwiseConv1D", "Conv1DTranspose"]),
+                    padding in prop::sample::select(vec!["valid", "same", "causal"]), seed in any::<u64>()) {
+        // Causal padding is Conv1D's; a transposed convolution's dilation needs stride 1.
+        let padding = if padding == "causal" && class != "Conv1D" { "same" } else { padding };
+        let dilation = if dilated && stride == 1 { 2 } else { 1 };
+        let inputs = vec![smooth(&[2, fitting(kernel, dilation, extra + 1), channels], seed)];
+        let config = serde_json::json!({"filters": filters, "kernel_size": kernel, "strides": stride,
+            "padding": padding, "dilation_rate": dilation, "activation": "tanh"});
+        let mut config = config.as_object().unwrap().clone();
+        if class == "DepthwiseConv1D" {
+            config.remove("filters");
+            config.insert("depth_multiplier".into(), 2.into());
+        }
+        let make = move || -> Box<dyn Layer> {
+            Box::new(convnet::layers::OneD::new(class, config.clone().into()).unwrap())
+        };
+        check(Case { make: Box::new(make), inputs, training: false }, seed, SMOOTH_STEP)?;
+    }
+
+    #[test]
     fn depthwise_conv2d(kh in 1usize..4, kw in 1usize..4, extra in 0usize..3, channels in 1usize..4, dm in 1usize..3,
                         stride in 1usize..3, dilated in any::<bool>(), pad in padding(), seed in any::<u64>()) {
         let dilation = if dilated && stride == 1 { 2 } else { 1 };

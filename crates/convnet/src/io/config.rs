@@ -58,9 +58,19 @@ fn layer(object: &Value, origin: &Path) -> Result<Box<dyn Layer>> {
         .and_then(Value::as_str)
         .unwrap_or("?");
     if matches!(class, "Sequential" | "Functional" | "Model") {
-        return Ok(Box::new(crate::model::NestedModel::new(model_from_config(
-            object, origin,
-        )?)));
+        let mut nested = crate::model::NestedModel::new(model_from_config(object, origin)?);
+        if let Some(trainable) = object["config"].get("trainable") {
+            nested.base_mut().trainable = trainable.as_bool().ok_or_else(|| {
+                bad(
+                    origin,
+                    format!(
+                        "model '{}': 'trainable' is {trainable}, not true or false",
+                        nested.name()
+                    ),
+                )
+            })?;
+        }
+        return Ok(Box::new(nested));
     }
     layer_from_keras(object).map_err(|e| bad(origin, e))
 }
@@ -255,6 +265,7 @@ fn layer_object(layer: &dyn Layer) -> Value {
     let mut object = layer_to_keras(layer);
     if let Some(inner) = crate::model::nested_model(layer) {
         object["config"] = model_to_config(inner)["config"].take();
+        object["config"]["trainable"] = json!(layer.base().trainable);
     }
     object
 }

@@ -269,16 +269,11 @@ fn attr_strings(value: &hdf5_pure::AttrValue) -> Option<Vec<String>> {
     }
 }
 
-/// The config.json convnet writes for `model`.
+/// The config.json convnet writes for `model`: with `"compile_config": null` when it
+/// is not compiled, as Keras writes it.
 pub fn config_json(model: &Model) -> Value {
     let mut config = model_to_config(model);
     config["compile_config"] = compile_config(model).unwrap_or(Value::Null);
-    if config["compile_config"].is_null() {
-        config
-            .as_object_mut()
-            .expect("an object")
-            .remove("compile_config");
-    }
     config
 }
 

@@ -2,11 +2,13 @@
 //! negative_slope and threshold, LeakyReLU, PReLU (a learned slope per position) and
 //! Softmax along any axis.
 
-use super::declare::{self, NullOnly};
+use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::activations::{self, ActivationFn};
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -256,10 +258,14 @@ pub struct PReLU {
     /// ReLU).
     #[serde(default = "Initializer::zeros")]
     pub alpha_initializer: Initializer,
+    /// Keras's `alpha_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    alpha_regularizer: NullOnly,
+    pub alpha_regularizer: Option<Regularizer>,
+    /// Keras's `alpha_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    alpha_constraint: NullOnly,
+    pub alpha_constraint: Option<Constraint>,
     /// Keras's `shared_axes`: the axes (1 = the first after the batch) along which one
     /// slope is shared; default None.
     #[serde(deserialize_with = "declare::opt_int_list", default)]

@@ -7,9 +7,11 @@
 
 use super::declare::{self, AlwaysFalse, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::norm;
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -51,14 +53,22 @@ pub struct BatchNormalization {
     /// `ones`.
     #[serde(default = "Initializer::ones")]
     pub moving_variance_initializer: Initializer,
+    /// Keras's `beta_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    beta_regularizer: NullOnly,
+    pub beta_regularizer: Option<Regularizer>,
+    /// Keras's `gamma_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    gamma_regularizer: NullOnly,
+    pub gamma_regularizer: Option<Regularizer>,
+    /// Keras's `beta_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    beta_constraint: NullOnly,
+    pub beta_constraint: Option<Constraint>,
+    /// Keras's `gamma_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    gamma_constraint: NullOnly,
+    pub gamma_constraint: Option<Constraint>,
     #[serde(default)]
     synchronized: bool,
     #[serde(default)]

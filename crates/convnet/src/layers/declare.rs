@@ -11,6 +11,7 @@
 
 use super::{default_name, Layer, LayerBase};
 use crate::error::{Error, Result};
+use crate::regularizers::Regularizer;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -57,6 +58,12 @@ pub(super) fn read_layer<L: Layer + DeserializeOwned>(class: &str, config: &Valu
                 })?
             }
             "dtype" => base.dtype = value,
+            "activity_regularizer" => {
+                base.activity_regularizer = Some(
+                    Regularizer::from_config(&value)
+                        .map_err(|m| error("activity_regularizer", m))?,
+                )
+            }
             _ => {
                 fields.insert(key, value);
             }

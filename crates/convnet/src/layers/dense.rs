@@ -5,10 +5,12 @@ use super::conv::{activation_grad, bias_grad, check_channels, require_built};
 use super::declare::{self, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::gemm::{matmul, MatRef, Start};
 use crate::kernels::Epilogue;
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -35,21 +37,26 @@ pub struct Dense {
     /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    /// Keras's `kernel_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    kernel_regularizer: NullOnly,
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Keras's `bias_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    bias_regularizer: NullOnly,
+    pub bias_regularizer: Option<Regularizer>,
+    /// Keras's `kernel_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    kernel_constraint: NullOnly,
+    pub kernel_constraint: Option<Constraint>,
+    /// Keras's `bias_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    bias_constraint: NullOnly,
+    pub bias_constraint: Option<Constraint>,
     #[serde(default)]
     quantization_config: NullOnly,
-    // Accepted (as null only) when a file has them, but not written: Keras 3 leaves
-    // them out of Dense's config. Their value is the check; nothing reads them after.
-    #[allow(dead_code)]
-    #[serde(default, skip_serializing)]
-    activity_regularizer: NullOnly,
+    // Accepted (as null only) when a file has it, but not written: Keras 3 leaves it out
+    // of Dense's config. Its value is the check; nothing reads it after.
     #[allow(dead_code)]
     #[serde(default, skip_serializing)]
     lora_rank: NullOnly,

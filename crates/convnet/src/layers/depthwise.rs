@@ -6,12 +6,14 @@ use super::conv::{activation_grad, check_channels, nhwc, one, one_by_one, requir
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
 use crate::kernels::Epilogue;
 use crate::kernels::Padding;
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -59,16 +61,26 @@ pub struct DepthwiseConv2D {
     /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    /// Keras's `depthwise_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    depthwise_regularizer: NullOnly,
+    pub depthwise_regularizer: Option<Regularizer>,
+    /// Keras's `bias_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    bias_regularizer: NullOnly,
+    pub bias_regularizer: Option<Regularizer>,
+    // Where the convolutions write a null `activity_regularizer`. A set one is a common
+    // field (`LayerBase`), read before this declaration sees it and written after `dtype`.
     #[serde(default)]
     activity_regularizer: NullOnly,
+    /// Keras's `depthwise_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    depthwise_constraint: NullOnly,
+    pub depthwise_constraint: Option<Constraint>,
+    /// Keras's `bias_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    bias_constraint: NullOnly,
+    pub bias_constraint: Option<Constraint>,
 }
 
 impl DepthwiseConv2D {

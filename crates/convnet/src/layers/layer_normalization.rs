@@ -4,11 +4,13 @@
 //! and most transformers use it. Keras's deprecated `rms_scaling` divides x (not
 //! centred) by √(variance + epsilon) and keeps only gamma, as Keras does.
 
-use super::declare::{self, Axes, NullOnly};
+use super::declare::{self, Axes};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::norm::layer::Groups;
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -40,14 +42,22 @@ pub struct LayerNormalization {
     /// Keras's `gamma_initializer`; default `ones`.
     #[serde(default = "Initializer::ones")]
     pub gamma_initializer: Initializer,
+    /// Keras's `beta_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    beta_regularizer: NullOnly,
+    pub beta_regularizer: Option<Regularizer>,
+    /// Keras's `gamma_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    gamma_regularizer: NullOnly,
+    pub gamma_regularizer: Option<Regularizer>,
+    /// Keras's `beta_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    beta_constraint: NullOnly,
+    pub beta_constraint: Option<Constraint>,
+    /// Keras's `gamma_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    gamma_constraint: NullOnly,
+    pub gamma_constraint: Option<Constraint>,
 }
 
 fn last() -> Axes {

@@ -144,6 +144,7 @@ mod input;
 mod layer_normalization;
 mod merge;
 mod normalization;
+mod one_d;
 mod ops;
 mod pooling;
 mod rescaling;
@@ -164,6 +165,7 @@ pub use input::InputLayer;
 pub use layer_normalization::LayerNormalization;
 pub use merge::{Add, Average, Concatenate, Maximum, Merge, MergeOp, Minimum, Multiply, Subtract};
 pub use normalization::Normalization;
+pub use one_d::OneD;
 pub use ops::{NumpyOp, OpKind};
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D,
@@ -177,6 +179,7 @@ pub use transpose::Conv2DTranspose;
 
 use crate::error::{Error, Result};
 use crate::initializers::{Initializer, Rng};
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
 use std::any::Any;
@@ -250,6 +253,9 @@ pub struct LayerBase {
     pub dtype: Value,
     /// The weights the layer has built, in Keras's order (empty until built).
     pub weights: Vec<Weight>,
+    /// Keras's `activity_regularizer`, which any layer takes: kept and written back;
+    /// training a model that has one is refused until its penalty is applied.
+    pub activity_regularizer: Option<Regularizer>,
     /// Whether the name is the class's default, to be numbered by a model
     /// (`conv2d`, `conv2d_1`, …) rather than one the user or a file chose.
     pub auto_named: bool,
@@ -272,6 +278,7 @@ impl LayerBase {
             dtype: json!({"module": "keras", "class_name": "DTypePolicy",
                           "config": {"name": "float32"}, "registered_name": null}),
             weights: Vec::new(),
+            activity_regularizer: None,
             auto_named: true,
         }
     }
@@ -581,7 +588,17 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         map.insert("name".into(), json!(base.name));
         map.insert("trainable".into(), json!(base.trainable));
         map.insert("dtype".into(), base.dtype.clone());
-        map.extend(self.config_fields());
+        // Keras writes a set activity regularizer with the common fields, and the
+        // convolutions' own null slot for it only when it is unset.
+        if let Some(regularizer) = &base.activity_regularizer {
+            map.insert("activity_regularizer".into(), regularizer.to_config());
+        }
+        let set = base.activity_regularizer.is_some();
+        map.extend(
+            self.config_fields()
+                .into_iter()
+                .filter(|(key, _)| !(set && key == "activity_regularizer")),
+        );
         Value::Object(map)
     }
 
@@ -694,6 +711,17 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("LeakyReLU", read!(LeakyReLU)),
     ("PReLU", read!(PReLU)),
     ("Softmax", read!(Softmax)),
+    ("Conv1D", OneD::read),
+    ("SeparableConv1D", OneD::read),
+    ("DepthwiseConv1D", OneD::read),
+    ("Conv1DTranspose", OneD::read),
+    ("MaxPooling1D", OneD::read),
+    ("AveragePooling1D", OneD::read),
+    ("GlobalMaxPooling1D", OneD::read),
+    ("GlobalAveragePooling1D", OneD::read),
+    ("UpSampling1D", OneD::read),
+    ("ZeroPadding1D", OneD::read),
+    ("Cropping1D", OneD::read),
 ];
 
 /// The Keras class names convnet implements.

@@ -5,8 +5,9 @@ use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{json, Value};
 
 /// Keras's `Rescaling(scale, offset=0.0)`: `x · scale + offset`, typically the first layer
 /// of an image model.
@@ -16,44 +17,74 @@ pub struct Rescaling {
     #[serde(skip)]
     base: LayerBase,
     /// Keras's `scale`: one factor, or one per channel (last axis).
-    #[serde(with = "number_or_list", default = "one")]
-    pub scale: Vec<f64>,
+    #[serde(default = "one")]
+    pub scale: Factors,
     /// Keras's `offset`: added after scaling, one value or one per channel; default 0.0.
-    #[serde(with = "number_or_list", default = "zero")]
-    pub offset: Vec<f64>,
+    #[serde(default = "zero")]
+    pub offset: Factors,
 }
 
-fn one() -> Vec<f64> {
-    vec![1.0]
+fn one() -> Factors {
+    Factors::from(1.0)
 }
 
-fn zero() -> Vec<f64> {
-    vec![0.0]
+fn zero() -> Factors {
+    Factors::from(0.0)
 }
 
-/// `scale` and `offset`: one number, or a list applied along the last axis.
-mod number_or_list {
-    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
-    use serde_json::Value;
+/// `scale` or `offset`: one number, or a list applied along the last axis, written back
+/// as it was read (`-1` stays `-1`, as Keras keeps the Python value it was given).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Factors {
+    written: Value,
+    values: Vec<f32>,
+}
 
-    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
-        match values {
-            [one] => one.serialize(s),
-            many => many.serialize(s),
+impl From<f64> for Factors {
+    fn from(value: f64) -> Self {
+        Factors {
+            written: json!(value),
+            values: vec![value as f32],
         }
     }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-        let v = Value::deserialize(d)?;
-        let values = match &v {
+impl Factors {
+    /// The factors, one or one per channel.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The factor at flat index `i` (a list cycles along the last axis).
+    fn at(&self, i: usize) -> f32 {
+        self.values[i % self.values.len()]
+    }
+}
+
+impl Serialize for Factors {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.written.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Factors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let written = Value::deserialize(d)?;
+        let values = match &written {
             Value::Array(items) if !items.is_empty() => {
                 items.iter().map(Value::as_f64).collect::<Option<Vec<_>>>()
             }
             one => one.as_f64().map(|x| vec![x]),
         };
-        values.ok_or_else(|| {
-            D::Error::custom(format!("expected a number or a list of numbers, found {v}"))
-        })
+        match values {
+            Some(values) if values.iter().all(|v| v.is_finite()) => Ok(Factors {
+                values: values.iter().map(|&v| v as f32).collect(),
+                written,
+            }),
+            _ => Err(D::Error::custom(format!(
+                "expected a finite number or a list of them, found {written}"
+            ))),
+        }
     }
 }
 
@@ -62,15 +93,10 @@ impl Rescaling {
     /// with offset 0.
     pub fn new(scale: f64, offset: f64) -> Self {
         Rescaling {
-            scale: vec![scale],
-            offset: vec![offset],
+            scale: Factors::from(scale),
+            offset: Factors::from(offset),
             ..declare::defaults("rescaling", json!({}))
         }
-    }
-
-    /// The per-position factor at flat index `i` (lists cycle along the last axis).
-    fn at(values: &[f64], i: usize) -> f32 {
-        values[i % values.len()] as f32
     }
 }
 
@@ -80,7 +106,8 @@ impl Layer for Rescaling {
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
         let last = shape.last().copied().flatten();
-        for (what, values) in [("scale", &self.scale), ("offset", &self.offset)] {
+        for (what, factors) in [("scale", &self.scale), ("offset", &self.offset)] {
+            let values = factors.values();
             let fits = values.len() == 1 || last == Some(values.len());
             if values.is_empty() || !fits {
                 return Err(self.shape_error(&format!(
@@ -98,7 +125,7 @@ impl Layer for Rescaling {
         self.output_shape(&[super::shape_of(x)])?;
         let mut y = x.clone();
         for (i, v) in y.data_mut().iter_mut().enumerate() {
-            *v = *v * Self::at(&self.scale, i) + Self::at(&self.offset, i);
+            *v = *v * self.scale.at(i) + self.offset.at(i);
         }
         Ok(y)
     }
@@ -115,7 +142,7 @@ impl Layer for Rescaling {
         dx.data_mut()
             .iter_mut()
             .enumerate()
-            .for_each(|(i, d)| *d *= Self::at(&self.scale, i));
+            .for_each(|(i, d)| *d *= self.scale.at(i));
         Ok(vec![dx])
     }
 }

@@ -11,9 +11,11 @@ use super::conv::{
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
+use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -64,16 +66,26 @@ pub struct Conv2DTranspose {
     /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
+    /// Keras's `kernel_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    kernel_regularizer: NullOnly,
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Keras's `bias_regularizer`: kept and written back; training a model that has
+    /// one is refused until the penalty is applied.
     #[serde(default)]
-    bias_regularizer: NullOnly,
+    pub bias_regularizer: Option<Regularizer>,
+    // Where the convolutions write a null `activity_regularizer`. A set one is a common
+    // field (`LayerBase`), read before this declaration sees it and written after `dtype`.
     #[serde(default)]
     activity_regularizer: NullOnly,
+    /// Keras's `kernel_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    kernel_constraint: NullOnly,
+    pub kernel_constraint: Option<Constraint>,
+    /// Keras's `bias_constraint`: kept and written back; training a model that has
+    /// one is refused until the constraint is applied.
     #[serde(default)]
-    bias_constraint: NullOnly,
+    pub bias_constraint: Option<Constraint>,
 }
 
 /// `output_padding`: null, one non-negative integer for both axes, or a list of two.

@@ -14,6 +14,7 @@ use crate::model::Model;
 use crate::tensor::Tensor;
 use rand::RngExt;
 use rayon::prelude::*;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// What `compile` fixed: the optimizer, one loss per output, the metrics per output.
@@ -297,6 +298,7 @@ impl Model {
     /// `x` holds one tensor per model input, `y` one per output.
     pub fn fit(&mut self, x: &[Tensor], y: &[Tensor], mut options: FitOptions) -> Result<History> {
         self.compiled_mut()?;
+        refuse_penalties(self)?;
         if y.len() != self.outputs.len() {
             return Err(Error::Model {
                 model: self.name.clone(),
@@ -417,6 +419,7 @@ impl Model {
         y: &[Tensor],
         batch_size: usize,
     ) -> Result<BTreeMap<String, f64>> {
+        refuse_penalties(self)?;
         Ok(self
             .evaluate_logs(x, y, batch_size, "")?
             .into_iter()
@@ -484,4 +487,32 @@ fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
         .flat_map(|p| p.data().iter().copied())
         .collect();
     Tensor::new(shape, data)
+}
+
+/// Refuses a model whose layers have regularizers or constraints: `fit` does not apply
+/// them yet and the loss does not include their penalties, so training or evaluating
+/// without them would silently differ from Keras.
+fn refuse_penalties(model: &Model) -> Result<()> {
+    for layer in model.layers() {
+        if let Some(inner) = crate::model::nested_model(layer) {
+            refuse_penalties(inner)?;
+            continue;
+        }
+        if let Value::Object(config) = layer.config() {
+            let set = config.iter().find(|(key, value)| {
+                (key.ends_with("_regularizer") || key.ends_with("_constraint")) && !value.is_null()
+            });
+            if let Some((field, _)) = set {
+                return Err(Error::Config {
+                    layer: layer.name().to_string(),
+                    class: layer.class_name().to_string(),
+                    field: field.clone(),
+                    message: "training with regularizers and constraints is not supported yet \
+                              (predict, summary and saving are)"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
