@@ -60,12 +60,14 @@ def case(name, layer, input_shapes, training=False, inputs=None, weights=None, p
     arrays = {"y": y.numpy(), "r": r.numpy()}
     for i, (x, t) in enumerate(zip(xs, tensors)):
         arrays[f"x{i}"] = x
-        arrays[f"dx{i}"] = tape.gradient(loss, t).numpy()
+        g = tape.gradient(loss, t)  # None for integer indices (Embedding): zeros
+        arrays[f"dx{i}"] = np.zeros(x.shape) if g is None else g.numpy()
     for i, (w, value) in enumerate(zip(layer.weights, before)):
         arrays[f"w{i}"] = value
         if w.trainable:
             g = tape.gradient(loss, w.value)
-            arrays[f"dw{i}"] = np.zeros(value.shape) if g is None else g.numpy()
+            # Embedding's gradient is sparse (IndexedSlices): made dense here.
+            arrays[f"dw{i}"] = np.zeros(value.shape) if g is None else tf.convert_to_tensor(g).numpy()
         else:
             arrays[f"w{i}_after"] = np.asarray(w.numpy(), np.float64)
     record = {
@@ -155,6 +157,10 @@ def cases():
         "zero_padding1d": (L.ZeroPadding1D((1, 2)), (2, 4, 3)),
         "cropping1d": (L.Cropping1D((2, 1)), (2, 7, 3)),
     }
+    out["embedding"] = lambda: case(
+        "embedding", L.Embedding(7, 3), [(2, 5)],
+        inputs=[rng.integers(0, 7, size=(2, 5)).astype("float64")],
+    )
     for name, (layer, shape) in one_d.items():
         out[name] = lambda name=name, layer=layer, shape=shape: case(name, layer, [shape])
     return out

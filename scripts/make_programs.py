@@ -275,6 +275,22 @@ def causal_tcn():
     return keras.Model(inputs, outputs)
 
 
+def text_classification():
+    """keras.io/examples/nlp/text_classification_from_scratch: Embedding, then two
+    strided Conv1D layers and global max pooling (sequences of 500 tokens from a
+    vocabulary of 20000, here 64 from 1000)."""
+    inputs = keras.Input(shape=(64,), dtype="int64")
+    x = layers.Embedding(1000, 32)(inputs)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Conv1D(32, 7, padding="valid", activation="relu", strides=3)(x)
+    x = layers.Conv1D(32, 7, padding="valid", activation="relu", strides=3)(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    predictions = layers.Dense(1, activation="sigmoid", name="predictions")(x)
+    return keras.Model(inputs, predictions)
+
+
 # name: (builder, keras.io example or Keras source it follows)
 PROGRAMS = {
     "mnist_convnet": (mnist_convnet, "keras.io/examples/vision/mnist_convnet"),
@@ -292,6 +308,8 @@ PROGRAMS = {
         timeseries_classification,
         "keras.io/examples/timeseries/timeseries_classification_from_scratch",
     ),
+    "text_classification": (
+        text_classification, "keras.io/examples/nlp/text_classification_from_scratch"),
     "causal_tcn": (causal_tcn, "WaveNet (van den Oord et al.), keras.layers.Conv1D docs"),
 }
 
@@ -307,8 +325,17 @@ def main():
         model = build()
         set_recipe_weights(model)
         shape = tuple(model.inputs[0].shape[1:])
-        x = np.random.default_rng(len(name)).uniform(-1, 1, (2, *shape)).astype(np.float32)
-        y = model.predict(x, verbose=0)
+        data = np.random.default_rng(len(name))
+        if "int" in str(model.inputs[0].dtype):
+            # Token indices, below the first Embedding's vocabulary; stored as float32
+            # (exact), the form convnet reads them in.
+            vocabulary = next(l.input_dim for l in model.layers if hasattr(l, "input_dim"))
+            x = data.integers(0, vocabulary, (2, *shape))
+            y = model.predict(x, verbose=0)
+            x = x.astype(np.float32)
+        else:
+            x = data.uniform(-1, 1, (2, *shape)).astype(np.float32)
+            y = model.predict(x, verbose=0)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"{name}.keras")
             model.save(path)

@@ -308,3 +308,61 @@ fn huge_declared_npy() -> Vec<u8> {
     out.extend_from_slice(&[0u8; 16]);
     out
 }
+
+#[test]
+fn embedding_indices_out_of_range_or_fractional_are_named() {
+    let mut layer = Embedding::new(7, 3).named("tokens");
+    layer.build(&[shape(&[2])], &mut rng_from_seed(1)).unwrap();
+    for bad in [7.0, -1.0, 2.5, f32::NAN] {
+        let x = Tensor::new(vec![1, 2], vec![1.0, bad]).unwrap();
+        let e = layer.apply(&[&x]).unwrap_err().to_string();
+        assert_mentions(
+            &e,
+            &[
+                "'tokens'",
+                "Embedding",
+                &format!("index {bad}"),
+                "input_dim 7",
+            ],
+        );
+    }
+    let x = Tensor::new(vec![1, 2], vec![0.0, 6.0]).unwrap();
+    assert_eq!(layer.apply(&[&x]).unwrap().shape(), &[1, 2, 3]);
+}
+
+#[test]
+fn one_d_configs_name_the_field() {
+    let e = config_error(
+        "Conv1D",
+        json!({"name": "c", "filters": 2, "kernel_size": [3, 3]}),
+    );
+    assert_mentions(&e, &["'c'", "Conv1D", "'kernel_size'"]);
+    let e = config_error(
+        "MaxPooling1D",
+        json!({"name": "p", "pool_size": 2, "interpolation": "x"}),
+    );
+    assert_mentions(
+        &e,
+        &["'p'", "MaxPooling1D", "'interpolation'", "unknown field"],
+    );
+    let e = config_error(
+        "SeparableConv1D",
+        json!({"name": "s", "filters": 2, "kernel_size": 3, "padding": "causal"}),
+    );
+    assert_mentions(&e, &["'s'", "SeparableConv1D", "'padding'"]);
+    let layer = OneD::new(
+        "Conv1D",
+        json!({"name": "c", "filters": 2, "kernel_size": 5}),
+    )
+    .unwrap();
+    let e = layer
+        .output_shape(&[shape(&[3, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'c'", "Conv1D"]);
+    let e = layer
+        .output_shape(&[shape(&[4, 4, 1])])
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'c'", "rank 3"]);
+}

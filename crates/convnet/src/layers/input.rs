@@ -62,11 +62,16 @@ impl InputLayer {
 impl Layer for InputLayer {
     layer_common!("InputLayer");
 
-    /// Keras writes an InputLayer's config without `trainable`, with the dtype as a string.
+    /// Keras writes an InputLayer's config without `trainable`, with the dtype as a string
+    /// (`int64` for the indices an Embedding takes; convnet holds them in f32).
     fn config(&self) -> Value {
+        let dtype = match &self.base.dtype {
+            Value::String(dtype) => dtype.as_str(),
+            _ => "float32",
+        };
         json!({
             "batch_shape": self.batch_shape,
-            "dtype": "float32",
+            "dtype": dtype,
             "sparse": self.sparse,
             "ragged": self.ragged,
             "name": self.base.name,

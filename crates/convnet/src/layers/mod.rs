@@ -140,6 +140,7 @@ mod declare;
 mod dense;
 mod depthwise;
 mod dropout;
+mod embedding;
 mod input;
 mod layer_normalization;
 mod merge;
@@ -161,6 +162,7 @@ pub use declare::Axes;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use input::InputLayer;
 pub use layer_normalization::LayerNormalization;
 pub use merge::{Add, Average, Concatenate, Maximum, Merge, MergeOp, Minimum, Multiply, Subtract};
@@ -674,6 +676,7 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("SeparableConv2D", read!(SeparableConv2D)),
     ("Conv2DTranspose", read!(Conv2DTranspose)),
     ("Dense", read!(Dense)),
+    ("Embedding", read!(Embedding)),
     ("MaxPooling2D", read!(Pooling2D, kind = PoolKind::Max)),
     (
         "AveragePooling2D",
