@@ -140,7 +140,7 @@ def cases():
         "custom_scale_layer", CustomScaleLayer(0.17), [(2, 3, 3, 4), (2, 3, 3, 4)]
     )
     # The 1-D family: strides, dilation, causal padding, groups, depth multipliers.
-    one_d = {
+    single_input = {
         "conv1d": (L.Conv1D(4, 3, strides=2, padding="same", activation="tanh"), (2, 9, 3)),
         "conv1d_causal_dilated": (L.Conv1D(3, 3, padding="causal", dilation_rate=2), (2, 8, 2)),
         "conv1d_groups": (L.Conv1D(4, 2, groups=2, use_bias=False), (2, 6, 4)),
@@ -161,7 +161,23 @@ def cases():
         "embedding", L.Embedding(7, 3), [(2, 5)],
         inputs=[rng.integers(0, 7, size=(2, 5)).astype("float64")],
     )
-    for name, (layer, shape) in one_d.items():
+    single_input.update({
+        "group_normalization": (L.GroupNormalization(groups=2), (2, 3, 3, 4)),
+        "group_normalization_instance": (
+            L.GroupNormalization(groups=4, center=False, epsilon=1e-5), (2, 3, 2, 4)),
+        "group_normalization_sequence": (L.GroupNormalization(groups=3, scale=False), (2, 5, 6)),
+        "unit_normalization": (L.UnitNormalization(), (2, 3, 4)),
+        "unit_normalization_axes": (L.UnitNormalization(axis=[1, 2]), (2, 3, 2, 4)),
+        "permute": (L.Permute((3, 1, 2)), (2, 3, 4, 5)),
+        "permute_swap": (L.Permute((2, 1)), (2, 3, 4)),
+        "repeat_vector": (L.RepeatVector(3), (2, 4)),
+        # Inference: the identity (their training noise is checked in convnet's tests).
+        "spatial_dropout1d": (L.SpatialDropout1D(0.3), (2, 5, 3)),
+        "spatial_dropout2d": (L.SpatialDropout2D(0.3, seed=4), (2, 3, 3, 2)),
+        "gaussian_noise": (L.GaussianNoise(0.2), (2, 3, 4)),
+        "gaussian_dropout": (L.GaussianDropout(0.25), (2, 3, 4)),
+    })
+    for name, (layer, shape) in single_input.items():
         out[name] = lambda name=name, layer=layer, shape=shape: case(name, layer, [shape])
     return out
 

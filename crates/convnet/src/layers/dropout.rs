@@ -172,3 +172,365 @@ fn broadcast(small: &[f32], from: &[usize], to: &[usize]) -> Tensor {
     }
     out
 }
+
+/// Keras's `SpatialDropout1D/2D/3D(rate)`: Dropout of whole channels, the same for
+/// every position of a sample (a mask of shape `(batch, 1, …, 1, channels)`), for
+/// convolutional features whose neighbours are correlated; the identity in inference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpatialDropout {
+    #[serde(skip)]
+    base: LayerBase,
+    /// Keras's `rate`: the fraction of channels dropped, in [0, 1].
+    #[serde(deserialize_with = "declare::unit_interval")]
+    pub rate: f64,
+    /// Keras's `seed`: fixes the masks; default None (drawn from the model's generator).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    data_format: declare::ChannelsLast,
+    /// 1, 2 or 3: the spatial axes of the class.
+    #[serde(skip)]
+    spatial_axes: usize,
+    #[serde(skip)]
+    rng: Option<Rng>,
+}
+
+impl SpatialDropout {
+    /// A SpatialDropout over `spatial_axes` axes (1, 2 or 3, for SpatialDropout1D/2D/3D).
+    pub fn new(spatial_axes: usize, rate: f64) -> Self {
+        let layer: Self = declare::defaults("spatial_dropout", json!({"rate": 0.5}));
+        SpatialDropout { rate, ..layer }.spatial_axes(spatial_axes)
+    }
+
+    /// Sets `seed`, so the masks repeat from run to run (Keras's default None).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self.rng = None;
+        self
+    }
+
+    pub(super) fn spatial_axes(mut self, spatial_axes: usize) -> Self {
+        self.spatial_axes = spatial_axes;
+        if self.base.auto_named {
+            self.base.name = format!("spatial_dropout{spatial_axes}d");
+        }
+        self
+    }
+
+    /// The Dropout this is: one mask value per (sample, channel), carrying the
+    /// generator's state.
+    fn as_dropout(&mut self) -> Dropout {
+        let mut noise = vec![None];
+        noise.extend(std::iter::repeat_n(Some(1), self.spatial_axes));
+        noise.push(None);
+        Dropout {
+            base: self.base.clone(),
+            rate: self.rate,
+            seed: self.seed,
+            noise_shape: Some(noise),
+            rng: self.rng.take(),
+        }
+    }
+}
+
+impl Layer for SpatialDropout {
+    fn class_name(&self) -> &'static str {
+        match self.spatial_axes {
+            1 => "SpatialDropout1D",
+            3 => "SpatialDropout3D",
+            _ => "SpatialDropout2D",
+        }
+    }
+
+    layer_base!();
+
+    /// Keras writes SpatialDropout's config in its own order, without `trainable`, and
+    /// without `data_format` for SpatialDropout1D.
+    fn config(&self) -> serde_json::Value {
+        let mut config = json!({
+            "rate": self.rate,
+            "seed": self.seed,
+            "name": self.base.name,
+            "dtype": self.base.dtype,
+        });
+        if self.spatial_axes != 1 {
+            config["data_format"] = json!(self.data_format);
+        }
+        config
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let shape = single(self, inputs)?;
+        if shape.len() != self.spatial_axes + 2 {
+            return Err(self.shape_error(&format!(
+                "expects input of rank {} (batch, {} spatial axes, channels), got {}",
+                self.spatial_axes + 2,
+                self.spatial_axes,
+                super::format_shape(shape)
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.rate) {
+            return Err(
+                self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate))
+            );
+        }
+        Ok(shape.clone())
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        Ok(())
+    }
+
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        self.output_shape(&[super::shape_of(x)])?;
+        Ok(x.clone())
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
+        self.output_shape(&[super::shape_of(single(self, inputs)?)])?;
+        let mut dropout = self.as_dropout();
+        let out = dropout.forward(inputs, training);
+        self.rng = dropout.rng;
+        out
+    }
+
+    fn backward_impl(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        dweights: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let dropout = Dropout::new(self.rate);
+        dropout.backward_impl(inputs, output, saved, dy, dweights)
+    }
+}
+
+/// Keras's `GaussianNoise(stddev)` and `GaussianDropout(rate)`: in training, noise
+/// added (`x + N(0, stddev²)`) or multiplied (`x · N(1, rate / (1 − rate))`), as a
+/// regulariser; the identity in inference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianNoise {
+    #[serde(skip)]
+    base: LayerBase,
+    /// GaussianNoise's `stddev`: the added noise's standard deviation.
+    #[serde(
+        default,
+        deserialize_with = "opt_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stddev: Option<f64>,
+    /// GaussianDropout's `rate`: sets the multiplied noise's variance, rate / (1 − rate).
+    #[serde(
+        default,
+        deserialize_with = "opt_rate",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rate: Option<f64>,
+    /// Keras's `seed`: fixes the noise; default None (drawn from the model's generator).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(skip)]
+    rng: Option<Rng>,
+}
+
+fn opt_amount<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    declare::non_negative(d).map(Some)
+}
+
+fn opt_rate<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    declare::unit_interval(d).map(Some)
+}
+
+impl GaussianNoise {
+    /// Keras's `GaussianNoise(stddev)`.
+    pub fn additive(stddev: f64) -> Self {
+        GaussianNoise {
+            stddev: Some(stddev),
+            ..declare::defaults("gaussian_noise", json!({}))
+        }
+    }
+
+    /// Keras's `GaussianDropout(rate)`.
+    pub fn multiplicative(rate: f64) -> Self {
+        let mut layer = GaussianNoise {
+            rate: Some(rate),
+            ..declare::defaults("gaussian_dropout", json!({}))
+        };
+        layer.base.name = "gaussian_dropout".into();
+        layer
+    }
+}
+
+impl GaussianNoise {
+    /// Reads GaussianNoise (which takes `stddev`) or GaussianDropout (`rate`).
+    pub(super) fn read(class: &str, config: &serde_json::Value) -> Result<Box<dyn Layer>> {
+        let layer: Self = declare::read_layer(class, config)?;
+        if layer.class_name() != class || layer.stddev.is_some() == layer.rate.is_some() {
+            let field = if class == "GaussianNoise" {
+                "stddev"
+            } else {
+                "rate"
+            };
+            return Err(crate::error::Error::Config {
+                layer: layer.base.name.clone(),
+                class: class.into(),
+                field: field.into(),
+                message: format!("{class} takes `{field}` alone"),
+            });
+        }
+        Ok(Box::new(layer))
+    }
+}
+
+impl Layer for GaussianNoise {
+    fn class_name(&self) -> &'static str {
+        if self.rate.is_some() {
+            "GaussianDropout"
+        } else {
+            "GaussianNoise"
+        }
+    }
+
+    layer_base!();
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        match (self.stddev, self.rate) {
+            (Some(_), None) | (None, Some(_)) => Ok(single(self, inputs)?.clone()),
+            _ => Err(self.shape_error(if self.rate.is_some() {
+                "takes `rate` (GaussianDropout) or `stddev` (GaussianNoise), not both"
+            } else {
+                "needs `stddev`"
+            })),
+        }
+    }
+
+    fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
+        self.output_shape(inputs)?;
+        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        Ok(())
+    }
+
+    fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = *single(self, inputs)?;
+        self.output_shape(&[super::shape_of(x)])?;
+        Ok(x.clone())
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
+        let x = *single(self, inputs)?;
+        self.output_shape(&[super::shape_of(x)])?;
+        let (shift, spread) = match (self.stddev, self.rate) {
+            (Some(stddev), _) => (0.0, stddev),
+            (_, Some(rate)) if rate < 1.0 => (1.0, (rate / (1.0 - rate)).sqrt()),
+            _ => (1.0, 0.0),
+        };
+        if !training || spread == 0.0 {
+            return Ok((x.clone(), Saved::none()));
+        }
+        let seed = self.seed.unwrap_or(0);
+        let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
+        let noise: Vec<f32> = (0..x.len())
+            .map(|_| (shift + spread * rng.sample::<f64, _>(rand_distr::StandardNormal)) as f32)
+            .collect();
+        let mut y = x.clone();
+        if self.stddev.is_some() {
+            y.data_mut()
+                .iter_mut()
+                .zip(&noise)
+                .for_each(|(v, n)| *v += n);
+            return Ok((y, Saved::none()));
+        }
+        y.data_mut()
+            .iter_mut()
+            .zip(&noise)
+            .for_each(|(v, n)| *v *= n);
+        Ok((y, Saved::new(Tensor::new(x.shape().to_vec(), noise)?)))
+    }
+
+    fn backward_impl(
+        &self,
+        _: &[&Tensor],
+        _: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        _: &mut [Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let mut dx = dy.clone();
+        if let (Some(_), Ok(noise)) = (self.rate, saved.get::<Tensor>(self)) {
+            dx.data_mut()
+                .iter_mut()
+                .zip(noise.data())
+                .for_each(|(d, n)| *d *= n);
+        }
+        Ok(vec![dx])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spatial_dropout_drops_whole_channels_and_scales_the_rest() {
+        let mut layer = SpatialDropout::new(2, 0.5).seed(3);
+        let x = Tensor::full([2, 3, 4, 8], 1.0);
+        let (y, saved) = layer.forward(&[&x], true).unwrap();
+        for sample in y.data().chunks(3 * 4 * 8) {
+            let first: Vec<f32> = sample[..8].to_vec();
+            assert!(first.iter().all(|&v| v == 0.0 || v == 2.0), "{first:?}");
+            assert!(sample.chunks(8).all(|pixel| pixel == first.as_slice()));
+        }
+        let dx = layer
+            .backward_impl(&[&x], &y, &saved, &Tensor::full([2, 3, 4, 8], 1.0), &mut [])
+            .unwrap();
+        assert_eq!(dx[0].data(), y.data());
+        assert_eq!(layer.apply(&[&x]).unwrap().data(), x.data());
+    }
+
+    #[test]
+    fn gaussian_noise_and_dropout_have_keras_moments_in_training_only() {
+        let x = Tensor::full([4000], 2.0);
+        let mut noise = GaussianNoise::additive(0.5);
+        noise.seed = Some(1);
+        let (y, _) = noise.forward(&[&x], true).unwrap();
+        let mean = y.data().iter().map(|&v| f64::from(v)).sum::<f64>() / 4000.0;
+        let var = y
+            .data()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / 4000.0;
+        assert!(
+            (mean - 2.0).abs() < 0.05 && (var.sqrt() - 0.5).abs() < 0.03,
+            "{mean} {var}"
+        );
+        let mut dropout = GaussianNoise::multiplicative(0.2);
+        let (y, saved) = dropout.forward(&[&x], true).unwrap();
+        let mean = y.data().iter().map(|&v| f64::from(v)).sum::<f64>() / 4000.0;
+        let var = y
+            .data()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / 4000.0;
+        // x · N(1, 0.2 / 0.8): mean 2, standard deviation 2 · 0.5.
+        assert!(
+            (mean - 2.0).abs() < 0.1 && (var.sqrt() - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+        let dx = dropout
+            .backward_impl(&[&x], &y, &saved, &Tensor::full([4000], 2.0), &mut [])
+            .unwrap();
+        assert_eq!(dx[0].data(), y.data());
+        assert_eq!(dropout.apply(&[&x]).unwrap().data(), x.data());
+    }
+}

@@ -9,7 +9,7 @@ use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
-use crate::kernels::norm::layer::Groups;
+use crate::kernels::norm::layer::{self, Groups};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -179,14 +179,13 @@ impl Layer for LayerNormalization {
         let groups = Groups::new(x.shape(), &self.axes(x.rank())?);
         let (mean, inv_std) = groups.moments(x.data(), self.epsilon);
         let (gamma, beta) = self.affine(groups.size);
+        if !self.rms_scaling {
+            let y = layer::normalize(&groups, x.data(), (&mean, &inv_std), &gamma, &beta);
+            return Tensor::new(x.shape().to_vec(), y);
+        }
         let mut y = x.clone();
         for (i, v) in y.data_mut().iter_mut().enumerate() {
-            let (g, s) = (groups.group[i], groups.slot[i]);
-            *v = if self.rms_scaling {
-                *v * inv_std[g] * gamma[s]
-            } else {
-                (*v - mean[g]) * inv_std[g] * gamma[s] + beta[s]
-            };
+            *v *= inv_std[groups.group[i]] * gamma[groups.slot[i]];
         }
         Ok(y)
     }
@@ -204,46 +203,34 @@ impl Layer for LayerNormalization {
         let (mean, inv_std) = groups.moments(x.data(), self.epsilon);
         let (gamma, _) = self.affine(groups.size);
         let (x, dy) = (x.data(), dy.data());
-        let n = groups.size as f64;
-        let (g_of, s_of) = (&groups.group, &groups.slot);
-        // x̂ is the normalised input (for rms_scaling, x · inv_std), g = dL/dx̂.
-        let x_hat = |i: usize| {
-            let centred = if self.rms_scaling {
-                x[i]
-            } else {
-                x[i] - mean[g_of[i]]
-            };
-            centred * inv_std[g_of[i]]
-        };
-        let grad = |i: usize| dy[i] * gamma[s_of[i]];
         let mut slots = dweights.iter_mut();
-        if self.has_gamma() {
-            let dgamma = slots.next().expect("a gradient per weight").data_mut();
-            (0..x.len()).for_each(|i| dgamma[s_of[i]] += dy[i] * x_hat(i));
+        let dgamma = self
+            .has_gamma()
+            .then(|| slots.next().expect("a gradient per weight").data_mut());
+        if !self.rms_scaling {
+            let dbeta = self
+                .has_beta()
+                .then(|| slots.next().expect("a gradient per weight").data_mut());
+            let dx =
+                layer::normalize_backward(&groups, x, dy, (&mean, &inv_std), &gamma, dgamma, dbeta);
+            return Tensor::new(inputs[0].shape().to_vec(), dx).map(|dx| vec![dx]);
         }
-        if self.has_beta() {
-            let dbeta = slots.next().expect("a gradient per weight").data_mut();
-            (0..x.len()).for_each(|i| dbeta[s_of[i]] += dy[i]);
+        // rms_scaling: y = x·s·γ with s = (var + ε)^-½ (var about the mean), so
+        // dx = g·s − s³·(x − μ)·Σ(g·x)/n, with g = dy·γ.
+        let (g_of, s_of) = (&groups.group, &groups.slot);
+        let grad = |i: usize| dy[i] * gamma[s_of[i]];
+        if let Some(dgamma) = dgamma {
+            (0..x.len()).for_each(|i| dgamma[s_of[i]] += dy[i] * x[i] * inv_std[g_of[i]]);
         }
-        let mut dx = vec![0.0f32; x.len()];
-        if self.rms_scaling {
-            // y = x·s·γ with s = (var + ε)^-½: dx = g·s − s³·(x − μ)·Σ(g·x)/n.
-            let gx = groups.sums(|i| grad(i) * x[i]);
-            for (i, d) in dx.iter_mut().enumerate() {
+        let n = groups.size as f64;
+        let gx = groups.sums(|i| grad(i) * x[i]);
+        let dx: Vec<f32> = (0..x.len())
+            .map(|i| {
                 let (g, s) = (g_of[i], f64::from(inv_std[g_of[i]]));
                 let centred = f64::from(x[i] - mean[g]);
-                *d = (f64::from(grad(i)) * s - s * s * s * centred * gx[g] / n) as f32;
-            }
-        } else {
-            // dx = s·(g − mean(g) − x̂·mean(g·x̂)) per group.
-            let sum_g = groups.sums(grad);
-            let sum_gx = groups.sums(|i| grad(i) * x_hat(i));
-            for (i, d) in dx.iter_mut().enumerate() {
-                let g = g_of[i];
-                let inner = f64::from(grad(i)) - sum_g[g] / n - f64::from(x_hat(i)) * sum_gx[g] / n;
-                *d = (f64::from(inv_std[g]) * inner) as f32;
-            }
-        }
+                (f64::from(grad(i)) * s - s * s * s * centred * gx[g] / n) as f32
+            })
+            .collect();
         Ok(vec![Tensor::new(inputs[0].shape().to_vec(), dx)?])
     }
 }

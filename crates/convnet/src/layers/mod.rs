@@ -141,18 +141,21 @@ mod dense;
 mod depthwise;
 mod dropout;
 mod embedding;
+mod group_normalization;
 mod input;
 mod layer_normalization;
 mod merge;
 mod normalization;
 mod one_d;
 mod ops;
+mod permute;
 mod pooling;
 mod rescaling;
 mod reshape;
 mod scale;
 mod separable;
 mod transpose;
+mod unit_normalization;
 
 pub use crate::kernels::pool::PoolKind;
 pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
@@ -161,14 +164,16 @@ pub use conv::Conv2D;
 pub use declare::Axes;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
-pub use dropout::Dropout;
+pub use dropout::{Dropout, GaussianNoise, SpatialDropout};
 pub use embedding::Embedding;
+pub use group_normalization::GroupNormalization;
 pub use input::InputLayer;
 pub use layer_normalization::LayerNormalization;
 pub use merge::{Add, Average, Concatenate, Maximum, Merge, MergeOp, Minimum, Multiply, Subtract};
 pub use normalization::Normalization;
 pub use one_d::OneD;
 pub use ops::{NumpyOp, OpKind};
+pub use permute::{Permute, RepeatVector};
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D,
     Pooling2D,
@@ -178,6 +183,7 @@ pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D};
 pub use scale::{CustomScaleLayer, LayerScale};
 pub use separable::SeparableConv2D;
 pub use transpose::Conv2DTranspose;
+pub use unit_normalization::UnitNormalization;
 
 use crate::error::{Error, Result};
 use crate::initializers::{Initializer, Rng};
@@ -692,12 +698,21 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ),
     ("BatchNormalization", read!(BatchNormalization)),
     ("LayerNormalization", read!(LayerNormalization)),
+    ("GroupNormalization", read!(GroupNormalization)),
+    ("UnitNormalization", read!(UnitNormalization)),
     ("Normalization", read!(Normalization)),
     ("LayerScale", read!(LayerScale)),
     ("CustomScaleLayer", read!(CustomScaleLayer)),
     ("Dropout", read!(Dropout)),
+    ("SpatialDropout1D", read!(SpatialDropout, spatial_axes = 1)),
+    ("SpatialDropout2D", read!(SpatialDropout, spatial_axes = 2)),
+    ("SpatialDropout3D", read!(SpatialDropout, spatial_axes = 3)),
+    ("GaussianNoise", GaussianNoise::read),
+    ("GaussianDropout", GaussianNoise::read),
     ("Flatten", read!(Flatten)),
     ("Reshape", read!(Reshape)),
+    ("Permute", read!(Permute)),
+    ("RepeatVector", read!(RepeatVector)),
     ("ZeroPadding2D", read!(ZeroPadding2D)),
     ("Cropping2D", read!(Cropping2D)),
     ("UpSampling2D", read!(UpSampling2D)),

@@ -83,3 +83,73 @@ impl Groups {
         sums
     }
 }
+
+impl Groups {
+    /// GroupNormalization's split of a channels-last `shape`: per sample, the channels
+    /// fall into `groups` runs of equal length, each taken with every position; the
+    /// slot is the channel.
+    pub fn channel_groups(shape: &[usize], groups: usize) -> Self {
+        let channels = shape.last().copied().unwrap_or(1);
+        let per_group = channels / groups.max(1);
+        let per_sample: usize = shape[1..].iter().product();
+        let len: usize = shape.iter().product();
+        Groups {
+            group: (0..len)
+                .map(|i| (i / per_sample) * groups + (i % channels) / per_group.max(1))
+                .collect(),
+            slot: (0..len).map(|i| i % channels).collect(),
+            count: shape[0] * groups,
+            size: per_sample / groups.max(1),
+        }
+    }
+}
+
+/// `(x − mean)·inv_std·γ + β` for every element, with its group's statistics and its
+/// slot's γ and β.
+pub fn normalize(
+    groups: &Groups,
+    x: &[f32],
+    (mean, inv_std): (&[f32], &[f32]),
+    gamma: &[f32],
+    beta: &[f32],
+) -> Vec<f32> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (g, s) = (groups.group[i], groups.slot[i]);
+            (v - mean[g]) * inv_std[g] * gamma[s] + beta[s]
+        })
+        .collect()
+}
+
+/// The input gradient of [`normalize`], `inv_std·(g − mean(g) − x̂·mean(g·x̂))` per group
+/// with `g = dy·γ`; adds dL/dγ and dL/dβ (by slot) into the buffers given.
+pub fn normalize_backward(
+    groups: &Groups,
+    x: &[f32],
+    dy: &[f32],
+    (mean, inv_std): (&[f32], &[f32]),
+    gamma: &[f32],
+    dgamma: Option<&mut [f32]>,
+    dbeta: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let (g_of, s_of) = (&groups.group, &groups.slot);
+    let x_hat = |i: usize| (x[i] - mean[g_of[i]]) * inv_std[g_of[i]];
+    let grad = |i: usize| dy[i] * gamma[s_of[i]];
+    if let Some(dgamma) = dgamma {
+        (0..x.len()).for_each(|i| dgamma[s_of[i]] += dy[i] * x_hat(i));
+    }
+    if let Some(dbeta) = dbeta {
+        (0..x.len()).for_each(|i| dbeta[s_of[i]] += dy[i]);
+    }
+    let n = groups.size as f64;
+    let sum_g = groups.sums(grad);
+    let sum_gx = groups.sums(|i| grad(i) * x_hat(i));
+    (0..x.len())
+        .map(|i| {
+            let g = g_of[i];
+            let inner = f64::from(grad(i)) - sum_g[g] / n - f64::from(x_hat(i)) * sum_gx[g] / n;
+            (f64::from(inv_std[g]) * inner) as f32
+        })
+        .collect()
+}
