@@ -176,6 +176,12 @@ def cases():
         "spatial_dropout2d": (L.SpatialDropout2D(0.3, seed=4), (2, 3, 3, 2)),
         "gaussian_noise": (L.GaussianNoise(0.2), (2, 3, 4)),
         "gaussian_dropout": (L.GaussianDropout(0.25), (2, 3, 4)),
+        "random_flip": (L.RandomFlip("horizontal"), (2, 4, 4, 3)),
+        "random_rotation": (L.RandomRotation(0.1, fill_mode="constant"), (2, 4, 4, 3)),
+        "random_translation": (L.RandomTranslation(0.1, (-0.2, 0.3)), (2, 4, 4, 3)),
+        "random_zoom": (L.RandomZoom(0.2, interpolation="nearest"), (2, 4, 4, 3)),
+        "random_contrast": (L.RandomContrast(0.2), (2, 4, 4, 3)),
+        "random_brightness": (L.RandomBrightness((-0.1, 0.2), value_range=(0.0, 1.0)), (2, 4, 4, 3)),
     })
     for name, (layer, shape) in single_input.items():
         out[name] = lambda name=name, layer=layer, shape=shape: case(name, layer, [shape])

@@ -175,10 +175,14 @@ def oxford_pets_unet():
 
 
 def image_classification_from_scratch():
-    """keras.io/examples/vision/image_classification_from_scratch: the small Xception
-    network (Rescaling in front), without its augmentation layers."""
+    """keras.io/examples/vision/image_classification_from_scratch: the augmentation
+    block, then the small Xception network (Rescaling in front)."""
+    data_augmentation = keras.Sequential(
+        [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1)]
+    )
     inputs = keras.Input(shape=(32, 32, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = data_augmentation(inputs)
+    x = layers.Rescaling(1.0 / 255)(x)
     x = layers.Conv2D(32, 3, strides=2, padding="same")(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)

@@ -329,3 +329,27 @@ fn training_with_regularizers_is_refused_naming_the_layer_and_field() {
         }
     }
 }
+
+/// keras.io's augmentation block predicts (the identity, as in Keras); training through
+/// it is refused, naming the layer, until its random transforms are implemented.
+#[test]
+fn training_through_augmentation_is_refused_naming_the_layer() {
+    let case = read_case(PROGRAMS, "image_classification_from_scratch").unwrap();
+    let origin = corpus(PROGRAMS).join("image_classification_from_scratch.zip");
+    let mut model = convnet::io::model_from_config(&case.config, &origin).unwrap();
+    model
+        .compile_named(convnet::train::Optimizer::sgd(0.01), "mse", &[])
+        .unwrap();
+    let e = model
+        .fit(
+            std::slice::from_ref(&case.x),
+            std::slice::from_ref(&case.y),
+            convnet::train::FitOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'random_flip'") && e.contains("RandomFlip") && e.contains("not supported"),
+        "{e}"
+    );
+}

@@ -134,6 +134,7 @@ macro_rules! activation_builders {
 }
 
 mod activation;
+mod augmentation;
 mod batch_normalization;
 mod conv;
 mod declare;
@@ -159,6 +160,10 @@ mod unit_normalization;
 
 pub use crate::kernels::pool::PoolKind;
 pub use activation::{Activation, LeakyReLU, PReLU, ReLU, Softmax};
+pub use augmentation::{
+    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomIntensity, RandomRotation,
+    RandomTranslation, RandomZoom,
+};
 pub use batch_normalization::BatchNormalization;
 pub use conv::Conv2D;
 pub use declare::Axes;
@@ -717,6 +722,15 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("Cropping2D", read!(Cropping2D)),
     ("UpSampling2D", read!(UpSampling2D)),
     ("Rescaling", read!(Rescaling)),
+    ("RandomFlip", read!(RandomFlip)),
+    ("RandomRotation", read!(RandomRotation)),
+    ("RandomTranslation", read!(RandomTranslation)),
+    ("RandomZoom", read!(RandomZoom)),
+    ("RandomContrast", read!(RandomIntensity, brightness = false)),
+    (
+        "RandomBrightness",
+        read!(RandomIntensity, brightness = true),
+    ),
     ("Concatenate", read!(Concatenate)),
     ("Add", read!(Merge, op = MergeOp::Add)),
     ("Subtract", read!(Merge, op = MergeOp::Subtract)),
