@@ -295,6 +295,86 @@ def text_classification():
     return keras.Model(inputs, predictions)
 
 
+def deeplab_v3_plus():
+    """keras.io/examples/vision/deeplabv3_plus: a ResNet50 backbone, dilated spatial
+    pyramid pooling and bilinear upsampling (at 64x64 with 32 filters; `ops.nn.relu` is
+    written as the ReLU layer)."""
+
+    def convolution_block(block_input, num_filters=32, kernel_size=3, dilation_rate=1, use_bias=False):
+        x = layers.Conv2D(
+            num_filters,
+            kernel_size=kernel_size,
+            dilation_rate=dilation_rate,
+            padding="same",
+            use_bias=use_bias,
+            kernel_initializer=keras.initializers.HeNormal(),
+        )(block_input)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    def dilated_spatial_pyramid_pooling(dspp_input):
+        dims = dspp_input.shape
+        x = layers.AveragePooling2D(pool_size=(dims[-3], dims[-2]))(dspp_input)
+        x = convolution_block(x, kernel_size=1, use_bias=True)
+        out_pool = layers.UpSampling2D(
+            size=(dims[-3] // x.shape[1], dims[-2] // x.shape[2]),
+            interpolation="bilinear",
+        )(x)
+        out_1 = convolution_block(dspp_input, kernel_size=1, dilation_rate=1)
+        out_6 = convolution_block(dspp_input, kernel_size=3, dilation_rate=6)
+        out_12 = convolution_block(dspp_input, kernel_size=3, dilation_rate=12)
+        out_18 = convolution_block(dspp_input, kernel_size=3, dilation_rate=18)
+        x = layers.Concatenate(axis=-1)([out_pool, out_1, out_6, out_12, out_18])
+        return convolution_block(x, kernel_size=1)
+
+    image_size, num_classes = 64, 3
+    model_input = keras.Input(shape=(image_size, image_size, 3))
+    resnet50 = keras.applications.ResNet50(
+        weights=None, include_top=False, input_tensor=model_input
+    )
+    x = resnet50.get_layer("conv4_block6_2_relu").output
+    x = dilated_spatial_pyramid_pooling(x)
+    input_a = layers.UpSampling2D(
+        size=(image_size // 4 // x.shape[1], image_size // 4 // x.shape[2]),
+        interpolation="bilinear",
+    )(x)
+    input_b = resnet50.get_layer("conv2_block3_2_relu").output
+    input_b = convolution_block(input_b, num_filters=12, kernel_size=1)
+    x = layers.Concatenate(axis=-1)([input_a, input_b])
+    x = convolution_block(x)
+    x = convolution_block(x)
+    x = layers.UpSampling2D(
+        size=(image_size // x.shape[1], image_size // x.shape[2]),
+        interpolation="bilinear",
+    )(x)
+    model_output = layers.Conv2D(num_classes, kernel_size=(1, 1), padding="same")(x)
+    return keras.Model(inputs=model_input, outputs=model_output)
+
+
+def preprocessing_pipeline():
+    """Keras's preprocessing layers in front of a small CNN: Resizing with
+    crop_to_aspect_ratio, CenterCrop, Rescaling, then GroupNormalization, UnitNormalization,
+    SpatialDropout2D and GaussianNoise, Permute and RepeatVector."""
+    inputs = keras.Input(shape=(40, 48, 3))
+    x = layers.Resizing(36, 36, crop_to_aspect_ratio=True)(inputs)
+    x = layers.CenterCrop(32, 32)(x)
+    x = layers.Rescaling(1.0 / 255)(x)
+    x = layers.Conv2D(16, 3, padding="same")(x)
+    x = layers.GroupNormalization(groups=4)(x)
+    x = layers.Activation("swish")(x)
+    x = layers.SpatialDropout2D(0.1)(x)
+    x = layers.GaussianNoise(0.1)(x)
+    x = layers.MaxPooling2D(4)(x)
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.UnitNormalization()(x)
+    x = layers.RepeatVector(4)(x)
+    x = layers.Conv1D(8, 2)(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(5)(x)
+    return keras.Model(inputs, outputs)
+
+
 # name: (builder, keras.io example or Keras source it follows)
 PROGRAMS = {
     "mnist_convnet": (mnist_convnet, "keras.io/examples/vision/mnist_convnet"),
@@ -314,6 +394,8 @@ PROGRAMS = {
     ),
     "text_classification": (
         text_classification, "keras.io/examples/nlp/text_classification_from_scratch"),
+    "deeplab_v3_plus": (deeplab_v3_plus, "keras.io/examples/vision/deeplabv3_plus"),
+    "preprocessing_pipeline": (preprocessing_pipeline, "keras.io/guides/preprocessing_layers"),
     "causal_tcn": (causal_tcn, "WaveNet (van den Oord et al.), keras.layers.Conv1D docs"),
 }
 

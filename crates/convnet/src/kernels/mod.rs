@@ -13,6 +13,7 @@ pub mod depthwise;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
+pub mod resize;
 pub mod simd;
 
 pub use conv::{ConvGeometry, Padding};

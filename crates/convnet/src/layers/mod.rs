@@ -153,6 +153,7 @@ mod permute;
 mod pooling;
 mod rescaling;
 mod reshape;
+mod resizing;
 mod scale;
 mod separable;
 mod transpose;
@@ -184,7 +185,8 @@ pub use pooling::{
     Pooling2D,
 };
 pub use rescaling::Rescaling;
-pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D};
+pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling, UpSampling2D, ZeroPadding2D};
+pub use resizing::{CenterCrop, ResizeMethod, Resizing};
 pub use scale::{CustomScaleLayer, LayerScale};
 pub use separable::SeparableConv2D;
 pub use transpose::Conv2DTranspose;
@@ -722,6 +724,8 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("Cropping2D", read!(Cropping2D)),
     ("UpSampling2D", read!(UpSampling2D)),
     ("Rescaling", read!(Rescaling)),
+    ("Resizing", read!(Resizing)),
+    ("CenterCrop", read!(CenterCrop)),
     ("RandomFlip", read!(RandomFlip)),
     ("RandomRotation", read!(RandomRotation)),
     ("RandomTranslation", read!(RandomTranslation)),

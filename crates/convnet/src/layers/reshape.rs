@@ -5,6 +5,7 @@ use super::conv::nhwc;
 use super::declare::{self, ChannelsLast};
 use super::{format_shape, infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
+use crate::kernels::resize::{self, Tap};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -324,8 +325,9 @@ impl Layer for Cropping2D {
     }
 }
 
-/// UpSampling2D with nearest-neighbour interpolation: each pixel repeated `size` times
-/// down and across.
+/// UpSampling2D: each pixel repeated `size` times down and across (`nearest`), or the
+/// image resized by that factor with bilinear interpolation (`bilinear`, as
+/// TensorFlow's `tf.image.resize` does it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpSampling2D {
@@ -337,43 +339,47 @@ pub struct UpSampling2D {
     pub size: (usize, usize),
     #[serde(default)]
     data_format: ChannelsLast,
+    /// Keras's `interpolation`: `nearest` (default) or `bilinear`.
     #[serde(default)]
-    interpolation: Nearest,
+    pub interpolation: UpSampling,
 }
 
 fn two_by_two() -> (usize, usize) {
     (2, 2)
 }
 
-/// UpSampling2D's `interpolation`: convnet implements `nearest` only so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Nearest;
-
-impl Serialize for Nearest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str("nearest")
-    }
-}
-
-impl<'de> Deserialize<'de> for Nearest {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "nearest" => Ok(Nearest),
-            other => Err(serde::de::Error::custom(format!(
-                "'{other}' is not supported by convnet yet; only 'nearest' is"
-            ))),
-        }
-    }
+/// UpSampling2D's `interpolation`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpSampling {
+    /// Each pixel repeated, Keras's default.
+    #[default]
+    Nearest,
+    /// Bilinear interpolation with half-pixel centres.
+    Bilinear,
 }
 
 impl UpSampling2D {
     /// An UpSampling2D repeating each pixel `size` times (Keras's default (2, 2)),
-    /// nearest-neighbour.
+    /// nearest-neighbour; its `interpolation` field sets bilinear.
     pub fn new(size: (usize, usize)) -> Self {
         UpSampling2D {
             size,
             ..declare::defaults("up_sampling2d", json!({}))
         }
+    }
+
+    /// The resize of `bilinear` interpolation for an input of `shape`; None for
+    /// `nearest`, which copies pixels instead.
+    fn bilinear_taps(&self, shape: &[usize]) -> Option<([usize; 4], Vec<Tap>, Vec<Tap>)> {
+        let &[n, h, w, c] = shape else { return None };
+        (self.interpolation == UpSampling::Bilinear).then(|| {
+            (
+                [n, h, w, c],
+                resize::bilinear_taps(0, h, h * self.size.0),
+                resize::bilinear_taps(0, w, w * self.size.1),
+            )
+        })
     }
 
     /// Calls `f(input_index, output_index)` for the first channel of every output pixel.
@@ -411,7 +417,11 @@ impl Layer for UpSampling2D {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
-        let mut y = Tensor::zeros(infer(self, &[x])?);
+        let out_shape = infer(self, &[x])?;
+        if let Some((shape, rows, cols)) = self.bilinear_taps(x.shape()) {
+            return Tensor::new(out_shape, resize::resize(x.data(), shape, &rows, &cols));
+        }
+        let mut y = Tensor::zeros(out_shape);
         let c = x.shape()[3];
         let (src, dst) = (x.data(), y.data_mut());
         self.for_each_pixel(x.shape(), |i, o| {
@@ -429,6 +439,10 @@ impl Layer for UpSampling2D {
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = inputs[0];
+        if let Some((shape, rows, cols)) = self.bilinear_taps(x.shape()) {
+            let dx = resize::resize_backward(dy.data(), shape, &rows, &cols);
+            return Ok(vec![Tensor::new(x.shape().to_vec(), dx)?]);
+        }
         let mut dx = x.zeros_like();
         let c = x.shape()[3];
         let (src, dst) = (dy.data(), dx.data_mut());
