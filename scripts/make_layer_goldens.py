@@ -63,13 +63,13 @@ def case(name, layer, input_shapes, training=False, inputs=None, weights=None, p
     for i, (x, t) in enumerate(zip(xs, tensors)):
         arrays[f"x{i}"] = x
         g = tape.gradient(loss, t)  # None for integer indices (Embedding): zeros
-        arrays[f"dx{i}"] = np.zeros(x.shape) if g is None else g.numpy()
+        arrays[f"dx{i}"] = np.zeros(x.shape) if g is None else np.float64(g.numpy())
     for i, (w, value) in enumerate(zip(layer.weights, before)):
         arrays[f"w{i}"] = value
         if w.trainable:
             g = tape.gradient(loss, w.value)
             # Embedding's gradient is sparse (IndexedSlices): made dense here.
-            arrays[f"dw{i}"] = np.zeros(value.shape) if g is None else tf.convert_to_tensor(g).numpy()
+            arrays[f"dw{i}"] = np.zeros(value.shape) if g is None else np.float64(tf.convert_to_tensor(g).numpy())
         else:
             arrays[f"w{i}_after"] = np.asarray(w.numpy(), np.float64)
     record = {
@@ -185,6 +185,23 @@ def cases():
         "resizing_crop_to_aspect_ratio": (L.Resizing(4, 4, crop_to_aspect_ratio=True), (2, 6, 9, 2)),
         "center_crop": (L.CenterCrop(4, 5), (2, 7, 8, 3)),
         "center_crop_smaller_input": (L.CenterCrop(5, 5), (2, 3, 4, 2)),
+        # channels_first, as older files saved for GPUs have it: float32, the only type
+        # TensorFlow's CPU convolutions take in NCHW (the output is cast to float64).
+        "conv2d_channels_first": (
+            L.Conv2D(4, 3, strides=2, padding="same", data_format="channels_first", dtype="float32"), (2, 3, 7, 6)),
+        "separable_conv2d_channels_first": (
+            L.SeparableConv2D(4, 3, depth_multiplier=2, data_format="channels_first", dtype="float32"),
+            (2, 2, 6, 5)),  # filters 4: with filters equal to the output width (3), TF on
+            # the CPU adds the bias along the width, which the NHWC equivalent does not.
+        "conv2d_transpose_channels_first": (
+            L.Conv2DTranspose(2, 3, strides=2, data_format="channels_first", dtype="float32"), (2, 3, 3, 4)),
+        "max_pooling2d_channels_first": (L.MaxPooling2D(data_format="channels_first", dtype="float32"), (2, 3, 6, 4)),
+        "global_average_pooling2d_channels_first": (
+            L.GlobalAveragePooling2D(data_format="channels_first", dtype="float32", keepdims=True), (2, 3, 4, 5)),
+        "flatten_channels_first": (L.Flatten(data_format="channels_first", dtype="float32"), (2, 3, 2, 4)),
+        "up_sampling2d_channels_first": (
+            L.UpSampling2D(2, data_format="channels_first", dtype="float32", interpolation="bilinear"), (2, 3, 2, 3)),
+        "conv1d_channels_first": (L.Conv1D(3, 2, data_format="channels_first", dtype="float32"), (2, 4, 6)),
         "random_flip": (L.RandomFlip("horizontal"), (2, 4, 4, 3)),
         "random_rotation": (L.RandomRotation(0.1, fill_mode="constant"), (2, 4, 4, 3)),
         "random_translation": (L.RandomTranslation(0.1, (-0.2, 0.3)), (2, 4, 4, 3)),

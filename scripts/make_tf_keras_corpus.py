@@ -79,6 +79,17 @@ def regularized():
     return keras.Model(x, y, name="regularized")
 
 
+def channels_first():
+    x = keras.Input((3, 12, 10))
+    y = L.Conv2D(4, 3, padding="same", activation="relu", data_format="channels_first")(x)
+    y = L.BatchNormalization(axis=1)(y)
+    y = L.MaxPooling2D(data_format="channels_first")(y)
+    y = L.DepthwiseConv2D(3, data_format="channels_first")(y)
+    y = L.Flatten(data_format="channels_first")(y)
+    y = L.Dense(3)(y)
+    return keras.Model(x, y, name="channels_first")
+
+
 MODELS = [
     ("sequential_cnn", sequential_cnn, None),
     ("sequential_cnn_compiled", sequential_cnn, ("adam", "sparse_categorical_crossentropy", ["accuracy"])),
@@ -86,6 +97,7 @@ MODELS = [
     ("separable_depthwise", separable_depthwise, None),
     ("mobilenet_v2", mobilenet_v2, ("rmsprop", "categorical_crossentropy", ["accuracy"])),
     ("regularized", regularized, ("sgd", "mse", [])),
+    ("channels_first", channels_first, None),
 ]
 
 corpus = []

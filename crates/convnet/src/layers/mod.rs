@@ -136,6 +136,7 @@ macro_rules! activation_builders {
 mod activation;
 mod augmentation;
 mod batch_normalization;
+mod channels_first;
 mod conv;
 mod declare;
 mod dense;
@@ -166,6 +167,7 @@ pub use augmentation::{
     RandomTranslation, RandomZoom,
 };
 pub use batch_normalization::BatchNormalization;
+pub use channels_first::ChannelsFirst;
 pub use conv::Conv2D;
 pub use declare::Axes;
 pub use dense::Dense;
@@ -767,6 +769,9 @@ pub fn layer_classes() -> impl Iterator<Item = &'static str> {
 
 /// Builds a layer of Keras class `class` from its config object.
 pub fn layer_from_config(class: &str, config: &Value) -> Result<Box<dyn Layer>> {
+    if channels_first::applies(class, config) {
+        return ChannelsFirst::read(class, config);
+    }
     let (_, read) = REGISTRY
         .iter()
         .find(|(name, _)| *name == class)

@@ -46,7 +46,7 @@ impl Permute {
 }
 
 /// `x` with its axes reordered: output axis `a` is input axis `axes[a]`.
-fn transpose(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
+pub(super) fn transpose(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let shape = x.shape();
     let out_shape: Vec<usize> = axes.iter().map(|&a| shape[a]).collect();
     let mut strides = vec![1usize; shape.len()];
