@@ -155,9 +155,15 @@ fn unknown_class_and_fields() {
     assert_mentions(&e, &["'d'", "'kernel_constraint'", "axes"]);
     let e = config_error(
         "Conv2D",
-        json!({"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_first"}),
+        json!({"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_middle"}),
     );
-    assert_mentions(&e, &["'data_format'", "channels_first"]);
+    assert_mentions(&e, &["'c'", "'data_format'", "channels_middle"]);
+    // channels_first is read on the conv, pooling and shape layers; elsewhere refused.
+    let e = config_error(
+        "Resizing",
+        json!({"name": "r", "height": 2, "width": 2, "data_format": "channels_first"}),
+    );
+    assert_mentions(&e, &["'r'", "'data_format'", "channels_first"]);
     let e = config_error(
         "Conv2D",
         json!({"name": "c", "filters": 2, "kernel_size": 3, "padding": "causal"}),
