@@ -814,3 +814,53 @@ fn bench_times_a_model_and_refuses_unknown_workloads() {
     assert_clean_failure(&run(&["bench", "--workload", "W9"]), &["no workload 'W9'"]);
     assert_clean_failure(&run(&["bench", "no-such-model"]), &["no-such-model"]);
 }
+
+/// `convnet summary` and `convnet explain` on every Keras program and application of the
+/// library's corpora, given the config.json Keras wrote: the summary is Keras's.
+#[test]
+fn summary_and_explain_run_on_every_keras_corpus_model() {
+    use std::io::Read;
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../convnet/tests/golden");
+    let dir = scratch("corpus");
+    let mut checked = 0;
+    for corpus in ["programs", "applications"] {
+        let listing: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(golden.join(corpus).join(format!("{corpus}.json"))).unwrap(),
+        )
+        .unwrap();
+        for name in listing.as_object().unwrap().keys() {
+            let archive = std::fs::File::open(golden.join(corpus).join(format!("{name}.zip")));
+            let mut zip = zip::ZipArchive::new(archive.unwrap()).unwrap();
+            let mut member = |file: &str| {
+                let mut text = String::new();
+                zip.by_name(file)
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+                text
+            };
+            let (config, summary) = (member("config.json"), member("summary.txt"));
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, config).unwrap();
+            let out = convnet().arg("summary").arg(&path).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                summary,
+                "{name}: summary"
+            );
+            let out = convnet().arg("explain").arg(&path).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 46, "{checked} models");
+}
