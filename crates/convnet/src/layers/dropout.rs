@@ -79,17 +79,13 @@ impl Layer for Dropout {
     layer_common!("Dropout");
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        if !(0.0..=1.0).contains(&self.rate) {
-            return Err(
-                self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate))
-            );
-        }
+        check_rate(self, self.rate)?;
         Ok(single(self, inputs)?.clone())
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
-        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        self.rng = Some(layer_rng(self.seed, rng));
         Ok(())
     }
 
@@ -143,15 +139,35 @@ impl Layer for Dropout {
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        let mut dx = dy.clone();
-        if let Ok(mask) = saved.get::<Tensor>(self) {
-            dx.data_mut()
-                .iter_mut()
-                .zip(mask.data())
-                .for_each(|(d, m)| *d *= m);
-        }
-        Ok(vec![dx])
+        Ok(vec![times_saved(self, saved, dy)])
     }
+}
+
+/// Checks a dropout `rate`, which must lie in [0, 1].
+fn check_rate(layer: &dyn Layer, rate: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(layer.shape_error(&format!("rate must be between 0 and 1, got {rate}")))
+    }
+}
+
+/// A noise layer's own generator: from its `seed`, else from a draw of the model's.
+fn layer_rng(seed: Option<u64>, rng: &mut Rng) -> Rng {
+    rng_from_seed(seed.unwrap_or_else(|| rng.random()))
+}
+
+/// `dy` times the factors a training forward saved (a dropout mask, multiplied noise);
+/// `dy` itself when it saved none (inference, added noise).
+fn times_saved(layer: &dyn Layer, saved: &Saved, dy: &Tensor) -> Tensor {
+    let mut dx = dy.clone();
+    if let Ok(factors) = saved.get::<Tensor>(layer) {
+        dx.data_mut()
+            .iter_mut()
+            .zip(factors.data())
+            .for_each(|(d, f)| *d *= f);
+    }
+    dx
 }
 
 /// Repeats `small` (of shape `from`, with 1 on the broadcast axes) to shape `to`.
@@ -270,17 +286,13 @@ impl Layer for SpatialDropout {
                 super::format_shape(shape)
             )));
         }
-        if !(0.0..=1.0).contains(&self.rate) {
-            return Err(
-                self.shape_error(&format!("rate must be between 0 and 1, got {}", self.rate))
-            );
-        }
+        check_rate(self, self.rate)?;
         Ok(shape.clone())
     }
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
-        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        self.rng = Some(layer_rng(self.seed, rng));
         Ok(())
     }
 
@@ -300,14 +312,13 @@ impl Layer for SpatialDropout {
 
     fn backward_impl(
         &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
+        _: &[&Tensor],
+        _: &Tensor,
         saved: &Saved,
         dy: &Tensor,
-        dweights: &mut [Tensor],
+        _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        let dropout = Dropout::new(self.rate);
-        dropout.backward_impl(inputs, output, saved, dy, dweights)
+        Ok(vec![times_saved(self, saved, dy)])
     }
 }
 
@@ -415,7 +426,7 @@ impl Layer for GaussianNoise {
 
     fn build(&mut self, inputs: &[Shape], rng: &mut Rng) -> Result<()> {
         self.output_shape(inputs)?;
-        self.rng = Some(rng_from_seed(self.seed.unwrap_or_else(|| rng.random())));
+        self.rng = Some(layer_rng(self.seed, rng));
         Ok(())
     }
 
@@ -464,14 +475,8 @@ impl Layer for GaussianNoise {
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        let mut dx = dy.clone();
-        if let (Some(_), Ok(noise)) = (self.rate, saved.get::<Tensor>(self)) {
-            dx.data_mut()
-                .iter_mut()
-                .zip(noise.data())
-                .for_each(|(d, n)| *d *= n);
-        }
-        Ok(vec![dx])
+        // Added noise saves nothing, so its gradient is dy itself.
+        Ok(vec![times_saved(self, saved, dy)])
     }
 }
 

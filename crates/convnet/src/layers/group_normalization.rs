@@ -79,16 +79,12 @@ impl GroupNormalization {
 
     /// gamma and beta per channel (ones and zeros when absent).
     fn affine(&self, channels: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut weights = self.base.weights.iter();
-        let mut take = |present: bool, absent: f32| match present {
-            true => weights
-                .next()
-                .map_or_else(|| vec![absent; channels], |w| w.value.data().to_vec()),
-            false => vec![absent; channels],
-        };
-        let gamma = take(self.scale, 1.0);
-        let beta = take(self.center, 0.0);
-        (gamma, beta)
+        super::layer_normalization::gamma_beta(
+            &self.base.weights,
+            self.scale,
+            self.center,
+            channels,
+        )
     }
 }
 

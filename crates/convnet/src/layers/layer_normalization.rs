@@ -5,7 +5,7 @@
 //! centred) by √(variance + epsilon) and keeps only gamma, as Keras does.
 
 use super::declare::{self, Axes};
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, Layer, LayerBase, Saved, Shape, Weight};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
@@ -119,20 +119,26 @@ impl LayerNormalization {
 
     /// gamma and beta by slot (ones and zeros when absent).
     fn affine(&self, slots: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut weights = self.base.weights.iter();
-        let gamma = match self.has_gamma() {
-            true => weights.next().map(|w| w.value.data().to_vec()),
-            false => None,
-        };
-        let beta = match self.has_beta() {
-            true => weights.next().map(|w| w.value.data().to_vec()),
-            false => None,
-        };
-        (
-            gamma.unwrap_or_else(|| vec![1.0; slots]),
-            beta.unwrap_or_else(|| vec![0.0; slots]),
-        )
+        gamma_beta(&self.base.weights, self.has_gamma(), self.has_beta(), slots)
     }
+}
+
+/// A normalisation's `gamma` and `beta` (the weights in that order, each present when
+/// its flag is set), or ones and zeros of length `slots` for the absent ones.
+pub(super) fn gamma_beta(
+    weights: &[Weight],
+    gamma: bool,
+    beta: bool,
+    slots: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut weights = weights.iter();
+    let mut take = |present: bool, absent: f32| match present.then(|| weights.next()).flatten() {
+        Some(w) => w.value.data().to_vec(),
+        None => vec![absent; slots],
+    };
+    let gamma = take(gamma, 1.0);
+    let beta = take(beta, 0.0);
+    (gamma, beta)
 }
 
 impl Layer for LayerNormalization {

@@ -189,6 +189,9 @@ pub struct OneD {
     base: LayerBase,
     twin: Box<dyn Layer>,
     causal: bool,
+    /// The zero steps causal padding puts in front, `dilation · (kernel − 1)`: fixed by
+    /// the config, so worked out once rather than from the twin's config at each call.
+    causal_steps: usize,
 }
 
 impl Clone for OneD {
@@ -198,6 +201,7 @@ impl Clone for OneD {
             base: self.base.clone(),
             twin: self.twin.clone_layer(),
             causal: self.causal,
+            causal_steps: self.causal_steps,
         }
     }
 }
@@ -312,11 +316,19 @@ impl OneD {
             },
         )?;
         let base = std::mem::take(twin.base_mut());
+        let causal_steps = if causal {
+            let fields = twin.config_fields();
+            let pair = |key: &str| fields[key].get(1).and_then(Value::as_u64).unwrap_or(1) as usize;
+            pair("dilation_rate") * (pair("kernel_size") - 1)
+        } else {
+            0
+        };
         Ok(OneD {
             class,
             base,
             twin,
             causal,
+            causal_steps,
         })
     }
 
@@ -332,24 +344,10 @@ impl OneD {
         Ok(twin)
     }
 
-    /// The steps of zeros causal padding puts in front.
-    fn causal_steps(&self) -> usize {
-        if !self.causal {
-            return 0;
-        }
-        let pair = |key: &str| {
-            self.twin.config_fields()[key]
-                .get(1)
-                .and_then(Value::as_u64)
-                .unwrap_or(1) as usize
-        };
-        pair("dilation_rate") * (pair("kernel_size") - 1)
-    }
-
     /// `(batch, steps, channels)` → `(batch, 1, steps + causal, channels)`.
     fn twin_input_shape(&self, shape: &Shape) -> Result<Shape> {
         match shape[..] {
-            [n, steps, c] => Ok(vec![n, Some(1), steps.map(|s| s + self.causal_steps()), c]),
+            [n, steps, c] => Ok(vec![n, Some(1), steps.map(|s| s + self.causal_steps), c]),
             _ => Err(self.shape_error(&format!(
                 "expects input of rank 3 (batch, steps, channels), got {}",
                 super::format_shape(shape)
@@ -365,7 +363,7 @@ impl OneD {
                 x.shape()
             )));
         };
-        let front = self.causal_steps();
+        let front = self.causal_steps;
         if front == 0 {
             return x.clone().reshape([n, 1, steps, c]);
         }
@@ -382,7 +380,7 @@ impl OneD {
 
     /// The twin's input gradient back in this layer's input shape.
     fn input_gradient_of_twin(&self, dx: Tensor, shape: &[usize]) -> Result<Tensor> {
-        let front = self.causal_steps();
+        let front = self.causal_steps;
         if front == 0 {
             return dx.reshape(shape);
         }
@@ -476,7 +474,7 @@ impl Layer for OneD {
         let [n, steps, c] = x[..] else { return None };
         self.lent_twin()
             .ok()?
-            .forward_macs(&[vec![n, 1, steps + self.causal_steps(), c]])
+            .forward_macs(&[vec![n, 1, steps + self.causal_steps, c]])
     }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {

@@ -39,8 +39,8 @@ impl UnitNormalization {
         declare::defaults("unit_normalization", json!({}))
     }
 
-    /// The groups of the input and each group's 1/max(‖x‖, 1e-6).
-    fn inverse_norms(&self, x: &Tensor) -> Result<(Groups, Vec<f64>)> {
+    /// The groups of the input and each group's Σx².
+    fn square_sums(&self, x: &Tensor) -> Result<(Groups, Vec<f64>)> {
         let axes = self
             .axis
             .resolve(x.rank())
@@ -48,12 +48,13 @@ impl UnitNormalization {
         let groups = Groups::new(x.shape(), &axes);
         let data = x.data();
         let squares = groups.sums(|i| data[i] * data[i]);
-        let inverse = squares
-            .iter()
-            .map(|s| 1.0 / s.max(MIN_SQUARE_SUM).sqrt())
-            .collect();
-        Ok((groups, inverse))
+        Ok((groups, squares))
     }
+}
+
+/// 1/max(‖x‖, 1e-6), from Σx².
+fn inverse_norm(square_sum: f64) -> f64 {
+    1.0 / square_sum.max(MIN_SQUARE_SUM).sqrt()
 }
 
 impl Layer for UnitNormalization {
@@ -70,7 +71,8 @@ impl Layer for UnitNormalization {
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         infer(self, &[x])?;
-        let (groups, inverse) = self.inverse_norms(x)?;
+        let (groups, squares) = self.square_sums(x)?;
+        let inverse: Vec<f64> = squares.into_iter().map(inverse_norm).collect();
         let mut y = x.clone();
         for (i, v) in y.data_mut().iter_mut().enumerate() {
             *v = (f64::from(*v) * inverse[groups.group[i]]) as f32;
@@ -89,23 +91,18 @@ impl Layer for UnitNormalization {
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let x = *single(self, inputs)?;
-        let (groups, inverse) = self.inverse_norms(x)?;
+        let (groups, squares) = self.square_sums(x)?;
         let (y, dy) = (output.data(), dy.data());
-        let floored = groups
-            .sums(|i| x.data()[i] * x.data()[i])
-            .iter()
-            .map(|&s| s < MIN_SQUARE_SUM)
-            .collect::<Vec<_>>();
         let dot = groups.sums(|i| dy[i] * y[i]);
         let dx: Vec<f32> = (0..y.len())
             .map(|i| {
                 let g = groups.group[i];
-                let projected = if floored[g] {
+                let projected = if squares[g] < MIN_SQUARE_SUM {
                     f64::from(dy[i])
                 } else {
                     f64::from(dy[i]) - f64::from(y[i]) * dot[g]
                 };
-                (inverse[g] * projected) as f32
+                (inverse_norm(squares[g]) * projected) as f32
             })
             .collect();
         Ok(vec![Tensor::new(x.shape().to_vec(), dx)?])
