@@ -29,6 +29,12 @@ def exact(shape, low=-2.0, high=2.0):
     return (np.floor(rng.uniform(low, high, size=shape) * 1024) + 0.5) / 1024
 
 
+def distinct(shape):
+    """Exact values, no two equal."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n / 2 + 0.5) / 1024).reshape(shape)
+
+
 def case(name, layer, input_shapes, training=False, inputs=None, weights=None, positive_weights=()):
     """Builds `layer`, sets exact weights (or `weights`), calls it on exact inputs and
     records y, the gradients of sum(y * r) and any non-trainable weights afterwards."""
@@ -208,7 +214,32 @@ def cases():
         "random_zoom": (L.RandomZoom(0.2, interpolation="nearest"), (2, 4, 4, 3)),
         "random_contrast": (L.RandomContrast(0.2), (2, 4, 4, 3)),
         "random_brightness": (L.RandomBrightness((-0.1, 0.2), value_range=(0.0, 1.0)), (2, 4, 4, 3)),
+        # The 3-D family: strides, dilation, padding, groups, output_padding.
+        "conv3d": (L.Conv3D(4, 3, strides=(1, 2, 1), padding="same", activation="tanh"), (2, 5, 6, 4, 3)),
+        "conv3d_valid_dilated": (L.Conv3D(3, (2, 3, 2), dilation_rate=(2, 1, 2)), (2, 5, 5, 6, 2)),
+        "conv3d_groups": (L.Conv3D(4, 2, groups=2, use_bias=False), (2, 3, 4, 4, 4)),
+        "conv3d_transpose": (L.Conv3DTranspose(3, 3, strides=2, padding="same"), (2, 3, 3, 2, 2)),
+        "conv3d_transpose_output_padding": (
+            L.Conv3DTranspose(2, (3, 2, 3), strides=(2, 2, 3), output_padding=(1, 0, 2)), (2, 2, 3, 2, 3)),
+        "conv3d_channels_first": (
+            L.Conv3D(3, 2, data_format="channels_first", dtype="float32"), (2, 2, 4, 3, 5)),
+        "average_pooling3d": (L.AveragePooling3D((2, 3, 2), strides=1, dtype="float32"), (2, 3, 5, 4, 2)),
+        "average_pooling3d_same": (L.AveragePooling3D(3, strides=2, padding="same", dtype="float32"), (2, 5, 4, 5, 2)),
+        "global_max_pooling3d": (L.GlobalMaxPooling3D(), (2, 3, 4, 2, 3)),
+        "global_average_pooling3d_keepdims": (L.GlobalAveragePooling3D(keepdims=True), (2, 3, 4, 2, 3)),
+        "up_sampling3d": (L.UpSampling3D((2, 1, 3)), (2, 2, 3, 2, 3)),
+        "zero_padding3d": (L.ZeroPadding3D(((1, 2), (0, 1), (2, 0))), (2, 2, 3, 2, 3)),
+        "cropping3d": (L.Cropping3D(((1, 0), (1, 2), 1)), (2, 4, 5, 4, 2)),
     })
+    # Max pooling on distinct values: on a tie TensorFlow's 3-D gradient goes to every
+    # tied input (its 2-D one to the first), so ties would test TensorFlow, not the layer.
+    for name, layer, shape in [
+        ("max_pooling3d", L.MaxPooling3D(dtype="float32"), (2, 4, 5, 4, 3)),
+        ("max_pooling3d_same", L.MaxPooling3D((3, 2, 3), strides=(2, 1, 2), padding="same", dtype="float32"), (2, 5, 4, 5, 2)),
+        ("max_pooling3d_channels_first", L.MaxPooling3D(data_format="channels_first", dtype="float32"), (2, 3, 4, 4, 2)),
+    ]:
+        out[name] = lambda name=name, layer=layer, shape=shape: case(
+            name, layer, [shape], inputs=[distinct(shape)])
     for name, (layer, shape) in single_input.items():
         out[name] = lambda name=name, layer=layer, shape=shape: case(name, layer, [shape])
     return out

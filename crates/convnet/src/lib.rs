@@ -31,6 +31,7 @@ pub mod tensor;
 #[allow(missing_docs)]
 pub mod train;
 mod zipped;
+pub mod applications;
 pub mod zoo;
 
 pub use activations::ActivationFn;

@@ -34,6 +34,15 @@ const CLASSES: &[&str] = &[
     "ZeroPadding1D",
     "ZeroPadding2D",
     "Cropping2D",
+    "Conv3D",
+    "Conv3DTranspose",
+    "MaxPooling3D",
+    "AveragePooling3D",
+    "GlobalMaxPooling3D",
+    "GlobalAveragePooling3D",
+    "UpSampling3D",
+    "ZeroPadding3D",
+    "Cropping3D",
     "Flatten",
 ];
 

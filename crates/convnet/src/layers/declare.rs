@@ -181,6 +181,19 @@ pub(super) fn opt_int_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec
         .ok_or_else(|| D::Error::custom(format!("expected a list of integers, found {v}")))
 }
 
+/// `n` positive integers, given as one integer (used for each) or a list of `n`.
+fn positive_list<const N: usize>(v: &Value) -> Option<[usize; N]> {
+    let items: Vec<i64> = match v {
+        Value::Array(items) => items.iter().map(as_int).collect::<Option<_>>()?,
+        other => vec![as_int(other)?; N],
+    };
+    let items: Vec<usize> = items
+        .into_iter()
+        .map(|i| usize::try_from(i).ok().filter(|&i| i > 0))
+        .collect::<Option<_>>()?;
+    items.try_into().ok()
+}
+
 /// Two positive integers, given as one integer (used for both) or a list of two, as
 /// Keras takes `kernel_size`, `strides`, `pool_size`, …; written as a list of two.
 pub(super) mod pair {
@@ -192,20 +205,12 @@ pub(super) mod pair {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(usize, usize), D::Error> {
         let v = Value::deserialize(d)?;
-        let bad = || {
+        let [a, b] = positive_list::<2>(&v).ok_or_else(|| {
             D::Error::custom(format!(
                 "expected a positive integer or a list of two, found {v}"
             ))
-        };
-        let items: Vec<i64> = match &v {
-            Value::Array(items) => items.iter().map(as_int).collect::<Option<_>>(),
-            other => as_int(other).map(|n| vec![n; 2]),
-        }
-        .ok_or_else(bad)?;
-        match items[..] {
-            [a, b] if a > 0 && b > 0 => Ok((a as usize, b as usize)),
-            _ => Err(bad()),
-        }
+        })?;
+        Ok((a, b))
     }
 
     /// The same for an optional pair, null when absent.
@@ -224,6 +229,21 @@ pub(super) mod pair {
         ) -> Result<Option<(usize, usize)>, D::Error> {
             super::deserialize(d).map(Some)
         }
+    }
+}
+
+/// Three positive integers (depth, rows, columns), given as one integer or a list of
+/// three, as the 3-D layers take `kernel_size`, `strides`, …; written as a list.
+pub(super) mod triple {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[usize; 3], D::Error> {
+        let v = Value::deserialize(d)?;
+        positive_list::<3>(&v).ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a positive integer or a list of three, found {v}"
+            ))
+        })
     }
 }
 

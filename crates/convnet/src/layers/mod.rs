@@ -138,6 +138,7 @@ mod augmentation;
 mod batch_normalization;
 mod channels_first;
 mod conv;
+mod conv3d;
 mod declare;
 mod dense;
 mod depthwise;
@@ -157,6 +158,7 @@ mod reshape;
 mod resizing;
 mod scale;
 mod separable;
+mod three_d;
 mod transpose;
 mod unit_normalization;
 
@@ -169,6 +171,7 @@ pub use augmentation::{
 pub use batch_normalization::BatchNormalization;
 pub use channels_first::ChannelsFirst;
 pub use conv::Conv2D;
+pub use conv3d::{Conv3D, Conv3DTranspose};
 pub use declare::Axes;
 pub use dense::Dense;
 pub use depthwise::DepthwiseConv2D;
@@ -191,6 +194,7 @@ pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling, UpSampling2D, ZeroPa
 pub use resizing::{CenterCrop, ResizeMethod, Resizing};
 pub use scale::{CustomScaleLayer, LayerScale};
 pub use separable::SeparableConv2D;
+pub use three_d::ThreeD;
 pub use transpose::Conv2DTranspose;
 pub use unit_normalization::UnitNormalization;
 
@@ -690,6 +694,8 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("DepthwiseConv2D", read!(DepthwiseConv2D)),
     ("SeparableConv2D", read!(SeparableConv2D)),
     ("Conv2DTranspose", read!(Conv2DTranspose)),
+    ("Conv3D", read!(Conv3D)),
+    ("Conv3DTranspose", read!(Conv3DTranspose)),
     ("Dense", read!(Dense)),
     ("Embedding", read!(Embedding)),
     ("MaxPooling2D", read!(Pooling2D, kind = PoolKind::Max)),
@@ -760,6 +766,13 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("UpSampling1D", OneD::read),
     ("ZeroPadding1D", OneD::read),
     ("Cropping1D", OneD::read),
+    ("MaxPooling3D", ThreeD::read),
+    ("AveragePooling3D", ThreeD::read),
+    ("GlobalMaxPooling3D", ThreeD::read),
+    ("GlobalAveragePooling3D", ThreeD::read),
+    ("UpSampling3D", ThreeD::read),
+    ("ZeroPadding3D", ThreeD::read),
+    ("Cropping3D", ThreeD::read),
 ];
 
 /// The Keras class names convnet implements.

@@ -140,35 +140,14 @@ impl Conv2DTranspose {
     /// Keras's `deconv_output_length` along one axis.
     fn output_len(&self, axis: usize, input: usize) -> Result<usize> {
         let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
-        let (k, s, d) = (
-            pick(self.window().size),
-            pick(self.window().strides),
-            pick(self.window().dilation),
-        );
-        let extent = (k - 1) * d + 1;
-        Ok(
-            match (self.output_padding.map(pick), self.window().padding) {
-                (None, Padding::Valid) => input * s + extent.saturating_sub(s),
-                (None, Padding::Same) => input * s,
-                (Some(op), padding) => {
-                    if op >= s {
-                        return Err(self.shape_error(&format!(
-                            "output_padding {op} must be smaller than the stride {s}"
-                        )));
-                    }
-                    let pad = if padding == Padding::Same {
-                        extent / 2
-                    } else {
-                        0
-                    };
-                    ((input - 1) * s + extent + op)
-                        .checked_sub(2 * pad)
-                        .ok_or_else(|| {
-                            self.shape_error("output_padding gives a negative output size")
-                        })?
-                }
-            },
+        let w = self.window();
+        deconv_output_length(
+            input,
+            (pick(w.size), pick(w.strides), pick(w.dilation)),
+            w.padding,
+            self.output_padding.map(pick),
         )
+        .map_err(|message| self.shape_error(&message))
     }
 
     /// The geometry of the forward convolution from this layer's output (shape `out`)
@@ -226,6 +205,30 @@ impl Conv2DTranspose {
         }
         activation.apply_inplace(&mut y);
         Ok(y)
+    }
+}
+
+/// Keras's `deconv_output_length`: the output length along one axis of a transposed
+/// convolution with this (kernel, stride, dilation), or why `output_padding` cannot be.
+pub(super) fn deconv_output_length(
+    input: usize,
+    (k, s, d): (usize, usize, usize),
+    padding: Padding,
+    output_padding: Option<usize>,
+) -> std::result::Result<usize, String> {
+    let extent = (k - 1) * d + 1;
+    match (output_padding, padding) {
+        (None, Padding::Valid) => Ok(input * s + extent.saturating_sub(s)),
+        (None, Padding::Same) => Ok(input * s),
+        (Some(op), _) if op >= s => Err(format!(
+            "output_padding {op} must be smaller than the stride {s}"
+        )),
+        (Some(op), padding) => {
+            let pad = if padding == Padding::Same { extent / 2 } else { 0 };
+            ((input - 1) * s + extent + op)
+                .checked_sub(2 * pad)
+                .ok_or_else(|| "output_padding gives a negative output size".to_string())
+        }
     }
 }
 

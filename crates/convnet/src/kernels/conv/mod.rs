@@ -18,12 +18,17 @@
 //!
 //! Files: `mod.rs` the shapes ([`ConvGeometry`], [`Padding`]), `im2col.rs` the tiled
 //! route, `winograd.rs` the 3x3 route; both run on the matrix products of `gemm`.
+//! `volume.rs` is 3-D convolution, as a 2-D one over gathered depth taps.
 
 mod im2col;
+mod volume;
 mod winograd;
 
 pub use im2col::{
     conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_with,
+};
+pub use volume::{
+    conv3d_backward_input, conv3d_backward_kernel, conv3d_forward_with, VolumeGeometry,
 };
 
 /// Keras's padding modes. `Same` follows TensorFlow's rule: the output has

@@ -1,0 +1,313 @@
+//! keras.applications in Rust: Keras's own CNNs built layer by layer as Keras 3.15 builds
+//! them with `weights=None` (fresh weights; convnet downloads nothing), with Keras's
+//! arguments, layer names and model names, so that a model built here writes the same
+//! config.json as `keras.applications.ResNet50(weights=None, …)` in a fresh Python
+//! process and takes the same weights file.
+//!
+//! ```no_run
+//! use convnet::applications::{self, Options, Pooling};
+//!
+//! let features = applications::resnet50(&Options {
+//!     include_top: false,
+//!     input_shape: Some(vec![64, 64, 3]),
+//!     pooling: Some(Pooling::Avg),
+//!     ..Options::default()
+//! })?;
+//! # Ok::<(), convnet::Error>(())
+//! ```
+//!
+//! Auto-named layers (the input, MobileNetV2's global pooling, ResNetV2's shortcut
+//! poolings) are numbered per model, as Keras numbers them in a process that has built
+//! nothing else (`input_layer`, not Keras's `input_layer_2` for the third model built).
+
+mod mobilenet_v2;
+mod resnet;
+
+pub use mobilenet_v2::mobilenet_v2;
+pub use resnet::{resnet101, resnet101_v2, resnet152, resnet152_v2, resnet50, resnet50_v2};
+
+use crate::activations::ActivationFn;
+use crate::error::{Error, Result};
+use crate::layers::{Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, InputLayer, Layer};
+use crate::model::{Call, Model, SymbolicTensor};
+use crate::tensor::Tensor;
+
+/// The arguments every keras.applications constructor takes (less `weights`, always
+/// `None` here, and `input_tensor`). [`Options::default`] is Keras's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Keras's `include_top`: the classifier (global average pooling and a Dense of
+    /// `classes`) on top of the convolutional base (default true).
+    pub include_top: bool,
+    /// Keras's `input_shape`, (rows, columns, channels): by default 224x224x3 with the
+    /// top, and (None, None, 3) — any image size — without it. Rows and columns must be
+    /// at least the application's minimum (32 for ResNet and MobileNetV2).
+    pub input_shape: Option<Vec<usize>>,
+    /// Keras's `pooling` on the base when `include_top` is false: `None` keeps the 4-D
+    /// feature map (default); ignored with the top.
+    pub pooling: Option<Pooling>,
+    /// Keras's `classes`: the classifier's units when `include_top` is true (default 1000).
+    pub classes: usize,
+    /// Keras's `classifier_activation`, the classifier's activation (default softmax;
+    /// Keras's `None` is [`ActivationFn::Linear`]).
+    pub classifier_activation: ActivationFn,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            include_top: true,
+            input_shape: None,
+            pooling: None,
+            classes: 1000,
+            classifier_activation: ActivationFn::Softmax,
+        }
+    }
+}
+
+/// Keras's `pooling` argument: global pooling on the convolutional base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// `"avg"`: GlobalAveragePooling2D.
+    Avg,
+    /// `"max"`: GlobalMaxPooling2D.
+    Max,
+}
+
+/// Every application [`by_name`] builds, with a one-line description.
+pub const APPLICATIONS: &[(&str, &str)] = &[
+    (
+        "resnet50",
+        "keras.applications.ResNet50: 50-layer residual network (25.6M parameters at 224x224)",
+    ),
+    (
+        "resnet101",
+        "keras.applications.ResNet101: 101-layer residual network (44.7M parameters)",
+    ),
+    (
+        "resnet152",
+        "keras.applications.ResNet152: 152-layer residual network (60.4M parameters)",
+    ),
+    (
+        "resnet50v2",
+        "keras.applications.ResNet50V2: pre-activation residual network (25.6M parameters)",
+    ),
+    (
+        "resnet101v2",
+        "keras.applications.ResNet101V2: pre-activation residual network (44.7M parameters)",
+    ),
+    (
+        "resnet152v2",
+        "keras.applications.ResNet152V2: pre-activation residual network (60.4M parameters)",
+    ),
+    (
+        "mobilenet_v2",
+        "keras.applications.MobileNetV2 (alpha 1.0): inverted residual blocks (3.5M parameters)",
+    ),
+];
+
+/// An application by its name in [`APPLICATIONS`] (MobileNetV2 with Keras's default
+/// alpha 1.0), with fresh weights.
+pub fn by_name(name: &str, options: &Options) -> Result<Model> {
+    match name {
+        "resnet50" => resnet50(options),
+        "resnet101" => resnet101(options),
+        "resnet152" => resnet152(options),
+        "resnet50v2" => resnet50_v2(options),
+        "resnet101v2" => resnet101_v2(options),
+        "resnet152v2" => resnet152_v2(options),
+        "mobilenet_v2" => mobilenet_v2(options, 1.0),
+        other => Err(Error::invalid(
+            "application",
+            format!(
+                "no application '{other}' (known: {})",
+                APPLICATIONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// The `mode` of Keras's `imagenet_utils.preprocess_input`, which each application's
+/// own `preprocess_input` fixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreprocessMode {
+    /// `"caffe"`: RGB to BGR, then each channel less its ImageNet mean
+    /// (103.939, 116.779, 123.68 in BGR order), without scaling (ResNet).
+    Caffe,
+    /// `"tf"`: scaled to [-1, 1], `x / 127.5 - 1` (MobileNetV2, ResNetV2).
+    Tf,
+    /// `"torch"`: scaled to [0, 1], then each channel less the ImageNet mean
+    /// (0.485, 0.456, 0.406) over its standard deviation (0.229, 0.224, 0.225).
+    Torch,
+}
+
+/// The preprocessing the application `name` (as in [`APPLICATIONS`]) expects, as its
+/// Keras module's `preprocess_input` does it; `None` for an unknown name.
+pub fn preprocess_mode(name: &str) -> Option<PreprocessMode> {
+    match name {
+        "resnet50" | "resnet101" | "resnet152" => Some(PreprocessMode::Caffe),
+        "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" => {
+            Some(PreprocessMode::Tf)
+        }
+        _ => None,
+    }
+}
+
+/// Keras's `imagenet_utils.preprocess_input(x, mode=…)` on channels-last RGB images with
+/// values in [0, 255] (a batch or one image: the last axis is the channels), computed in
+/// f32 as Keras computes it on a float32 array. `caffe` and `torch` need 3 channels.
+pub fn preprocess_input(x: &Tensor, mode: PreprocessMode) -> Result<Tensor> {
+    let channels = x.shape().last().copied().unwrap_or(0);
+    if mode != PreprocessMode::Tf && channels != 3 {
+        return Err(Error::invalid(
+            "x",
+            format!(
+                "preprocess_input in mode {:?} expects RGB images with 3 channels on the \
+                 last axis; received x of shape {:?}",
+                mode,
+                x.shape()
+            ),
+        ));
+    }
+    let mut y = x.clone();
+    match mode {
+        PreprocessMode::Tf => y.map_inplace(|v| v / 127.5 - 1.0),
+        PreprocessMode::Caffe => {
+            const MEAN: [f32; 3] = [103.939, 116.779, 123.68];
+            for pixel in y.data_mut().chunks_exact_mut(3) {
+                pixel.reverse();
+                for (v, mean) in pixel.iter_mut().zip(MEAN) {
+                    *v -= mean;
+                }
+            }
+        }
+        PreprocessMode::Torch => {
+            const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+            const STD: [f32; 3] = [0.229, 0.224, 0.225];
+            for pixel in y.data_mut().chunks_exact_mut(3) {
+                for ((v, mean), std) in pixel.iter_mut().zip(MEAN).zip(STD) {
+                    *v = (*v / 255.0 - mean) / std;
+                }
+            }
+        }
+    }
+    Ok(y)
+}
+
+/// A shape as Python prints the tuple: `(31, 32, 3)`, `(32,)`.
+fn python_tuple(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Keras's `imagenet_utils.obtain_input_shape` for channels-last data and
+/// `weights=None`: the model's input shape (rows and columns `None` when not given
+/// without the top), or Keras's error for a shape that is not three sizes or is smaller
+/// than `min_size`. Zero channels, which Keras builds on, are refused.
+fn obtain_input_shape(
+    options: &Options,
+    default_size: usize,
+    min_size: usize,
+) -> Result<Vec<Option<usize>>> {
+    // Keras tests `if input_shape:`, so an empty shape counts as none given.
+    match options.input_shape.as_deref() {
+        None | Some([]) => Ok(if options.include_top {
+            vec![Some(default_size), Some(default_size), Some(3)]
+        } else {
+            vec![None, None, Some(3)]
+        }),
+        Some(shape) => {
+            let &[rows, cols, channels] = shape else {
+                return Err(Error::invalid(
+                    "input_shape",
+                    format!(
+                        "`input_shape` must be a tuple of three integers; Received: \
+                         input_shape={}",
+                        python_tuple(shape)
+                    ),
+                ));
+            };
+            if rows < min_size || cols < min_size {
+                return Err(Error::invalid(
+                    "input_shape",
+                    format!(
+                        "Input size must be at least {min_size}x{min_size}; Received: \
+                         input_shape={}",
+                        python_tuple(shape)
+                    ),
+                ));
+            }
+            if channels == 0 {
+                return Err(Error::invalid(
+                    "input_shape",
+                    format!(
+                        "The input must have at least 1 channel; Received: input_shape={}",
+                        python_tuple(shape)
+                    ),
+                ));
+            }
+            Ok(vec![Some(rows), Some(cols), Some(channels)])
+        }
+    }
+}
+
+/// Keras's `layers.Input(shape=shape)`, auto-named `input_layer`; `None` sizes are
+/// unknown until the model is called.
+fn input(shape: &[Option<usize>]) -> SymbolicTensor {
+    let mut layer = InputLayer::new(&[]);
+    layer.batch_shape = std::iter::once(None).chain(shape.iter().copied()).collect();
+    layer.call(Vec::<SymbolicTensor>::new())
+}
+
+/// Keras's checks on the classifier arguments: Dense refuses 0 units.
+fn check_classes(options: &Options) -> Result<()> {
+    if options.include_top && options.classes == 0 {
+        return Err(Error::invalid(
+            "classes",
+            "Received an invalid value for `classes` (the units of the `predictions` Dense), \
+             expected a positive integer. Received: classes=0",
+        ));
+    }
+    Ok(())
+}
+
+/// The top every application shares: with `include_top`, global average pooling and
+/// the `predictions` Dense; without it, the optional `pooling`. `avg_name` and
+/// `max_name` are the poolings' names (`None`: auto-named, as MobileNetV2 leaves them).
+fn top(
+    x: &SymbolicTensor,
+    options: &Options,
+    avg_name: Option<&str>,
+    max_name: Option<&str>,
+) -> SymbolicTensor {
+    let named = |layer: crate::layers::GlobalPooling2D, name: Option<&str>| match name {
+        Some(name) => layer.named(name),
+        None => layer,
+    };
+    if options.include_top {
+        let x = named(GlobalAveragePooling2D::new(), avg_name).call(x);
+        Dense::new(options.classes)
+            .activation(options.classifier_activation)
+            .named("predictions")
+            .call(&x)
+    } else {
+        match options.pooling {
+            Some(Pooling::Avg) => named(GlobalAveragePooling2D::new(), avg_name).call(x),
+            Some(Pooling::Max) => named(GlobalMaxPooling2D::new(), max_name).call(x),
+            None => x.clone(),
+        }
+    }
+}
