@@ -118,7 +118,9 @@ pub fn mobilenet_v2(options: &Options, alpha: f64) -> Result<Model> {
     if !alpha.is_finite() {
         return Err(Error::invalid(
             "alpha",
-            format!("`alpha` must be a finite number (the width multiplier); Received: alpha={alpha}"),
+            format!(
+                "`alpha` must be a finite number (the width multiplier); Received: alpha={alpha}"
+            ),
         ));
     }
     check_classes(options)?;

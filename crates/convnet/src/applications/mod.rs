@@ -150,9 +150,7 @@ pub enum PreprocessMode {
 pub fn preprocess_mode(name: &str) -> Option<PreprocessMode> {
     match name {
         "resnet50" | "resnet101" | "resnet152" => Some(PreprocessMode::Caffe),
-        "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" => {
-            Some(PreprocessMode::Tf)
-        }
+        "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" => Some(PreprocessMode::Tf),
         _ => None,
     }
 }

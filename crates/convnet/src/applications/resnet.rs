@@ -6,7 +6,9 @@ use super::{check_classes, input, obtain_input_shape, top, Options};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::kernels::Padding;
-use crate::layers::{Activation, Add, BatchNormalization, Conv2D, Layer, MaxPooling2D, ZeroPadding2D};
+use crate::layers::{
+    Activation, Add, BatchNormalization, Conv2D, Layer, MaxPooling2D, ZeroPadding2D,
+};
 use crate::model::{Call, Model, SymbolicTensor};
 
 /// Keras's `bn_axis` for channels-last data and the epsilon every ResNet uses.
@@ -133,9 +135,7 @@ fn residual_block_v2(
             .call(&preact)
     } else if stride > 1 {
         // Unnamed in Keras: `max_pooling2d`, `max_pooling2d_1`, …
-        MaxPooling2D::new((1, 1))
-            .strides((stride, stride))
-            .call(x)
+        MaxPooling2D::new((1, 1)).strides((stride, stride)).call(x)
     } else {
         x.clone()
     };
@@ -176,7 +176,13 @@ fn stack_v2(
     for i in 2..blocks {
         x = residual_block_v2(&x, filters, 1, false, &format!("{name}_block{i}"));
     }
-    residual_block_v2(&x, filters, stride1, false, &format!("{name}_block{blocks}"))
+    residual_block_v2(
+        &x,
+        filters,
+        stride1,
+        false,
+        &format!("{name}_block{blocks}"),
+    )
 }
 
 /// A V1 ResNet of `blocks` per stack (conv2 to conv5).

@@ -8,6 +8,7 @@
 //! their shape declares, weights must be finite, and every error names the file.
 
 use super::config::{apply_compile_config, compile_config, model_from_config, model_to_config};
+use super::legacy_weights::{self, attr_string};
 use super::weights::{check_finite, load_weights, weight_store};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -43,8 +44,11 @@ impl Model {
         write_atomically(path, |file| file.write_all(&bytes))
     }
 
-    /// Loads weights from a Keras 3 weights file (`.weights.h5`) or the weights of a
-    /// `.keras` file, into a model of the same architecture.
+    /// Loads weights into a model of the same architecture, as Keras's
+    /// `model.load_weights(path)`: from a Keras 3 weights file (`.weights.h5`), the
+    /// weights of a `.keras` file, or a legacy `.h5` (tf.keras 2's `save_weights`, a
+    /// legacy model file, the ImageNet weight files Keras distributes), whose saved
+    /// layers with weights go to the model's in order.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
@@ -53,12 +57,48 @@ impl Model {
         } else {
             bytes
         };
+        if let Some(legacy) = legacy_file(&weights, path)? {
+            let saved = legacy_weights::read_layers(&legacy, path)?;
+            return legacy_weights::load_in_order(self, saved, path);
+        }
         load_weights(self, weights, path).map(|_| ())
+    }
+
+    /// Keras's `model.load_weights(path, by_name=True, skip_mismatch=...)` on a legacy
+    /// `.h5` weight file: each saved layer into the model's layer of the same name (an
+    /// application's ImageNet weights into a model with a new head). With
+    /// `skip_mismatch`, layers whose weights differ in count or shape keep theirs; the
+    /// returned lines say which. Without it they are an error naming the layer.
+    pub fn load_weights_by_name(
+        &mut self,
+        path: impl AsRef<Path>,
+        skip_mismatch: bool,
+    ) -> Result<Vec<String>> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        let file = legacy_file(&bytes, path)?.ok_or_else(|| {
+            Error::file(
+                path,
+                "loading by name reads legacy .h5 weight files (layer_names and weight_names); this is not one",
+            )
+        })?;
+        let saved = legacy_weights::read_layers(&file, path)?;
+        legacy_weights::load_by_name(self, saved, skip_mismatch, path)
     }
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// The HDF5 file in `bytes` when it is in the legacy weight layout.
+fn legacy_file(bytes: &[u8], path: &Path) -> Result<Option<hdf5_pure::File>> {
+    if !bytes.starts_with(HDF5_MAGIC) {
+        return Ok(None);
+    }
+    let file = hdf5_pure::File::from_bytes(bytes.to_vec())
+        .map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
+    Ok(legacy_weights::is_legacy(&file).then_some(file))
+}
 
 /// Loads any model file convnet reads.
 pub fn load_model(path: &Path) -> Result<Model> {
@@ -173,61 +213,8 @@ fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
     let config: Value = serde_json::from_str(&config_text)
         .map_err(|e| Error::file(path, format!("model_config is not valid JSON: {e}")))?;
     let mut model = model_from_config(&config, path)?;
-    let weights_group = file
-        .group("model_weights")
-        .map_err(|e| Error::file(path, format!("model_weights: {e}")))?;
-    let layer_names: Vec<String> = model.layers().map(|l| l.name().to_string()).collect();
-    for name in layer_names {
-        let expected = model.get_layer(&name)?.weights().len();
-        if expected == 0 {
-            continue;
-        }
-        let group = weights_group.group(&name).map_err(|_| {
-            Error::file(
-                path,
-                format!("model_weights has no group for layer '{name}'"),
-            )
-        })?;
-        let attrs = group.attrs().map_err(|e| Error::file(path, e))?;
-        let weight_names = attrs
-            .get("weight_names")
-            .and_then(attr_strings)
-            .unwrap_or_default();
-        if weight_names.len() != expected {
-            return Err(Error::file(
-                path,
-                format!(
-                    "layer '{name}' has {expected} weights but the file lists {}",
-                    weight_names.len()
-                ),
-            ));
-        }
-        let values = weight_names
-            .iter()
-            .map(|w| {
-                let ds = group
-                    .dataset(w)
-                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
-                let shape: Vec<usize> = ds
-                    .shape()
-                    .map_err(|e| Error::file(path, e))?
-                    .iter()
-                    .map(|&d| d as usize)
-                    .collect();
-                let data = ds
-                    .read_f32()
-                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
-                let t = Tensor::new(shape, data)
-                    .map_err(|e| Error::file(path, format!("model_weights/{name}/{w}: {e}")))?;
-                check_finite(&t, path, &format!("weight '{w}' of layer '{name}'"))?;
-                Ok(t)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        model
-            .get_layer_mut(&name)?
-            .set_weights(values)
-            .map_err(|e| Error::file(path, e))?;
-    }
+    let saved = legacy_weights::read_layers(&file, path)?;
+    legacy_weights::load_in_order(&mut model, saved, path)?;
     if let Some(training) = root_attrs.get("training_config").and_then(attr_string) {
         if let Ok(config) = serde_json::from_str::<Value>(&training) {
             // tf.keras's training_config names the optimizer under optimizer_config.
@@ -245,28 +232,6 @@ fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
         }
     }
     Ok(model)
-}
-
-fn attr_string(value: &hdf5_pure::AttrValue) -> Option<String> {
-    use hdf5_pure::AttrValue::*;
-    match value {
-        String(s) | AsciiString(s) | VarLenString(s) | VarLenAsciiString(s) => Some(s.clone()),
-        StringSized { .. } | AsciiStringSized { .. } => None,
-        _ => None,
-    }
-}
-
-fn attr_strings(value: &hdf5_pure::AttrValue) -> Option<Vec<String>> {
-    use hdf5_pure::AttrValue::*;
-    match value {
-        StringArray(v)
-        | AsciiStringArray(v)
-        | VarLenStringArray(v)
-        | VarLenAsciiStringArray(v)
-        | VarLenAsciiCharArray(v) => Some(v.clone()),
-        F64Array(v) if v.is_empty() => Some(vec![]),
-        other => attr_string(other).map(|s| vec![s]),
-    }
 }
 
 /// The config.json convnet writes for `model`: with `"compile_config": null` when it

@@ -2,6 +2,7 @@
 
 mod config;
 mod keras;
+mod legacy_weights;
 mod weights;
 
 pub use crate::zipped::{read_npz, write_npz};
