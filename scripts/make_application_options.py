@@ -1,15 +1,18 @@
 """Writes the references for convnet::applications' options: keras.applications models
 built by Keras 3 with `weights=None` and arguments other than the corpus's (no top with
 avg/max/no pooling, other classes and classifier activations, input shapes left open or
-non-square or grey, MobileNetV2 widths), and Keras's `imagenet_utils.preprocess_input`
-in each mode on a small batch.
+non-square or grey, MobileNet and MobileNetV2 widths, MobileNet's depth multipliers and
+dropout), and Keras's `imagenet_utils.preprocess_input` in each mode on a small batch.
 
     pip install tensorflow-cpu
     python scripts/make_application_options.py crates/convnet/tests/golden/applications/options
+    python scripts/make_application_options.py OUT vgg densenet   # only these files
 
-It writes three files in that folder, each with the `keras_version`:
-- `resnet.json` and `mobilenet_v2.json`: the cases, each with its `application` (the
-  name `convnet::applications::by_name` takes), `alpha` (MobileNetV2), Keras's `args`,
+It writes these files in that folder, each with the `keras_version`:
+- `resnet.json`, `mobilenet_v2.json`, `vgg.json`, `mobilenet.json`, `densenet.json` and
+  `inception.json` (Xception and InceptionV3): the cases, each with its `application`
+  (the name `convnet::applications::by_name` takes), `alpha` (MobileNet and
+  MobileNetV2; MobileNet's `depth_multiplier` and `dropout` are in `args`), Keras's `args`,
   and what Keras built: the model's `name`, `params`, `input_shape` and `output_shape`
   (null for an open size), `layers` (one line per layer in `model.layers` order: name,
   class and output shape, see `layer_line`) and `tail` (the last three layers exactly as
@@ -41,9 +44,37 @@ BUILDERS = {
     "resnet101v2": A.ResNet101V2,
     "resnet152v2": A.ResNet152V2,
     "mobilenet_v2": A.MobileNetV2,
+    "vgg16": A.VGG16,
+    "vgg19": A.VGG19,
+    "mobilenet": A.MobileNet,
+    "densenet121": A.DenseNet121,
+    "densenet169": A.DenseNet169,
+    "densenet201": A.DenseNet201,
+    "xception": A.Xception,
+    "inception_v3": A.InceptionV3,
 }
 
-# (application, alpha or None, keyword arguments besides weights=None)
+# The references file each application's cases go to.
+FAMILY = {
+    "resnet50": "resnet",
+    "resnet101": "resnet",
+    "resnet152": "resnet",
+    "resnet50v2": "resnet",
+    "resnet101v2": "resnet",
+    "resnet152v2": "resnet",
+    "mobilenet_v2": "mobilenet_v2",
+    "vgg16": "vgg",
+    "vgg19": "vgg",
+    "mobilenet": "mobilenet",
+    "densenet121": "densenet",
+    "densenet169": "densenet",
+    "densenet201": "densenet",
+    "xception": "inception",
+    "inception_v3": "inception",
+}
+
+# (application, alpha or None, keyword arguments besides weights=None; MobileNet's
+# depth_multiplier and dropout go in them)
 CASES = [
     ("resnet50", None, dict(include_top=False, pooling="avg", input_shape=(64, 64, 3))),
     ("resnet50", None, dict(include_top=False, pooling="max", input_shape=(32, 32, 3))),
@@ -60,6 +91,40 @@ CASES = [
     ("mobilenet_v2", 1.0, dict()),
     ("mobilenet_v2", 0.75, dict(classes=10, input_shape=(32, 32, 1))),
     ("mobilenet_v2", 1.4, dict(include_top=False, pooling="avg", input_shape=(32, 32, 3))),
+    ("vgg16", None, dict(include_top=False, pooling="avg", input_shape=(64, 64, 3))),
+    ("vgg16", None, dict(include_top=False, pooling="max")),
+    ("vgg16", None, dict(include_top=False)),
+    ("vgg16", None, dict(classes=10, classifier_activation="sigmoid", input_shape=(32, 48, 3))),
+    ("vgg16", None, dict()),
+    ("vgg19", None, dict(classes=10, classifier_activation=None, input_shape=(40, 40, 1))),
+    ("vgg19", None, dict(include_top=False, pooling="avg", input_shape=(37, 33, 3))),
+    ("mobilenet", 1.0, dict()),
+    ("mobilenet", 0.25, dict(include_top=False, pooling="avg", input_shape=(64, 64, 3))),
+    ("mobilenet", 0.5, dict(depth_multiplier=2, classes=10, classifier_activation=None,
+                            input_shape=(33, 35, 3))),
+    ("mobilenet", 0.75, dict(include_top=False)),
+    ("mobilenet", 1.0, dict(dropout=0.5, classes=10, classifier_activation="sigmoid",
+                            input_shape=(128, 128, 3))),
+    ("mobilenet", 1.3, dict(include_top=False, pooling="max", input_shape=(32, 32, 3))),
+    ("mobilenet", 1.0, dict(depth_multiplier=3, classes=10, input_shape=(32, 32, 1))),
+    ("densenet121", None, dict(include_top=False, pooling="avg", input_shape=(64, 64, 3))),
+    ("densenet169", None, dict(include_top=False, pooling="max")),
+    ("densenet201", None, dict(classes=10, classifier_activation="sigmoid",
+                               input_shape=(40, 48, 3))),
+    ("densenet121", None, dict(include_top=False)),
+    ("densenet121", None, dict()),
+    ("densenet121", None, dict(classes=10, input_shape=(32, 32, 1))),
+    ("densenet169", None, dict(classes=10, classifier_activation=None, input_shape=(33, 37, 3))),
+    ("xception", None, dict(include_top=False, pooling="avg", input_shape=(71, 71, 3))),
+    ("xception", None, dict(include_top=False, pooling="max")),
+    ("xception", None, dict(classes=10, classifier_activation="sigmoid", input_shape=(80, 90, 3))),
+    ("xception", None, dict()),
+    ("inception_v3", None, dict(include_top=False, pooling="avg", input_shape=(75, 75, 3))),
+    ("inception_v3", None, dict(include_top=False, pooling="max")),
+    ("inception_v3", None, dict(include_top=False)),
+    ("inception_v3", None, dict(classes=10, classifier_activation=None, input_shape=(80, 99, 3))),
+    ("inception_v3", None, dict()),
+    ("inception_v3", None, dict(classes=10, input_shape=(75, 75, 1))),
 ]
 
 
@@ -112,14 +177,19 @@ def preprocess():
 
 def main():
     out = sys.argv[1]
+    # Optionally only some files: `resnet`, `vgg`, …, `preprocess`.
+    only = set(sys.argv[2:])
     os.makedirs(out, exist_ok=True)
     documents = {}
     for application, alpha, kwargs in CASES:
+        family = FAMILY[application]
+        if only and family not in only:
+            continue
         c = case(application, alpha, kwargs)
         print(application, alpha, kwargs, c["name"], c["params"], flush=True)
-        family = "mobilenet_v2" if application == "mobilenet_v2" else "resnet"
         documents.setdefault(family, []).append(c)
-    documents["preprocess"] = preprocess()
+    if not only or "preprocess" in only:
+        documents["preprocess"] = preprocess()
     for file, content in documents.items():
         with open(os.path.join(out, f"{file}.json"), "w") as f:
             json.dump({"keras_version": keras.__version__, file: content}, f, indent=0)

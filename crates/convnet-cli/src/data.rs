@@ -17,6 +17,8 @@ pub struct Data {
     pub x_train: Tensor,
     pub y_train: Tensor,
     pub test: Option<(Tensor, Tensor)>,
+    /// The class folders' names, for an image folder.
+    pub class_names: Option<Vec<String>>,
 }
 
 fn scaled(mut t: Tensor) -> Tensor {
@@ -30,6 +32,7 @@ fn from_idx(dataset: convnet::data::Dataset, description: String) -> Data {
         x_train: scaled(dataset.x_train),
         y_train: dataset.y_train,
         test: Some((scaled(dataset.x_test), dataset.y_test)),
+        class_names: None,
     }
 }
 
@@ -51,12 +54,14 @@ fn from_npz(path: &str) -> Result<Data, Error> {
             x_train: x,
             y_train: y,
             test: take("x_test").zip(take("y_test")),
+            class_names: None,
         }),
         (_, _, Some(x), Some(y)) => Ok(Data {
             description: format!("{path} (x/y)"),
             x_train: x,
             y_train: y,
             test: None,
+            class_names: None,
         }),
         _ => Err(Error::file(
             path,
@@ -93,6 +98,7 @@ fn from_images(dir: &str, input: &Shape) -> Result<Data, Error> {
         x_train: scaled(x),
         y_train: y,
         test: None,
+        class_names: Some(classes),
     })
 }
 
@@ -121,7 +127,7 @@ pub fn load(data: &str, labels: Option<&Path>, input: &Shape) -> Result<Data, Er
                     y.batch_len()
                 )));
             }
-            Ok(Data { description: format!("{path} with labels {}", labels.display()), x_train: x, y_train: y, test: None })
+            Ok(Data { description: format!("{path} with labels {}", labels.display()), x_train: x, y_train: y, test: None, class_names: None })
         }
         (path, None) if path.ends_with(".npy") => Err(Error::file(path, "an .npy dataset needs its targets: add --labels Y.npy")),
         (other, None) => Err(Error::file(

@@ -131,6 +131,15 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     let mut model = super::models::resolve(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
     println!("Data: {}", data.description);
+    if let Some(names) = &data.class_names {
+        // Kept in the saved model, for `convnet predict --image`.
+        model.set_class_names(names.clone()).map_err(|e| {
+            Error::invalid(
+                "data",
+                format!("the image folder's {} classes do not fit the model: {e}", names.len()),
+            )
+        })?;
+    }
     compile(
         &mut model,
         args.optimizer.as_deref(),

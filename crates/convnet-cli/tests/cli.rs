@@ -864,3 +864,146 @@ fn summary_and_explain_run_on_every_keras_corpus_model() {
     }
     assert!(checked >= 47, "{checked} models");
 }
+
+/// `(class, score)` of each ranked line `  1.    4 [name] 0.218228` of `predict --image`.
+fn ranked(text: &str) -> Vec<(usize, f32)> {
+    text.lines()
+        .filter(|l| l.trim_start().split('.').next().is_some_and(|r| r.parse::<usize>().is_ok()))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (
+                words[1].parse().unwrap(),
+                words.last().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn read_npz(path: &Path, key: &str) -> Tensor {
+    convnet::io::read_npz(path)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn predict_image_reads_resizes_and_preprocesses_as_keras() {
+    let dir = golden("legacy_weights");
+    let out = run_ok(&[
+        "predict",
+        "MobileNetV2(alpha=0.35, classes=5, input_shape=(32, 32, 3))",
+        "--weights",
+        path(&dir.join("mobilenet_v2_035_top5.h5")),
+        "--image",
+        path(&dir.join("mobilenet_v2_035.png")),
+        "--top",
+        "3",
+    ]);
+    let keras = read_npz(&dir.join("mobilenet_v2_035.npz"), "image_scores");
+    let scores = keras.data();
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let got = ranked(&out);
+    assert_eq!(got.len(), 3, "{out}");
+    for ((class, score), want) in got.iter().zip(&order) {
+        assert_eq!(class, want, "{out}");
+        assert!((score - scores[*want]).abs() < 1e-4, "{out}");
+    }
+}
+
+/// `python scripts/make_legacy_weights.py DIR resnet50_imagenet`, then
+/// `CONVNET_LEGACY_WEIGHTS=DIR cargo test --release -p convnet-cli -- --ignored resnet50`.
+#[test]
+#[ignore = "needs the ImageNet-layout ResNet50 file scripts/make_legacy_weights.py writes"]
+fn predict_resnet50_with_imagenet_weights_prints_keras_top_five() {
+    let dir = PathBuf::from(
+        std::env::var_os("CONVNET_LEGACY_WEIGHTS").expect("CONVNET_LEGACY_WEIGHTS names the folder"),
+    );
+    let out = run_ok(&[
+        "predict",
+        "resnet50",
+        "--weights",
+        path(&dir.join("resnet50_weights_tf_dim_ordering_tf_kernels.h5")),
+        "--image",
+        path(&dir.join("resnet50_imagenet.png")),
+        "--top",
+        "5",
+    ]);
+    let npz = dir.join("resnet50_imagenet.npz");
+    let classes = read_npz(&npz, "top_classes");
+    let scores = read_npz(&npz, "top_scores");
+    let got = ranked(&out);
+    assert_eq!(got.len(), 5, "{out}");
+    let names = convnet::applications::imagenet_class_names();
+    for (i, (class, score)) in got.iter().enumerate() {
+        assert_eq!(*class, classes.data()[i] as usize, "{out}");
+        assert!((score - scores.data()[i]).abs() < 1e-4, "{out}");
+        assert!(out.contains(names[*class]), "{out}");
+    }
+}
+
+#[test]
+fn applications_resolve_by_name_and_by_keras_call() {
+    let out = run_ok(&["models"]);
+    assert!(out.contains("resnet50") && out.contains("mobilenet_v2"), "{out}");
+    let out = run_ok(&[
+        "summary",
+        "ResNet50(include_top=False, input_shape=(64, 64, 3), pooling='avg')",
+    ]);
+    assert!(out.contains("Model: \"resnet50\""), "{out}");
+    assert!(out.contains("Total params: 23,587,712"), "{out}");
+    assert!(!out.contains("predictions"), "{out}");
+    let out = run(&["summary", "ResNet50(pooling='mean')"]);
+    assert_clean_failure(&out, &["pooling", "'avg'"]);
+    let out = run(&["summary", "ResNet50(weights='imagenet')"]);
+    assert_clean_failure(&out, &["weights", "--weights"]);
+    let out = run(&["summary", "resnet50(alpha=0.5)"]);
+    assert_clean_failure(&out, &["alpha"]);
+}
+
+#[test]
+fn a_model_trained_on_an_image_folder_keeps_its_class_names() {
+    let dir = scratch("class-folders");
+    for (class, shade) in [("cats", 30u8), ("dogs", 220u8)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..4 {
+            image::GrayImage::from_pixel(8, 8, image::Luma([shade + i]))
+                .save(dir.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let config = dir.join("config.json");
+    let model = convnet::sequential![
+        convnet::Input::new([8, 8, 1]),
+        convnet::layers::Flatten::new(),
+        convnet::layers::Dense::new(2).activation(convnet::ActivationFn::Softmax),
+    ]
+    .unwrap();
+    std::fs::write(&config, convnet::io::config_json(&model).to_string()).unwrap();
+    let trained = dir.join("trained.keras");
+    run_ok(&[
+        "train",
+        path(&config),
+        "--data",
+        path(&dir),
+        "--epochs",
+        "1",
+        "--verbose",
+        "0",
+        "--output",
+        path(&trained),
+    ]);
+    let loaded = convnet::Model::load(&trained).unwrap();
+    assert_eq!(loaded.class_names().unwrap(), ["cats", "dogs"]);
+    let out = run_ok(&[
+        "predict",
+        path(&trained),
+        "--image",
+        path(&dir.join("dogs/0.png")),
+        "--top",
+        "2",
+    ]);
+    assert!(out.contains("cats") && out.contains("dogs"), "{out}");
+}

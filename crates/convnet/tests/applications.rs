@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use convnet::applications::{self, Options, Pooling, PreprocessMode};
+use convnet::applications::{self, MobileNetOptions, Options, Pooling, PreprocessMode};
 use convnet::{ActivationFn, Error, Model, Tensor};
 use serde_json::Value;
 
@@ -90,10 +90,11 @@ fn first_difference(ours: &Value, theirs: &Value, path: &str) -> Option<String> 
 
 /// What convnet's writer leaves out or adds around a layer of a model built in code,
 /// which Keras reads either way: Keras writes no `build_config` for the layers without a
-/// `build` of their own (Activation, ReLU, the poolings) and records `"mask": null` in
-/// the call kwargs of the layers whose `call` takes a mask (BatchNormalization); convnet
-/// writes a build config for every layer and empty kwargs. Both are taken out of the
-/// comparison here (a `build_config` Keras does write must still be equal).
+/// `build` of their own (Activation, ReLU, the poolings, Dropout, …), records
+/// `"mask": null` in the call kwargs of the layers whose `call` takes a mask
+/// (BatchNormalization) and `"training": false` in those of Dropout; convnet writes a
+/// build config for every layer and empty kwargs. These are taken out of the comparison
+/// here (a `build_config` Keras does write must still be equal).
 fn without_writer_differences(ours: &Value, theirs: &Value) -> (Value, Value) {
     let (mut ours, mut theirs) = (ours.clone(), theirs.clone());
     if theirs.get("build_config").is_none() {
@@ -105,6 +106,11 @@ fn without_writer_differences(ours: &Value, theirs: &Value) -> (Value, Value) {
                 node["kwargs"]
                     .as_object_mut()
                     .map(|k| k.shift_remove("mask"));
+            }
+            if node["kwargs"]["training"] == Value::Bool(false) {
+                node["kwargs"]
+                    .as_object_mut()
+                    .map(|k| k.shift_remove("training"));
             }
         }
     }
@@ -344,6 +350,61 @@ fn every_resnet_builds_as_keras_builds_it() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Checks each `(name, predict)` against the corpus, reporting every failure.
+fn check_corpus_all(cases: &[(&str, bool)]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|&(name, predict)| {
+            check_corpus(name, predict)
+                .err()
+                .map(|e| format!("{name}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn vgg_builds_as_keras_builds_it() {
+    check_corpus_all(&[("vgg16", true), ("vgg19", false)]);
+}
+
+#[test]
+fn mobilenet_builds_as_keras_builds_it() {
+    check_corpus_all(&[("mobilenet", true)]);
+}
+
+#[test]
+fn every_densenet_builds_as_keras_builds_it() {
+    check_corpus_all(&[
+        ("densenet121", true),
+        ("densenet169", false),
+        ("densenet201", false),
+    ]);
+}
+
+#[test]
+fn xception_and_inception_v3_build_as_keras_builds_them() {
+    check_corpus_all(&[("xception", true), ("inception_v3", true)]);
+}
+
+#[test]
+fn efficientnet_b0_builds_as_keras_builds_it() {
+    check_corpus_all(&[("efficientnet_b0", true)]);
+}
+
+#[test]
+fn every_efficientnet_builds_as_keras_builds_it() {
+    check_corpus_all(&[
+        ("efficientnet_b1", false),
+        ("efficientnet_b2", false),
+        ("efficientnet_b3", true),
+        ("efficientnet_b4", false),
+        ("efficientnet_b5", false),
+        ("efficientnet_b6", false),
+        ("efficientnet_b7", false),
+    ]);
+}
+
 #[test]
 fn every_application_is_listed_and_in_the_corpus() {
     let listing = read_json("applications.json");
@@ -367,7 +428,20 @@ fn every_application_is_listed_and_in_the_corpus() {
         applications::preprocess_mode("resnet50v2"),
         Some(PreprocessMode::Tf)
     );
-    assert_eq!(applications::preprocess_mode("vgg16"), None);
+    for (name, mode) in [
+        ("vgg16", PreprocessMode::Caffe),
+        ("vgg19", PreprocessMode::Caffe),
+        ("mobilenet", PreprocessMode::Tf),
+        ("densenet121", PreprocessMode::Torch),
+        ("densenet201", PreprocessMode::Torch),
+        ("xception", PreprocessMode::Tf),
+        ("inception_v3", PreprocessMode::Tf),
+        ("efficientnet_b0", PreprocessMode::Identity),
+        ("efficientnet_b7", PreprocessMode::Identity),
+    ] {
+        assert_eq!(applications::preprocess_mode(name), Some(mode), "{name}");
+    }
+    assert_eq!(applications::preprocess_mode("nasnet_mobile"), None);
 }
 
 // ---------------------------------------------------------------------------------
@@ -412,9 +486,23 @@ fn layer_line(name: &str, class: &str, shape: &[Option<usize>]) -> String {
 fn check_options_case(case: &Value) -> Result<(), String> {
     let options = options_of(&case["args"]);
     let application = case["application"].as_str().unwrap();
-    let model = match case["alpha"].as_f64() {
-        Some(alpha) => applications::mobilenet_v2(&options, alpha),
-        None => applications::by_name(application, &options),
+    let args = &case["args"];
+    let model = match (application, case["alpha"].as_f64()) {
+        ("mobilenet", Some(alpha)) => {
+            let defaults = MobileNetOptions::default();
+            applications::mobilenet(
+                &options,
+                &MobileNetOptions {
+                    alpha,
+                    depth_multiplier: args["depth_multiplier"]
+                        .as_u64()
+                        .map_or(defaults.depth_multiplier, |d| d as usize),
+                    dropout: args["dropout"].as_f64().unwrap_or(defaults.dropout),
+                },
+            )
+        }
+        (_, Some(alpha)) => applications::mobilenet_v2(&options, alpha),
+        (_, None) => applications::by_name(application, &options),
     }
     .map_err(|e| e.to_string())?;
     let expect = |what: &str, ours: Value, theirs: &Value| {
@@ -489,6 +577,26 @@ fn mobilenet_v2_options_build_as_keras_builds_them() {
 }
 
 #[test]
+fn vgg_options_build_as_keras_builds_them() {
+    check_options("vgg");
+}
+
+#[test]
+fn mobilenet_options_build_as_keras_builds_them() {
+    check_options("mobilenet");
+}
+
+#[test]
+fn densenet_options_build_as_keras_builds_them() {
+    check_options("densenet");
+}
+
+#[test]
+fn xception_and_inception_v3_options_build_as_keras_builds_them() {
+    check_options("inception");
+}
+
+#[test]
 fn an_open_input_shape_takes_any_image_size() {
     let model = applications::resnet50(&Options {
         include_top: false,
@@ -525,6 +633,10 @@ fn preprocess_input_computes_as_keras() {
             );
         }
     }
+    // EfficientNet's preprocess_input is the identity, on any number of channels.
+    let grey = Tensor::new(vec![1, 1, 2, 1], vec![0.0, 255.0]).unwrap();
+    let y = applications::preprocess_input(&grey, PreprocessMode::Identity).unwrap();
+    assert_eq!(y, grey);
     // One image (no batch axis) works too.
     let image = Tensor::full([2, 2, 3], 255.0);
     let y = applications::preprocess_input(&image, PreprocessMode::Tf).unwrap();
@@ -618,4 +730,72 @@ fn one_channel_builds_as_keras_builds_it() {
     .unwrap();
     // keras.applications.ResNet50(weights=None, input_shape=(32, 32, 1)).count_params()
     assert_eq!(model.count_params(), 25_630_440);
+}
+
+/// Xception's and InceptionV3's minimum sizes, MobileNet's own arguments.
+#[test]
+fn new_applications_refuse_invalid_arguments_by_name() {
+    let shaped = |shape: &[usize]| Options {
+        input_shape: Some(shape.to_vec()),
+        ..Options::default()
+    };
+    let (argument, message) = invalid(applications::xception(&shaped(&[70, 71, 3])));
+    assert_eq!(argument, "input_shape");
+    assert_eq!(
+        message,
+        "Input size must be at least 71x71; Received: input_shape=(70, 71, 3)"
+    );
+    let (argument, message) = invalid(applications::inception_v3(&shaped(&[75, 74, 3])));
+    assert_eq!(argument, "input_shape");
+    assert_eq!(
+        message,
+        "Input size must be at least 75x75; Received: input_shape=(75, 74, 3)"
+    );
+    for name in ["vgg16", "densenet121", "mobilenet"] {
+        let (argument, _) = invalid(applications::by_name(name, &shaped(&[31, 32, 3])));
+        assert_eq!(argument, "input_shape", "{name}");
+        let (argument, _) = invalid(applications::by_name(
+            name,
+            &Options {
+                classes: 0,
+                ..shaped(&[32, 32, 3])
+            },
+        ));
+        assert_eq!(argument, "classes", "{name}");
+    }
+    let mobilenet = |args: MobileNetOptions| applications::mobilenet(&shaped(&[32, 32, 3]), &args);
+    for (args, name) in [
+        (
+            MobileNetOptions {
+                alpha: f64::NAN,
+                ..MobileNetOptions::default()
+            },
+            "alpha",
+        ),
+        (
+            MobileNetOptions {
+                alpha: 0.01,
+                ..MobileNetOptions::default()
+            },
+            "alpha",
+        ),
+        (
+            MobileNetOptions {
+                depth_multiplier: 0,
+                ..MobileNetOptions::default()
+            },
+            "depth_multiplier",
+        ),
+        (
+            MobileNetOptions {
+                dropout: 1.5,
+                ..MobileNetOptions::default()
+            },
+            "dropout",
+        ),
+    ] {
+        let (argument, message) = invalid(mobilenet(args));
+        assert_eq!(argument, name);
+        assert!(message.contains(name), "{message}");
+    }
 }

@@ -114,3 +114,13 @@ fn a_legacy_file_for_another_architecture_is_refused_naming_what_differs() {
     let error = resnet.load_weights_by_name(&file, false).unwrap_err().to_string();
     assert!(error.contains("'predictions'"), "{error}");
 }
+
+#[cfg(feature = "images")]
+#[test]
+fn load_img_resizes_as_keras_and_pillow_do() {
+    let arrays = convnet::io::read_npz(golden("mobilenet_v2_035.npz")).unwrap();
+    let want = &arrays.iter().find(|(k, _)| k == "image_35x42").unwrap().1;
+    let got = convnet::data::load_img(golden("mobilenet_v2_035.png"), Some((35, 42)), 3).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert_eq!(got.data(), want.data());
+}

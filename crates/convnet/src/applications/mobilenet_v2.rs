@@ -9,7 +9,7 @@ use crate::model::{Call, Model, SymbolicTensor};
 
 /// Keras's `_make_divisible(v, divisor)`: `v` rounded to a multiple of `divisor` (at
 /// least `divisor`), never more than 10% below `v`; Python's arithmetic, in f64.
-fn make_divisible(v: f64, divisor: i64) -> usize {
+pub(super) fn make_divisible(v: f64, divisor: i64) -> usize {
     // Python's int() truncates; its // floors.
     let rounded = ((v + divisor as f64 / 2.0).trunc() as i64).div_euclid(divisor) * divisor;
     let mut new_v = divisor.max(rounded);
@@ -34,7 +34,7 @@ fn relu6(name: &str) -> ReLU {
 
 /// Keras's `correct_pad(x, 3)` for channels-last data: the ZeroPadding2D before a
 /// strided 3x3 depthwise convolution.
-fn correct_pad(x: &SymbolicTensor, kernel: usize) -> Result<[[usize; 2]; 2]> {
+pub(super) fn correct_pad(x: &SymbolicTensor, kernel: usize) -> Result<[[usize; 2]; 2]> {
     let shape = x.shape()?;
     let correct = kernel / 2;
     let adjust = |d: Option<usize>| d.map_or(1, |d| 1 - d % 2);
@@ -172,6 +172,6 @@ pub fn mobilenet_v2(options: &Options, alpha: f64) -> Result<Model> {
         .call(&x);
     let x = batch_norm("Conv_1_bn").call(&x);
     let x = relu6("out_relu").call(&x);
-    let y = top(&x, options, None, None);
+    let y = top(&x, options, None, None, None);
     Ok(Model::new(&img_input, &y)?.named(&format!("mobilenetv2_{alpha:.2}_{rows}")))
 }

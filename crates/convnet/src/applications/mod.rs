@@ -20,11 +20,30 @@
 //! poolings) are numbered per model, as Keras numbers them in a process that has built
 //! nothing else (`input_layer`, not Keras's `input_layer_2` for the third model built).
 
+mod densenet;
+mod efficientnet;
+mod imagenet;
+mod inception_v3;
+mod mobilenet;
 mod mobilenet_v2;
 mod resnet;
+mod vgg;
+mod xception;
 
+pub use imagenet::{
+    decode_predictions, imagenet_class_names, top_classes, Decoded, IMAGENET_CLASSES,
+};
+pub use densenet::{densenet121, densenet169, densenet201};
+pub use efficientnet::{
+    efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
+    efficientnet_b5, efficientnet_b6, efficientnet_b7,
+};
+pub use inception_v3::inception_v3;
+pub use mobilenet::{mobilenet, MobileNetOptions};
 pub use mobilenet_v2::mobilenet_v2;
 pub use resnet::{resnet101, resnet101_v2, resnet152, resnet152_v2, resnet50, resnet50_v2};
+pub use vgg::{vgg16, vgg19};
+pub use xception::xception;
 
 use crate::activations::ActivationFn;
 use crate::error::{Error, Result};
@@ -104,10 +123,74 @@ pub const APPLICATIONS: &[(&str, &str)] = &[
         "mobilenet_v2",
         "keras.applications.MobileNetV2 (alpha 1.0): inverted residual blocks (3.5M parameters)",
     ),
+    (
+        "vgg16",
+        "keras.applications.VGG16: 16 layers of 3x3 convolutions and Dense (138.4M parameters)",
+    ),
+    (
+        "vgg19",
+        "keras.applications.VGG19: 19 layers of 3x3 convolutions and Dense (143.7M parameters)",
+    ),
+    (
+        "mobilenet",
+        "keras.applications.MobileNet (alpha 1.0): depthwise separable convolutions (4.3M parameters)",
+    ),
+    (
+        "densenet121",
+        "keras.applications.DenseNet121: densely connected blocks (8.1M parameters)",
+    ),
+    (
+        "densenet169",
+        "keras.applications.DenseNet169: densely connected blocks (14.3M parameters)",
+    ),
+    (
+        "densenet201",
+        "keras.applications.DenseNet201: densely connected blocks (20.2M parameters)",
+    ),
+    (
+        "xception",
+        "keras.applications.Xception: depthwise separable residual network (22.9M parameters at 299x299, at least 71x71)",
+    ),
+    (
+        "inception_v3",
+        "keras.applications.InceptionV3: Inception modules (23.9M parameters at 299x299, at least 75x75)",
+    ),
+    (
+        "efficientnet_b0",
+        "keras.applications.EfficientNetB0: MBConv blocks, own rescaling (5.3M parameters at 224x224)",
+    ),
+    (
+        "efficientnet_b1",
+        "keras.applications.EfficientNetB1: MBConv blocks, own rescaling (7.9M parameters at 240x240)",
+    ),
+    (
+        "efficientnet_b2",
+        "keras.applications.EfficientNetB2: MBConv blocks, own rescaling (9.2M parameters at 260x260)",
+    ),
+    (
+        "efficientnet_b3",
+        "keras.applications.EfficientNetB3: MBConv blocks, own rescaling (12.3M parameters at 300x300)",
+    ),
+    (
+        "efficientnet_b4",
+        "keras.applications.EfficientNetB4: MBConv blocks, own rescaling (19.5M parameters at 380x380)",
+    ),
+    (
+        "efficientnet_b5",
+        "keras.applications.EfficientNetB5: MBConv blocks, own rescaling (30.6M parameters at 456x456)",
+    ),
+    (
+        "efficientnet_b6",
+        "keras.applications.EfficientNetB6: MBConv blocks, own rescaling (43.3M parameters at 528x528)",
+    ),
+    (
+        "efficientnet_b7",
+        "keras.applications.EfficientNetB7: MBConv blocks, own rescaling (66.7M parameters at 600x600)",
+    ),
 ];
 
-/// An application by its name in [`APPLICATIONS`] (MobileNetV2 with Keras's default
-/// alpha 1.0), with fresh weights.
+/// An application by its name in [`APPLICATIONS`] (MobileNet and MobileNetV2 with Keras's
+/// default alpha, depth multiplier and dropout), with fresh weights.
 pub fn by_name(name: &str, options: &Options) -> Result<Model> {
     match name {
         "resnet50" => resnet50(options),
@@ -117,6 +200,22 @@ pub fn by_name(name: &str, options: &Options) -> Result<Model> {
         "resnet101v2" => resnet101_v2(options),
         "resnet152v2" => resnet152_v2(options),
         "mobilenet_v2" => mobilenet_v2(options, 1.0),
+        "vgg16" => vgg16(options),
+        "vgg19" => vgg19(options),
+        "mobilenet" => mobilenet(options, &MobileNetOptions::default()),
+        "densenet121" => densenet121(options),
+        "densenet169" => densenet169(options),
+        "densenet201" => densenet201(options),
+        "xception" => xception(options),
+        "inception_v3" => inception_v3(options),
+        "efficientnet_b0" => efficientnet_b0(options),
+        "efficientnet_b1" => efficientnet_b1(options),
+        "efficientnet_b2" => efficientnet_b2(options),
+        "efficientnet_b3" => efficientnet_b3(options),
+        "efficientnet_b4" => efficientnet_b4(options),
+        "efficientnet_b5" => efficientnet_b5(options),
+        "efficientnet_b6" => efficientnet_b6(options),
+        "efficientnet_b7" => efficientnet_b7(options),
         other => Err(Error::invalid(
             "application",
             format!(
@@ -136,31 +235,44 @@ pub fn by_name(name: &str, options: &Options) -> Result<Model> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PreprocessMode {
     /// `"caffe"`: RGB to BGR, then each channel less its ImageNet mean
-    /// (103.939, 116.779, 123.68 in BGR order), without scaling (ResNet).
+    /// (103.939, 116.779, 123.68 in BGR order), without scaling (ResNet, VGG).
     Caffe,
-    /// `"tf"`: scaled to [-1, 1], `x / 127.5 - 1` (MobileNetV2, ResNetV2).
+    /// `"tf"`: scaled to [-1, 1], `x / 127.5 - 1` (MobileNet, MobileNetV2, ResNetV2,
+    /// Xception, InceptionV3).
     Tf,
     /// `"torch"`: scaled to [0, 1], then each channel less the ImageNet mean
-    /// (0.485, 0.456, 0.406) over its standard deviation (0.229, 0.224, 0.225).
+    /// (0.485, 0.456, 0.406) over its standard deviation (0.229, 0.224, 0.225)
+    /// (DenseNet).
     Torch,
+    /// No preprocessing: EfficientNet's `preprocess_input` returns its input unchanged,
+    /// since the model rescales and normalises pixels in [0, 255] itself (its Rescaling
+    /// and Normalization layers). Not a mode of Keras's `imagenet_utils`.
+    Identity,
 }
 
 /// The preprocessing the application `name` (as in [`APPLICATIONS`]) expects, as its
 /// Keras module's `preprocess_input` does it; `None` for an unknown name.
 pub fn preprocess_mode(name: &str) -> Option<PreprocessMode> {
     match name {
-        "resnet50" | "resnet101" | "resnet152" => Some(PreprocessMode::Caffe),
-        "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" => Some(PreprocessMode::Tf),
+        "resnet50" | "resnet101" | "resnet152" | "vgg16" | "vgg19" => Some(PreprocessMode::Caffe),
+        "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" | "mobilenet"
+        | "xception" | "inception_v3" => Some(PreprocessMode::Tf),
+        "densenet121" | "densenet169" | "densenet201" => Some(PreprocessMode::Torch),
+        "efficientnet_b0" | "efficientnet_b1" | "efficientnet_b2" | "efficientnet_b3"
+        | "efficientnet_b4" | "efficientnet_b5" | "efficientnet_b6" | "efficientnet_b7" => {
+            Some(PreprocessMode::Identity)
+        }
         _ => None,
     }
 }
 
 /// Keras's `imagenet_utils.preprocess_input(x, mode=…)` on channels-last RGB images with
 /// values in [0, 255] (a batch or one image: the last axis is the channels), computed in
-/// f32 as Keras computes it on a float32 array. `caffe` and `torch` need 3 channels.
+/// f32 as Keras computes it on a float32 array (for [`PreprocessMode::Identity`], a
+/// copy of `x`). `caffe` and `torch` need 3 channels.
 pub fn preprocess_input(x: &Tensor, mode: PreprocessMode) -> Result<Tensor> {
     let channels = x.shape().last().copied().unwrap_or(0);
-    if mode != PreprocessMode::Tf && channels != 3 {
+    if matches!(mode, PreprocessMode::Caffe | PreprocessMode::Torch) && channels != 3 {
         return Err(Error::invalid(
             "x",
             format!(
@@ -173,6 +285,7 @@ pub fn preprocess_input(x: &Tensor, mode: PreprocessMode) -> Result<Tensor> {
     }
     let mut y = x.clone();
     match mode {
+        PreprocessMode::Identity => {}
         PreprocessMode::Tf => y.map_inplace(|v| v / 127.5 - 1.0),
         PreprocessMode::Caffe => {
             const MEAN: [f32; 3] = [103.939, 116.779, 123.68];
@@ -282,30 +395,46 @@ fn check_classes(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The top every application shares: with `include_top`, global average pooling and
-/// the `predictions` Dense; without it, the optional `pooling`. `avg_name` and
-/// `max_name` are the poolings' names (`None`: auto-named, as MobileNetV2 leaves them).
+/// The top most applications share: with `include_top`, global average pooling (named
+/// `classifier_pool`) and the `predictions` Dense; without it, the optional `pooling`,
+/// named `avg_name` or `max_name`. A `None` name leaves the layer auto-named
+/// (`global_average_pooling2d`), as Keras leaves it.
 fn top(
     x: &SymbolicTensor,
     options: &Options,
+    classifier_pool: Option<&str>,
     avg_name: Option<&str>,
     max_name: Option<&str>,
 ) -> SymbolicTensor {
-    let named = |layer: crate::layers::GlobalPooling2D, name: Option<&str>| match name {
-        Some(name) => layer.named(name),
-        None => layer,
-    };
     if options.include_top {
-        let x = named(GlobalAveragePooling2D::new(), avg_name).call(x);
+        let x = named(GlobalAveragePooling2D::new(), classifier_pool).call(x);
         Dense::new(options.classes)
             .activation(options.classifier_activation)
             .named("predictions")
             .call(&x)
     } else {
-        match options.pooling {
-            Some(Pooling::Avg) => named(GlobalAveragePooling2D::new(), avg_name).call(x),
-            Some(Pooling::Max) => named(GlobalMaxPooling2D::new(), max_name).call(x),
-            None => x.clone(),
-        }
+        pooling(x, options, avg_name, max_name)
+    }
+}
+
+/// The optional `pooling` on a base without its top.
+fn pooling(
+    x: &SymbolicTensor,
+    options: &Options,
+    avg_name: Option<&str>,
+    max_name: Option<&str>,
+) -> SymbolicTensor {
+    match options.pooling {
+        Some(Pooling::Avg) => named(GlobalAveragePooling2D::new(), avg_name).call(x),
+        Some(Pooling::Max) => named(GlobalMaxPooling2D::new(), max_name).call(x),
+        None => x.clone(),
+    }
+}
+
+/// A layer named `name`, or left auto-named.
+fn named<L: Layer>(layer: L, name: Option<&str>) -> L {
+    match name {
+        Some(name) => layer.named(name),
+        None => layer,
     }
 }

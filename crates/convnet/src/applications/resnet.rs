@@ -56,7 +56,13 @@ fn resnet(
         x = batch_norm("post_bn").call(&x);
         x = relu("post_relu").call(&x);
     }
-    let y = top(&x, options, Some("avg_pool"), Some("max_pool"));
+    let y = top(
+        &x,
+        options,
+        Some("avg_pool"),
+        Some("avg_pool"),
+        Some("max_pool"),
+    );
     Ok(Model::new(&img_input, &y)?.named(name))
 }
 

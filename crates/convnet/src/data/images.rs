@@ -54,6 +54,50 @@ pub fn read_image(
     Tensor::new([1, h, w, channels], data)
 }
 
+/// Keras's `keras.utils.load_img(path, target_size=(height, width))` followed by
+/// `img_to_array`: a (1, height, width, channels) tensor with values 0–255, resized as
+/// Keras's default `interpolation="nearest"` resizes (Pillow's nearest: each output
+/// pixel takes the input pixel under its centre, `(i + ½) · in / out`, rounded down).
+pub fn load_img(
+    path: impl AsRef<Path>,
+    target_size: Option<(usize, usize)>,
+    channels: usize,
+) -> Result<Tensor> {
+    let path = path.as_ref();
+    let image = read_image(path, None, channels)?;
+    let &[_, in_h, in_w, c] = image.shape() else {
+        unreachable!("read_image gives one NHWC image")
+    };
+    let Some((h, w)) = target_size.filter(|&size| size != (in_h, in_w)) else {
+        return Ok(image);
+    };
+    if in_h == 0 || in_w == 0 {
+        return Err(Error::file(path, "the image has no pixels"));
+    }
+    // Pillow walks the centres by adding the scale once per pixel (ImagingScaleAffine),
+    // and its rounding then picks the pixel before where (i + ½) · in / out is whole.
+    let sources = |input: usize, output: usize| -> Vec<usize> {
+        let scale = input as f64 / output as f64;
+        let mut at = scale * 0.5;
+        (0..output)
+            .map(|_| {
+                let i = (at as usize).min(input - 1);
+                at += scale;
+                i
+            })
+            .collect()
+    };
+    let (rows, columns) = (sources(in_h, h), sources(in_w, w));
+    let mut data = Vec::with_capacity(h * w * c);
+    for &row in &rows {
+        for &column in &columns {
+            let at = (row * in_w + column) * c;
+            data.extend_from_slice(&image.data()[at..at + c]);
+        }
+    }
+    Tensor::new([1, h, w, c], data)
+}
+
 /// Writes a (height, width) or (height, width, 1|3) slice of values as an 8-bit PNG,
 /// scaling [min, max] to [0, 255] so that any feature map is visible.
 pub fn write_png(

@@ -14,5 +14,6 @@ pub use idx::{
 };
 #[cfg(feature = "images")]
 pub use images::{
-    image_dataset_from_directory, is_image_folder, read_image, write_png, write_png_range,
+    image_dataset_from_directory, is_image_folder, load_img, read_image, write_png,
+    write_png_range,
 };

@@ -133,6 +133,19 @@ fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| Error::file(path, format!("'config.json' is not valid JSON: {e}")))?;
     let mut model = model_from_config(&config, path)?;
+    if zip.by_name("metadata.json").is_ok() {
+        let metadata = read_member(&mut zip, path, "metadata.json")?;
+        let metadata: Value = serde_json::from_slice(&metadata)
+            .map_err(|e| Error::file(path, format!("'metadata.json' is not valid JSON: {e}")))?;
+        if let Some(names) = metadata.get("class_names").filter(|n| !n.is_null()) {
+            let names: Vec<String> = serde_json::from_value(names.clone()).map_err(|e| {
+                Error::file(path, format!("metadata.json: class_names is not a list of names: {e}"))
+            })?;
+            model
+                .set_class_names(names)
+                .map_err(|e| Error::file(path, format!("metadata.json: {e}")))?;
+        }
+    }
     if zip.by_name("model.weights.h5").is_err() && zip.by_name("model.weights.npz").is_ok() {
         return Err(Error::file(path, "holds its weights as model.weights.npz (Keras's pickled npz store), which convnet does not read: re-save it with Keras's default .h5 weight store"));
     }
@@ -244,8 +257,11 @@ pub fn config_json(model: &Model) -> Value {
 
 fn save_keras(model: &Model, path: &Path) -> Result<()> {
     let config = serde_json::to_vec(&config_json(model)).map_err(|e| Error::file(path, e))?;
-    let metadata = serde_json::to_vec(&json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(), "convnet_version": env!("CARGO_PKG_VERSION")}))
-        .map_err(|e| Error::file(path, e))?;
+    let mut metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(), "convnet_version": env!("CARGO_PKG_VERSION")});
+    if let Some(names) = model.class_names() {
+        metadata["class_names"] = json!(names);
+    }
+    let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::file(path, e))?;
     let weights = weight_store(model).map_err(|e| Error::file(path, e))?;
     write_atomically(path, |file| {
         let mut zip = zip::ZipWriter::new(file);

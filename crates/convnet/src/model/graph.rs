@@ -63,6 +63,9 @@ pub struct Model {
     grads: Vec<Vec<Tensor>>,
     /// What `compile` fixed: optimizer, losses, metrics.
     pub(crate) compiled: Option<Box<crate::train::Compiled>>,
+    /// The names of the classes the output scores, when known (the class folders of
+    /// an image dataset it was trained on).
+    pub(crate) class_names: Option<Vec<String>>,
 }
 
 /// A copy with its own weights; the tape starts empty.
@@ -79,6 +82,7 @@ impl Clone for Model {
         );
         copy.grads.clone_from(&self.grads);
         copy.compiled.clone_from(&self.compiled);
+        copy.class_names.clone_from(&self.class_names);
         copy
     }
 }
@@ -127,7 +131,37 @@ impl Model {
             tape: Tape::default(),
             grads,
             compiled: None,
+            class_names: None,
         }
+    }
+
+    /// The names of the classes the output scores, by class index, when the model keeps
+    /// them (`convnet train` on an image folder stores its class folders' names, and
+    /// `.keras` files convnet writes carry them in `metadata.json`).
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.class_names.as_deref()
+    }
+
+    /// Sets the names of the output's classes, one per output unit (or two for a
+    /// single sigmoid unit).
+    pub fn set_class_names(&mut self, names: Vec<String>) -> Result<()> {
+        let units = self
+            .output_shapes()
+            .first()
+            .and_then(|s| s.last().copied().flatten());
+        if let Some(units) = units {
+            if names.len() != units && !(units == 1 && names.len() == 2) {
+                return Err(crate::error::Error::invalid(
+                    "class_names",
+                    format!(
+                        "{} names for an output of {units} classes",
+                        names.len()
+                    ),
+                ));
+            }
+        }
+        self.class_names = Some(names);
+        Ok(())
     }
 
     /// The layers, in Keras's `model.layers` order (a Sequential's InputLayer is not
