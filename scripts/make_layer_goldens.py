@@ -184,6 +184,7 @@ def cases():
         "spatial_dropout2d": (L.SpatialDropout2D(0.3, seed=4), (2, 3, 3, 2)),
         "gaussian_noise": (L.GaussianNoise(0.2), (2, 3, 4)),
         "gaussian_dropout": (L.GaussianDropout(0.25), (2, 3, 4)),
+        "alpha_dropout": (L.AlphaDropout(0.2, noise_shape=(None, 1, 4), seed=3), (2, 3, 4)),
         "up_sampling2d_bilinear": (L.UpSampling2D((2, 3), interpolation="bilinear"), (2, 3, 4, 2)),
         "resizing_bilinear_down": (L.Resizing(4, 5), (2, 7, 9, 2)),
         "resizing_bilinear_up": (L.Resizing(7, 5), (2, 3, 4, 2)),

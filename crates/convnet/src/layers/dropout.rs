@@ -2,6 +2,8 @@
 //! are scaled by 1/(1 − rate), so the expected output equals the input; at inference it
 //! is the identity. The mask comes from a seeded generator (the layer's `seed`, else one
 //! drawn from the model's generator when the layer is built), so runs repeat exactly.
+//! AlphaDropout, for SELU networks, sets the dropped values to SELU's negative
+//! saturation instead and rescales so that mean and variance are kept.
 
 use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
@@ -31,7 +33,14 @@ pub struct Dropout {
     pub noise_shape: Option<Vec<Option<usize>>>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// Keras's AlphaDropout rather than Dropout (the same config).
+    #[serde(skip)]
+    alpha: bool,
 }
+
+/// SELU's α and λ, whose product is the value AlphaDropout gives dropped inputs.
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 
 impl Dropout {
     /// A Dropout of `rate`, like `keras.layers.Dropout(rate)`.
@@ -40,6 +49,22 @@ impl Dropout {
             rate,
             ..declare::defaults("dropout", json!({"rate": 0.5}))
         }
+    }
+
+    /// Keras's `AlphaDropout(rate)`: in training, dropped inputs take SELU's negative
+    /// saturation −λα and the result is scaled and shifted (`a·x + b`) to keep the
+    /// mean and variance of SELU activations; the identity in inference.
+    pub fn alpha_dropout(rate: f64) -> Self {
+        Dropout {
+            rate,
+            alpha: true,
+            ..declare::defaults("alpha_dropout", json!({"rate": 0.5}))
+        }
+    }
+
+    pub(super) fn alpha(mut self, alpha: bool) -> Self {
+        self.alpha = alpha;
+        self
     }
 
     /// Sets `seed`, so the masks repeat from run to run (Keras's default None).
@@ -76,7 +101,15 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
-    layer_common!("Dropout");
+    fn class_name(&self) -> &'static str {
+        if self.alpha {
+            "AlphaDropout"
+        } else {
+            "Dropout"
+        }
+    }
+
+    layer_base!();
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         check_rate(self, self.rate)?;
@@ -105,7 +138,11 @@ impl Layer for Dropout {
         let mask_shape = self.mask_shape(x.shape())?;
         let seed = self.seed.unwrap_or(0);
         let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
-        let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
+        let scale = match (self.alpha, keep > 0.0) {
+            (true, _) => 1.0,
+            (false, true) => (1.0 / keep) as f32,
+            (false, false) => 0.0,
+        };
         // Each 64-bit draw decides two cells: a cell is kept when its 32 bits fall under
         // keep·2³².
         let threshold = (keep * 4_294_967_296.0) as u64;
@@ -124,6 +161,19 @@ impl Layer for Dropout {
             broadcast(&small, &mask_shape, x.shape())
         };
         let mut y = x.clone();
+        if self.alpha {
+            // Keras's a·(x·m + α'·(1 − m)) + b, with α' = −λα; dy/dx = a·m.
+            let (rate, alpha_p) = (self.rate, -SELU_ALPHA * SELU_SCALE);
+            let a = ((1.0 - rate) * (1.0 + rate * alpha_p * alpha_p)).powf(-0.5);
+            let b = -a * alpha_p * rate;
+            let mut factors = mask;
+            for (v, m) in y.data_mut().iter_mut().zip(factors.data_mut()) {
+                let kept = f64::from(*m);
+                *v = (a * (f64::from(*v) * kept + alpha_p * (1.0 - kept)) + b) as f32;
+                *m = (a * kept) as f32;
+            }
+            return Ok((y, Saved::new(factors)));
+        }
         y.data_mut()
             .iter_mut()
             .zip(mask.data())
@@ -246,6 +296,7 @@ impl SpatialDropout {
             seed: self.seed,
             noise_shape: Some(noise),
             rng: self.rng.take(),
+            alpha: false,
         }
     }
 }
@@ -499,6 +550,37 @@ mod tests {
             .unwrap();
         assert_eq!(dx[0].data(), y.data());
         assert_eq!(layer.apply(&[&x]).unwrap().data(), x.data());
+    }
+
+    #[test]
+    fn alpha_dropout_keeps_selu_moments_in_training_only() {
+        // SELU's fixed point: mean 0, variance 1.
+        let mut rng = rng_from_seed(3);
+        let data: Vec<f32> = (0..40000)
+            .map(|_| {
+                let u: f64 = rng.random();
+                let v: f64 = rng.random();
+                ((-2.0 * u.max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        let x = Tensor::new([40000], data).unwrap();
+        let mut layer = Dropout::alpha_dropout(0.3).seed(1);
+        layer.build(&[vec![Some(40000)]], &mut rng_from_seed(0)).unwrap();
+        assert_eq!(layer.apply(&[&x]).unwrap().data(), x.data());
+        let (y, saved) = layer.forward(&[&x], true).unwrap();
+        let n = y.len() as f64;
+        let mean = y.data().iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = y.data().iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        let dx = layer
+            .backward_impl(&[&x], &y, &saved, &Tensor::full([40000], 1.0), &mut [])
+            .unwrap()
+            .swap_remove(0);
+        let a = dx.data().iter().copied().fold(0f32, f32::max);
+        let dropped = dx.data().iter().filter(|&&d| d == 0.0).count() as f64 / n;
+        assert!((dropped - 0.3).abs() < 0.02, "{dropped}");
+        assert!(dx.data().iter().all(|&d| d == 0.0 || d == a));
+        assert_eq!(layer.class_name(), "AlphaDropout");
     }
 
     #[test]

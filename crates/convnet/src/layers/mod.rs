@@ -719,6 +719,7 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("LayerScale", read!(LayerScale)),
     ("CustomScaleLayer", read!(CustomScaleLayer)),
     ("Dropout", read!(Dropout)),
+    ("AlphaDropout", read!(Dropout, alpha = true)),
     ("SpatialDropout1D", read!(SpatialDropout, spatial_axes = 1)),
     ("SpatialDropout2D", read!(SpatialDropout, spatial_axes = 2)),
     ("SpatialDropout3D", read!(SpatialDropout, spatial_axes = 3)),
