@@ -93,11 +93,9 @@ pub fn application(model: &str) -> Result<Option<ApplicationCall>, Error> {
             })?;
             let (key, value) = (key.trim(), value.trim());
             if key == "alpha" {
-                alpha = Some(
-                    value
-                        .parse::<f64>()
-                        .map_err(|_| Error::invalid("alpha", format!("expected a number, got {value}")))?,
-                );
+                alpha = Some(value.parse::<f64>().map_err(|_| {
+                    Error::invalid("alpha", format!("expected a number, got {value}"))
+                })?);
             } else {
                 set_option(&mut options, key, value)?;
             }

@@ -21,7 +21,11 @@ pub struct Args {
     #[arg(long, requires = "weights")]
     by_name: bool,
     /// One .npy array per model input, samples first (NHWC for images).
-    #[arg(long = "input", required_unless_present = "images", conflicts_with = "images")]
+    #[arg(
+        long = "input",
+        required_unless_present = "images",
+        conflicts_with = "images"
+    )]
     inputs: Vec<PathBuf>,
     /// One .npy file per model output.
     #[arg(long = "output", required_unless_present = "images")]
@@ -162,9 +166,7 @@ fn classify(args: &Args, model: &Model) -> Result<(), Error> {
                 ),
             ));
         }
-        let names = if model.class_names().is_some()
-            || classes == applications::IMAGENET_CLASSES
-        {
+        let names = if model.class_names().is_some() || classes == applications::IMAGENET_CLASSES {
             &names[..]
         } else {
             &[]

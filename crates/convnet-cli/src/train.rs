@@ -136,7 +136,10 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         model.set_class_names(names.clone()).map_err(|e| {
             Error::invalid(
                 "data",
-                format!("the image folder's {} classes do not fit the model: {e}", names.len()),
+                format!(
+                    "the image folder's {} classes do not fit the model: {e}",
+                    names.len()
+                ),
             )
         })?;
     }

@@ -868,7 +868,12 @@ fn summary_and_explain_run_on_every_keras_corpus_model() {
 /// `(class, score)` of each ranked line `  1.    4 [name] 0.218228` of `predict --image`.
 fn ranked(text: &str) -> Vec<(usize, f32)> {
     text.lines()
-        .filter(|l| l.trim_start().split('.').next().is_some_and(|r| r.parse::<usize>().is_ok()))
+        .filter(|l| {
+            l.trim_start()
+                .split('.')
+                .next()
+                .is_some_and(|r| r.parse::<usize>().is_ok())
+        })
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             (
@@ -919,7 +924,8 @@ fn predict_image_reads_resizes_and_preprocesses_as_keras() {
 #[ignore = "needs the ImageNet-layout ResNet50 file scripts/make_legacy_weights.py writes"]
 fn predict_resnet50_with_imagenet_weights_prints_keras_top_five() {
     let dir = PathBuf::from(
-        std::env::var_os("CONVNET_LEGACY_WEIGHTS").expect("CONVNET_LEGACY_WEIGHTS names the folder"),
+        std::env::var_os("CONVNET_LEGACY_WEIGHTS")
+            .expect("CONVNET_LEGACY_WEIGHTS names the folder"),
     );
     let out = run_ok(&[
         "predict",
@@ -947,7 +953,10 @@ fn predict_resnet50_with_imagenet_weights_prints_keras_top_five() {
 #[test]
 fn applications_resolve_by_name_and_by_keras_call() {
     let out = run_ok(&["models"]);
-    assert!(out.contains("resnet50") && out.contains("mobilenet_v2"), "{out}");
+    assert!(
+        out.contains("resnet50") && out.contains("mobilenet_v2"),
+        "{out}"
+    );
     let out = run_ok(&[
         "summary",
         "ResNet50(include_top=False, input_shape=(64, 64, 3), pooling='avg')",

@@ -9,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod activations;
+pub mod applications;
 mod buffers;
 pub mod constraints;
 pub mod data;
@@ -31,7 +32,6 @@ pub mod tensor;
 #[allow(missing_docs)]
 pub mod train;
 mod zipped;
-pub mod applications;
 pub mod zoo;
 
 pub use activations::ActivationFn;

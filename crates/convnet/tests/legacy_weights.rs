@@ -34,7 +34,12 @@ fn options(include_top: bool) -> Options {
 }
 
 /// Checks one application against the golden `<app>.npz` and `<app>_top5.h5` in `dir`.
-fn check(dir: &Path, app: &str, build: impl Fn(&Options) -> convnet::Result<Model>, mode: PreprocessMode) {
+fn check(
+    dir: &Path,
+    app: &str,
+    build: impl Fn(&Options) -> convnet::Result<Model>,
+    mode: PreprocessMode,
+) {
     let arrays = convnet::io::read_npz(dir.join(format!("{app}.npz"))).unwrap();
     let get = |key: &str| arrays.iter().find(|(k, _)| k == key).unwrap().1.clone();
     let x = applications::preprocess_input(&get("x"), mode).unwrap();
@@ -43,14 +48,20 @@ fn check(dir: &Path, app: &str, build: impl Fn(&Options) -> convnet::Result<Mode
     // In order, as `model.load_weights(path)`: the 5-class model the file came from.
     let mut top5 = build(&options(true)).unwrap();
     top5.load_weights(&file).unwrap();
-    let error = max_relative_error(&top5.predict(std::slice::from_ref(&x), 8).unwrap()[0], &get("top5"));
+    let error = max_relative_error(
+        &top5.predict(std::slice::from_ref(&x), 8).unwrap()[0],
+        &get("top5"),
+    );
     assert!(error < 1e-4, "{app} top5: {error}");
 
     // By name, into the feature extractor: the head's layers are not in it.
     let mut features = build(&options(false)).unwrap();
     let skipped = features.load_weights_by_name(&file, false).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
-    let error = max_relative_error(&features.predict(std::slice::from_ref(&x), 8).unwrap()[0], &get("features"));
+    let error = max_relative_error(
+        &features.predict(std::slice::from_ref(&x), 8).unwrap()[0],
+        &get("features"),
+    );
     assert!(error < 1e-4, "{app} features: {error}");
 
     // A new 10-class head: refused without skip_mismatch, naming the layer; skipped with
@@ -60,8 +71,14 @@ fn check(dir: &Path, app: &str, build: impl Fn(&Options) -> convnet::Result<Mode
         ..options(true)
     };
     let mut model = build(&ten).unwrap();
-    let error = model.load_weights_by_name(&file, false).unwrap_err().to_string();
-    assert!(error.contains("'predictions'") && error.contains("skip_mismatch"), "{error}");
+    let error = model
+        .load_weights_by_name(&file, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("'predictions'") && error.contains("skip_mismatch"),
+        "{error}"
+    );
     let mut model = build(&ten).unwrap();
     let fresh = model.clone();
     let skipped = model.load_weights_by_name(&file, true).unwrap();
@@ -99,9 +116,15 @@ fn a_mobilenet_v2_legacy_weight_file_loads_in_order_and_by_name_as_in_keras() {
 #[ignore = "needs the ResNet50 file scripts/make_legacy_weights.py writes"]
 fn a_resnet50_legacy_weight_file_loads_in_order_and_by_name_as_in_keras() {
     let dir = PathBuf::from(
-        std::env::var_os("CONVNET_LEGACY_WEIGHTS").expect("CONVNET_LEGACY_WEIGHTS names the folder"),
+        std::env::var_os("CONVNET_LEGACY_WEIGHTS")
+            .expect("CONVNET_LEGACY_WEIGHTS names the folder"),
     );
-    check(&dir, "resnet50", applications::resnet50, PreprocessMode::Caffe);
+    check(
+        &dir,
+        "resnet50",
+        applications::resnet50,
+        PreprocessMode::Caffe,
+    );
 }
 
 #[test]
@@ -111,7 +134,10 @@ fn a_legacy_file_for_another_architecture_is_refused_naming_what_differs() {
     let error = resnet.load_weights(&file).unwrap_err().to_string();
     assert!(error.contains("layer count mismatch"), "{error}");
     // By name only 'predictions' is shared, and it differs in shape (1280 vs 2048 in).
-    let error = resnet.load_weights_by_name(&file, false).unwrap_err().to_string();
+    let error = resnet
+        .load_weights_by_name(&file, false)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("'predictions'"), "{error}");
 }
 

@@ -235,7 +235,10 @@ fn efficientnet(
     let x = batch_norm("stem_bn").call(&x);
     let mut x = swish("stem_activation").call(&x);
 
-    let blocks = STAGES.iter().map(|s| round_repeats(s.repeats)).sum::<usize>() as f64;
+    let blocks = STAGES
+        .iter()
+        .map(|s| round_repeats(s.repeats))
+        .sum::<usize>() as f64;
     let mut b = 0usize;
     for (i, stage) in STAGES.iter().enumerate() {
         let mut args = BlockArgs {

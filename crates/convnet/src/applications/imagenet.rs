@@ -72,7 +72,10 @@ pub fn decode_predictions(preds: &Tensor, top: usize) -> Result<Vec<Vec<Decoded>
             ),
         ));
     }
-    let names: Vec<String> = imagenet_class_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = imagenet_class_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     top_classes(preds, top, &names)
 }
 
@@ -84,7 +87,10 @@ mod tests {
     fn the_class_list_has_every_imagenet_class_once() {
         let names = imagenet_class_names();
         assert_eq!(names.len(), IMAGENET_CLASSES);
-        assert_eq!((names[0], names[281], names[999]), ("tench", "tabby", "toilet tissue"));
+        assert_eq!(
+            (names[0], names[281], names[999]),
+            ("tench", "tabby", "toilet tissue")
+        );
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), IMAGENET_CLASSES);
     }

@@ -30,13 +30,13 @@ mod resnet;
 mod vgg;
 mod xception;
 
-pub use imagenet::{
-    decode_predictions, imagenet_class_names, top_classes, Decoded, IMAGENET_CLASSES,
-};
 pub use densenet::{densenet121, densenet169, densenet201};
 pub use efficientnet::{
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
     efficientnet_b5, efficientnet_b6, efficientnet_b7,
+};
+pub use imagenet::{
+    decode_predictions, imagenet_class_names, top_classes, Decoded, IMAGENET_CLASSES,
 };
 pub use inception_v3::inception_v3;
 pub use mobilenet::{mobilenet, MobileNetOptions};

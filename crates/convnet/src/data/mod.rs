@@ -14,6 +14,5 @@ pub use idx::{
 };
 #[cfg(feature = "images")]
 pub use images::{
-    image_dataset_from_directory, is_image_folder, load_img, read_image, write_png,
-    write_png_range,
+    image_dataset_from_directory, is_image_folder, load_img, read_image, write_png, write_png_range,
 };

@@ -139,7 +139,10 @@ fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
             .map_err(|e| Error::file(path, format!("'metadata.json' is not valid JSON: {e}")))?;
         if let Some(names) = metadata.get("class_names").filter(|n| !n.is_null()) {
             let names: Vec<String> = serde_json::from_value(names.clone()).map_err(|e| {
-                Error::file(path, format!("metadata.json: class_names is not a list of names: {e}"))
+                Error::file(
+                    path,
+                    format!("metadata.json: class_names is not a list of names: {e}"),
+                )
             })?;
             model
                 .set_class_names(names)

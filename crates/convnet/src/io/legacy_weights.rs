@@ -100,7 +100,10 @@ fn values(saved: SavedLayer) -> Vec<Tensor> {
 /// Keras's `load_weights_from_hdf5_group`: the saved layers with weights, in order, into
 /// the model's layers with weights.
 pub(crate) fn load_in_order(model: &mut Model, saved: Vec<SavedLayer>, path: &Path) -> Result<()> {
-    let saved: Vec<SavedLayer> = saved.into_iter().filter(|s| !s.weights.is_empty()).collect();
+    let saved: Vec<SavedLayer> = saved
+        .into_iter()
+        .filter(|s| !s.weights.is_empty())
+        .collect();
     let layers = weighted_layers(model);
     if saved.len() != layers.len() {
         return Err(Error::file(
@@ -117,7 +120,12 @@ pub(crate) fn load_in_order(model: &mut Model, saved: Vec<SavedLayer>, path: &Pa
         model
             .get_layer_mut(name)?
             .set_weights(values(layer))
-            .map_err(|e| Error::file(path, format!("saved layer '{from}' into layer '{name}': {e}")))?;
+            .map_err(|e| {
+                Error::file(
+                    path,
+                    format!("saved layer '{from}' into layer '{name}': {e}"),
+                )
+            })?;
     }
     Ok(())
 }

@@ -444,8 +444,9 @@ impl Conv3DTranspose {
             *pad = match w.axis(self, axis, out[1 + axis]) {
                 Ok((len, p)) if len == x[1 + axis] => p,
                 _ => {
-                    return Err(self
-                        .shape_error("output_padding is incompatible with the strides and padding"))
+                    return Err(self.shape_error(
+                        "output_padding is incompatible with the strides and padding",
+                    ))
                 }
             };
         }

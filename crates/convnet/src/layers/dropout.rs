@@ -565,13 +565,23 @@ mod tests {
             .collect();
         let x = Tensor::new([40000], data).unwrap();
         let mut layer = Dropout::alpha_dropout(0.3).seed(1);
-        layer.build(&[vec![Some(40000)]], &mut rng_from_seed(0)).unwrap();
+        layer
+            .build(&[vec![Some(40000)]], &mut rng_from_seed(0))
+            .unwrap();
         assert_eq!(layer.apply(&[&x]).unwrap().data(), x.data());
         let (y, saved) = layer.forward(&[&x], true).unwrap();
         let n = y.len() as f64;
         let mean = y.data().iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = y.data().iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        let var = y
+            .data()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
         let dx = layer
             .backward_impl(&[&x], &y, &saved, &Tensor::full([40000], 1.0), &mut [])
             .unwrap()

@@ -299,22 +299,8 @@ impl OneD {
             };
             twin_config.insert(key.clone(), twin_value);
         }
-        let mut twin = super::layer_from_config(class.twin, &Value::Object(twin_config)).map_err(
-            |e| match e {
-                Error::Config {
-                    layer,
-                    field,
-                    message,
-                    ..
-                } => Error::Config {
-                    layer,
-                    class: name.into(),
-                    field,
-                    message: message.replace(class.twin, name),
-                },
-                other => other,
-            },
-        )?;
+        let mut twin = super::layer_from_config(class.twin, &Value::Object(twin_config))
+            .map_err(|e| twin_config_error(e, class.twin, name))?;
         let base = std::mem::take(twin.base_mut());
         let causal_steps = if causal {
             let fields = twin.config_fields();
@@ -395,14 +381,37 @@ impl OneD {
 
     /// The twin's error, as this layer's.
     fn own_error(&self, e: Error) -> Error {
-        match e {
-            Error::Shape { layer, message, .. } => Error::Shape {
-                layer,
-                class: self.class.name.into(),
-                message,
-            },
-            other => other,
-        }
+        twin_shape_error(e, self.class.name)
+    }
+}
+
+/// A twin's config error as the error of `class`, the class whose config it came from.
+pub(super) fn twin_config_error(e: Error, twin: &str, class: &str) -> Error {
+    match e {
+        Error::Config {
+            layer,
+            field,
+            message,
+            ..
+        } => Error::Config {
+            layer,
+            class: class.into(),
+            field,
+            message: message.replace(twin, class),
+        },
+        other => other,
+    }
+}
+
+/// A twin's shape error as the error of `class`.
+pub(super) fn twin_shape_error(e: Error, class: &str) -> Error {
+    match e {
+        Error::Shape { layer, message, .. } => Error::Shape {
+            layer,
+            class: class.into(),
+            message,
+        },
+        other => other,
     }
 }
 

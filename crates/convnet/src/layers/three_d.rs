@@ -16,6 +16,7 @@
 //! 1-D layers cut theirs.
 
 use super::declare;
+use super::one_d::{twin_config_error, twin_shape_error};
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -212,20 +213,8 @@ impl ThreeD {
             depth.insert(key.clone(), d);
         }
         let twin = |config: Map<String, Value>| {
-            super::layer_from_config(class.twin, &Value::Object(config)).map_err(|e| match e {
-                Error::Config {
-                    layer,
-                    field,
-                    message,
-                    ..
-                } => Error::Config {
-                    layer,
-                    class: name.into(),
-                    field,
-                    message: message.replace(class.twin, name),
-                },
-                other => other,
-            })
+            super::layer_from_config(class.twin, &Value::Object(config))
+                .map_err(|e| twin_config_error(e, class.twin, name))
         };
         let mut depth = twin(depth)?;
         let base = depth.base().clone();
@@ -241,14 +230,7 @@ impl ThreeD {
 
     /// The twins' error, as this layer's.
     fn own_error(&self, e: Error) -> Error {
-        match e {
-            Error::Shape { layer, message, .. } => Error::Shape {
-                layer,
-                class: self.class.name.into(),
-                message,
-            },
-            other => other,
-        }
+        twin_shape_error(e, self.class.name)
     }
 
     fn rank_error(&self, shape: &str) -> Error {
@@ -364,7 +346,13 @@ impl Layer for ThreeD {
         let y = output.clone().reshape(y_shape.clone())?;
         let dm = self
             .depth
-            .backward_impl(&[&m], &y, &Saved::none(), &dy.clone().reshape(y_shape)?, &mut [])
+            .backward_impl(
+                &[&m],
+                &y,
+                &Saved::none(),
+                &dy.clone().reshape(y_shape)?,
+                &mut [],
+            )
             .map_err(|e| self.own_error(e))?
             .swap_remove(0);
         let Some(plane) = &self.plane else {

@@ -224,7 +224,11 @@ pub(super) fn deconv_output_length(
             "output_padding {op} must be smaller than the stride {s}"
         )),
         (Some(op), padding) => {
-            let pad = if padding == Padding::Same { extent / 2 } else { 0 };
+            let pad = if padding == Padding::Same {
+                extent / 2
+            } else {
+                0
+            };
             ((input - 1) * s + extent + op)
                 .checked_sub(2 * pad)
                 .ok_or_else(|| "output_padding gives a negative output size".to_string())

@@ -153,10 +153,7 @@ impl Model {
             if names.len() != units && !(units == 1 && names.len() == 2) {
                 return Err(crate::error::Error::invalid(
                     "class_names",
-                    format!(
-                        "{} names for an output of {units} classes",
-                        names.len()
-                    ),
+                    format!("{} names for an output of {units} classes", names.len()),
                 ));
             }
         }

@@ -216,7 +216,9 @@ mod tests {
                             let grp = o / og;
                             let mut s = 0f32;
                             for k in 0..g.kernel_d {
-                                let Some(id) = g.input_slice(od, k) else { continue };
+                                let Some(id) = g.input_slice(od, k) else {
+                                    continue;
+                                };
                                 for i in 0..p.kernel_h {
                                     let iy = (oy * p.stride_h + i * p.dilation_h)
                                         .wrapping_sub(p.pad_top);
@@ -232,8 +234,7 @@ mod tests {
                                                 * p.in_c
                                                 + grp * cg
                                                 + c;
-                                            let wi = (((k * p.kernel_h + i) * p.kernel_w + j)
-                                                * cg
+                                            let wi = (((k * p.kernel_h + i) * p.kernel_w + j) * cg
                                                 + c)
                                                 * p.out_c
                                                 + o;
@@ -242,8 +243,8 @@ mod tests {
                                     }
                                 }
                             }
-                            y[(((n * g.out_d + od) * p.out_h + oy) * p.out_w + ox) * p.out_c
-                                + o] = s;
+                            y[(((n * g.out_d + od) * p.out_h + oy) * p.out_w + ox) * p.out_c + o] =
+                                s;
                         }
                     }
                 }
@@ -252,7 +253,12 @@ mod tests {
         y
     }
 
-    fn geometry(groups: usize, kernel_d: usize, stride_d: usize, pad_front: usize) -> VolumeGeometry {
+    fn geometry(
+        groups: usize,
+        kernel_d: usize,
+        stride_d: usize,
+        pad_front: usize,
+    ) -> VolumeGeometry {
         let in_d = 5;
         let out_d = (in_d + 2 * pad_front - kernel_d) / stride_d + 1;
         VolumeGeometry {
