@@ -132,16 +132,11 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
     println!("Data: {}", data.description);
     if let Some(names) = &data.class_names {
-        // Kept in the saved model, for `convnet predict --image`.
-        model.set_class_names(names.clone()).map_err(|e| {
-            Error::invalid(
-                "data",
-                format!(
-                    "the image folder's {} classes do not fit the model: {e}",
-                    names.len()
-                ),
-            )
-        })?;
+        // Kept in the saved model, for `convnet predict --image`, when they name its
+        // output's classes one for one.
+        if let Err(e) = model.set_class_names(names.clone()) {
+            eprintln!("note: the class folders' names are not kept in the model ({e})");
+        }
     }
     compile(
         &mut model,

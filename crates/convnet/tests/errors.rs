@@ -116,8 +116,8 @@ fn negative_and_impossible_sizes() {
 
 #[test]
 fn unknown_class_and_fields() {
-    let e = config_error("Conv3D", json!({"name": "vol"}));
-    assert_mentions(&e, &["'vol'", "unknown layer class 'Conv3D'"]);
+    let e = config_error("Conv4D", json!({"name": "vol"}));
+    assert_mentions(&e, &["'vol'", "unknown layer class 'Conv4D'"]);
     let e = config_error("Conv2D", json!({"name": "c", "kernel_size": 3}));
     assert_mentions(&e, &["'c'", "'filters'", "missing"]);
     let e = config_error(

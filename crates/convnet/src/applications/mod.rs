@@ -159,34 +159,6 @@ pub const APPLICATIONS: &[(&str, &str)] = &[
         "efficientnet_b0",
         "keras.applications.EfficientNetB0: MBConv blocks, own rescaling (5.3M parameters at 224x224)",
     ),
-    (
-        "efficientnet_b1",
-        "keras.applications.EfficientNetB1: MBConv blocks, own rescaling (7.9M parameters at 240x240)",
-    ),
-    (
-        "efficientnet_b2",
-        "keras.applications.EfficientNetB2: MBConv blocks, own rescaling (9.2M parameters at 260x260)",
-    ),
-    (
-        "efficientnet_b3",
-        "keras.applications.EfficientNetB3: MBConv blocks, own rescaling (12.3M parameters at 300x300)",
-    ),
-    (
-        "efficientnet_b4",
-        "keras.applications.EfficientNetB4: MBConv blocks, own rescaling (19.5M parameters at 380x380)",
-    ),
-    (
-        "efficientnet_b5",
-        "keras.applications.EfficientNetB5: MBConv blocks, own rescaling (30.6M parameters at 456x456)",
-    ),
-    (
-        "efficientnet_b6",
-        "keras.applications.EfficientNetB6: MBConv blocks, own rescaling (43.3M parameters at 528x528)",
-    ),
-    (
-        "efficientnet_b7",
-        "keras.applications.EfficientNetB7: MBConv blocks, own rescaling (66.7M parameters at 600x600)",
-    ),
 ];
 
 /// An application by its name in [`APPLICATIONS`] (MobileNet and MobileNetV2 with Keras's
@@ -209,13 +181,6 @@ pub fn by_name(name: &str, options: &Options) -> Result<Model> {
         "xception" => xception(options),
         "inception_v3" => inception_v3(options),
         "efficientnet_b0" => efficientnet_b0(options),
-        "efficientnet_b1" => efficientnet_b1(options),
-        "efficientnet_b2" => efficientnet_b2(options),
-        "efficientnet_b3" => efficientnet_b3(options),
-        "efficientnet_b4" => efficientnet_b4(options),
-        "efficientnet_b5" => efficientnet_b5(options),
-        "efficientnet_b6" => efficientnet_b6(options),
-        "efficientnet_b7" => efficientnet_b7(options),
         other => Err(Error::invalid(
             "application",
             format!(
@@ -258,10 +223,7 @@ pub fn preprocess_mode(name: &str) -> Option<PreprocessMode> {
         "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" | "mobilenet"
         | "xception" | "inception_v3" => Some(PreprocessMode::Tf),
         "densenet121" | "densenet169" | "densenet201" => Some(PreprocessMode::Torch),
-        "efficientnet_b0" | "efficientnet_b1" | "efficientnet_b2" | "efficientnet_b3"
-        | "efficientnet_b4" | "efficientnet_b5" | "efficientnet_b6" | "efficientnet_b7" => {
-            Some(PreprocessMode::Identity)
-        }
+        "efficientnet_b0" => Some(PreprocessMode::Identity),
         _ => None,
     }
 }
