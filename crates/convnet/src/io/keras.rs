@@ -9,7 +9,7 @@
 
 use super::config::{apply_compile_config, compile_config, model_from_config, model_to_config};
 use super::legacy_weights::{self, attr_string};
-use super::weights::{check_finite, load_weights, weight_store};
+use super::weights::{check_finite, load_weight_store, load_weights, read_hdf5, weight_store};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tensor::Tensor;
@@ -57,11 +57,12 @@ impl Model {
         } else {
             bytes
         };
-        if let Some(legacy) = legacy_file(&weights, path)? {
-            let saved = legacy_weights::read_layers(&legacy, path)?;
+        let file = read_hdf5(weights, path)?;
+        if legacy_weights::is_legacy(&file) {
+            let saved = legacy_weights::read_layers(&file, path)?;
             return legacy_weights::load_in_order(self, saved, path);
         }
-        load_weights(self, weights, path).map(|_| ())
+        load_weight_store(self, &file, path).map(|_| ())
     }
 
     /// Keras's `model.load_weights(path, by_name=True, skip_mismatch=...)` on a legacy
@@ -76,12 +77,14 @@ impl Model {
     ) -> Result<Vec<String>> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-        let file = legacy_file(&bytes, path)?.ok_or_else(|| {
-            Error::file(
+        let is_hdf5 = bytes.starts_with(HDF5_MAGIC);
+        let file = is_hdf5.then(|| read_hdf5(bytes, path)).transpose()?;
+        let Some(file) = file.filter(legacy_weights::is_legacy) else {
+            return Err(Error::file(
                 path,
                 "loading by name reads legacy .h5 weight files (layer_names and weight_names); this is not one",
-            )
-        })?;
+            ));
+        };
         let saved = legacy_weights::read_layers(&file, path)?;
         legacy_weights::load_by_name(self, saved, skip_mismatch, path)
     }
@@ -89,16 +92,6 @@ impl Model {
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-
-/// The HDF5 file in `bytes` when it is in the legacy weight layout.
-fn legacy_file(bytes: &[u8], path: &Path) -> Result<Option<hdf5_pure::File>> {
-    if !bytes.starts_with(HDF5_MAGIC) {
-        return Ok(None);
-    }
-    let file = hdf5_pure::File::from_bytes(bytes.to_vec())
-        .map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
-    Ok(legacy_weights::is_legacy(&file).then_some(file))
-}
 
 /// Loads any model file convnet reads.
 pub fn load_model(path: &Path) -> Result<Model> {

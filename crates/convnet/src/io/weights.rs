@@ -79,20 +79,29 @@ pub(crate) fn check_finite(t: &Tensor, origin: &Path, what: &str) -> Result<()> 
 /// Loads every layer's weights from a Keras 3 weight store (the bytes of
 /// `model.weights.h5`, or a `.weights.h5` file). Returns the optimizer variables found.
 pub fn load_weights(model: &mut Model, bytes: Vec<u8>, origin: &Path) -> Result<Vec<Tensor>> {
-    let file = File::from_bytes(bytes)
-        .map_err(|e| Error::file(origin, format!("not a readable HDF5 weight store: {e}")))?;
-    load_layers(&file, "", model, origin)?;
+    load_weight_store(model, &read_hdf5(bytes, origin)?, origin)
+}
+
+/// The HDF5 file in `bytes`, or an error naming `origin`.
+pub(crate) fn read_hdf5(bytes: Vec<u8>, origin: &Path) -> Result<File> {
+    File::from_bytes(bytes)
+        .map_err(|e| Error::file(origin, format!("not a readable HDF5 weight store: {e}")))
+}
+
+/// [`load_weights`] from the opened file.
+pub(crate) fn load_weight_store(
+    model: &mut Model,
+    file: &File,
+    origin: &Path,
+) -> Result<Vec<Tensor>> {
+    load_layers(file, "", model, origin)?;
     let mut optimizer = Vec::new();
     while let Ok(ds) = file.dataset(&format!("optimizer/vars/{}", optimizer.len())) {
         let value = match ds.read_f32() {
             Ok(v) if v.len() == 1 && ds.shape().map(|s| s.is_empty()).unwrap_or(false) => {
                 Tensor::new(Vec::<usize>::new(), v)
             }
-            _ => read_dataset(
-                &file,
-                &format!("optimizer/vars/{}", optimizer.len()),
-                origin,
-            ),
+            _ => read_dataset(file, &format!("optimizer/vars/{}", optimizer.len()), origin),
         };
         let value = match value {
             Ok(v) => v,
