@@ -146,19 +146,36 @@ fn stem(name: &str) -> &str {
 /// (`input_layer` → `input_layer_2`), after checking that the two are one name
 /// numbered differently, and that ours is what a fresh process would give.
 fn adopt_corpus_names(model: &mut Model, corpus: &Value) -> Result<(), String> {
-    let theirs: Vec<String> = corpus["config"]["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap().to_string())
-        .collect();
-    let ours: Vec<(String, bool)> = model
-        .layers()
-        .map(|l| (l.name().to_string(), l.base().auto_named))
+    // The layers as config.json lists them (a Sequential's InputLayer too); a
+    // Sequential's layers have their name in their config only.
+    let names = |config: &Value| -> Vec<String> {
+        config["config"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                l["name"]
+                    .as_str()
+                    .or(l["config"]["name"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let theirs = names(corpus);
+    let ours: Vec<(String, bool)> = names(&convnet::io::config_json(model))
+        .into_iter()
+        .map(|name| {
+            let auto = model.get_layer(&name).unwrap().base().auto_named;
+            (name, auto)
+        })
         .collect();
     if ours.len() != theirs.len() {
         return Err(format!("{} layers, Keras's {}", ours.len(), theirs.len()));
     }
+    // Through a provisional name first, since Keras's numbers can be ours for another
+    // layer (its `re_lu_14` our `re_lu`, while our `re_lu_14` is its `re_lu_28`).
+    let mut renamed = Vec::new();
     for ((name, auto), keras) in ours.iter().zip(&theirs) {
         if name == keras {
             continue;
@@ -166,7 +183,24 @@ fn adopt_corpus_names(model: &mut Model, corpus: &Value) -> Result<(), String> {
         if !*auto || stem(name) != stem(keras) {
             return Err(format!("layer '{name}' where Keras has '{keras}'"));
         }
-        model.get_layer_mut(name).unwrap().base_mut().name = keras.clone();
+        let provisional = format!("\u{0}{keras}");
+        model.get_layer_mut(name).unwrap().base_mut().name = provisional.clone();
+        renamed.push((provisional, keras));
+    }
+    for (provisional, keras) in renamed {
+        model.get_layer_mut(&provisional).unwrap().base_mut().name = keras.clone();
+    }
+    // The layers of nested models (ConvNeXt's Sequential stem: its `input_layer_33`).
+    for (i, keras) in theirs.iter().enumerate() {
+        let inner_corpus = &corpus["config"]["layers"][i];
+        if !inner_corpus["config"]["layers"].is_array() {
+            continue;
+        }
+        let layer = model.get_layer_mut(keras).unwrap();
+        let inner = convnet::model::nested_model_mut(layer.as_mut())
+            .ok_or_else(|| format!("layer '{keras}' is a nested model in Keras's"))?;
+        adopt_corpus_names(inner, inner_corpus)
+            .map_err(|e| format!("in nested model '{keras}': {e}"))?;
     }
     Ok(())
 }
@@ -393,7 +427,6 @@ fn efficientnet_b0_builds_as_keras_builds_it() {
 }
 
 #[test]
-#[ignore = "B1-B7: a Dropout rate differs from Keras's in its last digit (open)"]
 fn every_efficientnet_builds_as_keras_builds_it() {
     check_corpus_all(&[
         ("efficientnet_b1", false),
@@ -438,10 +471,19 @@ fn every_application_is_listed_and_in_the_corpus() {
         ("xception", PreprocessMode::Tf),
         ("inception_v3", PreprocessMode::Tf),
         ("efficientnet_b0", PreprocessMode::Identity),
+        ("efficientnet_v2_b0", PreprocessMode::Identity),
+        ("efficientnet_v2_s", PreprocessMode::Identity),
+        ("mobilenet_v3_small", PreprocessMode::Identity),
+        ("mobilenet_v3_large", PreprocessMode::Identity),
+        ("convnext_tiny", PreprocessMode::Identity),
+        ("inception_resnet_v2", PreprocessMode::Tf),
     ] {
         assert_eq!(applications::preprocess_mode(name), Some(mode), "{name}");
     }
-    assert_eq!(applications::preprocess_mode("nasnet_mobile"), None);
+    assert_eq!(
+        applications::preprocess_mode("nasnet_mobile"),
+        Some(PreprocessMode::Tf)
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -798,4 +840,176 @@ fn new_applications_refuse_invalid_arguments_by_name() {
         assert_eq!(argument, name);
         assert!(message.contains(name), "{message}");
     }
+}
+
+#[test]
+fn every_efficientnet_v2_builds_as_keras_builds_it() {
+    check_corpus_all(&[
+        ("efficientnet_v2_b0", true),
+        ("efficientnet_v2_b1", true),
+        ("efficientnet_v2_b2", true),
+        ("efficientnet_v2_b3", true),
+        ("efficientnet_v2_s", true),
+    ]);
+}
+
+#[test]
+fn inception_resnet_v2_builds_as_keras_builds_it() {
+    check_corpus_all(&[("inception_resnet_v2", true)]);
+}
+
+#[test]
+fn nasnet_mobile_builds_as_keras_builds_it() {
+    check_corpus_all(&[("nasnet_mobile", true)]);
+}
+
+#[test]
+fn mobilenet_v3_builds_as_keras_builds_it() {
+    check_corpus_all(&[("mobilenet_v3_small", true), ("mobilenet_v3_large", false)]);
+}
+
+#[test]
+fn convnext_tiny_builds_as_keras_builds_it() {
+    check_corpus_all(&[("convnext_tiny", true)]);
+}
+
+#[test]
+fn nasnet_and_inception_resnet_v2_take_keras_arguments() {
+    // Keras 3.15's counts and shapes for these arguments (weights=None).
+    let build = |name: &str, options: Options| {
+        let model = match name {
+            "nasnet_large" => applications::nasnet_large(&options),
+            "nasnet_mobile" => applications::nasnet_mobile(&options),
+            _ => applications::inception_resnet_v2(&options),
+        }
+        .unwrap();
+        let shape = |s: &[Option<usize>]| s.to_vec();
+        (
+            model.count_params(),
+            shape(&model.input_shapes()[0]),
+            shape(&model.output_shapes()[0]),
+        )
+    };
+    let no_top = Options {
+        include_top: false,
+        ..Options::default()
+    };
+    assert_eq!(
+        build("nasnet_large", Options::default()),
+        (
+            88_949_818,
+            vec![None, Some(331), Some(331), Some(3)],
+            vec![None, Some(1000)]
+        )
+    );
+    assert_eq!(
+        build("nasnet_large", no_top.clone()),
+        (
+            84_887_922,
+            vec![None, None, None, Some(3)],
+            vec![None, None, None, Some(4032)]
+        )
+    );
+    // NASNetMobile without the top and an input shape is built at 224x224, not open.
+    assert_eq!(
+        build(
+            "nasnet_mobile",
+            Options {
+                pooling: Some(Pooling::Avg),
+                ..no_top.clone()
+            }
+        ),
+        (
+            4_269_716,
+            vec![None, Some(224), Some(224), Some(3)],
+            vec![None, Some(1056)]
+        )
+    );
+    assert_eq!(
+        build(
+            "nasnet_mobile",
+            Options {
+                input_shape: Some(vec![33, 45, 3]),
+                classes: 10,
+                ..Options::default()
+            }
+        ),
+        (
+            4_280_286,
+            vec![None, Some(33), Some(45), Some(3)],
+            vec![None, Some(10)]
+        )
+    );
+    assert_eq!(
+        build("inception_resnet_v2", no_top),
+        (
+            54_336_736,
+            vec![None, None, None, Some(3)],
+            vec![None, None, None, Some(1536)]
+        )
+    );
+    for shape in [vec![31, 32, 3], vec![32, 31, 3]] {
+        let e = applications::nasnet_mobile(&Options {
+            input_shape: Some(shape.clone()),
+            ..Options::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!(
+                "Input size must be at least 32x32; Received: input_shape=({}, {}, 3)",
+                shape[0], shape[1]
+            )),
+            "{e}"
+        );
+    }
+}
+
+/// MobileNetV3's own arguments and ConvNeXt's other sizes and options, against the
+/// parameter counts and shapes Keras 3.15 gives them (`weights=None`).
+#[test]
+fn mobilenet_v3_and_convnext_arguments_build_as_keras_builds_them() {
+    use applications::MobileNetV3Options;
+    let small = applications::mobilenet_v3_small(
+        &Options {
+            input_shape: Some(vec![64, 64, 3]),
+            ..Options::default()
+        },
+        &MobileNetV3Options {
+            alpha: 0.75,
+            minimalistic: true,
+            ..MobileNetV3Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(small.count_params(), 1_742_192);
+    let large = applications::mobilenet_v3_large(
+        &Options {
+            include_top: false,
+            pooling: Some(Pooling::Avg),
+            ..Options::default()
+        },
+        &MobileNetV3Options {
+            alpha: 1.25,
+            include_preprocessing: false,
+            ..MobileNetV3Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(large.count_params(), 4_764_160);
+    assert_eq!(large.output_shapes(), vec![vec![None, Some(1200)]]);
+    assert_eq!(large.layers().nth(1).unwrap().name(), "conv");
+    let grey = applications::convnext_tiny(
+        &Options {
+            include_top: false,
+            input_shape: Some(vec![32, 32, 1]),
+            ..Options::default()
+        },
+        true,
+    )
+    .unwrap();
+    assert_eq!(grey.count_params(), 27_817_056);
+    let small = applications::convnext_small(&Options::default(), true).unwrap();
+    assert_eq!(small.count_params(), 50_223_688);
+    assert_eq!(small.name(), "convnext_small");
 }

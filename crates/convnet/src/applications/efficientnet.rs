@@ -91,12 +91,12 @@ const SE_RATIO: f64 = 0.25;
 const DROP_CONNECT_RATE: f64 = 0.2;
 
 /// Keras's `CONV_KERNEL_INITIALIZER`, as config.json writes it.
-fn conv_initializer() -> Initializer {
+pub(super) fn conv_initializer() -> Initializer {
     variance_scaling(2.0, "truncated_normal")
 }
 
 /// Keras's `DENSE_KERNEL_INITIALIZER`.
-fn dense_initializer() -> Initializer {
+pub(super) fn dense_initializer() -> Initializer {
     variance_scaling(1.0 / 3.0, "uniform")
 }
 
@@ -110,7 +110,7 @@ fn variance_scaling(scale: f64, distribution: &str) -> Initializer {
 }
 
 /// A bias-free `same` 1x1 convolution with the conv initializer.
-fn pointwise(filters: usize, name: &str) -> Conv2D {
+pub(super) fn pointwise(filters: usize, name: &str) -> Conv2D {
     Conv2D::new(filters, (1, 1))
         .padding(Padding::Same)
         .use_bias(false)
@@ -122,7 +122,7 @@ fn batch_norm(name: &str) -> BatchNormalization {
     BatchNormalization::new().axis(3).named(name)
 }
 
-fn swish(name: &str) -> Activation {
+pub(super) fn swish(name: &str) -> Activation {
     Activation::new(ActivationFn::Silu).named(name)
 }
 

@@ -20,27 +20,40 @@
 //! poolings) are numbered per model, as Keras numbers them in a process that has built
 //! nothing else (`input_layer`, not Keras's `input_layer_2` for the third model built).
 
+mod convnext;
 mod densenet;
 mod efficientnet;
+mod efficientnet_v2;
 mod imagenet;
+mod inception_resnet_v2;
 mod inception_v3;
 mod mobilenet;
 mod mobilenet_v2;
+mod mobilenet_v3;
+mod nasnet;
 mod resnet;
 mod vgg;
 mod xception;
 
+pub use convnext::{convnext_base, convnext_large, convnext_small, convnext_tiny, convnext_xlarge};
 pub use densenet::{densenet121, densenet169, densenet201};
 pub use efficientnet::{
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
     efficientnet_b5, efficientnet_b6, efficientnet_b7,
 };
+pub use efficientnet_v2::{
+    efficientnet_v2_b0, efficientnet_v2_b1, efficientnet_v2_b2, efficientnet_v2_b3,
+    efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s,
+};
 pub use imagenet::{
     decode_predictions, imagenet_class_names, top_classes, Decoded, IMAGENET_CLASSES,
 };
+pub use inception_resnet_v2::inception_resnet_v2;
 pub use inception_v3::inception_v3;
 pub use mobilenet::{mobilenet, MobileNetOptions};
 pub use mobilenet_v2::mobilenet_v2;
+pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small, MobileNetV3Options};
+pub use nasnet::{nasnet_large, nasnet_mobile};
 pub use resnet::{resnet101, resnet101_v2, resnet152, resnet152_v2, resnet50, resnet50_v2};
 pub use vgg::{vgg16, vgg19};
 pub use xception::xception;
@@ -159,10 +172,79 @@ pub const APPLICATIONS: &[(&str, &str)] = &[
         "efficientnet_b0",
         "keras.applications.EfficientNetB0: MBConv blocks, own rescaling (5.3M parameters at 224x224)",
     ),
+    (
+        "efficientnet_b1",
+        "keras.applications.EfficientNetB1: EfficientNetB0 scaled wider and deeper (7.9M parameters at 240x240)",
+    ),
+    (
+        "efficientnet_b2",
+        "keras.applications.EfficientNetB2: EfficientNetB0 scaled wider and deeper (9.2M parameters at 260x260)",
+    ),
+    (
+        "efficientnet_b3",
+        "keras.applications.EfficientNetB3: EfficientNetB0 scaled wider and deeper (12.3M parameters at 300x300)",
+    ),
+    (
+        "efficientnet_b4",
+        "keras.applications.EfficientNetB4: EfficientNetB0 scaled wider and deeper (19.5M parameters at 380x380)",
+    ),
+    (
+        "efficientnet_b5",
+        "keras.applications.EfficientNetB5: EfficientNetB0 scaled wider and deeper (30.6M parameters at 456x456)",
+    ),
+    (
+        "efficientnet_b6",
+        "keras.applications.EfficientNetB6: EfficientNetB0 scaled wider and deeper (43.3M parameters at 528x528)",
+    ),
+    (
+        "efficientnet_b7",
+        "keras.applications.EfficientNetB7: EfficientNetB0 scaled wider and deeper (66.7M parameters at 600x600)",
+    ),
+    (
+        "mobilenet_v3_small",
+        "keras.applications.MobileNetV3Small (alpha 1.0): inverted residual blocks with squeeze-and-excitation and hard-swish, own rescaling (2.6M parameters)",
+    ),
+    (
+        "mobilenet_v3_large",
+        "keras.applications.MobileNetV3Large (alpha 1.0): inverted residual blocks with squeeze-and-excitation and hard-swish, own rescaling (5.5M parameters)",
+    ),
+    (
+        "convnext_tiny",
+        "keras.applications.ConvNeXtTiny: 7x7 depthwise blocks with layer normalization and layer scale, own normalization (28.6M parameters)",
+    ),
+    (
+        "efficientnet_v2_b0",
+        "keras.applications.EfficientNetV2B0: Fused-MBConv and MBConv blocks, own rescaling (7.2M parameters at 224x224)",
+    ),
+    (
+        "efficientnet_v2_b1",
+        "keras.applications.EfficientNetV2B1: Fused-MBConv and MBConv blocks, own rescaling (8.2M parameters at 240x240)",
+    ),
+    (
+        "efficientnet_v2_b2",
+        "keras.applications.EfficientNetV2B2: Fused-MBConv and MBConv blocks, own rescaling (10.2M parameters at 260x260)",
+    ),
+    (
+        "efficientnet_v2_b3",
+        "keras.applications.EfficientNetV2B3: Fused-MBConv and MBConv blocks, own rescaling (14.5M parameters at 300x300)",
+    ),
+    (
+        "efficientnet_v2_s",
+        "keras.applications.EfficientNetV2S: Fused-MBConv and MBConv blocks, own rescaling (21.6M parameters at 384x384)",
+    ),
+    (
+        "inception_resnet_v2",
+        "keras.applications.InceptionResNetV2: Inception modules with scaled residual connections (55.9M parameters at 299x299, at least 75x75)",
+    ),
+    (
+        "nasnet_mobile",
+        "keras.applications.NASNetMobile: NASNet-A (4 @ 1056) cells found by architecture search (5.3M parameters at 224x224, at least 32x32)",
+    ),
 ];
 
 /// An application by its name in [`APPLICATIONS`] (MobileNet and MobileNetV2 with Keras's
-/// default alpha, depth multiplier and dropout), with fresh weights.
+/// default alpha, depth multiplier and dropout, EfficientNetV2 with Keras's default
+/// `include_preprocessing`), with fresh weights.
 pub fn by_name(name: &str, options: &Options) -> Result<Model> {
     match name {
         "resnet50" => resnet50(options),
@@ -181,6 +263,23 @@ pub fn by_name(name: &str, options: &Options) -> Result<Model> {
         "xception" => xception(options),
         "inception_v3" => inception_v3(options),
         "efficientnet_b0" => efficientnet_b0(options),
+        "efficientnet_b1" => efficientnet_b1(options),
+        "efficientnet_b2" => efficientnet_b2(options),
+        "efficientnet_b3" => efficientnet_b3(options),
+        "efficientnet_b4" => efficientnet_b4(options),
+        "efficientnet_b5" => efficientnet_b5(options),
+        "efficientnet_b6" => efficientnet_b6(options),
+        "efficientnet_b7" => efficientnet_b7(options),
+        "mobilenet_v3_small" => mobilenet_v3_small(options, &MobileNetV3Options::default()),
+        "mobilenet_v3_large" => mobilenet_v3_large(options, &MobileNetV3Options::default()),
+        "convnext_tiny" => convnext_tiny(options, true),
+        "efficientnet_v2_b0" => efficientnet_v2_b0(options, true),
+        "efficientnet_v2_b1" => efficientnet_v2_b1(options, true),
+        "efficientnet_v2_b2" => efficientnet_v2_b2(options, true),
+        "efficientnet_v2_b3" => efficientnet_v2_b3(options, true),
+        "efficientnet_v2_s" => efficientnet_v2_s(options, true),
+        "inception_resnet_v2" => inception_resnet_v2(options),
+        "nasnet_mobile" => nasnet_mobile(options),
         other => Err(Error::invalid(
             "application",
             format!(
@@ -223,7 +322,16 @@ pub fn preprocess_mode(name: &str) -> Option<PreprocessMode> {
         "resnet50v2" | "resnet101v2" | "resnet152v2" | "mobilenet_v2" | "mobilenet"
         | "xception" | "inception_v3" => Some(PreprocessMode::Tf),
         "densenet121" | "densenet169" | "densenet201" => Some(PreprocessMode::Torch),
-        "efficientnet_b0" => Some(PreprocessMode::Identity),
+        "efficientnet_b0" | "efficientnet_b1" | "efficientnet_b2" | "efficientnet_b3"
+        | "efficientnet_b4" | "efficientnet_b5" | "efficientnet_b6" | "efficientnet_b7" => {
+            Some(PreprocessMode::Identity)
+        }
+        "mobilenet_v3_small" | "mobilenet_v3_large" | "convnext_tiny" => {
+            Some(PreprocessMode::Identity)
+        }
+        "efficientnet_v2_b0" | "efficientnet_v2_b1" | "efficientnet_v2_b2"
+        | "efficientnet_v2_b3" | "efficientnet_v2_s" => Some(PreprocessMode::Identity),
+        "inception_resnet_v2" | "nasnet_mobile" => Some(PreprocessMode::Tf),
         _ => None,
     }
 }

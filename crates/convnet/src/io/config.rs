@@ -307,6 +307,10 @@ pub fn model_to_config(model: &Model) -> Value {
             {
                 object["build_config"] = json!({"input_shape": shapes_json(&shapes)});
             }
+            // Keras writes a nested model's compile config, `{}` when it is not compiled.
+            if let Some(inner) = crate::model::nested_model(layer) {
+                object["compile_config"] = compile_config(inner).unwrap_or_else(|| json!({}));
+            }
             object["name"] = json!(layer.name());
             let nodes: Vec<Value> = model
                 .calls_of(i)

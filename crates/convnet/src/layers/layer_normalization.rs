@@ -165,6 +165,16 @@ impl Layer for LayerNormalization {
             .iter()
             .map(|&a| inputs[0][a].expect("checked by output_shape"))
             .collect();
+        // Keras's build makes `axis` a sorted list (`-1` becomes `[-1]`), as its config
+        // then writes it.
+        self.axis = match &self.axis {
+            Axes::One(a) => Axes::Many(vec![*a]),
+            Axes::Many(list) => {
+                let mut list = list.clone();
+                list.sort_unstable();
+                Axes::Many(list)
+            }
+        };
         if self.has_gamma() {
             let init = self.gamma_initializer.clone();
             self.base.add_weight("gamma", &shape, &init, true, rng)?;

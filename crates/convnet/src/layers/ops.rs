@@ -47,6 +47,15 @@ pub struct NumpyOp {
 }
 
 impl NumpyOp {
+    /// `x ∘ y` on two tensors that broadcast (Python's `x + y` on Keras tensors).
+    pub fn new(kind: OpKind) -> Self {
+        NumpyOp {
+            base: LayerBase::new(&default_name(Self::class(kind))),
+            kind,
+            constant: None,
+        }
+    }
+
     /// `x ∘ constant` (position 1) or `constant ∘ x` (position 0).
     pub fn with_constant(kind: OpKind, position: usize, constant: f64) -> Self {
         NumpyOp {
