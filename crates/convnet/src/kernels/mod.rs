@@ -15,6 +15,7 @@ pub mod norm;
 pub mod pool;
 pub mod resize;
 pub mod simd;
+pub mod warp;
 
 pub use conv::{ConvGeometry, Padding};
 

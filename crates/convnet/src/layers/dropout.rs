@@ -203,7 +203,7 @@ fn check_rate(layer: &dyn Layer, rate: f64) -> Result<()> {
 }
 
 /// A noise layer's own generator: from its `seed`, else from a draw of the model's.
-fn layer_rng(seed: Option<u64>, rng: &mut Rng) -> Rng {
+pub(super) fn layer_rng(seed: Option<u64>, rng: &mut Rng) -> Rng {
     rng_from_seed(seed.unwrap_or_else(|| rng.random()))
 }
 
