@@ -13,7 +13,11 @@ The draws, per class:
 - RandomTranslation: `translation`, (dx, dy) in pixels;
 - RandomZoom: `zoom`, (width zoom, height zoom);
 - RandomContrast: `contrast`, the factor;
-- RandomBrightness: `delta`, added to every value (already scaled by the value range).
+- RandomBrightness: `delta`, added to every value (already scaled by the value range);
+- RandomCrop: `crop`, the window's (top, left), one for the batch.
+RandomCrop's inference cases (`"draw": null`) are tf.keras 2's (`tf_keras`), the
+centred crop to the target's aspect ratio resized to the target: Keras 3.15 returns the
+images uncropped there, which disagrees with its own output shape.
 Everything is float32, the type Keras's image layers compute in.
 """
 
@@ -48,6 +52,8 @@ def draws(layer, transformation):
         return {"contrast": np.asarray(transformation["contrast_factor"], np.float32).reshape(-1).tolist()}
     if name == "RandomBrightness":
         return {"delta": np.asarray(transformation["rgb_delta"], np.float32).reshape(-1).tolist()}
+    if name == "RandomCrop":
+        return {"crop": [[int(transformation[0]), int(transformation[1])]]}
     raise ValueError(name)
 
 
@@ -63,6 +69,24 @@ def case(name, layer, shape=(3, 6, 7, 2), low=0.0, high=1.0):
         "x": x.reshape(-1).tolist(),
         "draw": draws(layer, transformation),
         "y": y.reshape(-1).tolist(),
+    }
+
+
+def crop_inference(name, height, width, shape):
+    """tf.keras 2's RandomCrop in inference, on Keras 3's config of the same layer."""
+    import tf_keras
+
+    x = rng.uniform(0, 1, size=shape).astype(np.float32)
+    y = np.asarray(tf_keras.layers.RandomCrop(height, width)(x, training=False), np.float32)
+    layer = L.RandomCrop(height, width)
+    return {
+        "name": name,
+        "layer": {"class_name": "RandomCrop", "config": layer.get_config()},
+        "shape": list(shape),
+        "x": x.reshape(-1).tolist(),
+        "draw": None,
+        "y": y.reshape(-1).tolist(),
+        "y_shape": list(y.shape),
     }
 
 
@@ -95,6 +119,12 @@ def cases():
     yield case("contrast_pair", L.RandomContrast((0.5, 0.9), seed=16), low=0, high=255)
     yield case("brightness", L.RandomBrightness(0.4, value_range=(0, 1), seed=17))
     yield case("brightness_pair", L.RandomBrightness((-0.2, 0.6), seed=18), low=0, high=255)
+    crop = case("crop_training", L.RandomCrop(4, 3, seed=19), shape=(2, 7, 6, 2))
+    crop["y_shape"] = [2, 4, 3, 2]
+    yield crop
+    yield crop_inference("crop_inference_wide", 4, 3, (2, 7, 9, 2))
+    yield crop_inference("crop_inference_tall", 5, 6, (2, 9, 7, 2))
+    yield crop_inference("crop_inference_small", 8, 8, (2, 5, 6, 2))
 
 
 def main():

@@ -191,7 +191,7 @@ pub use pooling::{
 };
 pub use rescaling::Rescaling;
 pub use reshape::{Cropping2D, Flatten, Reshape, UpSampling, UpSampling2D, ZeroPadding2D};
-pub use resizing::{CenterCrop, ResizeMethod, Resizing};
+pub use resizing::{CenterCrop, RandomCrop, ResizeMethod, Resizing};
 pub use scale::{CustomScaleLayer, LayerScale};
 pub use separable::SeparableConv2D;
 pub use three_d::ThreeD;
@@ -735,6 +735,7 @@ const REGISTRY: &[(&str, FromConfig)] = &[
     ("Rescaling", read!(Rescaling)),
     ("Resizing", read!(Resizing)),
     ("CenterCrop", read!(CenterCrop)),
+    ("RandomCrop", read!(RandomCrop)),
     ("RandomFlip", read!(RandomFlip)),
     ("RandomRotation", read!(RandomRotation)),
     ("RandomTranslation", read!(RandomTranslation)),
