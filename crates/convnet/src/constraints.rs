@@ -1,7 +1,7 @@
 //! Keras's weight constraints (`kernel_constraint`, `bias_constraint`, …): MaxNorm,
 //! MinMaxNorm, NonNeg and UnitNorm, read from and written to Keras's config form with
-//! its defaults. A model that has them loads, predicts and saves them back; training
-//! one is refused until they are applied after each optimizer step (see `train`).
+//! its defaults, and the projection `fit` applies after each optimizer step
+//! (`train::penalties`).
 
 use crate::keras_object;
 use crate::layers::Axes;
@@ -80,6 +80,27 @@ struct UnitNormConfig {
     axis: Axes,
 }
 
+/// The axes of `axis` in a weight of `rank` dimensions, counted from the front.
+fn reduced_axes(axis: &Axes, rank: usize) -> Result<Vec<usize>, String> {
+    let listed = match axis {
+        Axes::One(a) => std::slice::from_ref(a),
+        Axes::Many(list) => list.as_slice(),
+    };
+    listed
+        .iter()
+        .map(|&a| {
+            let index = if a < 0 { rank as i64 + a } else { a };
+            if (0..rank as i64).contains(&index) {
+                Ok(index as usize)
+            } else {
+                Err(format!(
+                    "axis {a} is out of range for a weight of rank {rank}"
+                ))
+            }
+        })
+        .collect()
+}
+
 /// Keras's default `max_value=2`, an integer in its configs.
 fn two() -> Amount {
     serde_json::from_value(2.into()).expect("2 is a valid amount")
@@ -94,7 +115,73 @@ fn axis_0() -> Axes {
     Axes::One(0)
 }
 
+/// Keras's `backend.epsilon()`, which keeps the norms' divisions finite.
+const EPSILON: f32 = 1e-7;
+
 impl Constraint {
+    /// Projects a weight of `shape` (Keras's layout) in place, as Keras's `__call__`:
+    /// norms are taken over `axis` (negative counting from the end); an axis outside
+    /// the weight's rank is an error naming it.
+    pub fn apply(&self, values: &mut [f32], shape: &[usize]) -> Result<(), String> {
+        let (axis, scale): (&Axes, Box<dyn Fn(f32) -> f32>) = match self {
+            Constraint::NonNeg => {
+                values.iter_mut().for_each(|v| *v = v.max(0.0));
+                return Ok(());
+            }
+            Constraint::MaxNorm { max_value, axis } => {
+                let max = max_value.get() as f32;
+                (axis, Box::new(move |n| n.clamp(0.0, max) / (EPSILON + n)))
+            }
+            Constraint::MinMaxNorm {
+                min_value,
+                max_value,
+                rate,
+                axis,
+            } => {
+                let (min, max, rate) = (
+                    min_value.get() as f32,
+                    max_value.get() as f32,
+                    rate.get() as f32,
+                );
+                (
+                    axis,
+                    Box::new(move |n| {
+                        (rate * n.clamp(min, max) + (1.0 - rate) * n) / (EPSILON + n)
+                    }),
+                )
+            }
+            Constraint::UnitNorm { axis } => (axis, Box::new(|n| 1.0 / (EPSILON + n))),
+        };
+        let reduced = reduced_axes(axis, shape.len())?;
+        // Each value's place in the array of norms: its index with the reduced axes at 0.
+        let kept: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| if reduced.contains(&a) { 1 } else { d })
+            .collect();
+        let place = |mut i: usize| {
+            let (mut at, mut stride) = (0, 1);
+            for a in (0..shape.len()).rev() {
+                let coord = i % shape[a];
+                i /= shape[a];
+                if kept[a] > 1 {
+                    at += coord * stride;
+                }
+                stride *= kept[a];
+            }
+            at
+        };
+        let mut norms = vec![0f32; kept.iter().product()];
+        for (i, v) in values.iter().enumerate() {
+            norms[place(i)] += v * v;
+        }
+        let factors: Vec<f32> = norms.iter().map(|n| scale(n.sqrt())).collect();
+        for (i, v) in values.iter_mut().enumerate() {
+            *v *= factors[place(i)];
+        }
+        Ok(())
+    }
+
     /// Keras's class name.
     pub fn class_name(&self) -> &'static str {
         match self {
@@ -190,6 +277,37 @@ impl<'de> Deserialize<'de> for Constraint {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn projections_take_norms_over_keras_axes() {
+        // Columns of a 2x3 matrix (axis 0): norms 5, 1 and 0.
+        let mut w = [3.0f32, 1.0, 0.0, 4.0, 0.0, 0.0];
+        let max_norm = Constraint::from_config(&json!({"class_name": "MaxNorm",
+            "config": {"max_value": 2.0, "axis": 0}}))
+        .unwrap();
+        max_norm.apply(&mut w, &[2, 3]).unwrap();
+        let want = [1.2f32, 1.0, 0.0, 1.6, 0.0, 0.0];
+        assert!(
+            w.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{w:?}"
+        );
+        // Rows (axis -1) to unit norm.
+        let mut w = [3.0f32, 4.0, 0.0, 1.0, 0.0, 0.0];
+        Constraint::from_config(&json!({"class_name": "UnitNorm", "config": {"axis": -1}}))
+            .unwrap()
+            .apply(&mut w, &[2, 3])
+            .unwrap();
+        let want = [0.6f32, 0.8, 0.0, 1.0, 0.0, 0.0];
+        assert!(
+            w.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{w:?}"
+        );
+        let mut w = [-1.0f32, 2.0];
+        Constraint::NonNeg.apply(&mut w, &[2]).unwrap();
+        assert_eq!(w, [0.0, 2.0]);
+        let e = max_norm.apply(&mut [1.0], &[]).unwrap_err();
+        assert!(e.contains("axis 0"), "{e}");
+    }
 
     #[test]
     fn defaults_are_written_as_keras_writes_them() {

@@ -1,8 +1,7 @@
 //! Keras's weight regularizers (`kernel_regularizer`, `bias_regularizer`,
 //! `activity_regularizer`, …): L1, L2, L1L2 and OrthogonalRegularizer, read from and
-//! written to Keras's config form with its defaults. A model that has them loads,
-//! predicts and saves them back; training one is refused until their penalties join the
-//! loss (see `train`), so it never trains differently from what its file says.
+//! written to Keras's config form with its defaults, with the penalty and its gradient
+//! that `fit` adds to the loss (`train::penalties`).
 
 use crate::keras_object;
 pub use crate::keras_object::Amount;
@@ -119,6 +118,68 @@ impl Regularizer {
         }
     }
 
+    /// Why `fit` cannot apply it to a value of `shape`: OrthogonalRegularizer takes
+    /// rank-2 values only, as in Keras.
+    pub fn check_shape(&self, shape: &[usize]) -> Result<(), String> {
+        match self {
+            Regularizer::Orthogonal { .. } if shape.len() != 2 => Err(format!(
+                "Inputs to OrthogonalRegularizer must have rank 2. Received: shape {shape:?}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keras's penalty of `values` (of `shape`): `l1 · Σ|w| + l2 · Σw²`, or
+    /// OrthogonalRegularizer's mean absolute cosine between distinct rows (columns).
+    pub fn penalty(&self, values: &[f32], shape: &[usize]) -> f64 {
+        match self {
+            Regularizer::Orthogonal { factor, mode } => {
+                orthogonal(values, shape, *mode, factor.get(), None)
+            }
+            _ => {
+                let (l1, l2) = self.factors();
+                let (mut abs, mut square) = (0f64, 0f64);
+                for &v in values {
+                    abs += f64::from(v.abs());
+                    square += f64::from(v) * f64::from(v);
+                }
+                l1 * abs + l2 * square
+            }
+        }
+    }
+
+    /// Adds `scale` times the penalty's gradient to `grad`: `l1 · sign(w) + 2 · l2 · w`
+    /// (TensorFlow's sign, 0 at 0), or OrthogonalRegularizer's through the
+    /// normalisation.
+    pub fn add_gradient(&self, values: &[f32], shape: &[usize], scale: f64, grad: &mut [f32]) {
+        if let Regularizer::Orthogonal { factor, mode } = self {
+            orthogonal(values, shape, *mode, scale * factor.get(), Some(grad));
+            return;
+        }
+        let (l1, l2) = self.factors();
+        let (l1, l2) = ((scale * l1) as f32, (scale * 2.0 * l2) as f32);
+        for (g, &v) in grad.iter_mut().zip(values) {
+            let sign = if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *g += l1 * sign + l2 * v;
+        }
+    }
+
+    /// The (l1, l2) factors of the elementwise penalties.
+    fn factors(&self) -> (f64, f64) {
+        match self {
+            Regularizer::L1 { l1 } => (l1.get(), 0.0),
+            Regularizer::L2 { l2 } => (0.0, l2.get()),
+            Regularizer::L1L2 { l1, l2 } => (l1.get(), l2.get()),
+            Regularizer::Orthogonal { .. } => (0.0, 0.0),
+        }
+    }
+
     /// Reads a regularizer from its name (`"l2"`) or Keras object.
     pub fn from_config(value: &Value) -> Result<Self, String> {
         let (class, config) = keras_object::read(value, "regularizer", CLASSES)?;
@@ -162,6 +223,74 @@ impl Regularizer {
     }
 }
 
+/// Keras's OrthogonalRegularizer on a rank-2 `values`: the vectors (rows, or columns)
+/// normalised to `u = w / max(‖w‖, 1e-7)`, then `factor · Σ_{i≠j} |uᵢ·uⱼ| / (n(n − 1))`.
+/// With `grad`, adds the penalty's gradient there instead (and returns 0): each
+/// `2 · factor / (n(n − 1)) · Σ_{j≠i} sign(uᵢ·uⱼ) uⱼ`, taken back through the
+/// normalisation.
+fn orthogonal(
+    values: &[f32],
+    shape: &[usize],
+    mode: OrthogonalMode,
+    factor: f64,
+    grad: Option<&mut [f32]>,
+) -> f64 {
+    let &[rows, cols] = shape else {
+        return 0.0;
+    };
+    // Vector i's element k is at i·step_vector + k·step_element.
+    let (n, d, vector, element) = match mode {
+        OrthogonalMode::Rows => (rows, cols, cols, 1),
+        OrthogonalMode::Columns => (cols, rows, 1, cols),
+    };
+    if n < 2 {
+        return 0.0;
+    }
+    let at = |i: usize, k: usize| i * vector + k * element;
+    let radii: Vec<f64> = (0..n)
+        .map(|i| {
+            let norm = (0..d)
+                .map(|k| f64::from(values[at(i, k)]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            norm.max(1e-7)
+        })
+        .collect();
+    let u = |i: usize, k: usize| f64::from(values[at(i, k)]) / radii[i];
+    let dot = |i: usize, j: usize| (0..d).map(|k| u(i, k) * u(j, k)).sum::<f64>();
+    let pairs = (n * (n - 1)) as f64;
+    let Some(grad) = grad else {
+        let mut sum = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    sum += dot(i, j).abs();
+                }
+            }
+        }
+        return factor * sum / pairs;
+    };
+    for i in 0..n {
+        // dp/duᵢ, then through uᵢ = wᵢ/rᵢ: (g − (g·uᵢ) uᵢ) / rᵢ while ‖wᵢ‖ > ε, g/ε below.
+        let mut g = vec![0f64; d];
+        for j in (0..n).filter(|&j| j != i) {
+            let sign = dot(i, j).signum();
+            for (k, gk) in g.iter_mut().enumerate() {
+                *gk += 2.0 * factor / pairs * sign * u(j, k);
+            }
+        }
+        let along = if radii[i] > 1e-7 {
+            (0..d).map(|k| g[k] * u(i, k)).sum::<f64>()
+        } else {
+            0.0
+        };
+        for (k, gk) in g.iter().enumerate() {
+            grad[at(i, k)] += ((gk - along * u(i, k)) / radii[i]) as f32;
+        }
+    }
+    0.0
+}
+
 impl Serialize for Regularizer {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.to_config().serialize(s)
@@ -197,6 +326,58 @@ mod tests {
             o.unwrap().to_config()["config"],
             json!({"factor": 0.01, "mode": "rows"})
         );
+    }
+
+    #[test]
+    fn penalties_and_gradients_are_keras_formulas() {
+        let w = [1.5f32, -2.0, 0.0, 0.5];
+        let r = Regularizer::L1L2 {
+            l1: Amount::of(0.1),
+            l2: Amount::of(0.01),
+        };
+        assert!((r.penalty(&w, &[4]) - (0.1 * 4.0 + 0.01 * 6.5)).abs() < 1e-9);
+        let mut g = [0.0f32; 4];
+        r.add_gradient(&w, &[4], 2.0, &mut g);
+        let want = [
+            2.0 * (0.1 + 0.02 * 1.5),
+            2.0 * (-0.1 - 0.04),
+            0.0,
+            2.0 * (0.1 + 0.01),
+        ];
+        for (g, w) in g.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn orthogonal_penalty_and_gradient() {
+        // Rows (1, 0) and (1, 1)/√2: cosine 1/√2, the only pair.
+        for (mode, w, shape) in [
+            ("rows", vec![2.0f32, 0.0, 3.0, 3.0], [2, 2]),
+            ("columns", vec![2.0f32, 3.0, 0.0, 3.0], [2, 2]),
+        ] {
+            let r = Regularizer::from_config(&json!({"class_name": "OrthogonalRegularizer",
+                "config": {"factor": 0.5, "mode": mode}}))
+            .unwrap();
+            let want = 0.5 * 2.0 * std::f64::consts::FRAC_1_SQRT_2 / 2.0;
+            assert!((r.penalty(&w, &shape) - want).abs() < 1e-6, "{mode}");
+            let mut g = vec![0f32; 4];
+            r.add_gradient(&w, &shape, 1.0, &mut g);
+            for k in 0..4 {
+                let mut up = w.clone();
+                up[k] += 1e-3;
+                let mut down = w.clone();
+                down[k] -= 1e-3;
+                let numeric = (r.penalty(&up, &shape) - r.penalty(&down, &shape)) / 2e-3;
+                assert!(
+                    (numeric - f64::from(g[k])).abs() < 1e-4,
+                    "{mode} {k}: {numeric} vs {}",
+                    g[k]
+                );
+            }
+        }
+        let r = Regularizer::from_config(&json!("orthogonal_regularizer")).unwrap();
+        assert!(r.check_shape(&[1, 1, 3, 4]).unwrap_err().contains("rank 2"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Training against Keras 3 itself (tests/golden/train): every loss's value and gradient,
 //! every optimizer's first four steps, and two whole fits of a small CNN with
 //! BatchNormalization and a depthwise convolution — the same initial weights, trained
-//! the same way, must end where Keras ended.
+//! the same way, must end where Keras ended. Fits of models with weight and activity
+//! regularizers and constraints (tests/golden/train/penalties, made by
+//! scripts/make_penalty_fits.py) start from the `.keras` file Keras saved before
+//! training and must match Keras's history, evaluate and predictions.
 
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
@@ -180,4 +183,84 @@ fn fits_match_keras() {
             "{name}: predictions after training differ from Keras's by {error:.2e}"
         );
     }
+}
+
+/// Checks `got` against Keras's `want` within 1e-4 (relative, or 1e-7 absolute near 0).
+fn close(what: &str, got: f64, want: f64) -> Result<(), String> {
+    if (got - want).abs() <= 1e-4 * want.abs().max(1e-3) {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got} vs Keras {want}"))
+    }
+}
+
+#[test]
+fn fits_with_regularizers_and_constraints_match_keras() {
+    let dir = dir().join("penalties");
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let y = Tensor::read_npy(dir.join("y.npy")).unwrap();
+    let mut failures = Vec::new();
+    for case in cases.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let mut model = Model::load(dir.join(case["model"].as_str().unwrap())).unwrap();
+        let optimizer = Optimizer::from_config(&case["optimizer"]).unwrap();
+        model
+            .compile_named(optimizer, case["loss"].as_str().unwrap(), &["accuracy"])
+            .unwrap();
+        let batch_size = case["batch_size"].as_u64().unwrap() as usize;
+        let options = FitOptions {
+            batch_size,
+            epochs: case["epochs"].as_u64().unwrap() as usize,
+            shuffle: false,
+            verbose: 0,
+            ..FitOptions::default()
+        };
+        let history = model
+            .fit(std::slice::from_ref(&x), std::slice::from_ref(&y), options)
+            .unwrap();
+        for key in ["loss", "accuracy"] {
+            for (epoch, (g, w)) in history
+                .get(key)
+                .unwrap()
+                .iter()
+                .zip(case["history"][key].as_array().unwrap())
+                .enumerate()
+            {
+                if let Err(e) = close(
+                    &format!("{name}: {key} at epoch {epoch}"),
+                    *g,
+                    w.as_f64().unwrap(),
+                ) {
+                    failures.push(e);
+                }
+            }
+        }
+        let evaluated = model
+            .evaluate(
+                std::slice::from_ref(&x),
+                std::slice::from_ref(&y),
+                batch_size,
+            )
+            .unwrap();
+        for key in ["loss", "accuracy"] {
+            let want = case["evaluate"][key].as_f64().unwrap();
+            if let Err(e) = close(&format!("{name}: evaluate {key}"), evaluated[key], want) {
+                failures.push(e);
+            }
+        }
+        let predictions = model
+            .predict(std::slice::from_ref(&x), 32)
+            .unwrap()
+            .remove(0);
+        let want = Tensor::read_npy(dir.join(case["predictions"].as_str().unwrap())).unwrap();
+        let error = relative_error(predictions.data(), want.data().iter().map(|&v| v as f64));
+        if error > 1e-4 {
+            failures.push(format!(
+                "{name}: predictions after training differ by {error:.2e}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

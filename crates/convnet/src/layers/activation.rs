@@ -258,12 +258,10 @@ pub struct PReLU {
     /// ReLU).
     #[serde(default = "Initializer::zeros")]
     pub alpha_initializer: Initializer,
-    /// Keras's `alpha_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `alpha_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub alpha_regularizer: Option<Regularizer>,
-    /// Keras's `alpha_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `alpha_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub alpha_constraint: Option<Constraint>,
     /// Keras's `shared_axes`: the axes (1 = the first after the batch) along which one

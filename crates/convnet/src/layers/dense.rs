@@ -37,20 +37,16 @@ pub struct Dense {
     /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
-    /// Keras's `kernel_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `kernel_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub kernel_regularizer: Option<Regularizer>,
-    /// Keras's `bias_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `bias_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub bias_regularizer: Option<Regularizer>,
-    /// Keras's `kernel_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `kernel_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub kernel_constraint: Option<Constraint>,
-    /// Keras's `bias_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `bias_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub bias_constraint: Option<Constraint>,
     #[serde(default)]

@@ -61,24 +61,20 @@ pub struct DepthwiseConv2D {
     /// Keras's `bias_initializer`: how the bias starts; default `zeros`.
     #[serde(default = "Initializer::zeros")]
     pub bias_initializer: Initializer,
-    /// Keras's `depthwise_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `depthwise_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub depthwise_regularizer: Option<Regularizer>,
-    /// Keras's `bias_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `bias_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub bias_regularizer: Option<Regularizer>,
     // Where the convolutions write a null `activity_regularizer`. A set one is a common
     // field (`LayerBase`), read before this declaration sees it and written after `dtype`.
     #[serde(default)]
     activity_regularizer: NullOnly,
-    /// Keras's `depthwise_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `depthwise_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub depthwise_constraint: Option<Constraint>,
-    /// Keras's `bias_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `bias_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub bias_constraint: Option<Constraint>,
 }

@@ -31,15 +31,13 @@ pub struct Embedding {
     /// (RandomUniform in ±0.05).
     #[serde(default = "uniform")]
     pub embeddings_initializer: Initializer,
-    /// Keras's `embeddings_regularizer`: kept and written back; training a model that
-    /// has one is refused until the penalty is applied.
+    /// Keras's `embeddings_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub embeddings_regularizer: Option<Regularizer>,
     // Where Embedding writes a null `activity_regularizer`; a set one is a common field.
     #[serde(default)]
     activity_regularizer: NullOnly,
-    /// Keras's `embeddings_constraint`: kept and written back; training a model that
-    /// has one is refused until the constraint is applied.
+    /// Keras's `embeddings_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub embeddings_constraint: Option<Constraint>,
     // Masking (index 0 as padding, carried to later layers) is not implemented.

@@ -42,20 +42,16 @@ pub struct GroupNormalization {
     /// Keras's `gamma_initializer`; default `ones`.
     #[serde(default = "Initializer::ones")]
     pub gamma_initializer: Initializer,
-    /// Keras's `beta_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `beta_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub beta_regularizer: Option<Regularizer>,
-    /// Keras's `gamma_regularizer`: kept and written back; training a model that has
-    /// one is refused until the penalty is applied.
+    /// Keras's `gamma_regularizer`: its penalty joins the training loss.
     #[serde(default)]
     pub gamma_regularizer: Option<Regularizer>,
-    /// Keras's `beta_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `beta_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub beta_constraint: Option<Constraint>,
-    /// Keras's `gamma_constraint`: kept and written back; training a model that has
-    /// one is refused until the constraint is applied.
+    /// Keras's `gamma_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub gamma_constraint: Option<Constraint>,
 }

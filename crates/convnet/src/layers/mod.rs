@@ -274,8 +274,8 @@ pub struct LayerBase {
     pub dtype: Value,
     /// The weights the layer has built, in Keras's order (empty until built).
     pub weights: Vec<Weight>,
-    /// Keras's `activity_regularizer`, which any layer takes: kept and written back;
-    /// training a model that has one is refused until its penalty is applied.
+    /// Keras's `activity_regularizer`, which any layer takes: its penalty of the layer's
+    /// output, over the batch size, joins the training loss.
     pub activity_regularizer: Option<Regularizer>,
     /// Whether the name is the class's default, to be numbered by a model
     /// (`conv2d`, `conv2d_1`, …) rather than one the user or a file chose.

@@ -37,6 +37,10 @@ pub(crate) struct Node {
 pub(crate) struct Tape {
     outputs: Vec<Option<Tensor>>,
     saved: Vec<Saved>,
+    /// The nodes whose layer has an activity regularizer, in a training-mode pass.
+    penalized: Vec<usize>,
+    /// Their penalties, each divided by its batch size (Keras's), summed.
+    pub(crate) activity_loss: f64,
 }
 
 impl Tape {
@@ -370,7 +374,17 @@ impl Model {
     /// one tensor per output. Takes `&self` and keeps nothing, so threads can share a
     /// model; each intermediate tensor is dropped once its last reader has run.
     pub fn apply(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let mut values = self.run_inference(inputs, false)?;
+        self.apply_penalized(inputs, &mut 0.0)
+    }
+
+    /// [`Model::apply`] that also adds the activity regularizers' penalties (each
+    /// divided by its batch size) to `activity_loss`, as `evaluate` reports them.
+    pub(crate) fn apply_penalized(
+        &self,
+        inputs: &[&Tensor],
+        activity_loss: &mut f64,
+    ) -> Result<Vec<Tensor>> {
+        let mut values = self.run_inference(inputs, false, activity_loss)?;
         // Each output is moved out of the run; only a node listed as several outputs, or
         // an input returned as an output, is copied.
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.outputs.len());
@@ -388,7 +402,7 @@ impl Model {
     /// Inference that keeps every layer's output: (layer name, output), one per layer
     /// call in execution order. For looking inside a model (feature maps).
     pub fn layer_outputs(&self, inputs: &[&Tensor]) -> Result<Vec<(String, Tensor)>> {
-        let values = self.run_inference(inputs, true)?;
+        let values = self.run_inference(inputs, true, &mut 0.0)?;
         Ok(self
             .nodes
             .iter()
@@ -409,6 +423,7 @@ impl Model {
         &self,
         inputs: &[&'a Tensor],
         keep_all: bool,
+        activity_loss: &mut f64,
     ) -> Result<Vec<Option<Cow<'a, Tensor>>>> {
         self.check_inputs(inputs)?;
         let mut values: Vec<Option<Cow<Tensor>>> = vec![None; self.nodes.len()];
@@ -422,7 +437,13 @@ impl Model {
                         .iter()
                         .map(|&i| values[i].as_deref().expect("inputs run first"))
                         .collect();
-                    Cow::Owned(self.layers[node.layer].apply(&args)?)
+                    let output = self.layers[node.layer].apply(&args)?;
+                    if let Some(penalty) =
+                        activity_penalty(self.layers[node.layer].as_ref(), &output)
+                    {
+                        *activity_loss += penalty;
+                    }
+                    Cow::Owned(output)
                 }
             };
             values[id] = Some(output);
@@ -445,6 +466,8 @@ impl Model {
         tape.outputs.clear();
         tape.outputs.resize(self.nodes.len(), None);
         tape.saved.clear();
+        tape.penalized.clear();
+        tape.activity_loss = 0.0;
         for (id, node) in self.nodes.iter().enumerate() {
             let (output, saved) = match self.inputs.iter().position(|&i| i == id) {
                 Some(k) => (inputs[k].clone(), Saved::none()),
@@ -457,6 +480,12 @@ impl Model {
                     self.layers[node.layer].forward(&args, training)?
                 }
             };
+            if training {
+                if let Some(penalty) = activity_penalty(self.layers[node.layer].as_ref(), &output) {
+                    tape.activity_loss += penalty;
+                    tape.penalized.push(id);
+                }
+            }
             tape.outputs[id] = Some(output);
             tape.saved.push(saved);
         }
@@ -538,6 +567,21 @@ impl Model {
                 return Err(model_error(&self.name, format!("the gradient for output '{layer}' has shape {:?}, the output has {shape:?}", g.shape())));
             }
             accumulate(&mut node_grads[o], Cow::Borrowed(g))?;
+        }
+        // The gradients of the activity penalties a training-mode forward recorded.
+        for &id in &tape.penalized {
+            let layer = self.layers[self.nodes[id].layer].as_ref();
+            let (Some(regularizer), Some(output)) = (
+                &layer.base().activity_regularizer,
+                tape.outputs[id].as_ref(),
+            ) else {
+                continue;
+            };
+            let mut g = output.zeros_like();
+            let batch = output.shape().first().copied().unwrap_or(1).max(1);
+            let scale = 1.0 / batch as f64;
+            regularizer.add_gradient(output.data(), output.shape(), scale, g.data_mut());
+            accumulate(&mut node_grads[id], Cow::Owned(g))?;
         }
         for id in (0..self.nodes.len()).rev() {
             let node = &self.nodes[id];
@@ -665,6 +709,11 @@ impl Model {
         &self.grads
     }
 
+    /// [`Model::gradients`], for the training loop to add the regularizers' share.
+    pub(crate) fn grads_mut(&mut self) -> &mut [Vec<Tensor>] {
+        &mut self.grads
+    }
+
     /// One step of the compiled optimizer over the trainable weights of trainable layers,
     /// with the gradients of the last [`Model::backward`].
     pub(crate) fn apply_optimizer(&mut self) -> Result<()> {
@@ -693,6 +742,14 @@ impl Model {
         }
         compiled.optimizer.apply(&mut variables, &gradients)
     }
+}
+
+/// Keras's activity penalty of a layer's output: its `activity_regularizer` of the
+/// output over the batch size; None without one.
+fn activity_penalty(layer: &dyn Layer, output: &Tensor) -> Option<f64> {
+    let regularizer = layer.base().activity_regularizer.as_ref()?;
+    let batch = output.shape().first().copied().unwrap_or(1).max(1);
+    Some(regularizer.penalty(output.data(), output.shape()) / batch as f64)
 }
 
 /// Adds `g` into a gradient slot that may still be empty.

@@ -7,6 +7,7 @@ use super::callbacks::{Callback, Logs, TrainContext};
 use super::losses::{reduce, Loss, LossFn};
 use super::metrics::Metric;
 use super::optimizers::Optimizer;
+use super::penalties::Penalties;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::initializers::{next_rng, rng_from_seed};
@@ -14,7 +15,6 @@ use crate::model::Model;
 use crate::tensor::Tensor;
 use rand::RngExt;
 use rayon::prelude::*;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// What `compile` fixed: the optimizer, one loss per output, the metrics per output.
@@ -207,17 +207,19 @@ impl Model {
         logs.into_iter().collect()
     }
 
-    /// Losses of `predictions` against `targets`: updates the trackers and metrics, and
-    /// returns dL/d(prediction) for each output.
+    /// Losses of `predictions` against `targets` (plus `penalty` in the total): updates
+    /// the trackers and metrics, and returns dL/d(prediction) for each output.
     fn score(
         compiled: &mut Compiled,
         predictions: &[&Tensor],
         targets: &[Tensor],
         weights: Option<&[f32]>,
+        penalty: f64,
         trackers: &mut Trackers,
     ) -> Result<Vec<Tensor>> {
         let mut grads = Vec::with_capacity(predictions.len());
-        let mut total = 0.0;
+        // The total loss is the outputs' losses and the regularizers' penalties.
+        let mut total = penalty;
         for (o, (pred, target)) in predictions.iter().zip(targets).enumerate() {
             let (value, grad) = reduce(compiled.losses[o].as_ref(), target, pred, weights)?;
             total += value;
@@ -232,22 +234,28 @@ impl Model {
     }
 
     /// One optimisation step on one batch; updates the running loss and metrics.
+    /// `penalties` are the model's regularizers and constraints ([`Penalties::of`]).
     fn step(
         &mut self,
         x: &[Tensor],
         y: &[Tensor],
         weights: Option<&[f32]>,
+        penalties: &Penalties,
         trackers: &mut Trackers,
     ) -> Result<()> {
         let refs: Vec<&Tensor> = x.iter().collect();
         self.compiled_mut()?;
+        let penalty = penalties.loss(self);
         self.forward(&refs, true)?;
+        let penalty = penalty + self.tape.activity_loss;
         // The predictions stay on the tape (borrowed, not copied) while they are scored.
         let predictions = self.tape.values(&self.outputs);
         let compiled = self.compiled.as_deref_mut().expect("checked above");
-        let grads = Self::score(compiled, &predictions, y, weights, trackers)?;
+        let grads = Self::score(compiled, &predictions, y, weights, penalty, trackers)?;
         self.backward_weights(&grads)?;
-        self.apply_optimizer()
+        penalties.add_gradients(self);
+        self.apply_optimizer()?;
+        penalties.constrain(self)
     }
 
     fn reset_metrics(&mut self) -> Result<Trackers> {
@@ -298,7 +306,7 @@ impl Model {
     /// `x` holds one tensor per model input, `y` one per output.
     pub fn fit(&mut self, x: &[Tensor], y: &[Tensor], mut options: FitOptions) -> Result<History> {
         self.compiled_mut()?;
-        refuse_penalties(self)?;
+        let penalties = Penalties::of(self)?;
         if y.len() != self.outputs.len() {
             return Err(Error::Model {
                 model: self.name.clone(),
@@ -354,7 +362,7 @@ impl Model {
                     .class_weight
                     .as_ref()
                     .map(|cw| Self::sample_weights(cw, &by[0]));
-                self.step(&bx, &by, weights.as_deref(), &mut trackers)?;
+                self.step(&bx, &by, weights.as_deref(), &penalties, &mut trackers)?;
                 let logs = self.collect_logs(&trackers, "");
                 progress.step(b + 1, &logs);
                 let logs: Logs = logs.into_iter().collect();
@@ -393,6 +401,7 @@ impl Model {
         prefix: &str,
     ) -> Result<Vec<(String, f64)>> {
         let n = sample_count(x, y)?;
+        let penalties = Penalties::of(self)?;
         let mut trackers = self.reset_metrics()?;
         for start in (0..n).step_by(batch_size.max(1)) {
             let end = (start + batch_size).min(n);
@@ -405,9 +414,11 @@ impl Model {
                 .map(|t| t.slice_rows(start, end))
                 .collect::<Result<_>>()?;
             let refs: Vec<&Tensor> = bx.iter().collect();
-            let predictions = self.apply(&refs)?;
+            let mut penalty = penalties.loss(self);
+            let predictions = self.apply_penalized(&refs, &mut penalty)?;
             let predictions: Vec<&Tensor> = predictions.iter().collect();
-            Self::score(self.compiled_mut()?, &predictions, &by, None, &mut trackers)?;
+            let compiled = self.compiled_mut()?;
+            Self::score(compiled, &predictions, &by, None, penalty, &mut trackers)?;
         }
         Ok(self.collect_logs(&trackers, prefix))
     }
@@ -419,7 +430,6 @@ impl Model {
         y: &[Tensor],
         batch_size: usize,
     ) -> Result<BTreeMap<String, f64>> {
-        refuse_penalties(self)?;
         Ok(self
             .evaluate_logs(x, y, batch_size, "")?
             .into_iter()
@@ -429,8 +439,9 @@ impl Model {
     /// Keras's `model.train_on_batch(x, y)`: one step, and the batch's loss and metrics.
     pub fn train_on_batch(&mut self, x: &[Tensor], y: &[Tensor]) -> Result<BTreeMap<String, f64>> {
         sample_count(x, y)?;
+        let penalties = Penalties::of(self)?;
         let mut trackers = self.reset_metrics()?;
-        self.step(x, y, None, &mut trackers)?;
+        self.step(x, y, None, &penalties, &mut trackers)?;
         Ok(self.collect_logs(&trackers, "").into_iter().collect())
     }
 
@@ -487,32 +498,4 @@ fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
         .flat_map(|p| p.data().iter().copied())
         .collect();
     Tensor::new(shape, data)
-}
-
-/// Refuses a model whose layers have regularizers or constraints: `fit` does not apply
-/// them yet and the loss does not include their penalties, so training or evaluating
-/// without them would silently differ from Keras.
-fn refuse_penalties(model: &Model) -> Result<()> {
-    for layer in model.layers() {
-        if let Some(inner) = crate::model::nested_model(layer) {
-            refuse_penalties(inner)?;
-            continue;
-        }
-        if let Value::Object(config) = layer.config() {
-            let set = config.iter().find(|(key, value)| {
-                (key.ends_with("_regularizer") || key.ends_with("_constraint")) && !value.is_null()
-            });
-            if let Some((field, _)) = set {
-                return Err(Error::Config {
-                    layer: layer.name().to_string(),
-                    class: layer.class_name().to_string(),
-                    field: field.clone(),
-                    message: "training with regularizers and constraints is not supported yet \
-                              (predict, summary and saving are)"
-                        .into(),
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -8,6 +8,7 @@ mod fit;
 pub mod losses;
 pub mod metrics;
 pub mod optimizers;
+mod penalties;
 #[cfg(feature = "plots")]
 pub(crate) mod plot;
 mod progress;
