@@ -4,7 +4,9 @@
 //! the same way, must end where Keras ended. Fits of models with weight and activity
 //! regularizers and constraints (tests/golden/train/penalties, made by
 //! scripts/make_penalty_fits.py) start from the `.keras` file Keras saved before
-//! training and must match Keras's history, evaluate and predictions.
+//! training and must match Keras's history, evaluate and predictions. Keras's
+//! transfer-learning recipe (tests/golden/train/fine_tuning, scripts/make_fine_tuning.py)
+//! must train and count parameters as Keras: a frozen base, then its top unfrozen.
 
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
@@ -263,4 +265,85 @@ fn fits_with_regularizers_and_constraints_match_keras() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The summary's parameter lines (`Total params: …`).
+fn parameter_lines(model: &Model) -> Vec<String> {
+    model
+        .summary_for_columns(80)
+        .lines()
+        .filter(|l| l.contains("params:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn fine_tuning_a_frozen_base_matches_keras() {
+    let dir = dir().join("fine_tuning");
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
+    let y = Tensor::read_npy(dir.join("y.npy")).unwrap();
+    let mut model = Model::load(dir.join("model.keras")).unwrap();
+    let mut previous: Option<Tensor> = None;
+    for (p, phase) in case["phases"].as_array().unwrap().iter().enumerate() {
+        if p == 1 {
+            // Keras's `base.trainable = True`, then its first convolution and
+            // BatchNormalization frozen again.
+            model.set_layer_trainable("base", true).unwrap();
+            let base =
+                convnet::model::nested_model_mut(model.get_layer_mut("base").unwrap().as_mut())
+                    .unwrap();
+            base.set_layer_trainable("c1", false).unwrap();
+            base.set_layer_trainable("bn1", false).unwrap();
+        }
+        let want: Vec<String> = serde_json::from_value(phase["summary"].clone()).unwrap();
+        assert_eq!(
+            parameter_lines(&model),
+            want,
+            "phase {p}: the summary's counts"
+        );
+        let optimizer = Optimizer::from_config(&phase["optimizer"]).unwrap();
+        model
+            .compile_named(optimizer, case["loss"].as_str().unwrap(), &["accuracy"])
+            .unwrap();
+        let options = FitOptions {
+            batch_size: case["batch_size"].as_u64().unwrap() as usize,
+            epochs: 1,
+            shuffle: false,
+            verbose: 0,
+            ..FitOptions::default()
+        };
+        let history = model
+            .fit(std::slice::from_ref(&x), std::slice::from_ref(&y), options)
+            .unwrap();
+        for key in ["loss", "accuracy"] {
+            let want = phase["history"][key][0].as_f64().unwrap();
+            close(
+                &format!("phase {p}: {key}"),
+                history.get(key).unwrap()[0],
+                want,
+            )
+            .unwrap();
+        }
+        let predictions = model
+            .predict(std::slice::from_ref(&x), 32)
+            .unwrap()
+            .remove(0);
+        let want = Tensor::read_npy(dir.join(phase["predictions"].as_str().unwrap())).unwrap();
+        let error = relative_error(predictions.data(), want.data().iter().map(|&v| v as f64));
+        assert!(
+            error < 1e-5,
+            "phase {p}: predictions differ from Keras's by {error:.2e}"
+        );
+        // Each phase changes the predictions by more than the tolerance.
+        if let Some(before) = previous {
+            let moved = relative_error(before.data(), predictions.data().iter().map(|&v| v as f64));
+            assert!(
+                moved > 1e-4,
+                "phase {p} moved the predictions by only {moved:.2e}"
+            );
+        }
+        previous = Some(predictions);
+    }
 }

@@ -60,7 +60,7 @@ fn layer(object: &Value, origin: &Path) -> Result<Box<dyn Layer>> {
     if matches!(class, "Sequential" | "Functional" | "Model") {
         let mut nested = crate::model::NestedModel::new(model_from_config(object, origin)?);
         if let Some(trainable) = object["config"].get("trainable") {
-            nested.base_mut().trainable = trainable.as_bool().ok_or_else(|| {
+            let trainable = trainable.as_bool().ok_or_else(|| {
                 bad(
                     origin,
                     format!(
@@ -69,6 +69,12 @@ fn layer(object: &Value, origin: &Path) -> Result<Box<dyn Layer>> {
                     ),
                 )
             })?;
+            nested.base_mut().trainable = trainable;
+            // Keras's setter freezes everything inside a frozen model, as its saved
+            // configs show; a file that says otherwise inside is read the same way.
+            if !trainable {
+                crate::model::set_trainable(&mut nested, false);
+            }
         }
         return Ok(Box::new(nested));
     }

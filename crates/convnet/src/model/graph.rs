@@ -205,21 +205,40 @@ impl Model {
         self.layers.iter().flat_map(|l| l.weights())
     }
 
-    /// The weights training changes: trainable weights of trainable layers.
+    /// Each weight, layer by layer, with whether training changes it
+    /// ([`super::weights_in_training`]).
+    fn weights_with_training(&self) -> impl Iterator<Item = (&Weight, bool)> {
+        self.layers.iter().flat_map(|l| {
+            let training = super::weights_in_training(l.as_ref());
+            l.weights().into_iter().zip(training)
+        })
+    }
+
+    /// The weights training changes: trainable weights of trainable layers (inside a
+    /// nested model, of trainable layers of a trainable model).
     pub fn trainable_weights(&self) -> impl Iterator<Item = &Weight> {
-        self.layers
-            .iter()
-            .filter(|l| l.base().trainable)
-            .flat_map(|l| l.weights().into_iter().filter(|w| w.trainable))
+        self.weights_with_training()
+            .filter_map(|(w, training)| training.then_some(w))
     }
 
     /// Everything else: moving statistics, and the weights of frozen layers.
     pub fn non_trainable_weights(&self) -> impl Iterator<Item = &Weight> {
-        self.layers.iter().flat_map(|l| {
-            l.weights()
-                .into_iter()
-                .filter(move |w| !(w.trainable && l.base().trainable))
-        })
+        self.weights_with_training()
+            .filter_map(|(w, training)| (!training).then_some(w))
+    }
+
+    /// Keras's `model.trainable = trainable`: every layer, nested models' layers too.
+    pub fn set_trainable(&mut self, trainable: bool) {
+        for layer in &mut self.layers {
+            super::set_trainable(layer.as_mut(), trainable);
+        }
+    }
+
+    /// Keras's `model.get_layer(name).trainable = trainable` (for a nested model, its
+    /// layers too); an unknown name is an error listing the layers.
+    pub fn set_layer_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
+        super::set_trainable(self.get_layer_mut(name)?.as_mut(), trainable);
+        Ok(())
     }
 
     /// Keras's `count_params()`: the number of values in all weights.
@@ -730,11 +749,14 @@ impl Model {
         let mut variables = Vec::new();
         let mut gradients = Vec::new();
         for (layer, layer_grads) in layers.iter_mut().zip(grads.iter()) {
-            if !layer.base().trainable {
-                continue;
-            }
-            for (w, g) in layer.weights_mut().into_iter().zip(layer_grads) {
-                if w.trainable {
+            let training = super::weights_in_training(layer.as_ref());
+            for ((w, g), training) in layer
+                .weights_mut()
+                .into_iter()
+                .zip(layer_grads)
+                .zip(training)
+            {
+                if training {
                     variables.push(&mut w.value);
                     gradients.push(g);
                 }

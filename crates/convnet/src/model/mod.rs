@@ -10,7 +10,7 @@ mod summary;
 mod symbolic;
 
 pub use graph::Model;
-pub use nested::{nested_model, nested_model_mut, NestedModel};
+pub use nested::{nested_model, nested_model_mut, set_trainable, weights_in_training, NestedModel};
 pub use sequential::{Sequential, SequentialItem};
 pub use summary::{readable_size, thousands};
 pub use symbolic::{Call, Input, SharedLayer, SymbolicInputs, SymbolicTensor};

@@ -25,6 +25,32 @@ pub fn nested_model_mut(layer: &mut dyn Layer) -> Option<&mut Model> {
         .map(|n| &mut n.model)
 }
 
+/// Whether the optimizer updates each of `layer`'s weights, in [`Layer::weights`]
+/// order: a trainable weight of a trainable layer and, inside a nested model, of a
+/// trainable layer of a trainable model (Keras's `trainable_weights`).
+pub fn weights_in_training(layer: &dyn Layer) -> Vec<bool> {
+    let on = layer.base().trainable;
+    match nested_model(layer) {
+        Some(inner) => inner
+            .layers
+            .iter()
+            .flat_map(|l| weights_in_training(l.as_ref()))
+            .map(|t| t && on)
+            .collect(),
+        None => layer.weights().iter().map(|w| on && w.trainable).collect(),
+    }
+}
+
+/// Keras's `layer.trainable = trainable` setter: the layer and, for a nested model,
+/// every layer inside it, so that a frozen base's BatchNormalization layers run on their
+/// moving statistics.
+pub fn set_trainable(layer: &mut dyn Layer, trainable: bool) {
+    layer.base_mut().trainable = trainable;
+    if let Some(inner) = nested_model_mut(layer) {
+        inner.set_trainable(trainable);
+    }
+}
+
 #[derive(Clone, Debug)]
 /// A model used as a layer of another model (Keras's nested models).
 pub struct NestedModel {

@@ -61,12 +61,23 @@ impl Model {
         };
         let trainable = count(self.trainable_weights().collect());
         let non_trainable = count(self.non_trainable_weights().collect());
-        let total = (trainable.0 + non_trainable.0, trainable.1 + non_trainable.1);
-        for (label, (count, size)) in [
+        // A compiled model whose optimizer has variables (it has stepped) lists them and
+        // counts them in the total, as Keras does.
+        let optimizer = self.compiled().and_then(|c| c.optimizer.variable_counts());
+        let (extra, extra_bytes) = optimizer.unwrap_or((0, 0));
+        let total = (
+            trainable.0 + non_trainable.0 + extra,
+            trainable.1 + non_trainable.1 + extra_bytes,
+        );
+        let mut lines = vec![
             ("Total", total),
             ("Trainable", trainable),
             ("Non-trainable", non_trainable),
-        ] {
+        ];
+        if let Some(counts) = optimizer {
+            lines.push(("Optimizer", counts));
+        }
+        for (label, (count, size)) in lines {
             out += &format!(
                 " {label} params: {} ({})\n",
                 thousands(count),

@@ -474,6 +474,18 @@ impl Optimizer {
         self.new_slots(&Tensor::zeros([1])).len()
     }
 
+    /// Keras's count of the optimizer's variables once built (after its first step, or
+    /// restored): `iterations` (an int64), the learning rate (a float32, unless it is
+    /// a schedule) and every slot; as (values, bytes). None before it is built.
+    pub fn variable_counts(&self) -> Option<(usize, usize)> {
+        if self.iterations == 0 && self.slots.is_empty() {
+            return None;
+        }
+        let rate = usize::from(matches!(self.learning_rate, LearningRate::Constant(_)));
+        let slots: usize = self.slots.iter().flatten().map(Tensor::len).sum();
+        Some((1 + rate + slots, 8 + 4 * (rate + slots)))
+    }
+
     /// The optimizer's state (step count and slots), for checkpoints.
     pub fn state(&self) -> (u64, &[Vec<Tensor>]) {
         (self.iterations, &self.slots)

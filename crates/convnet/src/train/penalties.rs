@@ -144,8 +144,7 @@ impl Penalties {
     /// Whether the rule's weight is one the optimizer updates (Keras's trainable
     /// weights, the only ones it regularizes).
     fn trains(model: &Model, rule: &Rule) -> bool {
-        let layer = &model.layers[rule.layer];
-        layer.base().trainable && layer.weights()[rule.weight].trainable
+        crate::model::weights_in_training(model.layers[rule.layer].as_ref())[rule.weight]
     }
 
     /// The weight penalties at the current weights.
