@@ -49,6 +49,14 @@ pub struct TrainArgs {
     /// N pixels, 2 by default), `crop=N` (pad by N and crop back: the same shifts).
     #[arg(long)]
     augment: Option<String>,
+    /// Freeze the layers named NAME, or starting with PREFIX for `PREFIX*`, nested
+    /// models' layers included (Keras's `layer.trainable = False`); repeatable.
+    #[arg(long, value_name = "NAME|PREFIX*")]
+    freeze: Vec<String>,
+    /// Unfreeze layers the same way, after `--freeze` (fine-tuning the top of a frozen
+    /// base: `--freeze base --unfreeze 'block5_*'`); repeatable.
+    #[arg(long, value_name = "NAME|PREFIX*")]
+    unfreeze: Vec<String>,
     /// Draw the loss and metric curves into this PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -57,25 +65,34 @@ pub struct TrainArgs {
     verbose: u8,
 }
 
-/// Compiles `model` unless it came compiled and nothing overrides its settings.
+/// Compiles `model` unless it came compiled, nothing overrides its settings and its
+/// trainable weights are the ones its optimizer's state was kept for (`refreeze`:
+/// `--freeze`/`--unfreeze` changed them, so it is compiled anew from the same settings,
+/// as Keras asks after changing `trainable`).
 fn compile(
     model: &mut Model,
     optimizer: Option<&str>,
     learning_rate: Option<f64>,
     loss: Option<&str>,
+    refreeze: bool,
 ) -> Result<(), Error> {
-    if model.optimizer().is_some()
-        && optimizer.is_none()
-        && learning_rate.is_none()
-        && loss.is_none()
-    {
-        return Ok(());
+    if optimizer.is_none() && learning_rate.is_none() && loss.is_none() {
+        if let Some(existing) = model.optimizer_mut() {
+            if refreeze {
+                // The same settings, loss and metrics; a fresh optimizer state.
+                existing.set_state(0, Vec::new());
+            }
+            return Ok(());
+        }
     }
     let mut opt = match (optimizer, model.optimizer()) {
         (Some(name), _) => Optimizer::from_name(name)?,
         (None, Some(existing)) => existing.clone(),
         (None, None) => Optimizer::adam(1e-3),
     };
+    if refreeze {
+        opt.set_state(0, Vec::new());
+    }
     if let Some(lr) = learning_rate {
         opt.set_learning_rate(lr);
     }
@@ -138,11 +155,21 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             eprintln!("note: the class folders' names are not kept in the model ({e})");
         }
     }
+    for (patterns, trainable, what) in [
+        (&args.freeze, false, "Froze"),
+        (&args.unfreeze, true, "Unfroze"),
+    ] {
+        for pattern in patterns {
+            let names = model.set_trainable_matching(pattern, trainable)?;
+            println!("{what} {}", names.join(", "));
+        }
+    }
     compile(
         &mut model,
         args.optimizer.as_deref(),
         args.learning_rate,
         args.loss.as_deref(),
+        !(args.freeze.is_empty() && args.unfreeze.is_empty()),
     )?;
     if args.verbose > 0 {
         model.summary();
@@ -201,7 +228,7 @@ pub struct EvaluateArgs {
 pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
     let mut model = super::models::resolve(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
-    compile(&mut model, None, None, args.loss.as_deref())?;
+    compile(&mut model, None, None, args.loss.as_deref(), false)?;
     // A named dataset is evaluated on its test split; .npy data as given.
     let (x, y) = data.test.unwrap_or((data.x_train, data.y_train));
     let scores = model.evaluate(&[x], &[y], args.batch_size.max(1))?;

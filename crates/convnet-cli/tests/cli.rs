@@ -1016,3 +1016,78 @@ fn a_model_trained_on_an_image_folder_keeps_its_class_names() {
     ]);
     assert!(out.contains("cats") && out.contains("dogs"), "{out}");
 }
+
+#[test]
+fn train_freezes_and_unfreezes_layers_by_name_or_prefix() {
+    let dir = scratch("freeze");
+    let class_dir = dir.join("data");
+    for (class, shade) in [("a", 40u8), ("b", 200u8)] {
+        std::fs::create_dir_all(class_dir.join(class)).unwrap();
+        for i in 0..4 {
+            image::GrayImage::from_pixel(6, 6, image::Luma([shade + 3 * i]))
+                .save(class_dir.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let model = convnet::sequential![
+        convnet::Input::new([6, 6, 1]),
+        convnet::layers::Flatten::new(),
+        convnet::layers::Layer::named(convnet::layers::Dense::new(4), "hidden_1"),
+        convnet::layers::Layer::named(convnet::layers::Dense::new(3), "hidden_2"),
+        convnet::layers::Layer::named(
+            convnet::layers::Dense::new(2).activation(convnet::ActivationFn::Softmax),
+            "out"
+        ),
+    ]
+    .unwrap();
+    let initial = dir.join("initial.keras");
+    model.save(&initial).unwrap();
+    let trained = dir.join("trained.keras");
+    let out = run_ok(&[
+        "train",
+        path(&initial),
+        "--data",
+        path(&class_dir),
+        "--epochs",
+        "2",
+        "--verbose",
+        "0",
+        "--freeze",
+        "hidden_*",
+        "--unfreeze",
+        "hidden_2",
+        "--output",
+        path(&trained),
+    ]);
+    assert!(
+        out.contains("Froze hidden_1, hidden_2") && out.contains("Unfroze hidden_2"),
+        "{out}"
+    );
+    let loaded = convnet::Model::load(&trained).unwrap();
+    let weights =
+        |m: &convnet::Model, name: &str| m.get_layer(name).unwrap().weights()[0].value.clone();
+    assert_eq!(
+        weights(&loaded, "hidden_1").data(),
+        weights(&model, "hidden_1").data()
+    );
+    assert_ne!(
+        weights(&loaded, "hidden_2").data(),
+        weights(&model, "hidden_2").data()
+    );
+    assert_ne!(
+        weights(&loaded, "out").data(),
+        weights(&model, "out").data()
+    );
+    assert!(!loaded.get_layer("hidden_1").unwrap().base().trainable);
+    let out = run(&[
+        "train",
+        path(&initial),
+        "--data",
+        path(&class_dir),
+        "--freeze",
+        "conv*",
+        "--output",
+        path(&trained),
+    ]);
+    assert_clean_failure(&out, &["no layer matching 'conv*'", "hidden_1"]);
+}

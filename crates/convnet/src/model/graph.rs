@@ -234,6 +234,49 @@ impl Model {
         }
     }
 
+    /// Sets `trainable` ([`super::set_trainable`]) on every layer whose name is
+    /// `pattern`, or starts with it when it ends in `*` (`block5_*`), nested models'
+    /// layers included; returns the names matched, and an error listing the layers when
+    /// none is.
+    pub fn set_trainable_matching(
+        &mut self,
+        pattern: &str,
+        trainable: bool,
+    ) -> Result<Vec<String>> {
+        let matches = |name: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        fn walk(
+            model: &mut Model,
+            matches: &dyn Fn(&str) -> bool,
+            trainable: bool,
+            found: &mut Vec<String>,
+        ) {
+            for layer in &mut model.layers {
+                if matches(layer.name()) {
+                    found.push(layer.name().to_string());
+                    super::set_trainable(layer.as_mut(), trainable);
+                } else if let Some(inner) = super::nested_model_mut(layer.as_mut()) {
+                    walk(inner, matches, trainable, found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self, &matches, trainable, &mut found);
+        if found.is_empty() {
+            let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
+            return Err(model_error(
+                &self.name,
+                format!(
+                    "has no layer matching '{pattern}' (layers: {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+        Ok(found)
+    }
+
     /// Keras's `model.get_layer(name).trainable = trainable` (for a nested model, its
     /// layers too); an unknown name is an error listing the layers.
     pub fn set_layer_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
