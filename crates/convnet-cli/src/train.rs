@@ -4,7 +4,7 @@ use super::data;
 use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::model::Model;
-use convnet::train::{CSVLogger, Callback, FitOptions, LossFn, Optimizer};
+use convnet::train::{CSVLogger, Callback, FitOptions, LossFn, Optimizer, TensorBoard};
 use convnet::Error;
 use std::path::PathBuf;
 
@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// base: `--freeze base --unfreeze 'block5_*'`); repeatable.
     #[arg(long, value_name = "NAME|PREFIX*")]
     unfreeze: Vec<String>,
+    /// Write TensorBoard event files (Keras's TensorBoard callback: epoch scalars and
+    /// weight histograms) under this folder; `tensorboard --logdir DIR` shows them.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
     /// Draw the loss and metric curves into this PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -177,6 +181,9 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
     if let Some(csv) = &args.csv {
         callbacks.push(Box::new(CSVLogger::new(csv)));
+    }
+    if let Some(dir) = &args.tensorboard {
+        callbacks.push(Box::new(TensorBoard::new(dir).histogram_freq(1)));
     }
     let augment = parse_augment(args.augment.as_deref())?;
     let options = FitOptions {

@@ -1056,9 +1056,27 @@ fn train_freezes_and_unfreezes_layers_by_name_or_prefix() {
         "hidden_*",
         "--unfreeze",
         "hidden_2",
+        "--tensorboard",
+        path(&dir.join("logs")),
         "--output",
         path(&trained),
     ]);
+    let events = std::fs::read_dir(dir.join("logs/train"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events = convnet::train::tensorboard::read_events(&events).unwrap();
+    let tags: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.summary.as_ref())
+        .flat_map(|s| s.value.iter().map(|v| v.tag.as_str()))
+        .collect();
+    assert!(
+        tags.contains(&"epoch_loss") && tags.contains(&"out/kernel/histogram"),
+        "{tags:?}"
+    );
     assert!(
         out.contains("Froze hidden_1, hidden_2") && out.contains("Unfroze hidden_2"),
         "{out}"

@@ -521,3 +521,210 @@ fn convolution_training_is_bit_identical_run_to_run() {
         assert_eq!(train(), first);
     }
 }
+
+/// The scalars of one event file, as (tag, step, value).
+fn scalars(dir: &std::path::Path) -> Vec<(String, i64, f32)> {
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .unwrap_or_else(|| panic!("no event file in {}", dir.display()));
+    let events = convnet::train::tensorboard::read_events(&file).unwrap();
+    assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
+    events
+        .iter()
+        .filter_map(|e| e.summary.as_ref().map(|s| (e.step, s)))
+        .flat_map(|(step, s)| {
+            s.value
+                .iter()
+                .filter_map(move |v| v.simple_value.map(|x| (v.tag.clone(), step, x)))
+        })
+        .collect()
+}
+
+#[test]
+fn tensorboard_writes_the_event_files_keras_writes() {
+    let (x, y) = blobs(40, 2);
+    let mut model = classifier();
+    let dir = std::env::temp_dir().join(format!("convnet-tensorboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = FitOptions {
+        epochs: 3,
+        batch_size: 8,
+        validation_split: 0.25,
+        callbacks: vec![Box::new(
+            TensorBoard::new(&dir)
+                .histogram_freq(1)
+                .update_freq(UpdateFreq::Batch),
+        )],
+        ..quiet(3)
+    };
+    let history = model.fit(&[x], &[y], options).unwrap();
+    let train = scalars(&dir.join("train"));
+    for (key, tag) in [("loss", "epoch_loss"), ("accuracy", "epoch_accuracy")] {
+        let logged: Vec<f32> = train.iter().filter(|t| t.0 == tag).map(|t| t.2).collect();
+        let want: Vec<f32> = history
+            .get(key)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        assert_eq!(logged, want, "{tag}");
+    }
+    let rates: Vec<&(String, i64, f32)> = train
+        .iter()
+        .filter(|t| t.0 == "epoch_learning_rate")
+        .collect();
+    assert_eq!(rates.len(), 3);
+    assert!((rates[0].2 - 0.05).abs() < 1e-7);
+    // 30 training samples in batches of 8: 4 steps an epoch, numbered across epochs.
+    let batch_steps: Vec<i64> = train
+        .iter()
+        .filter(|t| t.0 == "batch_loss")
+        .map(|t| t.1)
+        .collect();
+    assert_eq!(batch_steps, (1..=12).collect::<Vec<i64>>());
+    let validation = scalars(&dir.join("validation"));
+    let logged: Vec<f32> = validation
+        .iter()
+        .filter(|t| t.0 == "epoch_loss")
+        .map(|t| t.2)
+        .collect();
+    let want: Vec<f32> = history
+        .get("val_loss")
+        .unwrap()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    assert_eq!(logged, want);
+    // One histogram a weight an epoch, counting every value.
+    let file = std::fs::read_dir(dir.join("train"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events = convnet::train::tensorboard::read_events(&file).unwrap();
+    let histograms: Vec<(String, f64)> = events
+        .iter()
+        .filter_map(|e| e.summary.as_ref())
+        .flat_map(|s| s.value.iter())
+        .filter_map(|v| v.histo.as_ref().map(|h| (v.tag.clone(), h.num)))
+        .collect();
+    assert_eq!(histograms.len(), 3 * 4);
+    assert!(
+        histograms.contains(&("dense/kernel/histogram".to_string(), 32.0)),
+        "{histograms:?}"
+    );
+    // A damaged record is an error naming the file, not a panic.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let e = convnet::train::tensorboard::read_events(&file)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("CRC") && e.contains("events.out.tfevents"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lambda_callback_runs_its_closures() {
+    let (x, y) = blobs(16, 3);
+    let mut model = classifier();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
+    let callback = LambdaCallback::new()
+        .on_train_begin(move || a.lock().unwrap().push("begin".to_string()))
+        .on_epoch_end(move |epoch, logs| {
+            b.lock()
+                .unwrap()
+                .push(format!("epoch {epoch} {}", logs.contains_key("loss")))
+        })
+        .on_batch_end(move |batch, _| c.lock().unwrap().push(format!("batch {batch}")));
+    let options = FitOptions {
+        batch_size: 8,
+        callbacks: vec![Box::new(callback)],
+        ..quiet(2)
+    };
+    model.fit(&[x], &[y], options).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "begin",
+            "batch 0",
+            "batch 1",
+            "epoch 0 true",
+            "batch 0",
+            "batch 1",
+            "epoch 1 true"
+        ]
+    );
+}
+
+/// TensorBoard's own reader (the `tensorboard` Python package, run by
+/// scripts/check_tensorboard.py with the Python in `CONVNET_PYTHON`) finds the scalars
+/// and histograms convnet wrote, with their values.
+#[test]
+#[ignore = "needs CONVNET_PYTHON, a Python with the tensorboard package"]
+fn tensorboard_reads_the_event_files() {
+    let python = std::env::var("CONVNET_PYTHON").expect("CONVNET_PYTHON names a Python");
+    let (x, y) = blobs(40, 4);
+    let mut model = classifier();
+    let dir = std::env::temp_dir().join(format!("convnet-tensorboard-py-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = FitOptions {
+        batch_size: 8,
+        validation_split: 0.25,
+        callbacks: vec![Box::new(TensorBoard::new(&dir).histogram_freq(1))],
+        ..quiet(2)
+    };
+    let history = model.fit(&[x], &[y], options).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/check_tensorboard.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (run, tag, key) in [
+        ("train", "epoch_loss", "loss"),
+        ("train", "epoch_accuracy", "accuracy"),
+        ("validation", "epoch_loss", "val_loss"),
+    ] {
+        let values: Vec<f64> = read["scalars"][run][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("{run}/{tag} not read: {read}"))
+            .iter()
+            .map(|p| p[1].as_f64().unwrap())
+            .collect();
+        let want = history.get(key).unwrap();
+        assert_eq!(values.len(), want.len(), "{run}/{tag}");
+        for (v, w) in values.iter().zip(want) {
+            assert!(
+                (v - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{run}/{tag}: {v} vs {w}"
+            );
+        }
+    }
+    assert_eq!(
+        read["histograms"]["train"]["dense/kernel/histogram"][1][1],
+        32.0
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

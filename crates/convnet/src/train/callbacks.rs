@@ -456,3 +456,95 @@ impl Callback for ModelCheckpoint {
         }
     }
 }
+
+/// A closure a [`LambdaCallback`] runs with an epoch or batch index and the logs.
+type Hook = Box<dyn FnMut(usize, &Logs) + Send>;
+
+/// Keras's `LambdaCallback(on_epoch_begin=…, on_epoch_end=…, on_train_batch_end=…,
+/// on_train_begin=…, on_train_end=…)`: closures run at those points.
+///
+/// ```
+/// use convnet::train::LambdaCallback;
+/// let print = LambdaCallback::new().on_epoch_end(|epoch, logs| {
+///     println!("epoch {epoch}: loss {:?}", logs.get("loss"));
+/// });
+/// # let _ = print;
+/// ```
+#[derive(Default)]
+pub struct LambdaCallback {
+    epoch_begin: Option<Box<dyn FnMut(usize) + Send>>,
+    epoch_end: Option<Hook>,
+    batch_end: Option<Hook>,
+    train_begin: Option<Box<dyn FnMut() + Send>>,
+    train_end: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl LambdaCallback {
+    /// A callback that does nothing until given closures.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f(epoch)` as each epoch begins.
+    pub fn on_epoch_begin(mut self, f: impl FnMut(usize) + Send + 'static) -> Self {
+        self.epoch_begin = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f(epoch, logs)` as each epoch ends.
+    pub fn on_epoch_end(mut self, f: impl FnMut(usize, &Logs) + Send + 'static) -> Self {
+        self.epoch_end = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f(batch, logs)` after each training batch (Keras's `on_train_batch_end`).
+    pub fn on_batch_end(mut self, f: impl FnMut(usize, &Logs) + Send + 'static) -> Self {
+        self.batch_end = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f()` before training.
+    pub fn on_train_begin(mut self, f: impl FnMut() + Send + 'static) -> Self {
+        self.train_begin = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f()` after training.
+    pub fn on_train_end(mut self, f: impl FnMut() + Send + 'static) -> Self {
+        self.train_end = Some(Box::new(f));
+        self
+    }
+}
+
+impl Callback for LambdaCallback {
+    fn on_train_begin(&mut self, _: &mut TrainContext) -> Result<()> {
+        if let Some(f) = &mut self.train_begin {
+            f();
+        }
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, _: &mut TrainContext) -> Result<()> {
+        if let Some(f) = &mut self.epoch_begin {
+            f(epoch);
+        }
+        Ok(())
+    }
+    fn on_batch_end(&mut self, batch: usize, logs: &Logs, _: &mut TrainContext) -> Result<()> {
+        if let Some(f) = &mut self.batch_end {
+            f(batch, logs);
+        }
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _: &mut TrainContext) -> Result<()> {
+        if let Some(f) = &mut self.epoch_end {
+            f(epoch, logs);
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, _: &mut TrainContext) -> Result<()> {
+        if let Some(f) = &mut self.train_end {
+            f();
+        }
+        Ok(())
+    }
+}

@@ -13,13 +13,15 @@ mod penalties;
 pub(crate) mod plot;
 mod progress;
 pub mod schedules;
+pub mod tensorboard;
 
 pub use callbacks::{
-    CSVLogger, Callback, EarlyStopping, LearningRateScheduler, Logs, Mode, ModelCheckpoint,
-    ReduceLROnPlateau, TerminateOnNaN, TrainContext,
+    CSVLogger, Callback, EarlyStopping, LambdaCallback, LearningRateScheduler, Logs, Mode,
+    ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TrainContext,
 };
 pub use fit::{Compiled, FitOptions, History};
 pub use losses::{Loss, LossFn};
 pub use metrics::Metric;
 pub use optimizers::Optimizer;
 pub use schedules::LearningRate;
+pub use tensorboard::{TensorBoard, UpdateFreq};
