@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// base: `--freeze base --unfreeze 'block5_*'`); repeatable.
     #[arg(long, value_name = "NAME|PREFIX*")]
     unfreeze: Vec<String>,
+    /// Before training, learn the mean and variance of each Normalization layer that
+    /// reads the model's input from the training data (Keras's `norm.adapt(x_train)`).
+    #[arg(long)]
+    adapt: bool,
     /// Write TensorBoard event files (Keras's TensorBoard callback: epoch scalars and
     /// weight histograms) under this folder; `tensorboard --logdir DIR` shows them.
     #[arg(long, value_name = "DIR")]
@@ -158,6 +162,14 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         if let Err(e) = model.set_class_names(names.clone()) {
             eprintln!("note: the class folders' names are not kept in the model ({e})");
         }
+    }
+    if args.adapt {
+        let names = model.adapt_input_normalization(&data.x_train)?;
+        println!(
+            "Adapted {} to the {} training samples",
+            names.join(", "),
+            data.x_train.batch_len()
+        );
     }
     for (patterns, trainable, what) in [
         (&args.freeze, false, "Froze"),

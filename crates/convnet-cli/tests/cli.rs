@@ -1109,3 +1109,79 @@ fn train_freezes_and_unfreezes_layers_by_name_or_prefix() {
     ]);
     assert_clean_failure(&out, &["no layer matching 'conv*'", "hidden_1"]);
 }
+
+#[test]
+fn train_adapts_the_input_normalization_to_the_data() {
+    let dir = scratch("adapt");
+    let x = Tensor::new(
+        vec![6, 2, 2, 1],
+        (0..24).map(|i| (i % 7) as f32 * 10.0).collect(),
+    )
+    .unwrap();
+    let y = Tensor::new(vec![6], vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]).unwrap();
+    x.write_npy(dir.join("x.npy")).unwrap();
+    y.write_npy(dir.join("y.npy")).unwrap();
+    let model = convnet::sequential![
+        convnet::Input::new([2, 2, 1]),
+        convnet::layers::Normalization::new(),
+        convnet::layers::Flatten::new(),
+        convnet::layers::Dense::new(2).activation(convnet::ActivationFn::Softmax),
+    ]
+    .unwrap();
+    let initial = dir.join("initial.keras");
+    model.save(&initial).unwrap();
+    let trained = dir.join("trained.keras");
+    let (x_path, y_path) = (dir.join("x.npy"), dir.join("y.npy"));
+    let args = |adapt: bool| {
+        let mut args = vec![
+            "train",
+            path(&initial),
+            "--data",
+            path(&x_path),
+            "--labels",
+            path(&y_path),
+            "--epochs",
+            "1",
+            "--verbose",
+            "0",
+            "--output",
+            path(&trained),
+        ];
+        if adapt {
+            args.push("--adapt");
+        }
+        args
+    };
+    let out = run_ok(&args(true));
+    assert!(
+        out.contains("Adapted normalization to the 6 training samples"),
+        "{out}"
+    );
+    let loaded = convnet::Model::load(&trained).unwrap();
+    let weights = loaded.get_layer("normalization").unwrap().weights();
+    let mean = f64::from(weights[0].value.data()[0]);
+    let want = x.data().iter().map(|&v| f64::from(v)).sum::<f64>() / 24.0;
+    assert!((mean - want).abs() < 1e-4, "{mean} vs {want}");
+    let variance = f64::from(weights[1].value.data()[0]);
+    let want_var = x
+        .data()
+        .iter()
+        .map(|&v| (f64::from(v) - want).powi(2))
+        .sum::<f64>()
+        / 24.0;
+    assert!(
+        (variance - want_var).abs() < 1e-2,
+        "{variance} vs {want_var}"
+    );
+    let no_normalization = convnet::sequential![
+        convnet::Input::new([2, 2, 1]),
+        convnet::layers::Flatten::new(),
+        convnet::layers::Dense::new(2),
+    ]
+    .unwrap();
+    no_normalization.save(&initial).unwrap();
+    assert_clean_failure(
+        &run(&args(true)),
+        &["no Normalization layer reading its input"],
+    );
+}

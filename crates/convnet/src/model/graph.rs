@@ -277,6 +277,37 @@ impl Model {
         Ok(found)
     }
 
+    /// Keras's `norm.adapt(x)` for each Normalization layer that reads the model's
+    /// input directly (the preprocessing front of keras.io's models): learns its mean
+    /// and variance from `x`. Returns their names; an error when there is none, or when
+    /// one was given its statistics in its config.
+    pub fn adapt_input_normalization(&mut self, x: &Tensor) -> Result<Vec<String>> {
+        let readers: Vec<usize> = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.len() == 1 && self.inputs.contains(&n.inputs[0]))
+            .map(|n| n.layer)
+            .collect();
+        let mut adapted = Vec::new();
+        for layer in readers {
+            let layer = &mut self.layers[layer];
+            if let Some(norm) = layer
+                .as_any_mut()
+                .downcast_mut::<crate::layers::Normalization>()
+            {
+                norm.adapt(x)?;
+                adapted.push(norm.name().to_string());
+            }
+        }
+        if adapted.is_empty() {
+            return Err(model_error(
+                &self.name,
+                "has no Normalization layer reading its input to adapt",
+            ));
+        }
+        Ok(adapted)
+    }
+
     /// Keras's `model.get_layer(name).trainable = trainable` (for a nested model, its
     /// layers too); an unknown name is an error listing the layers.
     pub fn set_layer_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
