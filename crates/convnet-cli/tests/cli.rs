@@ -1185,3 +1185,45 @@ fn train_adapts_the_input_normalization_to_the_data() {
         &["no Normalization layer reading its input"],
     );
 }
+
+#[test]
+fn hostile_configs_fail_in_one_line_in_summary_and_predict() {
+    let dir = scratch("hostile");
+    let x = dir.join("x.npy");
+    Tensor::zeros([1, 8, 8, 2]).write_npy(&x).unwrap();
+    let big = 1u64 << 40;
+    for (name, layer) in [
+        (
+            "upsampling",
+            serde_json::json!({"class_name": "UpSampling2D", "config": {"name": "up", "size": [big, big]}}),
+        ),
+        (
+            "huge_output",
+            serde_json::json!({"class_name": "UpSampling2D", "config": {"name": "up", "size": [16384, 16384]}}),
+        ),
+        (
+            "padding",
+            serde_json::json!({"class_name": "ZeroPadding2D", "config": {"name": "up", "padding": 1u64 << 62}}),
+        ),
+    ] {
+        let config = serde_json::json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"batch_shape": [null, 8, 8, 2], "name": "input_layer"}},
+            layer,
+        ]}});
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, config.to_string()).unwrap();
+        assert_clean_failure(&run(&["summary", path(&file)]), &["'up'"]);
+        let y = dir.join("y.npy");
+        assert_clean_failure(
+            &run(&[
+                "predict",
+                path(&file),
+                "--input",
+                path(&x),
+                "--output",
+                path(&y),
+            ]),
+            &["'up'"],
+        );
+    }
+}

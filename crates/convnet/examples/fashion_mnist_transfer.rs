@@ -117,7 +117,11 @@ fn main() -> convnet::Result<()> {
         &["accuracy"],
     )?;
     fit(&mut model, &new_x, &new_y, epochs)?;
-    let frozen = model.evaluate(&[test_x.clone()], &[test_y.clone()], 256)?;
+    let frozen = model.evaluate(
+        std::slice::from_ref(&test_x),
+        std::slice::from_ref(&test_y),
+        256,
+    )?;
     println!(
         "classes 5-9, frozen base: test accuracy {:.4}",
         frozen["accuracy"]

@@ -53,6 +53,10 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// The most values one tensor may hold (2³¹, 8 GiB of f32): models refuse a layer
+/// whose output would be larger before anything is allocated.
+pub const MAX_VALUES: usize = 1 << 31;
+
 /// The number of elements of a shape, or an error when it overflows `usize`.
 pub fn checked_len(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -372,3 +372,170 @@ fn one_d_configs_name_the_field() {
         .to_string();
     assert_mentions(&e, &["'c'", "rank 3"]);
 }
+
+/// A Sequential config of an input of `shape` (None for open sizes) and one layer.
+fn one_layer_model(shape: &[Option<u64>], class: &str, config: Value) -> Value {
+    let mut config = config;
+    config["name"] = json!("hostile");
+    let batch_shape: Vec<Value> = std::iter::once(Value::Null)
+        .chain(shape.iter().map(|d| d.map_or(Value::Null, Value::from)))
+        .collect();
+    json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": batch_shape, "name": "input_layer"}},
+        {"class_name": class, "config": config},
+    ]}})
+}
+
+/// The hostile configs of the issue "Nothing a file declares can crash convnet": sizes
+/// that overflowed, or asked for tens of gigabytes, are errors naming the layer and the
+/// field, when the model is read and when it runs on inputs of open size.
+#[test]
+fn hostile_sizes_are_refused_naming_the_layer() {
+    let origin = std::path::Path::new("hostile.json");
+    let big = 1u64 << 40;
+    for (class, config, field) in [
+        ("UpSampling2D", json!({"size": [big, big]}), "size"),
+        (
+            "ZeroPadding2D",
+            json!({"padding": [[1u64 << 62, 1u64 << 62], [1, 1]]}),
+            "padding",
+        ),
+        (
+            "Conv2DTranspose",
+            json!({"filters": 2, "kernel_size": 3, "strides": [big, big]}),
+            "strides",
+        ),
+        ("Dense", json!({"units": 1_000_000_000_000u64}), "units"),
+        (
+            "Reshape",
+            json!({"target_shape": [big, big, big]}),
+            "target_shape",
+        ),
+        (
+            "UpSampling2D",
+            json!({"size": [16384, 16384]}),
+            "its output",
+        ),
+    ] {
+        let config = one_layer_model(&[Some(8), Some(8), Some(2)], class, config);
+        let e = convnet::io::model_from_config(&config, origin)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert_mentions(&e, &["'hostile'", class, field]);
+    }
+    let config = one_layer_model(&[Some(1 << 62), Some(1 << 62)], "Flatten", json!({}));
+    let e = convnet::io::model_from_config(&config, origin)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'input_layer'", "batch_shape"]);
+    // Open sizes: the model reads, and a call whose output would be too big is refused
+    // before anything is allocated.
+    let config = one_layer_model(
+        &[None, None, Some(2)],
+        "UpSampling2D",
+        json!({"size": [16384, 16384]}),
+    );
+    let model = convnet::io::model_from_config(&config, origin).unwrap();
+    let x = Tensor::zeros([1, 8, 8, 2]);
+    let e = model
+        .predict(std::slice::from_ref(&x), 1)
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'hostile'", "(1, 131072, 131072, 2)", "2147483648"]);
+    let mut model = model;
+    let e = model
+        .forward(&[&x], true)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["'hostile'", "2147483648"]);
+}
+
+/// Every integer a golden layer config declares (sizes, strides, padding, units, …),
+/// replaced by hostile values — negative, zero, fractional, huge — gives a layer that
+/// is refused, or one that builds and runs on a small input; never a panic. The configs
+/// are the 145 Keras wrote for tests/golden/layers, so every layer family is covered.
+#[test]
+fn hostile_integers_in_every_golden_config_never_panic() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/layers/cases.json"
+    );
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hostile = [
+        json!(-1),
+        json!(0),
+        json!(1.5),
+        json!(1u64 << 40),
+        json!(1u64 << 62),
+    ];
+    let mut panics = Vec::new();
+    let mut tried = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let layer = &case["layer"];
+        let shapes: Vec<Shape> = case["input_shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let dims: Vec<usize> = serde_json::from_value(s.clone()).unwrap();
+                std::iter::once(None)
+                    .chain(dims[1..].iter().map(|&d| Some(d)))
+                    .collect()
+            })
+            .collect();
+        let fields: Vec<String> = layer["config"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| {
+                v.is_u64()
+                    || v.as_array().is_some_and(|a| {
+                        !a.is_empty() && a.iter().all(|x| x.is_u64() || x.is_array())
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for field in &fields {
+            for value in &hostile {
+                let mut object = layer.clone();
+                let original = object["config"][field].clone();
+                object["config"][field] = match &original {
+                    Value::Array(items) => Value::Array(vec![value.clone(); items.len()]),
+                    _ => value.clone(),
+                };
+                tried += 1;
+                let shapes = shapes.clone();
+                let outcome = std::panic::catch_unwind(move || {
+                    let Ok(mut layer) = layer_from_keras(&object) else {
+                        return;
+                    };
+                    if layer.build(&shapes, &mut rng_from_seed(1)).is_err() {
+                        return;
+                    }
+                    let Ok(out) = layer.output_shape(&shapes) else {
+                        return;
+                    };
+                    if check_output_size(layer.as_ref(), &out).is_err() {
+                        return;
+                    }
+                    let inputs: Vec<Tensor> = shapes
+                        .iter()
+                        .map(|s| {
+                            Tensor::zeros(s.iter().map(|d| d.unwrap_or(1)).collect::<Vec<_>>())
+                        })
+                        .collect();
+                    let refs: Vec<&Tensor> = inputs.iter().collect();
+                    let _ = layer.apply(&refs);
+                });
+                if outcome.is_err() {
+                    panics.push(format!("{} {field}={value}", case["name"]));
+                }
+            }
+        }
+    }
+    assert!(tried > 300, "only {tried} hostile configs tried");
+    assert!(panics.is_empty(), "panicked on:\n{}", panics.join("\n"));
+}

@@ -111,16 +111,31 @@ pub(super) fn config_fields<L: Serialize>(layer: &L) -> Map<String, Value> {
 
 /// An integer, also when JSON wrote it as a float with no fraction (`3.0`).
 pub(super) fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-            .map(|f| f as i64)
-    })
+    v.as_i64()
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+        .filter(|n| n.unsigned_abs() <= MAX_SIZE)
 }
+
+/// The largest size, stride, padding or count a config may declare (2³¹): every size
+/// arithmetic on sizes this small fits in 64 bits, so no layer's shape computation can
+/// overflow; the tensors they describe are bounded separately ([`crate::tensor::MAX_VALUES`]).
+pub const MAX_SIZE: u64 = 1 << 31;
 
 /// An integer of at least `min`, with the value in the error.
 fn int_at_least<E: serde::de::Error>(v: &Value, min: i64) -> Result<i64, E> {
-    let n = as_int(v).ok_or_else(|| E::custom(format!("expected an integer, found {v}")))?;
+    let n = as_int(v).ok_or_else(|| {
+        if v.as_f64().is_some_and(|f| f.fract() == 0.0) {
+            E::custom(format!(
+                "must be at most {MAX_SIZE} (convnet's limit on a declared size), found {v}"
+            ))
+        } else {
+            E::custom(format!("expected an integer, found {v}"))
+        }
+    })?;
     if n < min {
         return Err(E::custom(format!("must be at least {min}, found {n}")));
     }
@@ -207,7 +222,7 @@ pub(super) mod pair {
         let v = Value::deserialize(d)?;
         let [a, b] = positive_list::<2>(&v).ok_or_else(|| {
             D::Error::custom(format!(
-                "expected a positive integer or a list of two, found {v}"
+                "expected a positive integer or a list of two (at most {MAX_SIZE} each), found {v}"
             ))
         })?;
         Ok((a, b))
@@ -241,7 +256,7 @@ pub(super) mod triple {
         let v = Value::deserialize(d)?;
         positive_list::<3>(&v).ok_or_else(|| {
             D::Error::custom(format!(
-                "expected a positive integer or a list of three, found {v}"
+                "expected a positive integer or a list of three (at most {MAX_SIZE} each), found {v}"
             ))
         })
     }
@@ -298,7 +313,7 @@ pub(super) mod two_sided {
         };
         amounts.ok_or_else(|| {
             D::Error::custom(format!(
-                "expected an integer, a pair or a pair of pairs of non-negative integers, found {v}"
+                "expected an integer, a pair or a pair of pairs of non-negative integers (at most {MAX_SIZE} each), found {v}"
             ))
         })
     }
@@ -320,10 +335,12 @@ pub(super) mod sizes {
                 Value::Null => Ok(None),
                 d => d
                     .as_u64()
-                    .filter(|&d| d > 0)
+                    .filter(|&d| d > 0 && d <= MAX_SIZE)
                     .map(|d| Some(d as usize))
                     .ok_or_else(|| {
-                        D::Error::custom(format!("expected positive sizes or null, found {d}"))
+                        D::Error::custom(format!(
+                            "expected positive sizes (at most {MAX_SIZE}) or null, found {d}"
+                        ))
                     }),
             })
             .collect()

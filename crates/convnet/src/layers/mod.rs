@@ -833,6 +833,24 @@ fn infer(layer: &dyn Layer, inputs: &[&Tensor]) -> Result<Vec<usize>> {
     concrete(layer, layer.output_shape(&shapes)?)
 }
 
+/// Refuses an output shape of more values than a tensor may hold
+/// ([`crate::tensor::MAX_VALUES`], unknown sizes left out), naming the layer, before
+/// anything is allocated.
+pub fn check_output_size(layer: &dyn Layer, shape: &Shape) -> Result<()> {
+    let values = shape
+        .iter()
+        .flatten()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match values {
+        Some(n) if n <= crate::tensor::MAX_VALUES => Ok(()),
+        _ => Err(layer.shape_error(&format!(
+            "its output {} would hold more than {} values, the most convnet allows in one tensor",
+            format_shape(shape),
+            crate::tensor::MAX_VALUES
+        ))),
+    }
+}
+
 /// A shape as Keras prints it: `(None, 28, 28, 1)`.
 pub fn format_shape(shape: &Shape) -> String {
     let dims: Vec<String> = shape

@@ -90,8 +90,15 @@ fn target_shape<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<V
 /// Why a target shape cannot work, if it cannot.
 fn invalid_target(target_shape: &[i64]) -> Option<String> {
     let unknown = target_shape.iter().filter(|&&d| d == -1).count();
-    (unknown > 1 || target_shape.iter().any(|&d| d == 0 || d < -1))
-        .then(|| format!("{target_shape:?} must hold positive sizes and at most one -1"))
+    let large = target_shape
+        .iter()
+        .any(|&d| d.unsigned_abs() > declare::MAX_SIZE);
+    (unknown > 1 || large || target_shape.iter().any(|&d| d == 0 || d < -1)).then(|| {
+        format!(
+            "{target_shape:?} must hold positive sizes (at most {}) and at most one -1",
+            declare::MAX_SIZE
+        )
+    })
 }
 
 impl Reshape {
@@ -117,12 +124,17 @@ impl Layer for Reshape {
             return Err(self.shape_error(&format!("target_shape {message}")));
         }
         let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
-        let known: usize = self
+        let known = self
             .target_shape
             .iter()
             .filter(|&&d| d > 0)
-            .map(|&d| d as usize)
-            .product();
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            .ok_or_else(|| {
+                self.shape_error(&format!(
+                    "target_shape {:?} holds more values than convnet allows",
+                    self.target_shape
+                ))
+            })?;
         let total: Option<usize> = shape[1..]
             .iter()
             .try_fold(1usize, |acc, d| d.map(|d| acc * d));

@@ -530,6 +530,7 @@ impl Model {
                         .iter()
                         .map(|&i| values[i].as_deref().expect("inputs run first"))
                         .collect();
+                    check_call_size(self.layers[node.layer].as_ref(), &args)?;
                     let output = self.layers[node.layer].apply(&args)?;
                     if let Some(penalty) =
                         activity_penalty(self.layers[node.layer].as_ref(), &output)
@@ -570,6 +571,7 @@ impl Model {
                         .iter()
                         .map(|&i| tape.outputs[i].as_ref().expect("inputs run first"))
                         .collect();
+                    check_call_size(self.layers[node.layer].as_ref(), &args)?;
                     self.layers[node.layer].forward(&args, training)?
                 }
             };
@@ -838,6 +840,14 @@ impl Model {
         }
         compiled.optimizer.apply(&mut variables, &gradients)
     }
+}
+
+/// Refuses a call whose output, for these inputs (the batch included), would be larger
+/// than a tensor may hold, before the layer allocates it.
+fn check_call_size(layer: &dyn Layer, args: &[&Tensor]) -> Result<()> {
+    let shapes: Vec<Shape> = args.iter().map(|t| shape_of(t)).collect();
+    let shape = layer.output_shape(&shapes)?;
+    crate::layers::check_output_size(layer, &shape)
 }
 
 /// Keras's activity penalty of a layer's output: its `activity_regularizer` of the

@@ -168,6 +168,7 @@ impl Model {
         let input_shape = self.nodes[previous].shape.clone();
         self.layers[layer].build(std::slice::from_ref(&input_shape), &mut next_rng())?;
         let shape = self.layers[layer].output_shape(&[input_shape])?;
+        crate::layers::check_output_size(self.layers[layer].as_ref(), &shape)?;
         for node in &mut self.nodes {
             node.depth += 1;
         }

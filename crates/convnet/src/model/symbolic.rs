@@ -82,7 +82,9 @@ impl SharedLayer {
             layer.build(&shapes, &mut next_rng())?;
             *built = true;
         }
-        layer.output_shape(&shapes)
+        let shape = layer.output_shape(&shapes)?;
+        crate::layers::check_output_size(layer.as_ref(), &shape)?;
+        Ok(shape)
     }
 }
 
