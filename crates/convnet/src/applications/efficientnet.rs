@@ -166,6 +166,32 @@ fn block(inputs: &SymbolicTensor, args: &BlockArgs, name: &str) -> Result<Symbol
     let x = swish(&format!("{name}activation")).call(&x);
 
     let filters_se = 1.max((args.filters_in as f64 * SE_RATIO).trunc() as usize);
+    let x = squeeze_excite(x, filters, filters_se, name);
+
+    let x = pointwise(args.filters_out, &format!("{name}project_conv")).call(&x);
+    let mut x = batch_norm(&format!("{name}project_bn")).call(&x);
+    if args.strides == 1 && args.filters_in == args.filters_out {
+        if args.drop_rate > 0.0 {
+            let mut drop = Dropout::new(args.drop_rate).named(&format!("{name}drop"));
+            drop.noise_shape = Some(vec![None, Some(1), Some(1), Some(1)]);
+            x = drop.call(&x);
+        }
+        x = Add::new()
+            .named(&format!("{name}add"))
+            .call(&[x, inputs.clone()]);
+    }
+    Ok(x)
+}
+
+/// Squeeze-and-excitation, as both EfficientNets write it: the channels' global
+/// average, a 1x1 swish convolution to `filters_se`, a 1x1 sigmoid one back to
+/// `filters`, and `x` scaled by the result (`{name}se_squeeze` … `{name}se_excite`).
+pub(super) fn squeeze_excite(
+    x: SymbolicTensor,
+    filters: usize,
+    filters_se: usize,
+    name: &str,
+) -> SymbolicTensor {
     let se = GlobalAveragePooling2D::new()
         .named(&format!("{name}se_squeeze"))
         .call(&x);
@@ -184,23 +210,9 @@ fn block(inputs: &SymbolicTensor, args: &BlockArgs, name: &str) -> Result<Symbol
         .kernel_initializer(conv_initializer())
         .named(&format!("{name}se_expand"))
         .call(&se);
-    let x = Multiply::new()
+    Multiply::new()
         .named(&format!("{name}se_excite"))
-        .call(&[x, se]);
-
-    let x = pointwise(args.filters_out, &format!("{name}project_conv")).call(&x);
-    let mut x = batch_norm(&format!("{name}project_bn")).call(&x);
-    if args.strides == 1 && args.filters_in == args.filters_out {
-        if args.drop_rate > 0.0 {
-            let mut drop = Dropout::new(args.drop_rate).named(&format!("{name}drop"));
-            drop.noise_shape = Some(vec![None, Some(1), Some(1), Some(1)]);
-            x = drop.call(&x);
-        }
-        x = Add::new()
-            .named(&format!("{name}add"))
-            .call(&[x, inputs.clone()]);
-    }
-    Ok(x)
+        .call(&[x, se])
 }
 
 /// Keras's `EfficientNet(width_coefficient, depth_coefficient, default_size,

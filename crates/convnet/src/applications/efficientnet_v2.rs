@@ -10,13 +10,12 @@
 
 use super::efficientnet::{conv_initializer, dense_initializer, pointwise, swish};
 use super::{check_classes, input, obtain_input_shape, pooling, Options};
-use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::initializers::Initializer;
 use crate::kernels::Padding;
 use crate::layers::{
     Add, Axes, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, Dropout, GlobalAveragePooling2D,
-    Layer, Multiply, Normalization, Rescaling, Reshape,
+    Layer, Normalization, Rescaling,
 };
 use crate::model::{Call, Model, SymbolicTensor};
 use serde_json::json;
@@ -155,27 +154,7 @@ fn squeeze_excite(
         return x;
     }
     let filters_se = 1.max((args.filters_in as f64 * args.se_ratio).trunc() as usize);
-    let se = GlobalAveragePooling2D::new()
-        .named(&format!("{name}se_squeeze"))
-        .call(&x);
-    let se = Reshape::new(&[1, 1, filters as i64])
-        .named(&format!("{name}se_reshape"))
-        .call(&se);
-    let se = Conv2D::new(filters_se, (1, 1))
-        .padding(Padding::Same)
-        .activation(ActivationFn::Silu)
-        .kernel_initializer(conv_initializer())
-        .named(&format!("{name}se_reduce"))
-        .call(&se);
-    let se = Conv2D::new(filters, (1, 1))
-        .padding(Padding::Same)
-        .activation(ActivationFn::Sigmoid)
-        .kernel_initializer(conv_initializer())
-        .named(&format!("{name}se_expand"))
-        .call(&se);
-    Multiply::new()
-        .named(&format!("{name}se_excite"))
-        .call(&[x, se])
+    super::efficientnet::squeeze_excite(x, filters, filters_se, name)
 }
 
 /// The residual both blocks end with when the shape allows it: a per-sample Dropout of

@@ -4,39 +4,15 @@
 //! fixed scale (a `CustomScaleLayer`): ten `block35`, twenty `block17` and ten `block8`
 //! blocks, between the reduction modules `mixed_6a` and `mixed_7a`.
 
+use super::inception_v3::conv2d_bn;
 use super::{check_classes, input, obtain_input_shape, top, Options};
 use crate::activations::ActivationFn;
 use crate::error::Result;
 use crate::kernels::Padding;
 use crate::layers::{
-    Activation, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, CustomScaleLayer, Layer,
-    MaxPooling2D,
+    Activation, AveragePooling2D, Concatenate, Conv2D, CustomScaleLayer, Layer, MaxPooling2D,
 };
 use crate::model::{Call, Model, SymbolicTensor};
-
-/// Keras's `conv2d_bn` with its defaults `use_bias=False`, `activation="relu"`: a
-/// bias-free convolution, BatchNormalization without `scale` (`{name}_bn`) and ReLU
-/// (`{name}_ac`); unnamed, all three are auto-named. (The blocks' biased, linear
-/// `conv2d_bn`, which is only its convolution, is in [`inception_resnet_block`].)
-fn conv2d_bn(
-    x: &SymbolicTensor,
-    filters: usize,
-    kernel: (usize, usize),
-    strides: usize,
-    padding: Padding,
-    name: Option<&str>,
-) -> SymbolicTensor {
-    let conv = Conv2D::new(filters, kernel)
-        .strides((strides, strides))
-        .padding(padding)
-        .use_bias(false);
-    let x = super::named(conv, name).call(x);
-    let bn_name = name.map(|n| format!("{n}_bn"));
-    let bn = BatchNormalization::new().axis(3).scale(false);
-    let x = super::named(bn, bn_name.as_deref()).call(&x);
-    let ac_name = name.map(|n| format!("{n}_ac"));
-    super::named(Activation::new(ActivationFn::Relu), ac_name.as_deref()).call(&x)
-}
 
 /// `conv2d_bn(x, filters, (rows, cols))` as most branches call it: `same`, stride 1,
 /// ReLU, auto-named.

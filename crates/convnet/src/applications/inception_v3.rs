@@ -11,32 +11,38 @@ use crate::layers::{
 };
 use crate::model::{Call, Model, SymbolicTensor};
 
-/// Keras's `conv2d_bn` (unnamed, as InceptionV3 calls it): a bias-free convolution,
-/// BatchNormalization without `scale` and ReLU, all auto-named.
-fn conv2d_bn(
+/// Keras's `conv2d_bn` with its defaults `use_bias=False`, `activation="relu"`: a
+/// bias-free convolution, BatchNormalization without `scale` (`{name}_bn`) and ReLU
+/// (`{name}_ac`); unnamed, all three are auto-named. (InceptionResNetV2's blocks also call it
+/// biased and linear, which is only its convolution.)
+pub(super) fn conv2d_bn(
     x: &SymbolicTensor,
     filters: usize,
     kernel: (usize, usize),
     strides: usize,
     padding: Padding,
+    name: Option<&str>,
 ) -> SymbolicTensor {
-    let x = Conv2D::new(filters, kernel)
+    let conv = Conv2D::new(filters, kernel)
         .strides((strides, strides))
         .padding(padding)
-        .use_bias(false)
-        .call(x);
-    let x = BatchNormalization::new().axis(3).scale(false).call(&x);
-    Activation::new(ActivationFn::Relu).call(&x)
+        .use_bias(false);
+    let x = super::named(conv, name).call(x);
+    let bn_name = name.map(|n| format!("{n}_bn"));
+    let bn = BatchNormalization::new().axis(3).scale(false);
+    let x = super::named(bn, bn_name.as_deref()).call(&x);
+    let ac_name = name.map(|n| format!("{n}_ac"));
+    super::named(Activation::new(ActivationFn::Relu), ac_name.as_deref()).call(&x)
 }
 
 /// `conv2d_bn` with `same` padding and stride 1, as most branches call it.
 fn conv(x: &SymbolicTensor, filters: usize, rows: usize, cols: usize) -> SymbolicTensor {
-    conv2d_bn(x, filters, (rows, cols), 1, Padding::Same)
+    conv2d_bn(x, filters, (rows, cols), 1, Padding::Same, None)
 }
 
 /// `conv2d_bn` strided by 2 with `valid` padding.
 fn conv_reduce(x: &SymbolicTensor, filters: usize, rows: usize, cols: usize) -> SymbolicTensor {
-    conv2d_bn(x, filters, (rows, cols), 2, Padding::Valid)
+    conv2d_bn(x, filters, (rows, cols), 2, Padding::Valid, None)
 }
 
 /// The average-pooled branch: 3x3 average pooling (stride 1, `same`), 1x1 `conv2d_bn`.
@@ -95,11 +101,11 @@ pub fn inception_v3(options: &Options) -> Result<Model> {
     let shape = obtain_input_shape(options, 299, 75)?;
     let img_input = input(&shape);
     let x = conv_reduce(&img_input, 32, 3, 3);
-    let x = conv2d_bn(&x, 32, (3, 3), 1, Padding::Valid);
+    let x = conv2d_bn(&x, 32, (3, 3), 1, Padding::Valid, None);
     let x = conv(&x, 64, 3, 3);
     let x = MaxPooling2D::new((3, 3)).strides((2, 2)).call(&x);
-    let x = conv2d_bn(&x, 80, (1, 1), 1, Padding::Valid);
-    let x = conv2d_bn(&x, 192, (3, 3), 1, Padding::Valid);
+    let x = conv2d_bn(&x, 80, (1, 1), 1, Padding::Valid, None);
+    let x = conv2d_bn(&x, 192, (3, 3), 1, Padding::Valid, None);
     let x = MaxPooling2D::new((3, 3)).strides((2, 2)).call(&x);
 
     let x = module_a(&x, 32, "mixed0");
