@@ -13,6 +13,10 @@ pub struct Args {
     what: Option<What>,
     /// A model file (.keras, .h5, config.json) or a built-in model name.
     model: Option<String>,
+    /// With a model: also print the memory a call on a batch of N needs (each layer's
+    /// output, inference's and training's peaks) against the budget.
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
 }
 
 #[derive(clap::Subcommand)]
@@ -186,10 +190,11 @@ pub fn run(args: Args) -> Result<(), Error> {
             return Ok(());
         }
         (None, Some(model)) => {
-            print!(
-                "{}",
-                convnet::explain::explain_model(&super::models::resolve(&model)?)
-            );
+            let model = super::models::resolve(&model)?;
+            print!("{}", convnet::explain::explain_model(&model));
+            if let Some(batch) = args.batch {
+                print!("{}", memory_plan(&model, batch)?);
+            }
             return Ok(());
         }
         (None, None) => return Err(Error::invalid(
@@ -214,4 +219,47 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// `explain MODEL --batch N`: the memory plan of a call on N samples (open sizes as 1).
+fn memory_plan(model: &convnet::Model, batch: usize) -> Result<String, Error> {
+    use convnet::model::readable_size;
+    use std::fmt::Write;
+    let shapes: Vec<Vec<usize>> = model
+        .input_shapes()
+        .iter()
+        .map(|s| {
+            std::iter::once(batch)
+                .chain(s[1..].iter().map(|d| d.unwrap_or(1)))
+                .collect()
+        })
+        .collect();
+    let plan = model.memory_plan(&shapes)?;
+    let (limit, source) = convnet::model::memory_limit()?;
+    let mut out = format!("\nMemory at batch {batch} (f32 activations):\n");
+    for a in &plan.activations {
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<24} {:>12}",
+            a.layer,
+            format!("{:?}", a.shape),
+            readable_size(a.bytes)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  largest output: '{}' {:?}, {}",
+        plan.largest.layer,
+        plan.largest.shape,
+        readable_size(plan.largest.bytes)
+    );
+    let _ = writeln!(
+        out,
+        "  inference peak: {} (at '{}'); training peak: {}",
+        readable_size(plan.inference_peak),
+        plan.peak_layer,
+        readable_size(plan.training_peak)
+    );
+    let _ = writeln!(out, "  budget: {} ({source})", readable_size(limit));
+    Ok(out)
 }

@@ -1227,3 +1227,17 @@ fn hostile_configs_fail_in_one_line_in_summary_and_predict() {
         );
     }
 }
+
+#[test]
+fn explain_prints_the_memory_plan_of_a_batch() {
+    let out = run_ok(&["explain", "fmnist-cnn", "--batch", "128"]);
+    for part in [
+        "Memory at batch 128",
+        "conv2d                           [128, 26, 26, 32]",
+        "largest output: 'conv2d' [128, 26, 26, 32], 10.56 MB",
+        "inference peak: 13.20 MB (at 'max_pooling2d')",
+        "budget:",
+    ] {
+        assert!(out.contains(part), "{out}\nshould contain {part:?}");
+    }
+}

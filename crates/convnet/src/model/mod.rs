@@ -4,12 +4,14 @@
 //! layers. Both give the same [`Model`], which runs, trains and prints its summary.
 
 mod graph;
+mod memory;
 mod nested;
 mod sequential;
 mod summary;
 mod symbolic;
 
 pub use graph::Model;
+pub use memory::{memory_limit, set_memory_limit, Activation, MemoryPlan};
 pub use nested::{nested_model, nested_model_mut, set_trainable, weights_in_training, NestedModel};
 pub use sequential::{Sequential, SequentialItem};
 pub use summary::{readable_size, thousands};

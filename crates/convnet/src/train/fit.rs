@@ -321,6 +321,7 @@ impl Model {
             return Err(Error::invalid("batch_size", "batch_size must be positive"));
         }
         let n = sample_count(x, y)?;
+        self.check_memory(&batch_shapes(x, options.batch_size.min(n)), 1, true)?;
         let (train_count, validation) = match (&options.validation_data, options.validation_split) {
             (Some((vx, vy)), _) => (n, Some((vx.clone(), vy.clone()))),
             (None, split) if split > 0.0 => {
@@ -450,6 +451,9 @@ impl Model {
     pub fn predict(&self, x: &[Tensor], batch_size: usize) -> Result<Vec<Tensor>> {
         let n = sample_count(x, &[])?;
         let starts: Vec<usize> = (0..n).step_by(batch_size.max(1)).collect();
+        // The batches run on rayon's threads at once: their plans add up.
+        let copies = starts.len().min(rayon::current_num_threads());
+        self.check_memory(&batch_shapes(x, batch_size.max(1).min(n)), copies, false)?;
         let batches: Vec<Vec<Tensor>> = starts
             .par_iter()
             .map(|&start| {
@@ -487,6 +491,19 @@ impl Trackers {
 }
 
 /// Stacks tensors along the first axis.
+/// The shapes of a batch of `rows` samples of each tensor.
+fn batch_shapes(x: &[Tensor], rows: usize) -> Vec<Vec<usize>> {
+    x.iter()
+        .map(|t| {
+            let mut shape = t.shape().to_vec();
+            if let Some(first) = shape.first_mut() {
+                *first = rows.max(1);
+            }
+            shape
+        })
+        .collect()
+}
+
 fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
     let first = parts
         .first()
