@@ -95,7 +95,8 @@ def case(name, layer, input_shapes, training=False, inputs=None, weights=None, p
 def cases():
     """name -> a function making the case, so that one can be remade alone."""
     out = {}
-    for fn in ["hard_silu", "mish", "celu", "log_sigmoid"]:
+    for fn in ["hard_silu", "mish", "celu", "log_sigmoid", "hard_tanh", "hard_shrink",
+               "soft_shrink", "tanh_shrink", "sparse_plus", "sparse_sigmoid", "squareplus"]:
         out[f"activation_{fn}"] = lambda fn=fn: case(
             f"activation_{fn}", L.Activation(fn), [(2, 5, 6)]
         )

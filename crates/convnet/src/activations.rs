@@ -43,6 +43,20 @@ pub enum ActivationFn {
     LogSigmoid,
     /// `tanh`: the hyperbolic tangent.
     Tanh,
+    /// `hard_tanh`: x clipped to [−1, 1].
+    HardTanh,
+    /// `hard_shrink` (threshold 0.5): x where |x| > 0.5, else 0.
+    HardShrink,
+    /// `soft_shrink` (threshold 0.5): x − 0.5 above 0.5, x + 0.5 below −0.5, else 0.
+    SoftShrink,
+    /// `tanh_shrink`: x − tanh(x).
+    TanhShrink,
+    /// `sparse_plus`: 0 up to −1, (x + 1)²/4 up to 1, then x.
+    SparsePlus,
+    /// `sparse_sigmoid`: 0 up to −1, (x + 1)/2 up to 1, then 1.
+    SparseSigmoid,
+    /// `squareplus` (b = 4): (x + √(x² + 4))/2.
+    Squareplus,
     /// `softplus`: ln(1 + exp(x)).
     Softplus,
     /// `softsign`: x / (1 + |x|).
@@ -76,6 +90,13 @@ pub const ACTIVATIONS: &[(&str, ActivationFn)] = &[
     ("celu", ActivationFn::Celu),
     ("log_sigmoid", ActivationFn::LogSigmoid),
     ("tanh", ActivationFn::Tanh),
+    ("hard_tanh", ActivationFn::HardTanh),
+    ("hard_shrink", ActivationFn::HardShrink),
+    ("soft_shrink", ActivationFn::SoftShrink),
+    ("tanh_shrink", ActivationFn::TanhShrink),
+    ("sparse_plus", ActivationFn::SparsePlus),
+    ("sparse_sigmoid", ActivationFn::SparseSigmoid),
+    ("squareplus", ActivationFn::Squareplus),
     ("softplus", ActivationFn::Softplus),
     ("softsign", ActivationFn::Softsign),
     ("exponential", ActivationFn::Exponential),
@@ -224,6 +245,35 @@ impl ActivationFn {
             Mish => x * softplus(x).tanh(),
             LogSigmoid => -softplus(-x),
             Tanh => x.tanh(),
+            HardTanh => x.clamp(-1.0, 1.0),
+            HardShrink => {
+                if x.abs() > 0.5 {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            SoftShrink => {
+                if x > 0.5 {
+                    x - 0.5
+                } else if x < -0.5 {
+                    x + 0.5
+                } else {
+                    0.0
+                }
+            }
+            TanhShrink => x - x.tanh(),
+            SparsePlus => {
+                if x <= -1.0 {
+                    0.0
+                } else if x < 1.0 {
+                    0.25 * (x + 1.0) * (x + 1.0)
+                } else {
+                    x
+                }
+            }
+            SparseSigmoid => (0.5 * (x + 1.0)).clamp(0.0, 1.0),
+            Squareplus => 0.5 * (x + (x * x + 4.0).sqrt()),
             Softplus => softplus(x),
             Softsign => x / (1.0 + x.abs()),
             Exponential => x.exp(),
@@ -286,6 +336,24 @@ impl ActivationFn {
             }
             LogSigmoid => sigmoid(-x),
             Tanh => 1.0 - y * y,
+            // TensorFlow's clip passes the gradient on the bounds.
+            HardTanh => step((-1.0..=1.0).contains(&x)),
+            HardShrink | SoftShrink => step(x.abs() > 0.5),
+            TanhShrink => {
+                let t = x.tanh();
+                t * t
+            }
+            SparsePlus => {
+                if x <= -1.0 {
+                    0.0
+                } else if x < 1.0 {
+                    0.5 * (x + 1.0)
+                } else {
+                    1.0
+                }
+            }
+            SparseSigmoid => step(x > -1.0 && x < 1.0) * 0.5,
+            Squareplus => 0.5 * (1.0 + x / (x * x + 4.0).sqrt()),
             Softplus => sigmoid(x),
             Softsign => 1.0 / ((1.0 + x.abs()) * (1.0 + x.abs())),
             Exponential => y,
