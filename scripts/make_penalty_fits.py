@@ -72,10 +72,25 @@ def orthogonal():
     return keras.Model(x, y), keras.optimizers.SGD(0.1)
 
 
+def nested_activity():
+    keras.utils.set_random_seed(24)
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 2)),
+         L.Conv2D(3, 3, activation="relu", activity_regularizer=R.L2(0.02)),
+         L.Flatten()],
+        name="inner",
+    )
+    x = L.Input((8, 8, 2))
+    y = inner(x)
+    y = L.Dense(3, activation="softmax", activity_regularizer=R.L1(0.01))(y)
+    return keras.Model(x, y), keras.optimizers.Adam(0.01)
+
+
 CASES = {
     "weights_and_constraints": (weights_and_constraints, 16, 2),
     "activity": (activity, 12, 2),
     "orthogonal": (orthogonal, 16, 2),
+    "nested_activity": (nested_activity, 12, 2),
 }
 
 

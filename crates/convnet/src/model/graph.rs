@@ -530,8 +530,14 @@ impl Model {
                         .iter()
                         .map(|&i| values[i].as_deref().expect("inputs run first"))
                         .collect();
-                    check_call_size(self.layers[node.layer].as_ref(), &args)?;
-                    let output = self.layers[node.layer].apply(&args)?;
+                    let layer = self.layers[node.layer].as_ref();
+                    check_call_size(layer, &args)?;
+                    // A nested model runs as itself, so its layers' activity penalties
+                    // are counted too.
+                    let output = match super::nested_model(layer) {
+                        Some(inner) => inner.apply_penalized(&args, activity_loss)?.remove(0),
+                        None => layer.apply(&args)?,
+                    };
                     if let Some(penalty) =
                         activity_penalty(self.layers[node.layer].as_ref(), &output)
                     {
@@ -576,9 +582,17 @@ impl Model {
                 }
             };
             if training {
-                if let Some(penalty) = activity_penalty(self.layers[node.layer].as_ref(), &output) {
+                let layer = self.layers[node.layer].as_ref();
+                if let Some(penalty) = activity_penalty(layer, &output) {
                     tape.activity_loss += penalty;
                     tape.penalized.push(id);
+                }
+                // A nested model's own layers' penalties (its backward adds their
+                // gradients from the tape it saved).
+                if super::nested_model(layer).is_some() {
+                    if let Ok(inner) = saved.get::<Tape>(layer) {
+                        tape.activity_loss += inner.activity_loss;
+                    }
                 }
             }
             tape.outputs[id] = Some(output);

@@ -56,14 +56,6 @@ fn layer_rules(layer: &dyn Layer) -> Result<Vec<Governs>> {
     if let Some(inner) = crate::model::nested_model(layer) {
         let mut rules = Vec::new();
         for l in inner.layers() {
-            if l.base().activity_regularizer.is_some() {
-                return Err(field_error(
-                    l,
-                    "activity_regularizer",
-                    "an activity regularizer inside a nested model is not supported in \
-                     training yet (predict, summary and saving are)",
-                ));
-            }
             rules.extend(layer_rules(l)?);
         }
         return Ok(rules);
