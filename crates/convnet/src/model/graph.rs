@@ -450,7 +450,7 @@ impl Model {
     }
 
     /// How many nodes read each node's output (model outputs count as readers).
-    fn reader_counts(&self) -> Vec<usize> {
+    pub(crate) fn reader_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.nodes.len()];
         for node in &self.nodes {
             for &i in &node.inputs {

@@ -123,15 +123,7 @@ impl Model {
             ));
         }
         let mut shapes: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
-        let mut readers = vec![0usize; self.nodes.len()];
-        for node in &self.nodes {
-            for &i in &node.inputs {
-                readers[i] += 1;
-            }
-        }
-        for &o in &self.outputs {
-            readers[o] += 1;
-        }
+        let mut readers = self.reader_counts();
         let mut activations = Vec::new();
         let (mut alive, mut peak, mut peak_layer, mut all) =
             (0usize, 0usize, String::new(), 0usize);
