@@ -26,7 +26,9 @@ use crate::activations::ActivationFn;
 /// saves two passes over the output, which on big layers cost as much as the products.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
+    /// Per-output-channel bias added to every output pixel, or `None` for no bias.
     pub bias: Option<&'a [f32]>,
+    /// Applied element-wise after the bias (`Linear` leaves the values as they are).
     pub activation: ActivationFn,
 }
 

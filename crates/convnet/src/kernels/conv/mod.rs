@@ -36,11 +36,14 @@ pub use volume::{
 /// column goes at the bottom or right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
+    /// No padding: only windows that lie wholly inside the input give outputs.
     Valid,
+    /// Zero padding so that the output has ceil(input / stride) positions per axis.
     Same,
 }
 
 impl Padding {
+    /// The name Keras uses for this mode in layer configs: `"valid"` or `"same"`.
     pub fn keras_name(self) -> &'static str {
         match self {
             Padding::Valid => "valid",
@@ -77,33 +80,52 @@ pub fn output_length(
 /// channels to `out_c / groups` output channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Input rows.
     pub in_h: usize,
+    /// Input columns.
     pub in_w: usize,
+    /// Input channels, all groups together.
     pub in_c: usize,
+    /// Output rows.
     pub out_h: usize,
+    /// Output columns.
     pub out_w: usize,
+    /// Output channels (filters), all groups together.
     pub out_c: usize,
+    /// Kernel rows.
     pub kernel_h: usize,
+    /// Kernel columns.
     pub kernel_w: usize,
+    /// Step between neighbouring windows along the rows.
     pub stride_h: usize,
+    /// Step between neighbouring windows along the columns.
     pub stride_w: usize,
+    /// Spacing between kernel taps along the rows (1: adjacent).
     pub dilation_h: usize,
+    /// Spacing between kernel taps along the columns (1: adjacent).
     pub dilation_w: usize,
+    /// Zero rows padded above the input (those below follow from the output size).
     pub pad_top: usize,
+    /// Zero columns padded left of the input (those on the right follow from the output size).
     pub pad_left: usize,
+    /// Channel groups; 1 is an ordinary convolution.
     pub groups: usize,
 }
 
 impl ConvGeometry {
+    /// Elements of the NHWC input: `batch · in_h · in_w · in_c`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
 
+    /// Elements of the NHWC output: `batch · out_h · out_w · out_c`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h * self.out_w * self.out_c
     }
 
+    /// Elements of the HWIO kernel: `kernel_h · kernel_w · (in_c / groups) · out_c`.
     pub fn kernel_len(&self) -> usize {
         self.kernel_h * self.kernel_w * self.group_in() * self.out_c
     }

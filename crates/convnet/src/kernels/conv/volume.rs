@@ -20,24 +20,34 @@ use rayon::prelude::*;
 /// slice (`plane.batch` is the batch, `plane.in_c`, `out_c` and `groups` the layer's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VolumeGeometry {
+    /// Input depth slices.
     pub in_d: usize,
+    /// Output depth slices.
     pub out_d: usize,
+    /// Kernel extent along the depth axis.
     pub kernel_d: usize,
+    /// Step between neighbouring windows along the depth axis.
     pub stride_d: usize,
+    /// Spacing between kernel taps along the depth axis (1: adjacent).
     pub dilation_d: usize,
+    /// Zero slices padded in front of the input (those behind follow from `out_d`).
     pub pad_front: usize,
+    /// The 2-D convolution of one depth slice: batch, height, width, channels and groups.
     pub plane: ConvGeometry,
 }
 
 impl VolumeGeometry {
+    /// Elements of the NDHWC input: `in_d` times those of one 2-D slice.
     pub fn input_len(&self) -> usize {
         self.plane.input_len() * self.in_d
     }
 
+    /// Elements of the NDHWC output: `out_d` times those of one 2-D slice.
     pub fn output_len(&self) -> usize {
         self.plane.output_len() * self.out_d
     }
 
+    /// Elements of the DHWIO kernel: `kernel_d` times those of the 2-D kernel.
     pub fn kernel_len(&self) -> usize {
         self.plane.kernel_len() * self.kernel_d
     }

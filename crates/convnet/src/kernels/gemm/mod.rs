@@ -13,8 +13,11 @@ mod portable;
 /// Transposing is swapping the strides, so no product ever needs a transposed copy.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
+    /// The elements, at least up to the last one the matrix addresses.
     pub data: &'a [f32],
+    /// Distance in `data` between element (i, j) and (i + 1, j).
     pub row_stride: usize,
+    /// Distance in `data` between element (i, j) and (i, j + 1).
     pub col_stride: usize,
 }
 
@@ -28,6 +31,7 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// The transpose, as a view over the same data (the strides swapped, nothing copied).
     pub fn t(self) -> Self {
         MatRef {
             data: self.data,

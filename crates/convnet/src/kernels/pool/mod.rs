@@ -11,27 +11,43 @@ use crate::kernels::simd::dispatch;
 use portable::{backward_image, forward_row};
 use rayon::prelude::*;
 
+/// Everything a pooling kernel needs to know about its shapes (NHWC, channels pooled
+/// independently).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Input rows.
     pub in_h: usize,
+    /// Input columns.
     pub in_w: usize,
+    /// Channels, the same in the input and the output.
     pub channels: usize,
+    /// Output rows.
     pub out_h: usize,
+    /// Output columns.
     pub out_w: usize,
+    /// Window rows.
     pub pool_h: usize,
+    /// Window columns.
     pub pool_w: usize,
+    /// Step between neighbouring windows along the rows.
     pub stride_h: usize,
+    /// Step between neighbouring windows along the columns.
     pub stride_w: usize,
+    /// Padded rows above the input (they never count as cells of a window).
     pub pad_top: usize,
+    /// Padded columns left of the input (they never count as cells of a window).
     pub pad_left: usize,
 }
 
 impl PoolGeometry {
+    /// Elements of the NHWC input: `batch · in_h · in_w · channels`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.channels
     }
 
+    /// Elements of the NHWC output: `batch · out_h · out_w · channels`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h * self.out_w * self.channels
     }
@@ -55,9 +71,12 @@ impl PoolGeometry {
     }
 }
 
+/// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
+    /// The largest value under the window.
     Max,
+    /// The mean of the real (unpadded) cells under the window.
     Average,
 }
 
