@@ -26,9 +26,6 @@ pub mod regularizers;
 #[cfg(feature = "images")]
 pub mod show;
 pub mod tensor;
-// Not yet documented item by item: the training API's options (see
-// docs/ARCHITECTURE.md); every other module has no missing docs.
-#[allow(missing_docs)]
 pub mod train;
 mod zipped;
 pub mod zoo;

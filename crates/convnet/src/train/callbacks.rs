@@ -14,6 +14,7 @@ pub type Logs = BTreeMap<String, f64>;
 
 /// What a callback may touch while training runs.
 pub struct TrainContext<'a> {
+    /// The model being trained.
     pub model: &'a mut Model,
     /// Set to stop training after this epoch (or batch).
     pub stop_training: bool,
@@ -25,6 +26,8 @@ impl TrainContext<'_> {
         self.model.optimizer().map(|o| o.current_learning_rate())
     }
 
+    /// Sets the optimizer's learning rate to the constant `lr` (nothing if the model is not
+    /// compiled).
     pub fn set_learning_rate(&mut self, lr: f64) {
         if let Some(o) = self.model.optimizer_mut() {
             o.set_learning_rate(lr);
@@ -32,19 +35,26 @@ impl TrainContext<'_> {
     }
 }
 
+/// Keras's `Callback`: hooks called at the edges of training; each does nothing unless
+/// overridden.
 pub trait Callback: Send {
+    /// Called once, before the first epoch.
     fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// Called at the start of each epoch (`epoch` counts from 0).
     fn on_epoch_begin(&mut self, _epoch: usize, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// Called after each training batch, with that batch's logs.
     fn on_batch_end(&mut self, _batch: usize, _logs: &Logs, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// Called at the end of each epoch, with its logs (validation entries included).
     fn on_epoch_end(&mut self, _epoch: usize, _logs: &Logs, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// Called once, when training ends.
     fn on_train_end(&mut self, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
@@ -54,8 +64,11 @@ pub trait Callback: Send {
 /// (up for names containing "acc", down otherwise).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
+    /// Keras's `"auto"`: `Max` for names containing "acc", `Min` otherwise.
     Auto,
+    /// Lower is better (a loss).
     Min,
+    /// Higher is better (an accuracy).
     Max,
 }
 
@@ -114,7 +127,11 @@ impl Monitor {
 /// restore_best_weights=False)`.
 pub struct EarlyStopping {
     monitor: Monitor,
+    /// Epochs without improvement after which training stops, at the end of the
+    /// `patience`-th such epoch as in Keras (default 0: at the first one, from epoch 1 on).
     pub patience: usize,
+    /// Whether to put back the best epoch's weights when training stops early (Keras's
+    /// default false).
     pub restore_best_weights: bool,
     wait: usize,
     best_weights: Option<Vec<Tensor>>,
@@ -123,6 +140,7 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Keras's `EarlyStopping(monitor)`, the other arguments at Keras's defaults.
     pub fn new(monitor: &str) -> Self {
         EarlyStopping {
             monitor: Monitor::new(monitor, Mode::Auto, 0.0),
@@ -134,21 +152,27 @@ impl EarlyStopping {
         }
     }
 
+    /// Sets `patience` (Keras's default 0).
     pub fn patience(mut self, patience: usize) -> Self {
         self.patience = patience;
         self
     }
 
+    /// Sets `min_delta`: the least change of the monitored value that counts as an
+    /// improvement (Keras's default 0).
     pub fn min_delta(mut self, min_delta: f64) -> Self {
         self.monitor.min_delta = min_delta.abs();
         self
     }
 
+    /// Sets `mode`: whether the monitored value should go down or up (Keras's default
+    /// `Auto`).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.monitor = Monitor::new(&self.monitor.key, mode, self.monitor.min_delta);
         self
     }
 
+    /// Sets `restore_best_weights` (Keras's default false).
     pub fn restore_best_weights(mut self, restore: bool) -> Self {
         self.restore_best_weights = restore;
         self
@@ -174,7 +198,7 @@ impl Callback for EarlyStopping {
             return Ok(());
         }
         self.wait += 1;
-        if self.wait > self.patience {
+        if self.wait >= self.patience && epoch > 0 {
             self.stopped_epoch = Some(epoch);
             ctx.stop_training = true;
             if let Some(best) = self.best_weights.take() {
@@ -189,15 +213,21 @@ impl Callback for EarlyStopping {
 /// min_delta=1e-4, cooldown=0, min_lr=0)`.
 pub struct ReduceLROnPlateau {
     monitor: Monitor,
+    /// What the learning rate is multiplied by on a plateau (Keras's default 0.1).
     pub factor: f64,
+    /// Epochs without improvement before the learning rate is reduced (Keras's default 10).
     pub patience: usize,
+    /// Epochs to wait after a reduction before counting epochs without improvement again
+    /// (Keras's default 0).
     pub cooldown: usize,
+    /// The lowest the learning rate is reduced to (Keras's default 0).
     pub min_lr: f64,
     wait: usize,
     cooldown_left: usize,
 }
 
 impl ReduceLROnPlateau {
+    /// Keras's `ReduceLROnPlateau(monitor)`, the other arguments at Keras's defaults.
     pub fn new(monitor: &str) -> Self {
         ReduceLROnPlateau {
             monitor: Monitor::new(monitor, Mode::Auto, 1e-4),
@@ -210,26 +240,32 @@ impl ReduceLROnPlateau {
         }
     }
 
+    /// Sets `factor` (Keras's default 0.1).
     pub fn factor(mut self, factor: f64) -> Self {
         self.factor = factor;
         self
     }
 
+    /// Sets `patience` (Keras's default 10).
     pub fn patience(mut self, patience: usize) -> Self {
         self.patience = patience;
         self
     }
 
+    /// Sets `min_delta`: the least change of the monitored value that counts as an
+    /// improvement (Keras's default 1e-4).
     pub fn min_delta(mut self, min_delta: f64) -> Self {
         self.monitor.min_delta = min_delta.abs();
         self
     }
 
+    /// Sets `cooldown` (Keras's default 0).
     pub fn cooldown(mut self, cooldown: usize) -> Self {
         self.cooldown = cooldown;
         self
     }
 
+    /// Sets `min_lr` (Keras's default 0).
     pub fn min_lr(mut self, min_lr: f64) -> Self {
         self.min_lr = min_lr;
         self
@@ -271,6 +307,7 @@ pub struct CSVLogger {
 }
 
 impl CSVLogger {
+    /// Keras's `CSVLogger(filename)`: writes to `path`, comma-separated, overwriting it.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CSVLogger {
             path: path.into(),
@@ -280,11 +317,14 @@ impl CSVLogger {
         }
     }
 
+    /// Sets `separator`, the character between columns (Keras's default `,`).
     pub fn separator(mut self, separator: char) -> Self {
         self.separator = separator;
         self
     }
 
+    /// Sets `append`: add rows to an existing file instead of overwriting it (Keras's
+    /// default false).
     pub fn append(mut self, append: bool) -> Self {
         self.append = append;
         self
@@ -351,6 +391,8 @@ pub struct LearningRateScheduler {
 }
 
 impl LearningRateScheduler {
+    /// A scheduler that calls `schedule(epoch, lr)` at the start of each epoch, with the
+    /// 0-based epoch and the current learning rate.
     pub fn new(schedule: impl FnMut(usize, f64) -> f64 + Send + 'static) -> Self {
         LearningRateScheduler {
             schedule: Box::new(schedule),
@@ -383,11 +425,16 @@ impl Callback for LearningRateScheduler {
 pub struct ModelCheckpoint {
     path: String,
     monitor: Monitor,
+    /// Save only when the monitored value improves (Keras's default false).
     pub save_best_only: bool,
+    /// Save only the weights (`save_weights`), not the whole model (`save`) (Keras's
+    /// default false).
     pub save_weights_only: bool,
 }
 
 impl ModelCheckpoint {
+    /// Keras's `ModelCheckpoint(filepath)`: saves the whole model to `path` after every
+    /// epoch.
     pub fn new(path: impl Into<String>) -> Self {
         ModelCheckpoint {
             path: path.into(),
@@ -397,21 +444,27 @@ impl ModelCheckpoint {
         }
     }
 
+    /// Sets `monitor`: the log entry that decides which checkpoint is best (Keras's default
+    /// `val_loss`).
     pub fn monitor(mut self, key: &str) -> Self {
         self.monitor = Monitor::new(key, Mode::Auto, 0.0);
         self
     }
 
+    /// Sets `mode`: whether the monitored value should go down or up (Keras's default
+    /// `Auto`).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.monitor = Monitor::new(&self.monitor.key, mode, 0.0);
         self
     }
 
+    /// Sets `save_best_only` (Keras's default false).
     pub fn save_best_only(mut self, value: bool) -> Self {
         self.save_best_only = value;
         self
     }
 
+    /// Sets `save_weights_only` (Keras's default false).
     pub fn save_weights_only(mut self, value: bool) -> Self {
         self.save_weights_only = value;
         self

@@ -20,8 +20,11 @@ use std::collections::{BTreeMap, HashMap};
 /// What `compile` fixed: the optimizer, one loss per output, the metrics per output.
 #[derive(Debug)]
 pub struct Compiled {
+    /// The optimizer, with its state.
     pub optimizer: Optimizer,
+    /// One loss per output, in output order.
     pub losses: Vec<Box<dyn Loss>>,
+    /// The metrics of each output, in output order.
     pub metrics: Vec<Vec<Metric>>,
 }
 
@@ -37,19 +40,27 @@ impl Clone for Compiled {
 
 /// Keras's `fit` arguments, with Keras's defaults.
 pub struct FitOptions {
+    /// Samples per gradient step (Keras's default 32).
     pub batch_size: usize,
+    /// The epoch to stop before: training runs from `initial_epoch` up to it (Keras's
+    /// default 1).
     pub epochs: usize,
     /// 0 silent, 1 progress bar, 2 one line per epoch.
     pub verbose: u8,
     /// Fraction of the samples, taken from the end before shuffling, kept for validation.
     pub validation_split: f64,
+    /// Inputs and targets evaluated after each epoch; when given, `validation_split` is
+    /// ignored.
     pub validation_data: Option<(Vec<Tensor>, Vec<Tensor>)>,
+    /// Whether to shuffle the training samples before each epoch (Keras's default true).
     pub shuffle: bool,
     /// Seed of the shuffling; without it the generator set by `set_random_seed` is used.
     pub seed: Option<u64>,
+    /// The epoch to start at (0-based), to resume an earlier run (Keras's default 0).
     pub initial_epoch: usize,
     /// Weight of each class's samples in the loss (targets must be class indices or one-hot).
     pub class_weight: Option<HashMap<usize, f32>>,
+    /// Callbacks run during training, in order.
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Random flips and shifts of the training images (first input), seeded like the
     /// shuffling.
@@ -77,11 +88,14 @@ impl Default for FitOptions {
 /// What `fit` returns: each log entry's value per epoch.
 #[derive(Clone, Debug, Default)]
 pub struct History {
+    /// The epochs that ran (0-based), in order.
     pub epochs: Vec<usize>,
+    /// Each log entry's values (`loss`, `val_accuracy`, …), one per epoch.
     pub history: BTreeMap<String, Vec<f64>>,
 }
 
 impl History {
+    /// The values of the log entry `key`, one per epoch, if it was logged.
     pub fn get(&self, key: &str) -> Option<&[f64]> {
         self.history.get(key).map(Vec::as_slice)
     }
@@ -160,10 +174,13 @@ impl Model {
         self.compile(optimizer, vec![Box::new(LossFn::from_name(loss)?)], metrics)
     }
 
+    /// The optimizer `compile` set, if the model is compiled.
     pub fn optimizer(&self) -> Option<&Optimizer> {
         self.compiled.as_ref().map(|c| &c.optimizer)
     }
 
+    /// The optimizer, mutably (to change its learning rate or state), if the model is
+    /// compiled.
     pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
         self.compiled.as_mut().map(|c| &mut c.optimizer)
     }

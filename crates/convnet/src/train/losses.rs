@@ -55,20 +55,32 @@ pub fn reduce(
 /// The built-in losses, by Keras's names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LossFn {
+    /// Keras's `mean_squared_error` (`mse`).
     MeanSquaredError,
+    /// Keras's `mean_absolute_error` (`mae`).
     MeanAbsoluteError,
+    /// Keras's `Huber`: quadratic for errors up to `delta`, linear beyond.
     Huber {
+        /// Where the loss turns from quadratic to linear (Keras's default 1).
         delta: f64,
     },
+    /// Keras's `CategoricalCrossentropy`, for one-hot targets.
     CategoricalCrossentropy {
+        /// Whether predictions are logits rather than probabilities (Keras's default false).
         from_logits: bool,
+        /// How much of the target is spread evenly over the classes (Keras's default 0).
         label_smoothing: f64,
     },
+    /// Keras's `SparseCategoricalCrossentropy`, for class-index targets.
     SparseCategoricalCrossentropy {
+        /// Whether predictions are logits rather than probabilities (Keras's default false).
         from_logits: bool,
     },
+    /// Keras's `BinaryCrossentropy`, for 0/1 targets.
     BinaryCrossentropy {
+        /// Whether predictions are logits rather than probabilities (Keras's default false).
         from_logits: bool,
+        /// How far targets are pulled towards 0.5 (Keras's default 0).
         label_smoothing: f64,
     },
 }

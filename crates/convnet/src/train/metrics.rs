@@ -4,18 +4,29 @@
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The built-in metrics, by Keras's names.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MetricFn {
     /// `"accuracy"`: binary, sparse or categorical accuracy, picked from the shapes of
     /// the targets and predictions on first use, as Keras 3 picks it.
     Accuracy,
+    /// `"categorical_accuracy"`: whether the argmax of the prediction is the one-hot
+    /// target's class.
     CategoricalAccuracy,
+    /// `"sparse_categorical_accuracy"`: whether the argmax of the prediction is the target
+    /// class index.
     SparseCategoricalAccuracy,
+    /// `"binary_accuracy"`: whether the prediction, thresholded at 0.5, equals the target.
     BinaryAccuracy,
+    /// `"top_k_categorical_accuracy"`: whether the target class is among the `k` highest
+    /// predictions.
     TopKCategoricalAccuracy {
+        /// How many of the highest predictions count (Keras's default 5).
         k: usize,
     },
+    /// `"mean_absolute_error"` (`mae`).
     MeanAbsoluteError,
+    /// `"mean_squared_error"` (`mse`).
     MeanSquaredError,
     /// A plain running mean of values given to [`Metric::add`] (the loss).
     Mean,
@@ -26,12 +37,14 @@ pub enum MetricFn {
 pub struct Metric {
     /// The name it is reported under (`accuracy`, `mae`, …) as the user wrote it.
     pub name: String,
+    /// What it computes.
     pub kind: MetricFn,
     total: f64,
     count: f64,
 }
 
 impl Metric {
+    /// A metric by Keras name or alias (`"accuracy"`, `"mae"`, …).
     pub fn new(name: &str) -> Result<Self> {
         let kind = match name {
             "accuracy" | "acc" => MetricFn::Accuracy,
@@ -71,6 +84,7 @@ impl Metric {
         }
     }
 
+    /// Clears the running total, for a new epoch or evaluation.
     pub fn reset(&mut self) {
         self.total = 0.0;
         self.count = 0.0;

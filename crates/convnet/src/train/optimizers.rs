@@ -11,37 +11,64 @@ use serde_json::{json, Map, Value};
 /// The update rule and its hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
+    /// Keras's `SGD`: plain gradient descent, with optional momentum.
     Sgd {
+        /// Momentum of the velocity (Keras's default 0).
         momentum: f64,
+        /// Whether to use Nesterov momentum (Keras's default false).
         nesterov: bool,
     },
+    /// Keras's `Adam` (and `AdamW`, with weight decay).
     Adam {
+        /// Decay rate of the first-moment estimates (Keras's default 0.9).
         beta_1: f64,
+        /// Decay rate of the second-moment estimates (Keras's default 0.999).
         beta_2: f64,
+        /// Added to the denominator for numerical stability (Keras's default 1e-7).
         epsilon: f64,
+        /// Whether to use the AMSGrad variant (Keras's default false).
         amsgrad: bool,
     },
+    /// Keras's `RMSprop`.
     RmsProp {
+        /// Decay rate of the running mean of squared gradients (Keras's default 0.9).
         rho: f64,
+        /// Momentum of the update (Keras's default 0).
         momentum: f64,
+        /// Added to the denominator for numerical stability (Keras's default 1e-7).
         epsilon: f64,
+        /// Whether to divide by the gradient's estimated variance rather than its second
+        /// moment (Keras's default false).
         centered: bool,
     },
+    /// Keras's `Adagrad`.
     Adagrad {
+        /// Starting value of the accumulated squared gradients (Keras's default 0.1).
         initial_accumulator_value: f64,
+        /// Added to the denominator for numerical stability (Keras's default 1e-7).
         epsilon: f64,
     },
 }
 
+/// Keras 3's optimizer: an update rule, a learning rate or schedule, gradient clipping,
+/// weight decay, and the state of its steps.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
+    /// The optimizer's name (Keras's `name`: `adam`, `sgd`, …).
     pub name: String,
     class: &'static str,
+    /// The update rule and its hyper-parameters.
     pub rule: Rule,
+    /// The learning rate: a constant or a schedule over the step count.
     pub learning_rate: LearningRate,
+    /// Decoupled weight decay: each step multiplies every variable by `1 − weight_decay ·
+    /// lr` before the update (Keras's `weight_decay`).
     pub weight_decay: Option<f64>,
+    /// Clips each variable's gradient to this norm (Keras's `clipnorm`).
     pub clipnorm: Option<f64>,
+    /// Clips all gradients together to this global norm (Keras's `global_clipnorm`).
     pub global_clipnorm: Option<f64>,
+    /// Clips each gradient element to ±this value (Keras's `clipvalue`).
     pub clipvalue: Option<f64>,
     /// Steps taken (Keras's `iterations`).
     pub iterations: u64,
@@ -151,6 +178,7 @@ impl Optimizer {
         })
     }
 
+    /// Sets `momentum` (SGD and RMSprop; ignored by other rules).
     pub fn momentum(mut self, value: f64) -> Self {
         match &mut self.rule {
             Rule::Sgd { momentum, .. } | Rule::RmsProp { momentum, .. } => *momentum = value,
@@ -159,6 +187,7 @@ impl Optimizer {
         self
     }
 
+    /// Sets `nesterov` (SGD; ignored by other rules).
     pub fn nesterov(mut self, value: bool) -> Self {
         if let Rule::Sgd { nesterov, .. } = &mut self.rule {
             *nesterov = value;
@@ -166,6 +195,7 @@ impl Optimizer {
         self
     }
 
+    /// Sets `amsgrad` (Adam and AdamW; ignored by other rules).
     pub fn amsgrad(mut self, value: bool) -> Self {
         if let Rule::Adam { amsgrad, .. } = &mut self.rule {
             *amsgrad = value;
@@ -173,6 +203,7 @@ impl Optimizer {
         self
     }
 
+    /// Sets `centered` (RMSprop; ignored by other rules).
     pub fn centered(mut self, value: bool) -> Self {
         if let Rule::RmsProp { centered, .. } = &mut self.rule {
             *centered = value;
@@ -180,26 +211,32 @@ impl Optimizer {
         self
     }
 
+    /// Sets `weight_decay`.
     pub fn weight_decay(mut self, value: f64) -> Self {
         self.weight_decay = Some(value);
         self
     }
 
+    /// Sets `clipnorm`.
     pub fn clipnorm(mut self, value: f64) -> Self {
         self.clipnorm = Some(value);
         self
     }
 
+    /// Sets `global_clipnorm`.
     pub fn global_clipnorm(mut self, value: f64) -> Self {
         self.global_clipnorm = Some(value);
         self
     }
 
+    /// Sets `clipvalue`.
     pub fn clipvalue(mut self, value: f64) -> Self {
         self.clipvalue = Some(value);
         self
     }
 
+    /// Sets the learning rate to a schedule (Keras's `learning_rate=` a
+    /// `LearningRateSchedule`).
     pub fn schedule(mut self, schedule: LearningRate) -> Self {
         self.learning_rate = schedule;
         self

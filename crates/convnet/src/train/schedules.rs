@@ -4,28 +4,41 @@
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 
+/// A learning rate: a constant, or one of Keras's `keras.optimizers.schedules`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LearningRate {
+    /// The same rate at every step.
     Constant(f64),
     /// `initial · decay_rate^(step / decay_steps)` (the exponent floored if `staircase`).
     ExponentialDecay {
+        /// The rate at step 0.
         initial_learning_rate: f64,
+        /// Steps over which the rate is multiplied by `decay_rate` once.
         decay_steps: u64,
+        /// What the rate is multiplied by every `decay_steps` steps.
         decay_rate: f64,
+        /// Whether to decay in whole steps of `decay_steps` rather than smoothly.
         staircase: bool,
     },
     /// `values[i]` while `step ≤ boundaries[i]`, the last value after.
     PiecewiseConstantDecay {
+        /// The step counts where the value changes, increasing.
         boundaries: Vec<u64>,
+        /// The rate in each interval: one more than `boundaries`.
         values: Vec<f64>,
     },
     /// Linear warm-up from `initial_learning_rate` to `warmup_target` over
     /// `warmup_steps`, then a cosine from there down to `alpha ·` that over `decay_steps`.
     CosineDecay {
+        /// The rate at step 0 (where the warm-up, if any, starts).
         initial_learning_rate: f64,
+        /// Steps over which the cosine decays.
         decay_steps: u64,
+        /// The final rate as a fraction of the decayed-from rate (Keras's default 0).
         alpha: f64,
+        /// The rate the warm-up reaches; None for no warm-up (Keras's default).
         warmup_target: Option<f64>,
+        /// Steps of the linear warm-up (Keras's default 0).
         warmup_steps: u64,
     },
 }
@@ -156,6 +169,7 @@ impl LearningRate {
         })
     }
 
+    /// The value Keras writes for this learning rate: a number, or a schedule's object.
     pub fn to_config(&self) -> Value {
         let schedule = |class: &str, config: Value| json!({"module": "keras.optimizers.schedules", "class_name": class, "config": config, "registered_name": null});
         match self {
