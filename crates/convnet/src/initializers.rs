@@ -106,15 +106,16 @@ impl Initializer {
         let config = match class {
             "Zeros" | "Ones" => json!({}),
             "Constant" => json!({"value": 0.0}),
+            // Keras 3.15's `get_config()`, keys in its order.
             "RandomNormal" | "TruncatedNormal" => {
-                json!({"mean": 0.0, "stddev": 0.05, "seed": null})
+                json!({"seed": null, "mean": 0.0, "stddev": 0.05})
             }
-            "RandomUniform" => json!({"minval": -0.05, "maxval": 0.05, "seed": null}),
-            "VarianceScaling" => json!({"scale": 1.0, "mode": "fan_in",
-                                        "distribution": "truncated_normal", "seed": null}),
-            "GlorotUniform" | "GlorotNormal" => {
-                json!({"seed": null, "input_axes": null, "output_axes": null})
-            }
+            "RandomUniform" => json!({"seed": null, "minval": -0.05, "maxval": 0.05}),
+            "VarianceScaling" => json!({"seed": null, "scale": 1.0, "mode": "fan_in",
+                                        "distribution": "truncated_normal",
+                                        "input_axes": null, "output_axes": null}),
+            "GlorotUniform" | "GlorotNormal" | "HeNormal" | "HeUniform" | "LecunNormal"
+            | "LecunUniform" => json!({"seed": null, "input_axes": null, "output_axes": null}),
             _ => json!({"seed": null}),
         };
         Ok(Initializer {
@@ -333,6 +334,38 @@ pub fn compute_fans(shape: &[usize]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each initializer by name writes the config Keras 3.15's `get_config()` returns,
+    /// keys in its order (as printed by Keras for the default objects).
+    #[test]
+    fn default_configs_are_keras_configs() {
+        let axes = r#"{"seed":null,"input_axes":null,"output_axes":null}"#;
+        let normal = r#"{"seed":null,"mean":0.0,"stddev":0.05}"#;
+        for (name, want) in [
+            ("he_normal", axes),
+            ("he_uniform", axes),
+            ("lecun_normal", axes),
+            ("lecun_uniform", axes),
+            ("glorot_uniform", axes),
+            ("glorot_normal", axes),
+            (
+                "variance_scaling",
+                r#"{"seed":null,"scale":1.0,"mode":"fan_in","distribution":"truncated_normal","input_axes":null,"output_axes":null}"#,
+            ),
+            ("random_normal", normal),
+            ("truncated_normal", normal),
+            (
+                "random_uniform",
+                r#"{"seed":null,"minval":-0.05,"maxval":0.05}"#,
+            ),
+            ("constant", r#"{"value":0.0}"#),
+            ("zeros", "{}"),
+            ("ones", "{}"),
+        ] {
+            let config = Initializer::new(name).unwrap().to_config();
+            assert_eq!(config["config"].to_string(), want, "{name}");
+        }
+    }
 
     fn stats(t: &Tensor) -> (f64, f64, f32) {
         let n = t.len() as f64;

@@ -15,7 +15,6 @@ use crate::layers::{
     MaxPooling2D, SeparableConv2D, ZeroPadding2D,
 };
 use crate::model::{Call, Model, SymbolicTensor};
-use serde_json::json;
 
 /// The arguments of Keras's `NASNet(…)` that NASNetMobile and NASNetLarge fix.
 struct NasNetArgs {
@@ -28,14 +27,9 @@ struct NasNetArgs {
     name: &'static str,
 }
 
-/// NASNet's `kernel_initializer="he_normal"`, with the config Keras 3.15 writes for it
-/// (`seed`, `input_axes`, `output_axes`).
+/// NASNet's `kernel_initializer="he_normal"`.
 fn he_normal() -> Initializer {
-    Initializer::from_config(&json!({
-        "class_name": "HeNormal",
-        "config": {"seed": null, "input_axes": null, "output_axes": null},
-    }))
-    .expect("a valid HeNormal")
+    Initializer::new("he_normal").expect("a built-in initializer")
 }
 
 /// NASNet's BatchNormalization: last axis, momentum 0.9997, epsilon 1e-3.
