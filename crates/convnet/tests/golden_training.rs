@@ -196,6 +196,29 @@ fn close(what: &str, got: f64, want: f64) -> Result<(), String> {
     }
 }
 
+/// Compiles `model` with Keras's optimizer config and loss (accuracy as the metric),
+/// as the golden fits were compiled, and fits it on `data` without shuffling, silently.
+fn fit_unshuffled(
+    model: &mut Model,
+    (optimizer, loss): (&Value, &str),
+    (x, y): (&Tensor, &Tensor),
+    batch_size: usize,
+    epochs: usize,
+) -> convnet::train::History {
+    let optimizer = Optimizer::from_config(optimizer).unwrap();
+    model.compile_named(optimizer, loss, &["accuracy"]).unwrap();
+    let options = FitOptions {
+        batch_size,
+        epochs,
+        shuffle: false,
+        verbose: 0,
+        ..FitOptions::default()
+    };
+    model
+        .fit(std::slice::from_ref(x), std::slice::from_ref(y), options)
+        .unwrap()
+}
+
 #[test]
 fn fits_with_regularizers_and_constraints_match_keras() {
     let dir = dir().join("penalties");
@@ -207,21 +230,14 @@ fn fits_with_regularizers_and_constraints_match_keras() {
     for case in cases.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let mut model = Model::load(dir.join(case["model"].as_str().unwrap())).unwrap();
-        let optimizer = Optimizer::from_config(&case["optimizer"]).unwrap();
-        model
-            .compile_named(optimizer, case["loss"].as_str().unwrap(), &["accuracy"])
-            .unwrap();
         let batch_size = case["batch_size"].as_u64().unwrap() as usize;
-        let options = FitOptions {
+        let history = fit_unshuffled(
+            &mut model,
+            (&case["optimizer"], case["loss"].as_str().unwrap()),
+            (&x, &y),
             batch_size,
-            epochs: case["epochs"].as_u64().unwrap() as usize,
-            shuffle: false,
-            verbose: 0,
-            ..FitOptions::default()
-        };
-        let history = model
-            .fit(std::slice::from_ref(&x), std::slice::from_ref(&y), options)
-            .unwrap();
+            case["epochs"].as_u64().unwrap() as usize,
+        );
         for key in ["loss", "accuracy"] {
             for (epoch, (g, w)) in history
                 .get(key)
@@ -303,20 +319,13 @@ fn fine_tuning_a_frozen_base_matches_keras() {
             want,
             "phase {p}: the summary's counts"
         );
-        let optimizer = Optimizer::from_config(&phase["optimizer"]).unwrap();
-        model
-            .compile_named(optimizer, case["loss"].as_str().unwrap(), &["accuracy"])
-            .unwrap();
-        let options = FitOptions {
-            batch_size: case["batch_size"].as_u64().unwrap() as usize,
-            epochs: 1,
-            shuffle: false,
-            verbose: 0,
-            ..FitOptions::default()
-        };
-        let history = model
-            .fit(std::slice::from_ref(&x), std::slice::from_ref(&y), options)
-            .unwrap();
+        let history = fit_unshuffled(
+            &mut model,
+            (&phase["optimizer"], case["loss"].as_str().unwrap()),
+            (&x, &y),
+            case["batch_size"].as_u64().unwrap() as usize,
+            1,
+        );
         for key in ["loss", "accuracy"] {
             let want = phase["history"][key][0].as_f64().unwrap();
             close(

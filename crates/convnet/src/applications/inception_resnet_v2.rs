@@ -4,7 +4,7 @@
 //! fixed scale (a `CustomScaleLayer`): ten `block35`, twenty `block17` and ten `block8`
 //! blocks, between the reduction modules `mixed_6a` and `mixed_7a`.
 
-use super::inception_v3::conv2d_bn;
+use super::inception_v3::{conv, conv2d_bn};
 use super::{check_classes, input, obtain_input_shape, top, Options};
 use crate::activations::ActivationFn;
 use crate::error::Result;
@@ -13,12 +13,6 @@ use crate::layers::{
     Activation, AveragePooling2D, Concatenate, Conv2D, CustomScaleLayer, Layer, MaxPooling2D,
 };
 use crate::model::{Call, Model, SymbolicTensor};
-
-/// `conv2d_bn(x, filters, (rows, cols))` as most branches call it: `same`, stride 1,
-/// ReLU, auto-named.
-fn conv(x: &SymbolicTensor, filters: usize, rows: usize, cols: usize) -> SymbolicTensor {
-    conv2d_bn(x, filters, (rows, cols), 1, Padding::Same, None)
-}
 
 /// `conv2d_bn(x, filters, size, padding="valid")`, stride `strides`.
 fn conv_valid(x: &SymbolicTensor, filters: usize, size: usize, strides: usize) -> SymbolicTensor {

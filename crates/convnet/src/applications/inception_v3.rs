@@ -36,7 +36,7 @@ pub(super) fn conv2d_bn(
 }
 
 /// `conv2d_bn` with `same` padding and stride 1, as most branches call it.
-fn conv(x: &SymbolicTensor, filters: usize, rows: usize, cols: usize) -> SymbolicTensor {
+pub(super) fn conv(x: &SymbolicTensor, filters: usize, rows: usize, cols: usize) -> SymbolicTensor {
     conv2d_bn(x, filters, (rows, cols), 1, Padding::Same, None)
 }
 

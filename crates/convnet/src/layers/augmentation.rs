@@ -7,10 +7,10 @@
 //! seed gives the same augmentation, but not Keras's.
 
 use super::declare::{self, ChannelsLast};
-use super::dropout::layer_rng;
+use super::dropout::{call_rng, layer_rng};
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::initializers::{rng_from_seed, Rng};
+use crate::initializers::Rng;
 use crate::kernels::warp::{self, Fill, PixelTaps, Sampling};
 use crate::tensor::Tensor;
 use rand::RngExt as _;
@@ -717,8 +717,9 @@ macro_rules! augmentation {
                     return Ok((x.clone(), Saved::none()));
                 }
                 let (batch, height, width, _) = image_dims(x);
-                let seed = self.seed.unwrap_or(0);
-                let mut rng = self.rng().take().unwrap_or_else(|| rng_from_seed(seed));
+                // Drawn from a copy (`draw` reads the layer), put back after.
+                let seed = self.seed;
+                let mut rng = call_rng(self.rng(), seed).clone();
                 let draws: Result<Vec<Draw>> = (0..batch)
                     .map(|_| self.draw(&mut rng, height, width))
                     .collect();
@@ -767,6 +768,7 @@ impl RandomFlip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::initializers::rng_from_seed;
     use crate::layers::layer_from_config;
 
     /// A case of scripts/make_augmentation_goldens.py: a layer, an input batch, Keras's

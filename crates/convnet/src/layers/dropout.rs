@@ -136,8 +136,7 @@ impl Layer for Dropout {
         }
         let keep = 1.0 - self.rate;
         let mask_shape = self.mask_shape(x.shape())?;
-        let seed = self.seed.unwrap_or(0);
-        let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
+        let rng = call_rng(&mut self.rng, self.seed);
         let scale = match (self.alpha, keep > 0.0) {
             (true, _) => 1.0,
             (false, true) => (1.0 / keep) as f32,
@@ -205,6 +204,13 @@ fn check_rate(layer: &dyn Layer, rate: f64) -> Result<()> {
 /// A noise layer's own generator: from its `seed`, else from a draw of the model's.
 pub(super) fn layer_rng(seed: Option<u64>, rng: &mut Rng) -> Rng {
     rng_from_seed(seed.unwrap_or_else(|| rng.random()))
+}
+
+/// The generator a random layer's training call draws from: the one `build` made
+/// ([`layer_rng`]), or, for a layer called without being built, one from its `seed`
+/// (0 when unset).
+pub(super) fn call_rng(slot: &mut Option<Rng>, seed: Option<u64>) -> &mut Rng {
+    slot.get_or_insert_with(|| rng_from_seed(seed.unwrap_or(0)))
 }
 
 /// `dy` times the factors a training forward saved (a dropout mask, multiplied noise);
@@ -498,8 +504,7 @@ impl Layer for GaussianNoise {
         if !training || spread == 0.0 {
             return Ok((x.clone(), Saved::none()));
         }
-        let seed = self.seed.unwrap_or(0);
-        let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
+        let rng = call_rng(&mut self.rng, self.seed);
         let noise: Vec<f32> = (0..x.len())
             .map(|_| (shift + spread * rng.sample::<f64, _>(rand_distr::StandardNormal)) as f32)
             .collect();

@@ -6,10 +6,10 @@
 
 use super::conv::nhwc;
 use super::declare::{self, AlwaysFalse, ChannelsLast};
-use super::dropout::layer_rng;
+use super::dropout::{call_rng, layer_rng};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::initializers::{rng_from_seed, Rng};
+use crate::initializers::Rng;
 use crate::kernels::resize::{self, Tap};
 use crate::tensor::Tensor;
 use rand::RngExt as _;
@@ -309,8 +309,7 @@ impl Layer for RandomCrop {
         if !training || h < self.height || w < self.width {
             return Ok((self.apply(inputs)?, Saved::none()));
         }
-        let seed = self.seed.unwrap_or(0);
-        let rng = self.rng.get_or_insert_with(|| rng_from_seed(seed));
+        let rng = call_rng(&mut self.rng, self.seed);
         let offset = (
             rng.random_range(0..=h - self.height),
             rng.random_range(0..=w - self.width),
@@ -335,6 +334,7 @@ impl Layer for RandomCrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::initializers::rng_from_seed;
     use crate::layers::layer_from_config;
 
     /// RandomCrop's cases of scripts/make_augmentation_goldens.py: Keras 3's crop for its

@@ -1,7 +1,7 @@
 //! How much memory a call needs, known from shape inference before anything runs, and
 //! the budget calls are held to. Inference keeps a layer's output until its last reader
 //! has run, so its peak is the largest sum of outputs alive at once; training keeps
-//! every output for the backward pass, and a gradient as large as the largest one.
+//! every output for the backward pass, and the largest layer's gradients in and out.
 //! Kernels' scratch tiles are small next to these and not counted.
 //!
 //! The budget is `CONVNET_MEMORY_LIMIT` (bytes, or with a K, M or G suffix), else what
@@ -35,7 +35,8 @@ pub struct MemoryPlan {
     pub inference_peak: usize,
     /// The layer whose output reaches that peak.
     pub peak_layer: String,
-    /// Training's: every output kept for backward, and the largest gradient.
+    /// Training's: every output kept for backward, and the largest layer's gradients
+    /// in and out (twice its output).
     pub training_peak: usize,
 }
 

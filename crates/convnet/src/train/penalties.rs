@@ -133,17 +133,24 @@ impl Penalties {
         Ok(Penalties { rules })
     }
 
-    /// Whether the rule's weight is one the optimizer updates (Keras's trainable
-    /// weights, the only ones it regularizes).
-    fn trains(model: &Model, rule: &Rule) -> bool {
-        crate::model::weights_in_training(model.layers[rule.layer].as_ref())[rule.weight]
+    /// The rules whose weight the optimizer updates (Keras's trainable weights, the
+    /// only ones it regularizes), each layer's trainability worked out once.
+    fn in_training(&self, model: &Model) -> Vec<&Rule> {
+        let mut masks: Vec<Option<Vec<bool>>> = vec![None; model.layers.len()];
+        self.rules
+            .iter()
+            .filter(|r| {
+                masks[r.layer].get_or_insert_with(|| {
+                    crate::model::weights_in_training(model.layers[r.layer].as_ref())
+                })[r.weight]
+            })
+            .collect()
     }
 
     /// The weight penalties at the current weights.
     pub(crate) fn loss(&self, model: &Model) -> f64 {
-        self.rules
-            .iter()
-            .filter(|r| Self::trains(model, r))
+        self.in_training(model)
+            .into_iter()
             .filter_map(|r| {
                 let w = &model.layers[r.layer].weights()[r.weight];
                 r.governs
@@ -156,13 +163,10 @@ impl Penalties {
 
     /// Adds the penalties' gradients to the model's weight gradients.
     pub(crate) fn add_gradients(&self, model: &mut Model) {
-        for rule in &self.rules {
+        for rule in self.in_training(model) {
             let Some(reg) = &rule.governs.regularizer else {
                 continue;
             };
-            if !Self::trains(model, rule) {
-                continue;
-            }
             let values = model.layers[rule.layer].weights()[rule.weight]
                 .value
                 .clone();
@@ -173,13 +177,10 @@ impl Penalties {
 
     /// Projects every constrained weight the optimizer updates.
     pub(crate) fn constrain(&self, model: &mut Model) -> Result<()> {
-        for rule in &self.rules {
+        for rule in self.in_training(model) {
             let Some((constraint, field)) = &rule.governs.constraint else {
                 continue;
             };
-            if !Self::trains(model, rule) {
-                continue;
-            }
             let layer = &mut model.layers[rule.layer];
             let (name, class) = (layer.name().to_string(), layer.class_name().to_string());
             let mut weights = layer.weights_mut();
