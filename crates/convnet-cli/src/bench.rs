@@ -117,14 +117,14 @@ fn random_targets(model: &Model, batch: usize) -> (Vec<Tensor>, Vec<Box<dyn Loss
 }
 
 /// Training step, inference latency at batch 1 and throughput at `batch`.
-fn bench_model(name: &str, mut model: Model, batch: usize) -> Result<Vec<Measurement>, Error> {
+fn bench_model(name: &str, model: Model, batch: usize) -> Result<Vec<Measurement>, Error> {
     let x = random_inputs(&model, batch, 1)?;
     let (y, losses) = random_targets(&model, batch);
     let one = random_inputs(&model, 1, 2)?;
     let one_refs: Vec<&Tensor> = one.iter().collect();
     let latency = median_ms(|| model.apply(&one_refs).map(drop))?;
     let throughput = median_ms(|| model.predict(&x, batch).map(drop))?;
-    model.compile(Optimizer::adam(1e-3), losses, &[])?;
+    let mut model = model.compile(Optimizer::adam(1e-3), losses, &[])?;
     let step = median_ms(|| model.train_on_batch(&x, &y).map(drop))?;
     Ok(vec![
         Measurement {
@@ -193,9 +193,9 @@ fn layer_macs(model: &Model, batch: usize) -> f64 {
 fn w1() -> Result<Vec<Measurement>, Error> {
     let start = Instant::now();
     set_random_seed(1);
-    let mut model = zoo::fmnist_cnn()?;
+    let model = zoo::fmnist_cnn()?;
     let data = data::load("fashion-mnist", None, &model.input_shapes()[0])?;
-    model.compile_named(
+    let mut model = model.compile_named(
         Optimizer::adam(1e-3),
         "sparse_categorical_crossentropy",
         &["accuracy"],

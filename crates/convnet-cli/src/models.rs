@@ -3,6 +3,7 @@
 
 use convnet::applications::{self, Options, Pooling};
 use convnet::model::Model;
+use convnet::train::Compiled;
 use convnet::{zoo, Error};
 use std::path::Path;
 
@@ -26,10 +27,16 @@ pub fn run() -> Result<(), Error> {
 /// keras.applications name, alone (`resnet50`) or called as in Keras
 /// (`ResNet50(include_top=False, pooling="avg")`).
 pub fn resolve(model: &str) -> Result<Model, Error> {
+    resolve_with_compile(model).map(|(model, _)| model)
+}
+
+/// [`resolve`], with the compile state a model file was saved with, when it has one.
+pub fn resolve_with_compile(model: &str) -> Result<(Model, Option<Compiled>), Error> {
     let path = Path::new(model);
     if path.exists() {
-        Model::load(path)
-    } else if zoo::MODELS.iter().any(|(name, _)| *name == model) {
+        return convnet::io::load_model_parts(path);
+    }
+    let model = if zoo::MODELS.iter().any(|(name, _)| *name == model) {
         zoo::by_name(model)
     } else if let Some(call) = application(model)? {
         match (call.name, call.alpha) {
@@ -45,7 +52,8 @@ pub fn resolve(model: &str) -> Result<Model, Error> {
             path,
             "no such file, and not a built-in model or application name (see `convnet models`)",
         ))
-    }
+    };
+    Ok((model?, None))
 }
 
 /// Lower case without underscores: `MobileNetV2`, `mobilenet_v2` and `mobilenetv2` meet.

@@ -1,5 +1,6 @@
 //! `convnet summary MODEL` and `convnet convert IN OUT`.
 
+use convnet::train::CompiledModel;
 use convnet::Error;
 use std::path::PathBuf;
 
@@ -9,8 +10,13 @@ pub struct Args {
     model: String,
 }
 
+/// Keras's summary of the model as loaded: a compiled model file whose optimizer has
+/// stepped also lists the optimizer's variables.
 pub fn run(args: Args) -> Result<(), Error> {
-    super::models::resolve(&args.model)?.summary();
+    match super::models::resolve_with_compile(&args.model)? {
+        (model, Some(compiled)) => CompiledModel::from_parts(model, compiled)?.summary(),
+        (model, None) => model.summary(),
+    }
     Ok(())
 }
 
@@ -28,8 +34,8 @@ pub fn convert(args: ConvertArgs) -> Result<(), Error> {
         Some("h5") => return Err(Error::file(&args.output, "writing legacy .h5 files is not supported: write a .keras file (Keras 3's format, which Keras and convnet both read)")),
         _ => return Err(Error::file(&args.output, "the output must be a .keras file")),
     }
-    let model = super::models::resolve(&args.input)?;
-    model.save(&args.output)?;
+    let (model, compiled) = super::models::resolve_with_compile(&args.input)?;
+    convnet::io::save_model_parts(&model, compiled.as_ref(), &args.output)?;
     println!(
         "{} -> {} ({} parameters)",
         args.input,

@@ -1,10 +1,11 @@
 //! `convnet train` and `convnet evaluate`.
 
 use super::data;
+use convnet::callbacks::{CSVLogger, Callback, TensorBoard};
 use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::model::Model;
-use convnet::train::{CSVLogger, Callback, FitOptions, LossFn, Optimizer, TensorBoard};
+use convnet::train::{Compiled, CompiledModel, FitOptions, LossFn, Optimizer};
 use convnet::Error;
 use std::path::PathBuf;
 
@@ -78,24 +79,24 @@ pub struct TrainArgs {
 /// `--freeze`/`--unfreeze` changed them, so it is compiled anew from the same settings,
 /// as Keras asks after changing `trainable`).
 fn compile(
-    model: &mut Model,
+    (model, saved): (Model, Option<Compiled>),
     optimizer: Option<&str>,
     learning_rate: Option<f64>,
     loss: Option<&str>,
     refreeze: bool,
-) -> Result<(), Error> {
+) -> Result<CompiledModel, Error> {
     if optimizer.is_none() && learning_rate.is_none() && loss.is_none() {
-        if let Some(existing) = model.optimizer_mut() {
+        if let Some(mut existing) = saved {
             if refreeze {
                 // The same settings, loss and metrics; a fresh optimizer state.
-                existing.set_state(0, Vec::new());
+                existing.optimizer.set_state(0, Vec::new());
             }
-            return Ok(());
+            return CompiledModel::from_parts(model, existing);
         }
     }
-    let mut opt = match (optimizer, model.optimizer()) {
+    let mut opt = match (optimizer, saved.map(|c| c.optimizer)) {
         (Some(name), _) => Optimizer::from_name(name)?,
-        (None, Some(existing)) => existing.clone(),
+        (None, Some(existing)) => existing,
         (None, None) => Optimizer::adam(1e-3),
     };
     if refreeze {
@@ -153,7 +154,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         }
     }
     set_random_seed(args.seed);
-    let mut model = super::models::resolve(&args.model)?;
+    let (mut model, saved) = super::models::resolve_with_compile(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
     println!("Data: {}", data.description);
     if let Some(names) = &data.class_names {
@@ -180,8 +181,8 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             println!("{what} {}", names.join(", "));
         }
     }
-    compile(
-        &mut model,
+    let mut model = compile(
+        (model, saved),
         args.optimizer.as_deref(),
         args.learning_rate,
         args.loss.as_deref(),
@@ -245,9 +246,9 @@ pub struct EvaluateArgs {
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
-    let mut model = super::models::resolve(&args.model)?;
+    let (model, saved) = super::models::resolve_with_compile(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
-    compile(&mut model, None, None, args.loss.as_deref(), false)?;
+    let mut model = compile((model, saved), None, None, args.loss.as_deref(), false)?;
     // A named dataset is evaluated on its test split; .npy data as given.
     let (x, y) = data.test.unwrap_or((data.x_train, data.y_train));
     let scores = model.evaluate(&[x], &[y], args.batch_size.max(1))?;

@@ -28,7 +28,7 @@ fn main() -> convnet::Result<()> {
     std::fs::create_dir_all(&out).map_err(|e| convnet::Error::file(&out, e))?;
     set_random_seed(2026);
     for (i, (name, _)) in zoo::MODELS.iter().enumerate() {
-        let mut model = if *name == "seed-inception" {
+        let model = if *name == "seed-inception" {
             zoo::seed_inception(32)?
         } else {
             zoo::by_name(name)?
@@ -42,7 +42,7 @@ fn main() -> convnet::Result<()> {
         // A few steps of training against random targets, so BatchNormalization's moving
         // statistics and the optimizer's slots hold real values.
         let y = model.apply(&[&x])?.remove(0);
-        model.compile_named(Optimizer::adam(1e-3), "mse", &[])?;
+        let mut model = model.compile_named(Optimizer::adam(1e-3), "mse", &[])?;
         model.fit(
             std::slice::from_ref(&x),
             &[y],

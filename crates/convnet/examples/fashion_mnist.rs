@@ -22,9 +22,9 @@ fn main() -> convnet::Result<()> {
     };
     let (x_train, x_test) = (scale(data.x_train), scale(data.x_test));
 
-    let mut model = convnet::zoo::fmnist_cnn()?;
+    let model = convnet::zoo::fmnist_cnn()?;
     model.summary();
-    model.compile_named(
+    let mut model = model.compile_named(
         Optimizer::adam(1e-3),
         "sparse_categorical_crossentropy",
         &["accuracy"],

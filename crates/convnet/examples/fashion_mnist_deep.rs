@@ -61,7 +61,7 @@ fn main() -> convnet::Result<()> {
         Dropout::new(0.5).into(),
         Dense::new(10).activation(ActivationFn::Softmax).into(),
     ]);
-    let mut model = Sequential::new(items)?;
+    let model = Sequential::new(items)?;
     model.summary();
     let steps = x_train.batch_len().div_ceil(128) * epochs;
     let schedule = LearningRate::CosineDecay {
@@ -71,7 +71,7 @@ fn main() -> convnet::Result<()> {
         warmup_target: None,
         warmup_steps: 0,
     };
-    model.compile_named(
+    let mut model = model.compile_named(
         Optimizer::adam(1e-3).schedule(schedule),
         "sparse_categorical_crossentropy",
         &["accuracy"],

@@ -13,7 +13,7 @@
 use convnet::data::fashion_mnist;
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model, NestedModel};
-use convnet::train::{FitOptions, Optimizer};
+use convnet::train::{CompiledModel, FitOptions, Optimizer};
 use convnet::{ActivationFn, Padding, Tensor};
 
 /// The samples of `x`, `y` whose class is in `classes`, relabelled from 0.
@@ -55,7 +55,7 @@ fn block(
     MaxPooling2D::new((2, 2)).call(&x)
 }
 
-fn fit(model: &mut Model, x: &Tensor, y: &Tensor, epochs: usize) -> convnet::Result<()> {
+fn fit(model: &mut CompiledModel, x: &Tensor, y: &Tensor, epochs: usize) -> convnet::Result<()> {
     let options = FitOptions {
         batch_size: 128,
         epochs,
@@ -90,8 +90,8 @@ fn main() -> convnet::Result<()> {
     let input = Input::new([28, 28, 1]);
     let x = NestedModel::new(base).call(&input);
     let y = Dense::new(5).activation(ActivationFn::Softmax).call(&x);
-    let mut pretraining = Model::new(&input, &y)?;
-    pretraining.compile_named(
+    let pretraining = Model::new(&input, &y)?;
+    let mut pretraining = pretraining.compile_named(
         Optimizer::adam(1e-3),
         "sparse_categorical_crossentropy",
         &["accuracy"],
@@ -111,7 +111,7 @@ fn main() -> convnet::Result<()> {
     let mut model = Model::new(&input, &y)?.named("transfer");
     model.set_layer_trainable("base", false)?;
     model.summary();
-    model.compile_named(
+    let mut model = model.compile_named(
         Optimizer::adam(1e-3),
         "sparse_categorical_crossentropy",
         &["accuracy"],
@@ -133,7 +133,7 @@ fn main() -> convnet::Result<()> {
     base.set_layer_trainable("block2_conv", true)?;
     model.get_layer_mut("base")?.base_mut().trainable = true;
     model.summary();
-    model.compile_named(
+    let mut model = model.compile_named(
         Optimizer::adam(1e-5),
         "sparse_categorical_crossentropy",
         &["accuracy"],

@@ -11,6 +11,7 @@
 pub mod activations;
 pub mod applications;
 mod buffers;
+pub mod callbacks;
 pub mod constraints;
 pub mod data;
 pub mod error;

@@ -2,9 +2,10 @@
 //! whole. The test runs itself as a child that trains and checkpoints without pause,
 //! kills it at staggered moments, and loads the checkpoint after every kill.
 
+use convnet::callbacks::ModelCheckpoint;
 use convnet::layers::Dense;
 use convnet::model::{Input, Model};
-use convnet::train::{FitOptions, ModelCheckpoint, Optimizer};
+use convnet::train::{FitOptions, Optimizer};
 use convnet::Tensor;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,9 +16,8 @@ const CHILD: &str = "CONVNET_CHECKPOINT_CHILD";
 /// The child: a model with ~4 MB of weights (so each save takes a while), one tiny
 /// epoch after another, a checkpoint after each.
 fn train_forever(path: PathBuf) {
-    let mut model =
-        convnet::sequential![Input::new([1000]), Dense::new(1000), Dense::new(1)].unwrap();
-    model
+    let model = convnet::sequential![Input::new([1000]), Dense::new(1000), Dense::new(1)].unwrap();
+    let mut model = model
         .compile_named(Optimizer::sgd(1e-6), "mse", &[])
         .unwrap();
     let x = Tensor::full([2, 1000], 0.01);

@@ -42,8 +42,8 @@ fn the_sample_loads_as_nhwc_images_and_class_labels() {
 fn the_reference_cnn_learns_on_the_sample() {
     set_random_seed(1);
     let data = load_idx_dataset(sample_dir()).unwrap();
-    let mut model = convnet::zoo::fmnist_cnn().unwrap();
-    model
+    let model = convnet::zoo::fmnist_cnn().unwrap();
+    let mut model = model
         .compile_named(
             Optimizer::adam(1e-3),
             "sparse_categorical_crossentropy",
@@ -79,8 +79,8 @@ fn the_reference_cnn_learns_on_the_sample() {
 fn the_reference_cnn_reaches_89_5_percent() {
     set_random_seed(42);
     let data = fashion_mnist().unwrap();
-    let mut model = convnet::zoo::fmnist_cnn().unwrap();
-    model
+    let model = convnet::zoo::fmnist_cnn().unwrap();
+    let mut model = model
         .compile_named(
             Optimizer::adam(1e-3),
             "sparse_categorical_crossentropy",

@@ -307,8 +307,8 @@ fn programs_with_regularizers_train_and_a_4d_orthogonal_is_refused_by_name() {
     let load = |program: &str| {
         let case = read_case(PROGRAMS, program).unwrap();
         let origin = corpus(PROGRAMS).join(format!("{program}.zip"));
-        let mut model = convnet::io::model_from_config(&case.config, &origin).unwrap();
-        model
+        let model = convnet::io::model_from_config(&case.config, &origin).unwrap();
+        let model = model
             .compile_named(convnet::train::Optimizer::sgd(0.01), "mse", &[])
             .unwrap();
         (model, case)
@@ -361,8 +361,8 @@ fn programs_with_regularizers_train_and_a_4d_orthogonal_is_refused_by_name() {
 fn training_runs_through_the_augmentation_block() {
     let case = read_case(PROGRAMS, "image_classification_from_scratch").unwrap();
     let origin = corpus(PROGRAMS).join("image_classification_from_scratch.zip");
-    let mut model = convnet::io::model_from_config(&case.config, &origin).unwrap();
-    model
+    let model = convnet::io::model_from_config(&case.config, &origin).unwrap();
+    let mut model = model
         .compile_named(convnet::train::Optimizer::sgd(0.0), "mse", &[])
         .unwrap();
     let history = model

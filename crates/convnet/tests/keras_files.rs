@@ -3,8 +3,9 @@
 //! uninterrupted training; broken and hostile files give errors naming the file.
 
 use convnet::initializers::set_random_seed;
+use convnet::io::{load_model_parts, save_model_parts};
 use convnet::model::Model;
-use convnet::train::{FitOptions, Optimizer};
+use convnet::train::{CompiledModel, FitOptions, Optimizer};
 use convnet::Tensor;
 use serde_json::Value;
 use std::io::Read;
@@ -90,7 +91,8 @@ fn every_golden_model_file_loads_with_keras_summary_and_predictions() {
 fn trained_keras_files_restore_weights_and_optimizer_state() {
     let x = Tensor::read_npy(golden("train/fit_x.npy")).unwrap();
     for (name, class) in [("sgd", "SGD"), ("adam", "Adam")] {
-        let model = Model::load(golden(&format!("train/fit_{name}.trained.keras"))).unwrap();
+        let model =
+            CompiledModel::load(golden(&format!("train/fit_{name}.trained.keras"))).unwrap();
         let want =
             Tensor::read_npy(golden(&format!("train/fit_{name}.trained_predictions.npy"))).unwrap();
         let got = model
@@ -101,7 +103,7 @@ fn trained_keras_files_restore_weights_and_optimizer_state() {
             relative_error(&got, &want) < 1e-5,
             "fit_{name}.trained.keras"
         );
-        let optimizer = model.optimizer().expect("compile_config restored");
+        let optimizer = model.optimizer();
         assert_eq!(optimizer.to_config()["class_name"], class);
         assert_eq!(optimizer.state().0, 10, "2 epochs of 5 steps");
         assert_eq!(optimizer.state().1.len(), model.trainable_weights().count());
@@ -124,18 +126,20 @@ fn save_load_save_is_byte_identical() {
         "train/fit_adam.trained.keras",
         "models/inception_v1_module.keras",
     ] {
-        let model = Model::load(golden(file)).unwrap();
+        // The trained file keeps its compile state and optimizer slots through both saves.
+        let (model, compiled) = load_model_parts(&golden(file)).unwrap();
+        assert_eq!(compiled.is_some(), file.starts_with("train/"), "{file}");
         let first = scratch("first.keras");
         let second = scratch("second.keras");
-        model.save(&first).unwrap();
-        let again = Model::load(&first).unwrap();
+        save_model_parts(&model, compiled.as_ref(), &first).unwrap();
+        let (again, compiled_again) = load_model_parts(&first).unwrap();
         assert_eq!(
             again.summary_for_columns(80),
             model.summary_for_columns(80),
             "{file}"
         );
         assert_eq!(again.get_weights(), model.get_weights(), "{file}");
-        again.save(&second).unwrap();
+        save_model_parts(&again, compiled_again.as_ref(), &second).unwrap();
         for name in ["config.json", "model.weights.h5"] {
             assert!(
                 member(&first, name) == member(&second, name),
@@ -158,15 +162,14 @@ fn resumed_training_equals_uninterrupted_training() {
         ..FitOptions::default()
     };
     let start = || {
-        let mut model = Model::load(golden("train/fit_adam.initial.keras")).unwrap();
-        model
+        Model::load(golden("train/fit_adam.initial.keras"))
+            .unwrap()
             .compile_named(
                 Optimizer::adam(0.01),
                 "sparse_categorical_crossentropy",
                 &["accuracy"],
             )
-            .unwrap();
-        model
+            .unwrap()
     };
     let mut straight = start();
     straight
@@ -187,7 +190,7 @@ fn resumed_training_equals_uninterrupted_training() {
         .unwrap();
     let checkpoint = scratch("resume.keras");
     first.save(&checkpoint).unwrap();
-    let mut resumed = Model::load(&checkpoint).unwrap();
+    let mut resumed = CompiledModel::load(&checkpoint).unwrap();
     resumed.fit(&[x], &[y], options(3, 1)).unwrap();
     assert_eq!(resumed.get_weights(), straight.get_weights(), "bit for bit");
 }
@@ -195,13 +198,13 @@ fn resumed_training_equals_uninterrupted_training() {
 #[test]
 fn a_model_built_in_rust_round_trips() {
     set_random_seed(3);
-    let mut model = convnet::zoo::seed_inception(16).unwrap();
-    model
+    let model = convnet::zoo::seed_inception(16).unwrap();
+    let model = model
         .compile_named(Optimizer::sgd(0.1).momentum(0.9), "mse", &["mae"])
         .unwrap();
     let path = scratch("inception.keras");
     model.save(&path).unwrap();
-    let loaded = Model::load(&path).unwrap();
+    let loaded = CompiledModel::load(&path).unwrap();
     assert_eq!(
         loaded.summary_for_columns(80),
         model.summary_for_columns(80)
@@ -209,8 +212,8 @@ fn a_model_built_in_rust_round_trips() {
     let x = Tensor::full([1, 16, 16, 3], 0.5);
     assert_eq!(loaded.apply(&[&x]).unwrap(), model.apply(&[&x]).unwrap());
     assert_eq!(
-        loaded.optimizer().unwrap().to_config(),
-        model.optimizer().unwrap().to_config()
+        loaded.optimizer().to_config(),
+        model.optimizer().to_config()
     );
 }
 

@@ -59,8 +59,8 @@ fn plans_follow_shapes_and_the_budget_refuses_before_running() {
     set_memory_limit(Some(plan.inference_peak));
     model.predict(std::slice::from_ref(&x), 5).unwrap();
     // Training holds its larger plan to the same budget.
-    let mut model = model;
-    model
+    let model = model;
+    let mut model = model
         .compile_named(Optimizer::sgd(0.01), "mse", &[])
         .unwrap();
     let y = Tensor::zeros([10, 16]);

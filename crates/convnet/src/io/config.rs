@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::layers::{layer_from_keras, layer_to_keras, Layer, Shape};
 use crate::model::{Model, Sequential, SequentialItem, SharedLayer, SymbolicTensor};
-use crate::train::{Loss, LossFn, Optimizer};
+use crate::train::{Compiled, Loss, LossFn, Optimizer};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -313,9 +313,10 @@ pub fn model_to_config(model: &Model) -> Value {
             {
                 object["build_config"] = json!({"input_shape": shapes_json(&shapes)});
             }
-            // Keras writes a nested model's compile config, `{}` when it is not compiled.
-            if let Some(inner) = crate::model::nested_model(layer) {
-                object["compile_config"] = compile_config(inner).unwrap_or_else(|| json!({}));
+            // Keras writes a nested model's compile config: `{}`, as a model inside a
+            // model is never compiled.
+            if crate::model::nested_model(layer).is_some() {
+                object["compile_config"] = json!({});
             }
             object["name"] = json!(layer.name());
             let nodes: Vec<Value> = model
@@ -369,8 +370,7 @@ fn shapes_json(shapes: &[Shape]) -> Value {
 }
 
 /// The `compile_config` Keras writes for a compiled model.
-pub fn compile_config(model: &Model) -> Option<Value> {
-    let compiled = model.compiled()?;
+pub fn compile_config(compiled: &Compiled) -> Value {
     let losses: Vec<Value> = compiled.losses.iter().map(|l| l.config()).collect();
     let loss = if losses.iter().all(|l| *l == losses[0]) {
         losses[0].clone()
@@ -382,7 +382,7 @@ pub fn compile_config(model: &Model) -> Option<Value> {
         .first()
         .map(|m| m.iter().map(|m| m.name.as_str()).collect())
         .unwrap_or_default();
-    Some(json!({
+    json!({
         "optimizer": compiled.optimizer.to_config(),
         "loss": loss,
         "loss_weights": null,
@@ -391,11 +391,11 @@ pub fn compile_config(model: &Model) -> Option<Value> {
         "run_eagerly": false,
         "steps_per_execution": 1,
         "jit_compile": false,
-    }))
+    })
 }
 
-/// Compiles `model` as a `compile_config` says.
-pub fn apply_compile_config(model: &mut Model, config: &Value, origin: &Path) -> Result<()> {
+/// The compile state a `compile_config` describes, for `model`.
+pub fn compiled_from_config(model: &Model, config: &Value, origin: &Path) -> Result<Compiled> {
     let optimizer = Optimizer::from_config(config.get("optimizer").unwrap_or(&json!("rmsprop")))
         .map_err(|e| bad(origin, e))?;
     let losses: Vec<Box<dyn Loss>> = match config.get("loss") {
@@ -426,7 +426,5 @@ pub fn apply_compile_config(model: &mut Model, config: &Value, origin: &Path) ->
         }
     }
     let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
-    model
-        .compile(optimizer, losses, &metrics)
-        .map_err(|e| bad(origin, e))
+    Compiled::new(model, optimizer, losses, &metrics).map_err(|e| bad(origin, e))
 }

@@ -7,12 +7,13 @@
 //! to their declared size (which itself is bounded), HDF5 datasets must hold the values
 //! their shape declares, weights must be finite, and every error names the file.
 
-use super::config::{apply_compile_config, compile_config, model_from_config, model_to_config};
+use super::config::{compile_config, compiled_from_config, model_from_config, model_to_config};
 use super::legacy_weights::{self, attr_string};
 use super::weights::{check_finite, load_weight_store, load_weights, read_hdf5, weight_store};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tensor::Tensor;
+use crate::train::{Compiled, CompiledModel, Optimizer};
 use crate::zipped::{open_zip, read_member};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -22,26 +23,25 @@ use std::path::{Path, PathBuf};
 pub const KERAS_VERSION: &str = "3.15.1";
 
 impl Model {
-    /// Loads a model file: `.keras`, legacy `.h5`, or a Keras `config.json`. The
-    /// compile configuration and optimizer state are restored when the file has them.
+    /// Loads a model file: `.keras`, legacy `.h5`, or a Keras `config.json`: the
+    /// architecture and weights. [`CompiledModel::load`] also restores the compile
+    /// configuration and optimizer state.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         load_model(path.as_ref())
     }
 
     /// Saves the model as a Keras 3 `.keras` file that Keras opens with
-    /// `keras.saving.load_model`; with the optimizer's state when compiled. The file is
-    /// written next to its destination and renamed into place, so a crash never leaves
-    /// a broken file at `path`.
+    /// `keras.saving.load_model` (uncompiled; [`CompiledModel::save`] keeps the compile
+    /// state). The file is written next to its destination and renamed into place, so a
+    /// crash never leaves a broken file at `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        save_keras(self, path.as_ref())
+        save_model_parts(self, None, path.as_ref())
     }
 
     /// Saves the weights alone as a Keras 3 weights file (`.weights.h5`, what
     /// `model.save_weights` writes), atomically.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = weight_store(self).map_err(|e| Error::file(path, e))?;
-        write_atomically(path, |file| file.write_all(&bytes))
+        save_weight_file(self, None, path.as_ref())
     }
 
     /// Loads weights into a model of the same architecture, as Keras's
@@ -90,17 +90,65 @@ impl Model {
     }
 }
 
+impl CompiledModel {
+    /// Keras's `keras.saving.load_model` of a compiled model: a `.keras` or legacy `.h5`
+    /// file with its compile configuration, the optimizer's state restored. A file saved
+    /// uncompiled is an error naming it (load it with [`Model::load`] and compile it).
+    pub fn load(path: impl AsRef<Path>) -> Result<CompiledModel> {
+        let path = path.as_ref();
+        match load_model_parts(path)? {
+            (model, Some(compiled)) => CompiledModel::from_parts(model, compiled),
+            (_, None) => Err(Error::file(
+                path,
+                "was saved without a compile configuration: load it with Model::load and compile it",
+            )),
+        }
+    }
+
+    /// Saves the model, its compile configuration and its optimizer's state as a Keras 3
+    /// `.keras` file, atomically (see [`Model::save`]).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_model_parts(&self.model, Some(&self.compiled), path.as_ref())
+    }
+
+    /// Saves the weights and the optimizer's state as a Keras 3 weights file
+    /// (`.weights.h5`), atomically.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_weight_file(&self.model, Some(&self.compiled.optimizer), path.as_ref())
+    }
+
+    /// The config.json convnet writes for the model, its `compile_config` included.
+    pub fn config_json(&self) -> Value {
+        file_config(&self.model, Some(&self.compiled))
+    }
+}
+
+fn save_weight_file(model: &Model, optimizer: Option<&Optimizer>, path: &Path) -> Result<()> {
+    let bytes = weight_store(model, optimizer).map_err(|e| Error::file(path, e))?;
+    write_atomically(path, |file| file.write_all(&bytes))
+}
+
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
-/// Loads any model file convnet reads.
+/// Loads any model file convnet reads: the architecture and weights.
 pub fn load_model(path: &Path) -> Result<Model> {
+    load_model_parts(path).map(|(model, _)| model)
+}
+
+/// Loads any model file convnet reads, and the compile state it was saved with (its
+/// optimizer's state restored), when it has one.
+pub fn load_model_parts(path: &Path) -> Result<(Model, Option<Compiled>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    load_model_bytes(bytes, path)
+    load_parts(bytes, path)
 }
 
 /// Loads a model from the bytes of a model file; `origin` names it in errors.
 pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
+    load_parts(bytes, origin).map(|(model, _)| model)
+}
+
+fn load_parts(bytes: Vec<u8>, origin: &Path) -> Result<(Model, Option<Compiled>)> {
     if bytes.starts_with(ZIP_MAGIC) {
         load_keras(&bytes, origin)
     } else if bytes.starts_with(HDF5_MAGIC) {
@@ -111,7 +159,7 @@ pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
     {
         let config: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::file(origin, format!("not valid JSON: {e}")))?;
-        model_from_config(&config, origin)
+        Ok((model_from_config(&config, origin)?, None))
     } else {
         Err(Error::file(
             origin,
@@ -120,7 +168,7 @@ pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
     }
 }
 
-fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
+fn load_keras(bytes: &[u8], path: &Path) -> Result<(Model, Option<Compiled>)> {
     let mut zip = open_zip(bytes, path)?;
     let config_bytes = read_member(&mut zip, path, "config.json")?;
     let config: Value = serde_json::from_slice(&config_bytes)
@@ -147,18 +195,27 @@ fn load_keras(bytes: &[u8], path: &Path) -> Result<Model> {
     }
     let weights = read_member(&mut zip, path, "model.weights.h5")?;
     let optimizer_vars = load_weights(&mut model, weights, path)?;
-    if let Some(compile) = config
+    let compiled = match config
         .get("compile_config")
         .filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
     {
-        apply_compile_config(&mut model, compile, path)?;
-        restore_optimizer(&mut model, optimizer_vars, path)?;
-    }
-    Ok(model)
+        Some(compile) => {
+            let mut compiled = compiled_from_config(&model, compile, path)?;
+            restore_optimizer(&model, &mut compiled.optimizer, optimizer_vars, path)?;
+            Some(compiled)
+        }
+        None => None,
+    };
+    Ok((model, compiled))
 }
 
 /// Puts the optimizer's saved variables (step count, learning rate, slots) back.
-fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Result<()> {
+fn restore_optimizer(
+    model: &Model,
+    optimizer: &mut Optimizer,
+    vars: Vec<Tensor>,
+    path: &Path,
+) -> Result<()> {
     if vars.len() < 2 {
         return Ok(());
     }
@@ -166,7 +223,6 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
         .trainable_weights()
         .map(|w| w.value.shape().to_vec())
         .collect();
-    let optimizer = model.optimizer_mut().expect("compiled just before");
     let per_variable = optimizer.slots_per_variable();
     let slots = &vars[2..];
     if slots.is_empty() {
@@ -196,7 +252,6 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
     }
     let iterations = vars[0].data().first().copied().unwrap_or(0.0).max(0.0) as u64;
     let learning_rate = vars[1].data().first().copied().unwrap_or(0.0) as f64;
-    let optimizer = model.optimizer_mut().expect("compiled just before");
     // Keras keeps the rate as a float32 variable: a callback may have changed it since
     // the config was written. Where it is just the config's value rounded, keep the
     // config's (so configs survive save/load unchanged).
@@ -210,7 +265,7 @@ fn restore_optimizer(model: &mut Model, vars: Vec<Tensor>, path: &Path) -> Resul
 }
 
 /// Legacy Keras HDF5 model files, as Keras 3 and tf.keras 2 wrote them.
-fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
+fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<(Model, Option<Compiled>)> {
     use hdf5_pure::File;
     let file = File::from_bytes(bytes)
         .map_err(|e| Error::file(path, format!("not a readable HDF5 file: {e}")))?;
@@ -224,6 +279,7 @@ fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
     let mut model = model_from_config(&config, path)?;
     let saved = legacy_weights::read_layers(&file, path)?;
     legacy_weights::load_in_order(&mut model, saved, path)?;
+    let mut compiled = None;
     if let Some(training) = root_attrs.get("training_config").and_then(attr_string) {
         if let Ok(config) = serde_json::from_str::<Value>(&training) {
             // tf.keras's training_config names the optimizer under optimizer_config.
@@ -235,30 +291,39 @@ fn load_legacy_h5(bytes: Vec<u8>, path: &Path) -> Result<Model> {
             // tf.keras 2 wrote its own loss and metric objects: a training config that
             // convnet cannot read leaves the model loaded and uncompiled, as predict,
             // summary and convert need no compile state.
-            if let Err(e) = apply_compile_config(&mut model, &compile, path) {
-                eprintln!("warning: the compile state was skipped ({e})");
+            match compiled_from_config(&model, &compile, path) {
+                Ok(state) => compiled = Some(state),
+                Err(e) => eprintln!("warning: the compile state was skipped ({e})"),
             }
         }
     }
-    Ok(model)
+    Ok((model, compiled))
 }
 
-/// The config.json convnet writes for `model`: with `"compile_config": null` when it
-/// is not compiled, as Keras writes it.
+/// The config.json convnet writes for an uncompiled `model`: `"compile_config": null`,
+/// as Keras writes it ([`CompiledModel::config_json`] for a compiled one).
 pub fn config_json(model: &Model) -> Value {
+    file_config(model, None)
+}
+
+fn file_config(model: &Model, compiled: Option<&Compiled>) -> Value {
     let mut config = model_to_config(model);
-    config["compile_config"] = compile_config(model).unwrap_or(Value::Null);
+    config["compile_config"] = compiled.map_or(Value::Null, compile_config);
     config
 }
 
-fn save_keras(model: &Model, path: &Path) -> Result<()> {
-    let config = serde_json::to_vec(&config_json(model)).map_err(|e| Error::file(path, e))?;
+/// Saves a model and, when given, the compile state it goes with, as a Keras 3 `.keras`
+/// file, atomically: what [`load_model_parts`] reads back.
+pub fn save_model_parts(model: &Model, compiled: Option<&Compiled>, path: &Path) -> Result<()> {
+    let config = file_config(model, compiled);
+    let config = serde_json::to_vec(&config).map_err(|e| Error::file(path, e))?;
     let mut metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(), "convnet_version": env!("CARGO_PKG_VERSION")});
     if let Some(names) = model.class_names() {
         metadata["class_names"] = json!(names);
     }
     let metadata = serde_json::to_vec(&metadata).map_err(|e| Error::file(path, e))?;
-    let weights = weight_store(model).map_err(|e| Error::file(path, e))?;
+    let optimizer = compiled.map(|c| &c.optimizer);
+    let weights = weight_store(model, optimizer).map_err(|e| Error::file(path, e))?;
     write_atomically(path, |file| {
         let mut zip = zip::ZipWriter::new(file);
         let options = zip::write::SimpleFileOptions::default()

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::layers::{default_name, Layer};
 use crate::model::{nested_model, nested_model_mut, Model};
 use crate::tensor::{checked_len, Tensor};
+use crate::train::Optimizer;
 use hdf5_pure::{AttrValue, File, FileBuilder};
 use std::collections::HashMap;
 use std::path::Path;
@@ -186,8 +187,9 @@ fn shape_u64(t: &Tensor) -> Vec<u64> {
     t.shape().iter().map(|&d| d as u64).collect()
 }
 
-/// The bytes of a Keras 3 weight store for `model` (and its optimizer's state).
-pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
+/// The bytes of a Keras 3 weight store for `model` (and its optimizer's state, when
+/// given).
+pub fn weight_store(model: &Model, optimizer: Option<&Optimizer>) -> Result<Vec<u8>> {
     let mut builder = FileBuilder::new();
     let mut layers_group = builder.create_group("layers");
     store_layers(&mut layers_group, model);
@@ -195,7 +197,7 @@ pub fn weight_store(model: &Model) -> Result<Vec<u8>> {
     let mut vars = builder.create_group("vars");
     vars.set_attr("name", AttrValue::String(model.name().to_string()));
     builder.add_group(vars.finish());
-    if let Some(optimizer) = model.optimizer() {
+    if let Some(optimizer) = optimizer {
         let mut group = builder.create_group("optimizer");
         let mut vars = group.create_group("vars");
         let (iterations, slots) = optimizer.state();

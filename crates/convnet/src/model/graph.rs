@@ -65,8 +65,6 @@ pub struct Model {
     pub(crate) tape: Tape,
     /// dL/dW per layer and weight, filled by `backward`.
     grads: Vec<Vec<Tensor>>,
-    /// What `compile` fixed: optimizer, losses, metrics.
-    pub(crate) compiled: Option<Box<crate::train::Compiled>>,
     /// The names of the classes the output scores, when known (the class folders of
     /// an image dataset it was trained on).
     pub(crate) class_names: Option<Vec<String>>,
@@ -85,7 +83,6 @@ impl Clone for Model {
             self.outputs.clone(),
         );
         copy.grads.clone_from(&self.grads);
-        copy.compiled.clone_from(&self.compiled);
         copy.class_names.clone_from(&self.class_names);
         copy
     }
@@ -134,7 +131,6 @@ impl Model {
             outputs,
             tape: Tape::default(),
             grads,
-            compiled: None,
             class_names: None,
         }
     }
@@ -805,12 +801,13 @@ impl Model {
         self.inputs.clone()
     }
 
-    pub(crate) fn output_nodes(&self) -> Vec<usize> {
-        self.outputs.clone()
+    /// The model's output nodes, in output order.
+    pub(crate) fn outputs(&self) -> &[usize] {
+        &self.outputs
     }
 
-    pub(crate) fn compiled(&self) -> Option<&crate::train::Compiled> {
-        self.compiled.as_deref()
+    pub(crate) fn output_nodes(&self) -> Vec<usize> {
+        self.outputs.clone()
     }
 
     /// dL/dW from the last [`Model::backward`], per layer (model order) and weight.
@@ -823,22 +820,13 @@ impl Model {
         &mut self.grads
     }
 
-    /// One step of the compiled optimizer over the trainable weights of trainable layers,
-    /// with the gradients of the last [`Model::backward`].
-    pub(crate) fn apply_optimizer(&mut self) -> Result<()> {
-        let Model {
-            layers,
-            grads,
-            compiled,
-            name,
-            ..
-        } = self;
-        let compiled = compiled
-            .as_deref_mut()
-            .ok_or_else(|| model_error(name, "must be compiled before training"))?;
+    /// The weights an optimizer step updates (trainable weights of trainable layers,
+    /// nested models' included), with their gradients from the last
+    /// [`Model::backward`], in the same order.
+    pub(crate) fn weights_and_gradients(&mut self) -> (Vec<&mut Tensor>, Vec<&Tensor>) {
         let mut variables = Vec::new();
         let mut gradients = Vec::new();
-        for (layer, layer_grads) in layers.iter_mut().zip(grads.iter()) {
+        for (layer, layer_grads) in self.layers.iter_mut().zip(self.grads.iter()) {
             let training = super::weights_in_training(layer.as_ref());
             for ((w, g), training) in layer
                 .weights_mut()
@@ -852,7 +840,7 @@ impl Model {
                 }
             }
         }
-        compiled.optimizer.apply(&mut variables, &gradients)
+        (variables, gradients)
     }
 }
 

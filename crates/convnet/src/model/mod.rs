@@ -6,6 +6,7 @@
 mod graph;
 mod memory;
 mod nested;
+mod predict;
 mod sequential;
 mod summary;
 mod symbolic;
@@ -13,6 +14,8 @@ mod symbolic;
 pub use graph::Model;
 pub use memory::{memory_limit, set_memory_limit, Activation, MemoryPlan};
 pub use nested::{nested_model, nested_model_mut, set_trainable, weights_in_training, NestedModel};
+pub(crate) use predict::{batch_shapes, sample_count, slice_rows};
 pub use sequential::{Sequential, SequentialItem};
+pub(crate) use summary::terminal_columns;
 pub use summary::{readable_size, thousands};
 pub use symbolic::{Call, Input, SharedLayer, SymbolicInputs, SymbolicTensor};

@@ -27,6 +27,16 @@ impl Model {
 
     /// The summary as Keras prints it on a terminal `columns` wide.
     pub fn summary_for_columns(&self, columns: usize) -> String {
+        self.summary_with_optimizer(columns, None)
+    }
+
+    /// The summary, with the `Optimizer params` line Keras adds for a compiled model
+    /// whose optimizer has variables: their count and bytes, also counted in the total.
+    pub(crate) fn summary_with_optimizer(
+        &self,
+        columns: usize,
+        optimizer: Option<(usize, usize)>,
+    ) -> String {
         let sequential_like = self.is_sequential_like();
         let default_length = if sequential_like { 88 } else { 108 };
         let line_length = default_length.min(columns.saturating_sub(4)).max(20);
@@ -61,9 +71,6 @@ impl Model {
         };
         let trainable = count(self.trainable_weights().collect());
         let non_trainable = count(self.non_trainable_weights().collect());
-        // A compiled model whose optimizer has variables (it has stepped) lists them and
-        // counts them in the total, as Keras does.
-        let optimizer = self.compiled().and_then(|c| c.optimizer.variable_counts());
         let (extra, extra_bytes) = optimizer.unwrap_or((0, 0));
         let total = (
             trainable.0 + non_trainable.0 + extra,
@@ -152,7 +159,7 @@ impl Model {
 }
 
 /// Columns of the terminal standard output goes to; 80 when it is not a terminal.
-fn terminal_columns() -> usize {
+pub(crate) fn terminal_columns() -> usize {
     if let Some(c) = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse::<usize>().ok())

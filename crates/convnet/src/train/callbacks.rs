@@ -2,8 +2,8 @@
 //! A callback sees the model (its weights, its optimizer's learning rate) and the epoch's
 //! logs, and can stop training.
 
+use super::compiled::CompiledModel;
 use crate::error::{Error, Result};
-use crate::model::Model;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,24 +14,21 @@ pub type Logs = BTreeMap<String, f64>;
 
 /// What a callback may touch while training runs.
 pub struct TrainContext<'a> {
-    /// The model being trained.
-    pub model: &'a mut Model,
+    /// The model being trained, with its optimizer.
+    pub model: &'a mut CompiledModel,
     /// Set to stop training after this epoch (or batch).
     pub stop_training: bool,
 }
 
 impl TrainContext<'_> {
     /// The optimizer's current learning rate.
-    pub fn learning_rate(&self) -> Option<f64> {
-        self.model.optimizer().map(|o| o.current_learning_rate())
+    pub fn learning_rate(&self) -> f64 {
+        self.model.optimizer().current_learning_rate()
     }
 
-    /// Sets the optimizer's learning rate to the constant `lr` (nothing if the model is not
-    /// compiled).
+    /// Sets the optimizer's learning rate to the constant `lr`.
     pub fn set_learning_rate(&mut self, lr: f64) {
-        if let Some(o) = self.model.optimizer_mut() {
-            o.set_learning_rate(lr);
-        }
+        self.model.optimizer_mut().set_learning_rate(lr);
     }
 }
 
@@ -74,15 +71,15 @@ pub enum Mode {
 
 /// Tracks the best value of a monitored log entry.
 #[derive(Clone, Debug)]
-struct Monitor {
-    key: String,
+pub(crate) struct Monitor {
+    pub(crate) key: String,
     higher_is_better: bool,
     min_delta: f64,
-    best: Option<f64>,
+    pub(crate) best: Option<f64>,
 }
 
 impl Monitor {
-    fn new(key: &str, mode: Mode, min_delta: f64) -> Self {
+    pub(crate) fn new(key: &str, mode: Mode, min_delta: f64) -> Self {
         let higher_is_better = match mode {
             Mode::Max => true,
             Mode::Min => false,
@@ -96,7 +93,7 @@ impl Monitor {
         }
     }
 
-    fn value(&self, logs: &Logs) -> Result<f64> {
+    pub(crate) fn value(&self, logs: &Logs) -> Result<f64> {
         logs.get(&self.key).copied().ok_or_else(|| {
             Error::invalid(
                 "monitor",
@@ -110,7 +107,7 @@ impl Monitor {
     }
 
     /// Whether `value` beats the best by more than min_delta; records it if so.
-    fn improved(&mut self, value: f64) -> bool {
+    pub(crate) fn improved(&mut self, value: f64) -> bool {
         let better = match self.best {
             None => true,
             Some(best) if self.higher_is_better => value - self.min_delta > best,
@@ -284,10 +281,9 @@ impl Callback for ReduceLROnPlateau {
         } else if self.cooldown_left == 0 {
             self.wait += 1;
             if self.wait >= self.patience {
-                if let Some(lr) = ctx.learning_rate() {
-                    if lr > self.min_lr {
-                        ctx.set_learning_rate((lr * self.factor).max(self.min_lr));
-                    }
+                let lr = ctx.learning_rate();
+                if lr > self.min_lr {
+                    ctx.set_learning_rate((lr * self.factor).max(self.min_lr));
                 }
                 self.cooldown_left = self.cooldown;
                 self.wait = 0;
@@ -402,111 +398,15 @@ impl LearningRateScheduler {
 
 impl Callback for LearningRateScheduler {
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut TrainContext) -> Result<()> {
-        if let Some(lr) = ctx.learning_rate() {
-            let next = (self.schedule)(epoch, lr);
-            if !next.is_finite() {
-                return Err(Error::invalid(
-                    "schedule",
-                    format!("LearningRateScheduler gave {next} for epoch {epoch}"),
-                ));
-            }
-            ctx.set_learning_rate(next);
+        let next = (self.schedule)(epoch, ctx.learning_rate());
+        if !next.is_finite() {
+            return Err(Error::invalid(
+                "schedule",
+                format!("LearningRateScheduler gave {next} for epoch {epoch}"),
+            ));
         }
+        ctx.set_learning_rate(next);
         Ok(())
-    }
-}
-
-/// Keras's `ModelCheckpoint(filepath, monitor="val_loss", save_best_only=False,
-/// save_weights_only=False)`: saves the model (a `.keras` file) or its weights (a
-/// `.weights.h5` file) after each epoch, or only when the monitored value improves.
-/// `{epoch}` in the path becomes the epoch number (from 1, as in Keras). Every save is
-/// atomic: written beside the destination, then renamed, so a crash mid-save leaves the
-/// previous checkpoint whole.
-pub struct ModelCheckpoint {
-    path: String,
-    monitor: Monitor,
-    /// Save only when the monitored value improves (Keras's default false).
-    pub save_best_only: bool,
-    /// Save only the weights (`save_weights`), not the whole model (`save`) (Keras's
-    /// default false).
-    pub save_weights_only: bool,
-}
-
-impl ModelCheckpoint {
-    /// Keras's `ModelCheckpoint(filepath)`: saves the whole model to `path` after every
-    /// epoch.
-    pub fn new(path: impl Into<String>) -> Self {
-        ModelCheckpoint {
-            path: path.into(),
-            monitor: Monitor::new("val_loss", Mode::Auto, 0.0),
-            save_best_only: false,
-            save_weights_only: false,
-        }
-    }
-
-    /// Sets `monitor`: the log entry that decides which checkpoint is best (Keras's default
-    /// `val_loss`).
-    pub fn monitor(mut self, key: &str) -> Self {
-        self.monitor = Monitor::new(key, Mode::Auto, 0.0);
-        self
-    }
-
-    /// Sets `mode`: whether the monitored value should go down or up (Keras's default
-    /// `Auto`).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.monitor = Monitor::new(&self.monitor.key, mode, 0.0);
-        self
-    }
-
-    /// Sets `save_best_only` (Keras's default false).
-    pub fn save_best_only(mut self, value: bool) -> Self {
-        self.save_best_only = value;
-        self
-    }
-
-    /// Sets `save_weights_only` (Keras's default false).
-    pub fn save_weights_only(mut self, value: bool) -> Self {
-        self.save_weights_only = value;
-        self
-    }
-
-    /// The file for `epoch` (0-based): `{epoch}` and `{epoch:02d}`-style fields filled in.
-    pub fn path_for(&self, epoch: usize) -> PathBuf {
-        let number = epoch + 1;
-        let mut path = self.path.clone();
-        while let Some(start) = path.find("{epoch") {
-            let Some(len) = path[start..].find('}') else {
-                break;
-            };
-            let field = &path[start..start + len + 1];
-            let width: usize = field
-                .trim_start_matches("{epoch")
-                .trim_start_matches(":0")
-                .trim_end_matches("d}")
-                .parse()
-                .unwrap_or(0);
-            path = path.replacen(field, &format!("{number:0width$}"), 1);
-        }
-        PathBuf::from(path)
-    }
-}
-
-impl Callback for ModelCheckpoint {
-    fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
-        self.monitor.best = None;
-        Ok(())
-    }
-
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut TrainContext) -> Result<()> {
-        if self.save_best_only && !self.monitor.improved(self.monitor.value(logs)?) {
-            return Ok(());
-        }
-        let path = self.path_for(epoch);
-        if self.save_weights_only {
-            ctx.model.save_weights(&path)
-        } else {
-            ctx.model.save(&path)
-        }
     }
 }
 

@@ -4,39 +4,17 @@
 //! as running means over the epoch, callbacks at the epoch and batch edges.
 
 use super::callbacks::{Callback, Logs, TrainContext};
-use super::losses::{reduce, Loss, LossFn};
+use super::compiled::{Compiled, CompiledModel};
+use super::losses::reduce;
 use super::metrics::Metric;
-use super::optimizers::Optimizer;
 use super::penalties::Penalties;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::initializers::{next_rng, rng_from_seed};
-use crate::model::Model;
+use crate::model::{batch_shapes, sample_count, slice_rows};
 use crate::tensor::Tensor;
 use rand::RngExt;
-use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-
-/// What `compile` fixed: the optimizer, one loss per output, the metrics per output.
-#[derive(Debug)]
-pub struct Compiled {
-    /// The optimizer, with its state.
-    pub optimizer: Optimizer,
-    /// One loss per output, in output order.
-    pub losses: Vec<Box<dyn Loss>>,
-    /// The metrics of each output, in output order.
-    pub metrics: Vec<Vec<Metric>>,
-}
-
-impl Clone for Compiled {
-    fn clone(&self) -> Self {
-        Compiled {
-            optimizer: self.optimizer.clone(),
-            losses: self.losses.iter().map(|l| l.clone_loss()).collect(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
 
 /// Keras's `fit` arguments, with Keras's defaults.
 pub struct FitOptions {
@@ -101,107 +79,21 @@ impl History {
     }
 }
 
-/// Targets and inputs must have the same number of samples.
-fn sample_count(x: &[Tensor], y: &[Tensor]) -> Result<usize> {
-    let n = x
-        .first()
-        .map(Tensor::batch_len)
-        .ok_or_else(|| Error::data("no input data"))?;
-    for (what, t) in x
-        .iter()
-        .map(|t| ("input", t))
-        .chain(y.iter().map(|t| ("target", t)))
-    {
-        if t.batch_len() != n {
-            return Err(Error::data(format!(
-                "every input and target needs the same number of samples: the first input has {n}, a {what} of shape {:?} has {}",
-                t.shape(),
-                t.batch_len()
-            )));
-        }
-    }
-    Ok(n)
-}
-
 fn gather(tensors: &[Tensor], indices: &[usize]) -> Result<Vec<Tensor>> {
     tensors.iter().map(|t| t.gather_rows(indices)).collect()
 }
 
-impl Model {
-    /// Keras's `model.compile(optimizer, loss, metrics)`: one loss for every output, or
-    /// one per output.
-    pub fn compile(
-        &mut self,
-        optimizer: Optimizer,
-        losses: Vec<Box<dyn Loss>>,
-        metrics: &[&str],
-    ) -> Result<()> {
-        let outputs = self.outputs.len();
-        let losses: Vec<Box<dyn Loss>> = match losses.len() {
-            1 => (0..outputs).map(|_| losses[0].clone_loss()).collect(),
-            n if n == outputs => losses,
-            n => {
-                return Err(Error::Model {
-                    model: self.name.clone(),
-                    message: format!("has {outputs} outputs but {n} losses were given"),
-                });
-            }
-        };
-        let metrics = (0..outputs)
-            .map(|_| {
-                metrics
-                    .iter()
-                    .map(|m| Metric::new(m))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.compiled = Some(Box::new(Compiled {
-            optimizer,
-            losses,
-            metrics,
-        }));
-        Ok(())
-    }
-
-    /// `compile` with losses by Keras name: `model.compile_named(Optimizer::adam(1e-3),
-    /// "sparse_categorical_crossentropy", &["accuracy"])`.
-    pub fn compile_named(
-        &mut self,
-        optimizer: Optimizer,
-        loss: &str,
-        metrics: &[&str],
-    ) -> Result<()> {
-        self.compile(optimizer, vec![Box::new(LossFn::from_name(loss)?)], metrics)
-    }
-
-    /// The optimizer `compile` set, if the model is compiled.
-    pub fn optimizer(&self) -> Option<&Optimizer> {
-        self.compiled.as_ref().map(|c| &c.optimizer)
-    }
-
-    /// The optimizer, mutably (to change its learning rate or state), if the model is
-    /// compiled.
-    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
-        self.compiled.as_mut().map(|c| &mut c.optimizer)
-    }
-
-    fn compiled_mut(&mut self) -> Result<&mut Compiled> {
-        let name = self.name.clone();
-        self.compiled.as_deref_mut().ok_or_else(|| Error::Model {
-            model: name,
-            message: "must be compiled before training or evaluation: call compile()".into(),
-        })
-    }
-
+impl CompiledModel {
     /// The log names of an output's loss and metric (`loss`, `accuracy` for one output;
     /// `dense_loss`, `dense_accuracy` for several).
     fn output_prefix(&self, output: usize) -> String {
-        if self.outputs.len() == 1 {
+        let model = &self.model;
+        if model.outputs.len() == 1 {
             String::new()
         } else {
             format!(
                 "{}_",
-                self.layers[self.nodes[self.outputs[output]].layer].name()
+                model.layers[model.nodes[model.outputs[output]].layer].name()
             )
         }
     }
@@ -210,15 +102,13 @@ impl Model {
     fn collect_logs(&self, trackers: &Trackers, prefix: &str) -> Vec<(String, f64)> {
         let mut logs = BTreeMap::new();
         logs.insert(format!("{prefix}loss"), trackers.total.result());
-        if let Some(compiled) = self.compiled.as_deref() {
-            for (o, metrics) in compiled.metrics.iter().enumerate() {
-                let p = self.output_prefix(o);
-                if !p.is_empty() {
-                    logs.insert(format!("{prefix}{p}loss"), trackers.outputs[o].result());
-                }
-                for m in metrics {
-                    logs.insert(format!("{prefix}{p}{}", m.name), m.result());
-                }
+        for (o, metrics) in self.compiled.metrics.iter().enumerate() {
+            let p = self.output_prefix(o);
+            if !p.is_empty() {
+                logs.insert(format!("{prefix}{p}loss"), trackers.outputs[o].result());
+            }
+            for m in metrics {
+                logs.insert(format!("{prefix}{p}{}", m.name), m.result());
             }
         }
         logs.into_iter().collect()
@@ -261,27 +151,27 @@ impl Model {
         trackers: &mut Trackers,
     ) -> Result<()> {
         let refs: Vec<&Tensor> = x.iter().collect();
-        self.compiled_mut()?;
-        let penalty = penalties.loss(self);
-        self.forward(&refs, true)?;
-        let penalty = penalty + self.tape.activity_loss;
+        let CompiledModel { model, compiled } = self;
+        let penalty = penalties.loss(model);
+        model.forward(&refs, true)?;
+        let penalty = penalty + model.tape.activity_loss;
         // The predictions stay on the tape (borrowed, not copied) while they are scored.
-        let predictions = self.tape.values(&self.outputs);
-        let compiled = self.compiled.as_deref_mut().expect("checked above");
+        let predictions = model.tape.values(&model.outputs);
         let grads = Self::score(compiled, &predictions, y, weights, penalty, trackers)?;
-        self.backward_weights(&grads)?;
-        penalties.add_gradients(self);
-        self.apply_optimizer()?;
-        penalties.constrain(self)
+        model.backward_weights(&grads)?;
+        penalties.add_gradients(model);
+        let (mut variables, gradients) = model.weights_and_gradients();
+        compiled.optimizer.apply(&mut variables, &gradients)?;
+        penalties.constrain(model)
     }
 
-    fn reset_metrics(&mut self) -> Result<Trackers> {
-        self.compiled_mut()?
+    fn reset_metrics(&mut self) -> Trackers {
+        self.compiled
             .metrics
             .iter_mut()
             .flatten()
             .for_each(Metric::reset);
-        Ok(Trackers::new(self.outputs.len()))
+        Trackers::new(self.model.outputs.len())
     }
 
     /// Per-sample weights from `class_weight`, for targets that are class indices or one-hot.
@@ -322,14 +212,13 @@ impl Model {
     /// Keras's `model.fit(x, y, …)`: trains for `epochs` epochs and returns the history.
     /// `x` holds one tensor per model input, `y` one per output.
     pub fn fit(&mut self, x: &[Tensor], y: &[Tensor], mut options: FitOptions) -> Result<History> {
-        self.compiled_mut()?;
-        let penalties = Penalties::of(self)?;
-        if y.len() != self.outputs.len() {
+        let penalties = Penalties::of(&self.model)?;
+        if y.len() != self.model.outputs.len() {
             return Err(Error::Model {
-                model: self.name.clone(),
+                model: self.model.name.clone(),
                 message: format!(
                     "has {} outputs but {} targets were given",
-                    self.outputs.len(),
+                    self.model.outputs.len(),
                     y.len()
                 ),
             });
@@ -338,7 +227,8 @@ impl Model {
             return Err(Error::invalid("batch_size", "batch_size must be positive"));
         }
         let n = sample_count(x, y)?;
-        self.check_memory(&batch_shapes(x, options.batch_size.min(n)), 1, true)?;
+        self.model
+            .check_memory(&batch_shapes(x, options.batch_size.min(n)), 1, true)?;
         let (train_count, validation) = match (&options.validation_data, options.validation_split) {
             (Some((vx, vy)), _) => (n, Some((vx.clone(), vy.clone()))),
             (None, split) if split > 0.0 => {
@@ -368,7 +258,7 @@ impl Model {
                     order.swap(i, rng.random_range(0..=i));
                 }
             }
-            let mut trackers = self.reset_metrics()?;
+            let mut trackers = self.reset_metrics();
             let mut progress = Progress::epoch(options.verbose, epoch, options.epochs, steps);
             for (b, batch) in order.chunks(options.batch_size).enumerate() {
                 let mut bx = gather(x, batch)?;
@@ -419,24 +309,24 @@ impl Model {
         prefix: &str,
     ) -> Result<Vec<(String, f64)>> {
         let n = sample_count(x, y)?;
-        let penalties = Penalties::of(self)?;
-        let mut trackers = self.reset_metrics()?;
+        let penalties = Penalties::of(&self.model)?;
+        let mut trackers = self.reset_metrics();
         for start in (0..n).step_by(batch_size.max(1)) {
             let end = (start + batch_size).min(n);
-            let bx: Vec<Tensor> = x
-                .iter()
-                .map(|t| t.slice_rows(start, end))
-                .collect::<Result<_>>()?;
-            let by: Vec<Tensor> = y
-                .iter()
-                .map(|t| t.slice_rows(start, end))
-                .collect::<Result<_>>()?;
+            let bx = slice_rows(x, start, end)?;
+            let by = slice_rows(y, start, end)?;
             let refs: Vec<&Tensor> = bx.iter().collect();
-            let mut penalty = penalties.loss(self);
-            let predictions = self.apply_penalized(&refs, &mut penalty)?;
+            let mut penalty = penalties.loss(&self.model);
+            let predictions = self.model.apply_penalized(&refs, &mut penalty)?;
             let predictions: Vec<&Tensor> = predictions.iter().collect();
-            let compiled = self.compiled_mut()?;
-            Self::score(compiled, &predictions, &by, None, penalty, &mut trackers)?;
+            Self::score(
+                &mut self.compiled,
+                &predictions,
+                &by,
+                None,
+                penalty,
+                &mut trackers,
+            )?;
         }
         Ok(self.collect_logs(&trackers, prefix))
     }
@@ -457,38 +347,10 @@ impl Model {
     /// Keras's `model.train_on_batch(x, y)`: one step, and the batch's loss and metrics.
     pub fn train_on_batch(&mut self, x: &[Tensor], y: &[Tensor]) -> Result<BTreeMap<String, f64>> {
         sample_count(x, y)?;
-        let penalties = Penalties::of(self)?;
-        let mut trackers = self.reset_metrics()?;
+        let penalties = Penalties::of(&self.model)?;
+        let mut trackers = self.reset_metrics();
         self.step(x, y, None, &penalties, &mut trackers)?;
         Ok(self.collect_logs(&trackers, "").into_iter().collect())
-    }
-
-    /// Keras's `model.predict(x, batch_size)`: inference in batches, the batches spread
-    /// over threads; one tensor per output with all samples.
-    pub fn predict(&self, x: &[Tensor], batch_size: usize) -> Result<Vec<Tensor>> {
-        let n = sample_count(x, &[])?;
-        let starts: Vec<usize> = (0..n).step_by(batch_size.max(1)).collect();
-        // The batches run on rayon's threads at once: their plans add up.
-        let copies = starts.len().min(rayon::current_num_threads());
-        self.check_memory(&batch_shapes(x, batch_size.max(1).min(n)), copies, false)?;
-        let batches: Vec<Vec<Tensor>> = starts
-            .par_iter()
-            .map(|&start| {
-                let end = (start + batch_size).min(n);
-                let bx: Vec<Tensor> = x
-                    .iter()
-                    .map(|t| t.slice_rows(start, end))
-                    .collect::<Result<_>>()?;
-                let refs: Vec<&Tensor> = bx.iter().collect();
-                self.apply(&refs)
-            })
-            .collect::<Result<_>>()?;
-        (0..self.outputs.len())
-            .map(|o| {
-                let parts: Vec<&Tensor> = batches.iter().map(|b| &b[o]).collect();
-                concat_rows(&parts)
-            })
-            .collect()
     }
 }
 
@@ -505,31 +367,4 @@ impl Trackers {
             outputs: (0..outputs).map(|_| Metric::mean("loss")).collect(),
         }
     }
-}
-
-/// Stacks tensors along the first axis.
-/// The shapes of a batch of `rows` samples of each tensor.
-fn batch_shapes(x: &[Tensor], rows: usize) -> Vec<Vec<usize>> {
-    x.iter()
-        .map(|t| {
-            let mut shape = t.shape().to_vec();
-            if let Some(first) = shape.first_mut() {
-                *first = rows.max(1);
-            }
-            shape
-        })
-        .collect()
-}
-
-fn concat_rows(parts: &[&Tensor]) -> Result<Tensor> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::data("nothing to predict: no samples"))?;
-    let mut shape = first.shape().to_vec();
-    shape[0] = parts.iter().map(|p| p.batch_len()).sum();
-    let data = parts
-        .iter()
-        .flat_map(|p| p.data().iter().copied())
-        .collect();
-    Tensor::new(shape, data)
 }

@@ -4,6 +4,7 @@
 //! callbacks and progress display.
 
 pub mod callbacks;
+mod compiled;
 mod fit;
 pub mod losses;
 pub mod metrics;
@@ -15,11 +16,13 @@ mod progress;
 pub mod schedules;
 pub mod tensorboard;
 
+pub(crate) use callbacks::Monitor;
 pub use callbacks::{
     CSVLogger, Callback, EarlyStopping, LambdaCallback, LearningRateScheduler, Logs, Mode,
-    ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TrainContext,
+    ReduceLROnPlateau, TerminateOnNaN, TrainContext,
 };
-pub use fit::{Compiled, FitOptions, History};
+pub use compiled::{Compiled, CompiledModel};
+pub use fit::{FitOptions, History};
 pub use losses::{Loss, LossFn};
 pub use metrics::Metric;
 pub use optimizers::Optimizer;

@@ -320,9 +320,7 @@ impl Callback for TensorBoard {
             .filter(|(k, _)| !k.starts_with("val_"))
             .map(|(k, v)| scalar(format!("epoch_{k}"), *v))
             .collect();
-        if let Some(rate) = learning_rate {
-            train.push(scalar("epoch_learning_rate".into(), rate));
-        }
+        train.push(scalar("epoch_learning_rate".into(), learning_rate));
         let validation: Vec<SummaryValue> = logs
             .iter()
             .filter_map(|(k, v)| {
