@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod data;
 mod explain;
+mod interrupt;
 mod layers;
 mod models;
 mod predict;
@@ -29,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model (by default the reference CNN on Fashion-MNIST) and save it.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Loss and metrics of a model on a dataset.
     Evaluate(train::EvaluateArgs),
     /// Run a model on .npy inputs and write its outputs as .npy.
@@ -58,7 +59,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train::train(args),
+        Command::Train(args) => train::train(*args),
         Command::Evaluate(args) => train::evaluate(args),
         Command::Predict(args) => predict::run(args),
         Command::Summary(args) => summary::run(args),

@@ -1,7 +1,8 @@
 //! `convnet train` and `convnet evaluate`.
 
 use super::data;
-use convnet::callbacks::{CSVLogger, Callback, TensorBoard};
+use super::interrupt::Interrupts;
+use convnet::callbacks::{BackupAndRestore, CSVLogger, Callback, SaveFreq, TensorBoard};
 use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::model::Model;
@@ -66,6 +67,14 @@ pub struct TrainArgs {
     /// weight histograms) under this folder; `tensorboard --logdir DIR` shows them.
     #[arg(long, value_name = "DIR")]
     tensorboard: Option<PathBuf>,
+    /// Back up the whole training state in this folder (Keras's BackupAndRestore) at
+    /// each epoch's end and on Ctrl-C; the same command run again resumes from it, and
+    /// a finished run deletes it.
+    #[arg(long, value_name = "DIR")]
+    backup: Option<PathBuf>,
+    /// With --backup: also back up every N steps.
+    #[arg(long, value_name = "N", requires = "backup")]
+    backup_every: Option<u64>,
     /// Draw the loss and metric curves into this PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -198,6 +207,20 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     if let Some(dir) = &args.tensorboard {
         callbacks.push(Box::new(TensorBoard::new(dir).histogram_freq(1)));
     }
+    let interrupts = Interrupts::install()?;
+    callbacks.push(Box::new(interrupts.clone()));
+    let backup = args.backup.as_ref().map(|dir| {
+        BackupAndRestore::new(dir)
+            .save_freq(args.backup_every.map_or(SaveFreq::Epoch, SaveFreq::Steps))
+    });
+    if let Some(backup) = &backup {
+        let path = backup.path();
+        if path.exists() {
+            println!("Resuming from the backup {}", path.display());
+        }
+    }
+    let backup_path = backup.as_ref().map(BackupAndRestore::path);
+    callbacks.extend(backup.map(|b| Box::new(b) as Box<dyn Callback>));
     let augment = parse_augment(args.augment.as_deref())?;
     let options = FitOptions {
         batch_size: args.batch_size,
@@ -210,7 +233,29 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         augment,
         ..FitOptions::default()
     };
-    let history = model.fit(&[data.x_train], &[data.y_train], options)?;
+    let history = match model.fit(&[data.x_train], &[data.y_train], options) {
+        Err(Error::Interrupted { epoch, steps }) => {
+            let kept = match backup_path {
+                Some(path) => format!(
+                    "the training state is in {}; the same command resumes it",
+                    path.display()
+                ),
+                None => {
+                    model.save(&args.output)?;
+                    format!(
+                        "saved the model as trained so far to {}",
+                        args.output.display()
+                    )
+                }
+            };
+            // After the progress bar's unfinished line.
+            let newline = if args.verbose == 1 { "\n" } else { "" };
+            println!("{newline}Interrupted in epoch {epoch} after {steps} steps: {kept}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::process::exit(interrupts.exit_code().unwrap_or(130));
+        }
+        other => other?,
+    };
     if let Some(plot) = &args.plot {
         history.plot(plot)?;
         println!("Drew the training curves in {}", plot.display());

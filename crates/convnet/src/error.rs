@@ -102,6 +102,17 @@ pub enum Error {
         message: String,
     },
 
+    /// Training stopped part way because a callback asked it to stop at once
+    /// ([`crate::train::TrainContext::interrupt`]: Ctrl-C in `convnet train`), after the
+    /// callbacks' `on_interrupt` ran (a backup written).
+    #[error("training was interrupted in epoch {epoch} after {steps} steps")]
+    Interrupted {
+        /// The epoch that was running, from 1 as the progress line counts.
+        epoch: usize,
+        /// The steps of that epoch that were done.
+        steps: usize,
+    },
+
     /// A dataset could not be downloaded.
     #[error("could not download {url}: {message}")]
     Download {

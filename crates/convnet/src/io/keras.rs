@@ -148,7 +148,7 @@ pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
     load_parts(bytes, origin).map(|(model, _)| model)
 }
 
-fn load_parts(bytes: Vec<u8>, origin: &Path) -> Result<(Model, Option<Compiled>)> {
+pub(crate) fn load_parts(bytes: Vec<u8>, origin: &Path) -> Result<(Model, Option<Compiled>)> {
     if bytes.starts_with(ZIP_MAGIC) {
         load_keras(&bytes, origin)
     } else if bytes.starts_with(HDF5_MAGIC) {
@@ -315,6 +315,17 @@ fn file_config(model: &Model, compiled: Option<&Compiled>) -> Value {
 /// Saves a model and, when given, the compile state it goes with, as a Keras 3 `.keras`
 /// file, atomically: what [`load_model_parts`] reads back.
 pub fn save_model_parts(model: &Model, compiled: Option<&Compiled>, path: &Path) -> Result<()> {
+    save_keras(model, compiled, None, path)
+}
+
+/// [`save_model_parts`] with one more zip member, `(name, bytes)`, in the same atomic
+/// write (a training backup's state).
+pub(crate) fn save_keras(
+    model: &Model,
+    compiled: Option<&Compiled>,
+    extra: Option<(&str, &[u8])>,
+    path: &Path,
+) -> Result<()> {
     let config = file_config(model, compiled);
     let config = serde_json::to_vec(&config).map_err(|e| Error::file(path, e))?;
     let mut metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(), "convnet_version": env!("CARGO_PKG_VERSION")});
@@ -328,11 +339,12 @@ pub fn save_model_parts(model: &Model, compiled: Option<&Compiled>, path: &Path)
         let mut zip = zip::ZipWriter::new(file);
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
-        for (name, bytes) in [
-            ("metadata.json", &metadata),
-            ("config.json", &config),
-            ("model.weights.h5", &weights),
-        ] {
+        let members = [
+            ("metadata.json", metadata.as_slice()),
+            ("config.json", config.as_slice()),
+            ("model.weights.h5", weights.as_slice()),
+        ];
+        for (name, bytes) in members.into_iter().chain(extra) {
             zip.start_file(name, options)?;
             zip.write_all(bytes)?;
         }

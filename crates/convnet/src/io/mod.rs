@@ -7,7 +7,7 @@ mod legacy_weights;
 mod weights;
 
 pub use crate::zipped::{read_npz, write_npz};
-pub use checkpoint::ModelCheckpoint;
+pub use checkpoint::{BackupAndRestore, ModelCheckpoint, SaveFreq};
 pub use config::{model_from_config, model_to_config};
 pub use keras::{
     config_json, load_model, load_model_bytes, load_model_parts, save_model_parts, KERAS_VERSION,

@@ -686,6 +686,10 @@ macro_rules! augmentation {
 
             layer_base!();
 
+            fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+                Some(self.rng())
+            }
+
             fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
                 let shape = single(self, inputs)?;
                 if shape.len() != 4 {

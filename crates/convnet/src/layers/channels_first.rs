@@ -134,6 +134,10 @@ impl Layer for ChannelsFirst {
         self.twin.base_mut()
     }
 
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        self.twin.random_generator()
+    }
+
     fn config_fields(&self) -> Map<String, Value> {
         let mut fields = self.twin.config_fields();
         fields.insert("data_format".into(), json!("channels_first"));

@@ -111,6 +111,10 @@ impl Layer for Dropout {
 
     layer_base!();
 
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        Some(&mut self.rng)
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         check_rate(self, self.rate)?;
         Ok(single(self, inputs)?.clone())
@@ -318,6 +322,10 @@ impl Layer for SpatialDropout {
 
     layer_base!();
 
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        Some(&mut self.rng)
+    }
+
     /// Keras writes SpatialDropout's config in its own order, without `trainable`, and
     /// without `data_format` for SpatialDropout1D.
     fn config(&self) -> serde_json::Value {
@@ -469,6 +477,10 @@ impl Layer for GaussianNoise {
     }
 
     layer_base!();
+
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        Some(&mut self.rng)
+    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         match (self.stddev, self.rate) {

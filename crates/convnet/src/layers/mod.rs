@@ -393,6 +393,13 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// cannot work (a kernel larger than a `valid` input, mismatched merge inputs, …).
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape>;
 
+    /// The generator a random layer (Dropout, noise, augmentation) draws from in
+    /// training, so that a training run's backup can save it and put it back; None for
+    /// the layers that draw nothing.
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        None
+    }
+
     /// Creates the weights for these input shapes. Layers without weights only check
     /// the shapes.
     fn build(&mut self, inputs: &[Shape], _rng: &mut Rng) -> Result<()> {

@@ -285,6 +285,10 @@ impl RandomCrop {
 impl Layer for RandomCrop {
     layer_common!("RandomCrop");
 
+    fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
+        Some(&mut self.rng)
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, _, _, c] = nhwc(self, single(self, inputs)?)?;
         Ok(vec![n, Some(self.height), Some(self.width), c])

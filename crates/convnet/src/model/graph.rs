@@ -12,7 +12,7 @@
 
 use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::error::{Error, Result};
-use crate::initializers::rng_from_seed;
+use crate::initializers::{rng_from_seed, Rng};
 use crate::layers::{default_name, shape_of, zero_grads, InputLayer, Layer, Saved, Shape, Weight};
 use crate::tensor::Tensor;
 use std::borrow::Cow;
@@ -818,6 +818,22 @@ impl Model {
     /// [`Model::gradients`], for the training loop to add the regularizers' share.
     pub(crate) fn grads_mut(&mut self) -> &mut [Vec<Tensor>] {
         &mut self.grads
+    }
+
+    /// The generators of the random layers (Dropout, noise, augmentation), nested
+    /// models' included, in layer order: what a training run's backup saves beside the
+    /// weights so that a resumed run draws the same masks.
+    pub(crate) fn random_generators(&mut self) -> Vec<&mut Option<Rng>> {
+        let mut generators = Vec::new();
+        for layer in &mut self.layers {
+            if super::nested_model(layer.as_ref()).is_some() {
+                let inner = super::nested_model_mut(layer.as_mut()).expect("checked above");
+                generators.extend(inner.random_generators());
+            } else if let Some(generator) = layer.random_generator() {
+                generators.push(generator);
+            }
+        }
+        generators
     }
 
     /// The weights an optimizer step updates (trainable weights of trainable layers,

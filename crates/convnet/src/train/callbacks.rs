@@ -3,6 +3,7 @@
 //! logs, and can stop training.
 
 use super::compiled::CompiledModel;
+use super::state::TrainingState;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
@@ -16,11 +17,22 @@ pub type Logs = BTreeMap<String, f64>;
 pub struct TrainContext<'a> {
     /// The model being trained, with its optimizer.
     pub model: &'a mut CompiledModel,
+    /// Where the run stands: epoch, step, generator, running metrics, history.
+    pub state: &'a mut TrainingState,
     /// Set to stop training after this epoch (or batch).
     pub stop_training: bool,
+    /// Set by [`TrainContext::interrupt`].
+    pub(crate) interrupted: bool,
 }
 
 impl TrainContext<'_> {
+    /// Stops training at once, after this batch, without ending the epoch: every
+    /// callback's [`Callback::on_interrupt`] runs (a `BackupAndRestore` saves the state
+    /// there), then `fit` returns [`Error::Interrupted`]. For Ctrl-C.
+    pub fn interrupt(&mut self) {
+        self.interrupted = true;
+    }
+
     /// The optimizer's current learning rate.
     pub fn learning_rate(&self) -> f64 {
         self.model.optimizer().current_learning_rate()
@@ -53,6 +65,11 @@ pub trait Callback: Send {
     }
     /// Called once, when training ends.
     fn on_train_end(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
+    /// Called after the batch in which a callback called [`TrainContext::interrupt`],
+    /// before `fit` returns [`Error::Interrupted`] (`on_train_end` is not called then).
+    fn on_interrupt(&mut self, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use super::losses::reduce;
 use super::metrics::Metric;
 use super::penalties::Penalties;
 use super::progress::Progress;
+use super::state::{Trackers, TrainingState};
 use crate::error::{Error, Result};
 use crate::initializers::{next_rng, rng_from_seed};
 use crate::model::{batch_shapes, sample_count, slice_rows};
@@ -193,18 +194,31 @@ impl CompiledModel {
             .collect()
     }
 
-    /// Runs every callback's `hook`; whether one asked to stop.
+    /// Runs every callback's `hook`; whether one asked to stop. When one interrupts,
+    /// every callback's `on_interrupt` runs and the result is [`Error::Interrupted`].
     fn run_callbacks(
         &mut self,
         callbacks: &mut [Box<dyn Callback>],
+        state: &mut TrainingState,
         mut hook: impl FnMut(&mut dyn Callback, &mut TrainContext) -> Result<()>,
     ) -> Result<bool> {
         let mut ctx = TrainContext {
             model: self,
+            state,
             stop_training: false,
+            interrupted: false,
         };
         for cb in callbacks.iter_mut() {
             hook(cb.as_mut(), &mut ctx)?;
+        }
+        if ctx.interrupted {
+            for cb in callbacks.iter_mut() {
+                cb.on_interrupt(&mut ctx)?;
+            }
+            return Err(Error::Interrupted {
+                epoch: ctx.state.epoch + 1,
+                steps: ctx.state.step,
+            });
         }
         Ok(ctx.stop_training)
     }
@@ -244,60 +258,87 @@ impl CompiledModel {
             }
             _ => (n, None),
         };
-        let mut rng = options.seed.map_or_else(next_rng, rng_from_seed);
+        let rng = options.seed.map_or_else(next_rng, rng_from_seed);
+        let mut state = TrainingState::new(options.initial_epoch, rng, self.model.outputs.len());
         let steps = train_count.div_ceil(options.batch_size);
-        let mut history = History::default();
         let mut callbacks = std::mem::take(&mut options.callbacks);
-        self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_train_begin(ctx))?;
-        for epoch in options.initial_epoch..options.epochs {
-            let mut stop =
-                self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_epoch_begin(epoch, ctx))?;
+        // A callback may put back an earlier run's state here (BackupAndRestore).
+        self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| cb.on_train_begin(ctx))?;
+        while state.epoch < options.epochs {
+            let epoch = state.epoch;
+            let mut stop = self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| {
+                cb.on_epoch_begin(epoch, ctx)
+            })?;
+            if state.step == 0 {
+                state.epoch_rng = state.rng.clone();
+                state.trackers = self.reset_metrics();
+            }
+            // The order is drawn from the generator as the epoch began, so that an epoch
+            // resumed part way through has the same order.
             let mut order: Vec<usize> = (0..train_count).collect();
             if options.shuffle {
+                let mut rng = state.epoch_rng.clone();
                 for i in (1..order.len()).rev() {
                     order.swap(i, rng.random_range(0..=i));
                 }
+                if state.step == 0 {
+                    state.rng = rng;
+                }
             }
-            let mut trackers = self.reset_metrics();
             let mut progress = Progress::epoch(options.verbose, epoch, options.epochs, steps);
-            for (b, batch) in order.chunks(options.batch_size).enumerate() {
+            let batches = order.chunks(options.batch_size).enumerate();
+            for (b, batch) in batches.skip(state.step) {
                 let mut bx = gather(x, batch)?;
                 if options.augment.is_active() {
-                    options.augment.apply(&mut bx[0], &mut rng);
+                    options.augment.apply(&mut bx[0], &mut state.rng);
                 }
                 let by = gather(y, batch)?;
                 let weights = options
                     .class_weight
                     .as_ref()
                     .map(|cw| Self::sample_weights(cw, &by[0]));
-                self.step(&bx, &by, weights.as_deref(), &penalties, &mut trackers)?;
-                let logs = self.collect_logs(&trackers, "");
+                self.step(
+                    &bx,
+                    &by,
+                    weights.as_deref(),
+                    &penalties,
+                    &mut state.trackers,
+                )?;
+                state.step = b + 1;
+                state.steps_done += 1;
+                let logs = self.collect_logs(&state.trackers, "");
                 progress.step(b + 1, &logs);
                 let logs: Logs = logs.into_iter().collect();
-                stop |=
-                    self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_batch_end(b, &logs, ctx))?;
+                stop |= self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| {
+                    cb.on_batch_end(b, &logs, ctx)
+                })?;
                 if stop {
                     break;
                 }
             }
-            let mut logs = self.collect_logs(&trackers, "");
+            let mut logs = self.collect_logs(&state.trackers, "");
             if let Some((vx, vy)) = &validation {
                 logs.extend(self.evaluate_logs(vx, vy, options.batch_size, "val_")?);
             }
             progress.finish(&logs);
             let logs: Logs = logs.into_iter().collect();
             for (k, v) in &logs {
-                history.history.entry(k.clone()).or_default().push(*v);
+                state.history.history.entry(k.clone()).or_default().push(*v);
             }
-            history.epochs.push(epoch);
-            stop |=
-                self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_epoch_end(epoch, &logs, ctx))?;
+            state.history.epochs.push(epoch);
+            // The epoch is done before its end's callbacks run: a backup made there
+            // resumes at the next one.
+            state.epoch += 1;
+            state.step = 0;
+            stop |= self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| {
+                cb.on_epoch_end(epoch, &logs, ctx)
+            })?;
             if stop {
                 break;
             }
         }
-        self.run_callbacks(&mut callbacks, |cb, ctx| cb.on_train_end(ctx))?;
-        Ok(history)
+        self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| cb.on_train_end(ctx))?;
+        Ok(state.history)
     }
 
     /// Loss and metrics over data, in inference mode, batch by batch.
@@ -351,20 +392,5 @@ impl CompiledModel {
         let mut trackers = self.reset_metrics();
         self.step(x, y, None, &penalties, &mut trackers)?;
         Ok(self.collect_logs(&trackers, "").into_iter().collect())
-    }
-}
-
-/// The running loss of an epoch: the total, and each output's.
-struct Trackers {
-    total: Metric,
-    outputs: Vec<Metric>,
-}
-
-impl Trackers {
-    fn new(outputs: usize) -> Self {
-        Trackers {
-            total: Metric::mean("loss"),
-            outputs: (0..outputs).map(|_| Metric::mean("loss")).collect(),
-        }
     }
 }

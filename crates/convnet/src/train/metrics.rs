@@ -90,6 +90,17 @@ impl Metric {
         self.count = 0.0;
     }
 
+    /// The running total and count, to save part way through an epoch.
+    pub(crate) fn running(&self) -> (f64, f64) {
+        (self.total, self.count)
+    }
+
+    /// Puts back what [`Metric::running`] returned.
+    pub(crate) fn set_running(&mut self, (total, count): (f64, f64)) {
+        self.total = total;
+        self.count = count;
+    }
+
     /// The running mean so far (0 before any update).
     pub fn result(&self) -> f64 {
         if self.count == 0.0 {

@@ -14,6 +14,7 @@ mod penalties;
 pub(crate) mod plot;
 mod progress;
 pub mod schedules;
+mod state;
 pub mod tensorboard;
 
 pub(crate) use callbacks::Monitor;
@@ -27,4 +28,5 @@ pub use losses::{Loss, LossFn};
 pub use metrics::Metric;
 pub use optimizers::Optimizer;
 pub use schedules::LearningRate;
+pub use state::TrainingState;
 pub use tensorboard::{TensorBoard, UpdateFreq};
