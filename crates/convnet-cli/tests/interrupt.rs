@@ -187,18 +187,24 @@ fn ctrl_c_saves_the_backup_and_exits_130_and_the_same_command_resumes() {
     }
 }
 
-#[test]
-fn sigterm_without_a_backup_saves_the_model_and_exits_143() {
-    let dir = scratch("sigterm");
+/// A run without a backup, once its first epoch ended (the CSV log's first line is
+/// written then).
+fn started_run(dir: &Path) -> Child {
     let csv = dir.join("log.csv");
-    let mut child = train(&dir, &["--csv", csv.to_str().unwrap()])
+    let mut child = train(dir, &["--csv", csv.to_str().unwrap()])
         .spawn()
         .unwrap();
-    // The CSV log's first line is written when the first epoch ends.
     assert!(
         wait_for_change(&mut child, &csv, None),
         "the run ended first"
     );
+    child
+}
+
+#[test]
+fn sigterm_without_a_backup_saves_the_model_and_exits_143() {
+    let dir = scratch("sigterm");
+    let mut child = started_run(&dir);
     signal(&child, libc::SIGTERM);
     let status = wait_for(&mut child, Duration::from_secs(30)).expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(143));
@@ -214,14 +220,7 @@ fn sigterm_without_a_backup_saves_the_model_and_exits_143() {
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = scratch("twice");
-    let csv = dir.join("log.csv");
-    let mut child = train(&dir, &["--csv", csv.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for_change(&mut child, &csv, None),
-        "the run ended first"
-    );
+    let mut child = started_run(&dir);
     signal(&child, libc::SIGINT);
     signal(&child, libc::SIGINT);
     let status = wait_for(&mut child, Duration::from_secs(30)).expect("no exit after Ctrl-C");
