@@ -1,6 +1,6 @@
 //! InputLayer: where a functional model's data enters. It holds the input's shape
 //! (batch axis first, unknown) and passes its tensor through unchanged; `Input::new`
-//! (in `crate::model`) creates one and returns its symbolic output.
+//! (in the model module) creates one and returns its symbolic output.
 
 use super::declare::{self, AlwaysFalse};
 use super::{format_shape, single, Layer, LayerBase, Saved, Shape};
