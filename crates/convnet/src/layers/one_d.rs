@@ -181,6 +181,19 @@ const POOLING: &[(&str, Spatial)] = &[
 
 const GLOBAL_POOLING: &[(&str, Spatial)] = &[("data_format", Same), ("keepdims", Same)];
 
+/// Keras's default of a 1-D class's field where the 2-D twin's default is not its 1-D
+/// form (ZeroPadding2D pads both axes, Cropping2D crops nothing), so that a field left
+/// out means what it means in Keras.
+fn keras_default(class: &str, field: &str) -> Option<Value> {
+    match (class, field) {
+        ("ZeroPadding1D", "padding") | ("Cropping1D", "cropping") => Some(json!(1)),
+        ("UpSampling1D", "size") | ("MaxPooling1D" | "AveragePooling1D", "pool_size") => {
+            Some(json!(2))
+        }
+        _ => None,
+    }
+}
+
 /// A 1-D layer: the Keras class, its 2-D twin (config only; no weights), and the
 /// weights in Keras's 1-D shapes.
 #[derive(Debug)]
@@ -257,7 +270,14 @@ impl OneD {
         };
         let mut twin_config = Map::new();
         let mut causal = false;
-        for (key, value) in config.as_object().into_iter().flatten() {
+        let mut config = config.as_object().cloned().unwrap_or_default();
+        for (field, _) in class.fields {
+            if let Some(value) = keras_default(name, field).filter(|_| !config.contains_key(*field))
+            {
+                config.insert(field.to_string(), value);
+            }
+        }
+        for (key, value) in &config {
             if matches!(key.as_str(), "name" | "trainable" | "dtype") || value.is_null() {
                 twin_config.insert(key.clone(), value.clone());
                 continue;
