@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod data;
 mod explain;
+mod export;
 mod interrupt;
 mod layers;
 mod models;
@@ -39,6 +40,8 @@ enum Command {
     Summary(summary::Args),
     /// Convert a model file (.h5, .keras, config.json) to a .keras file.
     Convert(summary::ConvertArgs),
+    /// Write a model as an ONNX file (ONNX Runtime, OpenVINO, TensorRT, …).
+    Export(export::Args),
     /// Explain a convolution step by step with your own numbers.
     Explain(explain::Args),
     /// Apply a classic kernel (sobel-x, laplacian, …) to an image and save the result.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => summary::convert(args),
+        Command::Export(args) => export::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Filter(args) => show::filter(args),
         Command::Visualize(args) => show::visualize(args),

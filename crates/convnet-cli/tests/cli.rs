@@ -1241,3 +1241,26 @@ fn explain_prints_the_memory_plan_of_a_batch() {
         assert!(out.contains(part), "{out}\nshould contain {part:?}");
     }
 }
+
+#[test]
+fn export_writes_onnx_and_names_what_it_refuses() {
+    let dir = scratch("export");
+    let onnx = dir.join("fmnist.onnx");
+    let stdout = run_ok(&[
+        "export",
+        path(&golden("models/fmnist_cnn.keras")),
+        path(&onnx),
+        "--batch",
+        "1",
+    ]);
+    assert!(stdout.contains("ONNX opset 17"), "{stdout}");
+    let bytes = std::fs::read(&onnx).unwrap();
+    // The weights are in the file: at least the model's 4-byte floats.
+    assert!(bytes.len() > 4 * 30_000, "{} bytes", bytes.len());
+    let out = run(&["export", "fmnist-cnn", path(&dir.join("m.txt"))]);
+    assert_clean_failure(&out, &["m.txt", ".onnx"]);
+    let out = run(&["export", "fmnist-cnn", path(&onnx), "--opset", "12"]);
+    assert_clean_failure(&out, &["opset 12", "17 to 21"]);
+    let out = run(&["export", "fmnist-cnn", path(&onnx), "--batch", "0"]);
+    assert_clean_failure(&out, &["--batch", "'0'"]);
+}

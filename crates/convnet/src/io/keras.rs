@@ -355,7 +355,7 @@ pub(crate) fn save_keras(
 
 /// Writes a file beside `path`, flushes it to disk, then renames it onto `path`: a
 /// reader (or a crash) sees the old file or the new one, never half of one.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {

@@ -4,6 +4,7 @@ mod checkpoint;
 mod config;
 mod keras;
 mod legacy_weights;
+pub mod onnx;
 mod weights;
 
 pub use crate::zipped::{read_npz, write_npz};

@@ -141,8 +141,10 @@ impl Normalization {
         Ok(Some((m, v)))
     }
 
-    /// (mean, standard deviation) per position of the kept axes.
-    fn statistics(&self, shape: &[usize]) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// The mean and the standard deviation (floored at Keras's epsilon) the layer uses
+    /// for an input of `shape`, one per position of the kept axes (one per channel by
+    /// default), whether given in the config or held as weights.
+    pub fn statistics(&self, shape: &[usize]) -> Result<(Vec<f32>, Vec<f32>)> {
         let kept: Vec<usize> = self
             .kept_axes(shape.len())?
             .iter()
