@@ -176,6 +176,9 @@ impl ActivationFn {
             // The common cases get loops of their own, which the compiler vectorises.
             ActivationFn::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
             ActivationFn::Relu6 => data.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
+            // Kernels with a vectorised exponential (EfficientNet's swish).
+            ActivationFn::Sigmoid => crate::kernels::activation::sigmoid(data),
+            ActivationFn::Silu => crate::kernels::activation::silu(data),
             f => data.iter_mut().for_each(|x| *x = f.scalar(*x)),
         }
     }

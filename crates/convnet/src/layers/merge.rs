@@ -288,6 +288,37 @@ pub(super) fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<usize>
     })
 }
 
+/// `y[i] = combine(y[i], x[i broadcast])` for `y` of shape `out`. When `x` keeps the
+/// last axis (a squeeze-and-excitation's (N, 1, 1, C) against (N, H, W, C)), whole rows
+/// of that axis are combined at once: only the rows are mapped, and the inner loop
+/// vectorises.
+fn combine_broadcast(y: &mut [f32], out: &[usize], x: &Tensor, combine: impl Fn(f32, f32) -> f32) {
+    let shape = x.shape();
+    if shape == out {
+        y.iter_mut()
+            .zip(x.data())
+            .for_each(|(a, &b)| *a = combine(*a, b));
+        return;
+    }
+    let rank = out.len();
+    let last = out.last().copied().unwrap_or(1);
+    if rank >= 2 && shape[rank - 1] == last && last > 1 {
+        let rows = broadcast_map(&shape[..rank - 1], &out[..rank - 1]);
+        for (r, row) in y.chunks_mut(last).enumerate() {
+            let from = rows.as_ref().map_or(r, |m| m[r]) * last;
+            let x_row = &x.data()[from..from + last];
+            row.iter_mut()
+                .zip(x_row)
+                .for_each(|(a, &b)| *a = combine(*a, b));
+        }
+        return;
+    }
+    let map = broadcast_map(shape, out).expect("shapes differ");
+    y.iter_mut()
+        .zip(&map)
+        .for_each(|(a, &j)| *a = combine(*a, x.data()[j]));
+}
+
 /// The element of `x` that output element `i` reads.
 fn read(x: &Tensor, map: &Option<Vec<usize>>, i: usize) -> f32 {
     x.data()[map.as_ref().map_or(i, |m| m[i])]
@@ -333,30 +364,32 @@ impl Layer for Merge {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let out = infer(self, inputs)?;
-        let maps: Vec<_> = inputs
-            .iter()
-            .map(|x| broadcast_map(x.shape(), &out))
-            .collect();
-        let mut y = match &maps[0] {
-            None => inputs[0].clone(),
-            Some(m) => Tensor::new(
-                out.clone(),
-                m.iter().map(|&j| inputs[0].data()[j]).collect(),
-            )?,
-        };
-        for (x, map) in inputs.iter().zip(&maps).skip(1) {
-            match map {
-                None => y
-                    .data_mut()
-                    .iter_mut()
-                    .zip(x.data())
-                    .for_each(|(a, &b)| *a = self.op.combine(*a, b)),
-                Some(m) => y
-                    .data_mut()
-                    .iter_mut()
-                    .zip(m)
-                    .for_each(|(a, &j)| *a = self.op.combine(*a, x.data()[j])),
+        // The input of the output's shape, if any, starts the result; the others are
+        // combined into it.
+        let first = inputs.iter().position(|x| x.shape() == out.as_slice());
+        let mut y = match first {
+            Some(i) => inputs[i].clone(),
+            None => {
+                let map = broadcast_map(inputs[0].shape(), &out);
+                let m = map.expect("an input of another shape than the output");
+                Tensor::new(
+                    out.clone(),
+                    m.iter().map(|&j| inputs[0].data()[j]).collect(),
+                )?
             }
+        };
+        let start = first.unwrap_or(0);
+        for (k, x) in inputs.iter().enumerate().filter(|&(k, _)| k != start) {
+            // Multiply and Subtract read their inputs in order; the others do not care.
+            let (a_first, x) = (k > start, *x);
+            let combine = |a: f32, b: f32| {
+                if a_first {
+                    self.op.combine(a, b)
+                } else {
+                    self.op.combine(b, a)
+                }
+            };
+            combine_broadcast(y.data_mut(), &out, x, combine);
         }
         if self.op == MergeOp::Average {
             let inv = 1.0 / inputs.len() as f32;

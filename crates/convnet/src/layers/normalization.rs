@@ -253,14 +253,22 @@ impl Layer for Normalization {
         let x = *single(self, inputs)?;
         infer(self, &[x])?;
         let (mean, std) = self.statistics(x.shape())?;
-        let slot = subset_indices(x.shape(), &self.kept_axes(x.rank())?);
+        let invert = self.invert;
+        let map = |v: f32, m: f32, s: f32| if invert { m + v * s } else { (v - m) / s };
         let mut y = x.clone();
-        for (v, &s) in y.data_mut().iter_mut().zip(&slot) {
-            *v = if self.invert {
-                mean[s] + *v * std[s]
-            } else {
-                (*v - mean[s]) / std[s]
-            };
+        let kept = self.kept_axes(x.rank())?;
+        if kept == [x.rank() - 1] {
+            // Per channel, the usual case: whole rows of channels, vectorised.
+            for row in y.data_mut().chunks_mut(mean.len().max(1)) {
+                for ((v, &m), &s) in row.iter_mut().zip(&mean).zip(&std) {
+                    *v = map(*v, m, s);
+                }
+            }
+        } else {
+            let slot = subset_indices(x.shape(), &kept);
+            for (v, &s) in y.data_mut().iter_mut().zip(&slot) {
+                *v = map(*v, mean[s], std[s]);
+            }
         }
         Ok(y)
     }

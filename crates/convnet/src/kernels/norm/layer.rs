@@ -6,27 +6,21 @@
 /// For every element of a row-major tensor of `shape`, in order, its flat index along
 /// `axes` alone (row-major over those axes).
 pub fn subset_indices(shape: &[usize], axes: &[usize]) -> Vec<usize> {
-    let len: usize = shape.iter().product();
     let mut strides = vec![0usize; shape.len()];
     let mut stride = 1;
     for &a in axes.iter().rev() {
         strides[a] = stride;
         stride *= shape[a];
     }
-    let mut out = Vec::with_capacity(len);
-    let mut coords = vec![0usize; shape.len()];
-    let mut index = 0usize;
-    for _ in 0..len {
-        out.push(index);
-        // Advance the row-major counter, keeping `index` in step.
-        for d in (0..shape.len()).rev() {
-            coords[d] += 1;
-            index += strides[d];
-            if coords[d] < shape[d] {
-                break;
-            }
-            index -= strides[d] * coords[d];
-            coords[d] = 0;
+    // Axis by axis, each index so far followed by its steps along the next axis: whole
+    // runs at a time rather than a counter stepped per element.
+    let mut out = vec![0usize];
+    for (&n, &s) in shape.iter().zip(&strides) {
+        if n != 1 {
+            out = out
+                .iter()
+                .flat_map(|&base| (0..n).map(move |c| base + c * s))
+                .collect();
         }
     }
     out
@@ -152,4 +146,43 @@ pub fn normalize_backward(
             (f64::from(inv_std[g]) * inner) as f32
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subset_indices;
+
+    /// Each element's coordinates along `axes`, flattened row-major, the slow way.
+    fn by_coordinates(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+        let len: usize = shape.iter().product();
+        (0..len)
+            .map(|mut i| {
+                let mut coords = vec![0; shape.len()];
+                for d in (0..shape.len()).rev() {
+                    coords[d] = i % shape[d];
+                    i /= shape[d];
+                }
+                axes.iter()
+                    .fold(0, |index, &a| index * shape[a] + coords[a])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn indices_follow_the_coordinates_along_the_axes() {
+        for (shape, axes) in [
+            (vec![2, 3, 4, 5], vec![3]),
+            (vec![2, 3, 4, 5], vec![1, 3]),
+            (vec![2, 1, 4, 5], vec![0, 2]),
+            (vec![3, 4], vec![]),
+            (vec![2, 0, 3], vec![2]),
+            (vec![], vec![]),
+        ] {
+            assert_eq!(
+                subset_indices(&shape, &axes),
+                by_coordinates(&shape, &axes),
+                "{shape:?} {axes:?}"
+            );
+        }
+    }
 }

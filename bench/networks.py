@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Whole networks: convnet's inference beside ONNX Runtime's on the same graph.
+
+    python3 bench/networks.py [--python PATH] [--rounds 3] [--threads 2]
+
+Each keras.applications network is built by convnet (random weights), timed by
+`convnet bench` (inference at batch 1, and at batch 16 for ResNet50), and exported with
+`convnet export` to ONNX, which ONNX Runtime times with all its graph optimizations on
+(Conv+BatchNorm folding, fused activations; `bench/peers/onnxruntime_bench.py`). Both
+time a warm call on one input, take the median, and use the same thread count; the
+rounds alternate the engines. PATH is a Python with `onnxruntime` and `numpy`.
+Prints a Markdown table of the medians and the ratio convnet / ONNX Runtime.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONVNET = os.path.join(ROOT, "target", "release", "convnet")
+ORT_BENCH = os.path.join(ROOT, "bench", "peers", "onnxruntime_bench.py")
+
+# (workload, network, batch)
+WORKLOADS = [
+    ("W7 ResNet50 224x224 b1 latency", "resnet50", 1),
+    ("W7 ResNet50 224x224 b16 per batch", "resnet50", 16),
+    ("W8 MobileNetV2 224x224 b1 latency", "mobilenet_v2", 1),
+    ("W9 EfficientNetB0 224x224 b1 latency", "efficientnet_b0", 1),
+]
+
+
+def output(cmd, env=None):
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stdout[-3000:]}")
+    return done.stdout
+
+
+def convnet_ms(network, batch, threads):
+    """The last `inference, batch N` line of `convnet bench` (its second, warm timing)."""
+    text = output([CONVNET, "bench", network, "--batch-size", str(batch), "--threads", str(threads)])
+    times = re.findall(rf"inference, batch {batch}\s+([0-9.]+) ms", text)
+    return float(times[-1])
+
+
+def ort_ms(python, onnx, batch, threads):
+    text = output([python, ORT_BENCH, onnx, "--batch", str(batch), "--threads", str(threads)])
+    return float(text.split()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    output(["cargo", "build", "--release", "-p", "convnet-cli"])
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, network, batch in WORKLOADS:
+            onnx = os.path.join(tmp, f"{network}.onnx")
+            if not os.path.exists(onnx):
+                output([CONVNET, "export", network, onnx], env=env)
+            ours, theirs = [], []
+            for _ in range(a.rounds):
+                ours.append(convnet_ms(network, batch, a.threads))
+                theirs.append(ort_ms(a.python, onnx, batch, a.threads))
+            c, o = statistics.median(ours), statistics.median(theirs)
+            print(f"{name}: convnet {c:.2f} ms, ONNX Runtime {o:.2f} ms", file=sys.stderr, flush=True)
+            rows.append(f"| {name} | {c:.2f} | {o:.2f} | {c / o:.2f} |")
+    print("| workload | convnet ms | ONNX Runtime ms | convnet / ONNX Runtime |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
