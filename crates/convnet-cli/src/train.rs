@@ -201,26 +201,26 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         model.summary();
     }
     let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
+    // The backup first: it restores the run's state before the loggers start.
+    let backup = args.backup.as_ref().map(|dir| {
+        BackupAndRestore::new(dir)
+            .save_freq(args.backup_every.map_or(SaveFreq::Epoch, SaveFreq::Steps))
+    });
+    let backup_path = backup.as_ref().map(BackupAndRestore::path);
+    let resuming = backup_path.as_ref().is_some_and(|p| p.exists());
+    if let Some(path) = backup_path.as_ref().filter(|_| resuming) {
+        println!("Resuming from the backup {}", path.display());
+    }
+    callbacks.extend(backup.map(|b| Box::new(b) as Box<dyn Callback>));
     if let Some(csv) = &args.csv {
-        callbacks.push(Box::new(CSVLogger::new(csv)));
+        // A resumed run goes on with the log of the run that stopped.
+        callbacks.push(Box::new(CSVLogger::new(csv).append(resuming)));
     }
     if let Some(dir) = &args.tensorboard {
         callbacks.push(Box::new(TensorBoard::new(dir).histogram_freq(1)));
     }
     let interrupts = Interrupts::install()?;
     callbacks.push(Box::new(interrupts.clone()));
-    let backup = args.backup.as_ref().map(|dir| {
-        BackupAndRestore::new(dir)
-            .save_freq(args.backup_every.map_or(SaveFreq::Epoch, SaveFreq::Steps))
-    });
-    if let Some(backup) = &backup {
-        let path = backup.path();
-        if path.exists() {
-            println!("Resuming from the backup {}", path.display());
-        }
-    }
-    let backup_path = backup.as_ref().map(BackupAndRestore::path);
-    callbacks.extend(backup.map(|b| Box::new(b) as Box<dyn Callback>));
     let augment = parse_augment(args.augment.as_deref())?;
     let options = FitOptions {
         batch_size: args.batch_size,

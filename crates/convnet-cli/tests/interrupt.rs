@@ -100,11 +100,14 @@ fn a_run_killed_five_times_ends_bit_for_bit_as_one_never_killed() {
     let dir = scratch("killed");
     let backup_dir = dir.join("backup");
     let backup = backup_dir.join("backup.keras");
+    let csv = dir.join("log.csv");
     let args = [
         "--backup",
         backup_dir.to_str().unwrap(),
         "--backup-every",
         "5",
+        "--csv",
+        csv.to_str().unwrap(),
     ];
     let mut kills = 0;
     let mut last: Option<Vec<u8>> = None;
@@ -135,6 +138,14 @@ fn a_run_killed_five_times_ends_bit_for_bit_as_one_never_killed() {
     assert!(!backup.exists(), "a finished run deletes its backup");
     let left: Vec<_> = std::fs::read_dir(&backup_dir).unwrap().collect();
     assert!(left.is_empty(), "half-written saves left behind: {left:?}");
+    // The log has each epoch once, in order, across the six runs.
+    let log = std::fs::read_to_string(&csv).unwrap();
+    let epochs: Vec<&str> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["0", "1", "2", "3", "4", "5", "6", "7"], "{log}");
     assert_eq!(
         weight_bits(&dir.join("model.keras")),
         reference,

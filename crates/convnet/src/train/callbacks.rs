@@ -337,7 +337,7 @@ impl CSVLogger {
     }
 
     /// Sets `append`: add rows to an existing file instead of overwriting it (Keras's
-    /// default false).
+    /// default false). Rows of the epochs a resumed run redoes are dropped first.
     pub fn append(mut self, append: bool) -> Self {
         self.append = append;
         self
@@ -356,10 +356,31 @@ impl CSVLogger {
 }
 
 impl Callback for CSVLogger {
-    fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
+    fn on_train_begin(&mut self, ctx: &mut TrainContext) -> Result<()> {
         self.columns = None;
         if !self.append {
-            std::fs::write(&self.path, "").map_err(|e| Error::file(&self.path, e))?;
+            return std::fs::write(&self.path, "").map_err(|e| Error::file(&self.path, e));
+        }
+        // A run resumed from a backup (restored by a BackupAndRestore listed before
+        // this logger) redoes the epochs from `state.epoch`: their rows from the run
+        // that stopped go, so that each epoch is logged once.
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Ok(());
+        };
+        let sep = self.separator;
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, line)| {
+                let epoch = line.split(sep).next().and_then(|e| e.parse::<usize>().ok());
+                *i == 0 || epoch.is_none_or(|e| e < ctx.state.epoch)
+            })
+            .map(|(_, line)| line)
+            .collect();
+        if kept.len() < text.lines().count() {
+            let mut rows = kept.join("\n");
+            rows.push('\n');
+            std::fs::write(&self.path, rows).map_err(|e| Error::file(&self.path, e))?;
         }
         Ok(())
     }
