@@ -3,6 +3,7 @@
 //! Keras model and NCHW inside.
 
 mod export;
+mod layers;
 pub mod proto;
 
 pub use export::{to_onnx, OnnxOptions};
