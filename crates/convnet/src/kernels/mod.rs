@@ -10,6 +10,7 @@ pub mod activation;
 pub mod bias;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
