@@ -261,19 +261,52 @@ pub(crate) fn backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
 fn transformed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
     let pairs = g.in_c * g.out_c;
     let mut u = Scratch::new(16 * pairs);
-    let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-    for p in 0..pairs {
-        let k = |i: usize, j: usize| w[(i * 3 + j) * pairs + p];
-        // G·g, column by column, then (G·g)·Gᵀ row by row.
-        let columns: [[f32; 4]; 3] = std::array::from_fn(|j| g_rows(k(0, j), k(1, j), k(2, j)));
+    // Runs of (in, out) pairs, transformed slice by slice so the loops vectorise, and
+    // shared among the threads: each run writes its own range of all 16 planes.
+    let mut planes: Vec<_> = u
+        .chunks_exact_mut(pairs)
+        .map(|p| p.chunks_mut(KERNEL_RUN))
+        .collect();
+    let runs: Vec<Vec<&mut [f32]>> = (0..pairs.div_ceil(KERNEL_RUN))
+        .map(|_| planes.iter_mut().filter_map(Iterator::next).collect())
+        .collect();
+    runs.into_par_iter().enumerate().for_each(|(run, mut out)| {
+        let first = run * KERNEL_RUN;
+        let len = out[0].len();
+        let k = |i: usize, j: usize| &w[(i * 3 + j) * pairs + first..][..len];
+        // G·g, column by column: G's rows are (1, 0, 0), ½(1, 1, 1), ½(1, −1, 1), (0, 0, 1).
+        let columns: [[Vec<f32>; 4]; 3] =
+            std::array::from_fn(|j| g_rows(k(0, j), k(1, j), k(2, j)));
+        // Then (G·g)·Gᵀ, row by row.
         for r in 0..4 {
-            let row = g_rows(columns[0][r], columns[1][r], columns[2][r]);
-            for (s, value) in row.into_iter().enumerate() {
-                u[(r * 4 + s) * pairs + p] = value;
+            let row = g_rows(&columns[0][r], &columns[1][r], &columns[2][r]);
+            for (s, values) in row.into_iter().enumerate() {
+                out[r * 4 + s].copy_from_slice(&values);
             }
         }
-    }
+    });
     u
+}
+
+/// Pairs of channels a task of [`transformed_kernel`] transforms.
+const KERNEL_RUN: usize = 2048;
+
+/// G's four rows applied to (a, b, c), elementwise over slices: a, ½(a + b + c),
+/// ½(a − b + c), c.
+fn g_rows(a: &[f32], b: &[f32], c: &[f32]) -> [Vec<f32>; 4] {
+    let plus = a
+        .iter()
+        .zip(b)
+        .zip(c)
+        .map(|((a, b), c)| 0.5 * (a + b + c))
+        .collect();
+    let minus = a
+        .iter()
+        .zip(b)
+        .zip(c)
+        .map(|((a, b), c)| 0.5 * (a - b + c))
+        .collect();
+    [a.to_vec(), plus, minus, c.to_vec()]
 }
 
 /// `V = Bᵀ d B` for every tile of the band whose first tile row is `ty` (image `n`),
