@@ -2,13 +2,14 @@
 //! eight threads calling it at once on different inputs must each get, bit for bit, what
 //! one thread alone gets for the same input.
 
-use convnet::initializers::rng_from_seed;
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
 use convnet::{sequential, ActivationFn, Padding, Tensor};
-use rand::RngExt;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::random;
 
 /// A compile-time check: a model can be shared between threads (`&Model` is `Send`).
 const _: () = {
@@ -21,16 +22,6 @@ const INPUTS: usize = 12;
 /// How long the threads run together, and how many calls each makes at most.
 const DURATION: Duration = Duration::from_secs(3);
 const MAX_CALLS: usize = 4000;
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rng_from_seed(seed);
-    let n = shape.iter().product();
-    Tensor::new(
-        shape.to_vec(),
-        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect(),
-    )
-    .unwrap()
-}
 
 /// A small CNN with a branch: Conv2D → BatchNormalization → (MaxPooling2D |
 /// a nested Sequential of Conv2D, BatchNormalization and AveragePooling2D) →

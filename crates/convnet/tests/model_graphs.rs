@@ -2,22 +2,13 @@
 //! checked by finite differences; every graph error path; inference from several
 //! threads at once.
 
-use convnet::initializers::rng_from_seed;
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
 use convnet::ActivationFn;
 use convnet::{sequential, Padding, Tensor};
-use rand::RngExt;
 
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rng_from_seed(seed);
-    let n = shape.iter().product();
-    Tensor::new(
-        shape.to_vec(),
-        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect(),
-    )
-    .unwrap()
-}
+mod common;
+use common::random;
 
 /// L = Σ over outputs of Σ y·r, in f64.
 fn loss(model: &mut Model, inputs: &[Tensor], rs: &[Tensor], training: bool) -> f64 {

@@ -18,6 +18,9 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::random;
+
 fn golden(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -26,16 +29,6 @@ fn golden(path: &str) -> PathBuf {
 
 fn read_json(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(golden(path)).unwrap()).unwrap()
-}
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rng_from_seed(seed);
-    let n = shape.iter().product();
-    Tensor::new(
-        shape.to_vec(),
-        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect(),
-    )
-    .unwrap()
 }
 
 /// Every weight but the kernels drawn at random, within 0.1 of their defaults

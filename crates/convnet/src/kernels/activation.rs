@@ -18,6 +18,7 @@ pub fn relu_backward(dy: &[f32], y: &[f32], dz: &mut [f32]) {
     });
 }
 
+use super::elementwise::in_chunks;
 use super::simd::{dispatch, madd};
 
 /// log₂e, and ln 2 split in two (Cody and Waite) so that n·ln 2 is subtracted exactly.
@@ -51,18 +52,6 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     // 1.5·2²³ + n holds n in its low mantissa bits.
     let n = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
     er * f32::from_bits(n.wrapping_add(127) << 23)
-}
-
-/// Values at or above this many go to rayon's threads in chunks.
-const PARALLEL_FROM: usize = 1 << 15;
-
-/// `f` over `data` in place: in parallel chunks when there is enough of it.
-fn in_chunks(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
-    if data.len() < PARALLEL_FROM {
-        f(data);
-    } else {
-        data.par_chunks_mut(PARALLEL_FROM / 2).for_each(f);
-    }
 }
 
 #[inline(always)]

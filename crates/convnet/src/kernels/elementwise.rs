@@ -1,10 +1,23 @@
-//! Elementwise combinations of two equally long buffers (the merge layers' Add,
-//! Multiply, …), written into a fresh output in one pass, in parallel chunks when large.
+//! Elementwise passes over buffers: a function over one in place (the activations), or
+//! two equally long ones combined into a fresh output (the merge layers' Add, Multiply,
+//! …), each in one pass, in parallel chunks when large.
 
 use rayon::prelude::*;
 
 /// Values at or above this many go to rayon's threads in chunks.
 const PARALLEL_FROM: usize = 1 << 16;
+
+/// Chunks go to the threads this long.
+const CHUNK: usize = PARALLEL_FROM / 4;
+
+/// `f` over `data` in place: over chunks on rayon's threads when there is enough of it.
+pub fn in_chunks(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
+    if data.len() < PARALLEL_FROM {
+        f(data);
+    } else {
+        data.par_chunks_mut(CHUNK).for_each(f);
+    }
+}
 
 /// `combine(a[i], b[i])` for every i.
 pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
@@ -18,9 +31,8 @@ pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) 
     if a.len() < PARALLEL_FROM {
         run((&mut out, (a, b)));
     } else {
-        let chunk = PARALLEL_FROM / 4;
-        out.par_chunks_mut(chunk)
-            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(run);
     }
     out

@@ -181,17 +181,25 @@ const POOLING: &[(&str, Spatial)] = &[
 
 const GLOBAL_POOLING: &[(&str, Spatial)] = &[("data_format", Same), ("keepdims", Same)];
 
-/// Keras's default of a 1-D class's field where the 2-D twin's default is not its 1-D
-/// form (ZeroPadding2D pads both axes, Cropping2D crops nothing), so that a field left
-/// out means what it means in Keras.
-fn keras_default(class: &str, field: &str) -> Option<Value> {
-    match (class, field) {
-        ("ZeroPadding1D", "padding") | ("Cropping1D", "cropping") => Some(json!(1)),
-        ("UpSampling1D", "size") | ("MaxPooling1D" | "AveragePooling1D", "pool_size") => {
-            Some(json!(2))
+/// A 1-D or 3-D class's config with Keras's default filled in for the field whose 2-D
+/// twins' default is not its own (ZeroPadding2D's would pad the dummy axis too,
+/// MaxPooling2D's pool it, and Cropping2D crops nothing), so that a field left out means
+/// what it means in Keras.
+pub(super) fn with_keras_defaults(class: &str, config: &Value) -> Map<String, Value> {
+    let mut config = config.as_object().cloned().unwrap_or_default();
+    let default = match class {
+        "ZeroPadding1D" | "ZeroPadding3D" => Some(("padding", 1)),
+        "Cropping1D" | "Cropping3D" => Some(("cropping", 1)),
+        "UpSampling1D" | "UpSampling3D" => Some(("size", 2)),
+        "MaxPooling1D" | "AveragePooling1D" | "MaxPooling3D" | "AveragePooling3D" => {
+            Some(("pool_size", 2))
         }
         _ => None,
+    };
+    if let Some((field, value)) = default {
+        config.entry(field).or_insert(json!(value));
     }
+    config
 }
 
 /// A 1-D layer: the Keras class, its 2-D twin (config only; no weights), and the
@@ -270,14 +278,7 @@ impl OneD {
         };
         let mut twin_config = Map::new();
         let mut causal = false;
-        let mut config = config.as_object().cloned().unwrap_or_default();
-        for (field, _) in class.fields {
-            if let Some(value) = keras_default(name, field).filter(|_| !config.contains_key(*field))
-            {
-                config.insert(field.to_string(), value);
-            }
-        }
-        for (key, value) in &config {
+        for (key, value) in &with_keras_defaults(name, config) {
             if matches!(key.as_str(), "name" | "trainable" | "dtype") || value.is_null() {
                 twin_config.insert(key.clone(), value.clone());
                 continue;

@@ -16,7 +16,7 @@
 //! 1-D layers cut theirs.
 
 use super::declare;
-use super::one_d::{twin_config_error, twin_shape_error};
+use super::one_d::{twin_config_error, twin_shape_error, with_keras_defaults};
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -98,19 +98,6 @@ const CLASSES: &[Class] = &[
         global: false,
     },
 ];
-
-/// Keras's default of a 3-D class's field where the 2-D twins' defaults do not make it
-/// (the depth twin would pad, pool or repeat along its dummy axis too, and Cropping2D
-/// crops nothing), so that a field left out means what it means in Keras.
-fn keras_default(class: &str, field: &str) -> Option<Value> {
-    match (class, field) {
-        ("ZeroPadding3D", "padding") | ("Cropping3D", "cropping") => Some(json!(1)),
-        ("UpSampling3D", "size") | ("MaxPooling3D" | "AveragePooling3D", "pool_size") => {
-            Some(json!(2))
-        }
-        _ => None,
-    }
-}
 
 /// A 3-D layer: its twin on the slices (none for the global poolings) and its twin along
 /// depth. The layer holds the name; the twins carry it too, for their errors.
@@ -194,14 +181,7 @@ impl ThreeD {
             message,
         };
         let (mut plane, mut depth) = (Map::new(), Map::new());
-        let mut config = config.as_object().cloned().unwrap_or_default();
-        for (field, _) in class.fields {
-            if let Some(value) = keras_default(name, field).filter(|_| !config.contains_key(*field))
-            {
-                config.insert(field.to_string(), value);
-            }
-        }
-        for (key, value) in &config {
+        for (key, value) in &with_keras_defaults(name, config) {
             let spatial = if matches!(key.as_str(), "name" | "trainable" | "dtype") {
                 Same
             } else {

@@ -44,6 +44,41 @@ fn sizes(layer: &dyn Layer, config: &Value, field: &str, count: usize) -> Result
     }
 }
 
+/// An error naming `axis` unless the config's `axis` (a number or a list of one; Keras's
+/// −1 when absent) is the last of `rank` axes: the normalizations and Softmax are
+/// exported over the channels only.
+fn require_last_axis(layer: &dyn Layer, config: &Value, rank: usize) -> Result<()> {
+    let axis = match config.get("axis") {
+        None => Some(-1),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
+        _ => None,
+    };
+    match axis {
+        Some(a) if a == -1 || a == rank as i64 - 1 => Ok(()),
+        _ => Err(unsupported_field(layer, "axis", config.get("axis"))),
+    }
+}
+
+/// A normalization's `gamma` and `beta` over `channels`, ones and zeros where the config
+/// turns `scale` or `center` off (Keras then has no such weight).
+fn scale_and_offset(
+    layer: &dyn Layer,
+    config: &Value,
+    channels: usize,
+) -> Result<(Tensor, Tensor)> {
+    let flag = |f: &str| config.get(f).and_then(Value::as_bool).unwrap_or(true);
+    let gamma = match flag("scale") {
+        true => Graph::weight(layer, "gamma")?,
+        false => Tensor::full([channels], 1.0),
+    };
+    let beta = match flag("center") {
+        true => Graph::weight(layer, "beta")?,
+        false => Tensor::zeros([channels]),
+    };
+    Ok((gamma, beta))
+}
+
 fn unsupported_field(layer: &dyn Layer, field: &str, value: Option<&Value>) -> Error {
     Error::unsupported(format!(
         "layer '{}' ({}): field '{field}' = {} has no ONNX form in convnet's export",
@@ -438,29 +473,10 @@ impl Graph {
         x: &Val,
         out: &Shape,
     ) -> Result<Val> {
-        let axis = match config.get("axis") {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
-            _ => None,
-        };
-        let last = x.rank() as i64 - 1;
-        if !matches!(axis, Some(a) if a == -1 || a == last) {
-            return Err(unsupported_field(layer, "axis", config.get("axis")));
-        }
+        require_last_axis(layer, config, x.rank())?;
         let x = self.inner(x);
         let mean = Self::weight(layer, "moving_mean")?;
-        let channels = mean.len();
-        let flag = |f: &str| config.get(f).and_then(Value::as_bool).unwrap_or(true);
-        let gamma = if flag("scale") {
-            Self::weight(layer, "gamma")?
-        } else {
-            Tensor::full([channels], 1.0)
-        };
-        let beta = if flag("center") {
-            Self::weight(layer, "beta")?
-        } else {
-            Tensor::zeros([channels])
-        };
+        let (gamma, beta) = scale_and_offset(layer, config, mean.len())?;
         let base = layer.name();
         let inputs = [
             x.name.clone(),
@@ -830,10 +846,7 @@ impl Graph {
             }
             "Softmax" => {
                 let x = one();
-                let axis = config.get("axis").and_then(Value::as_i64).unwrap_or(-1);
-                if axis != -1 && axis != x.rank() as i64 - 1 {
-                    return Err(unsupported_field(layer, "axis", config.get("axis")));
-                }
+                require_last_axis(layer, &config, x.rank())?;
                 self.activation(layer, "softmax", x, &base)
             }
             "Flatten" => {
@@ -853,14 +866,7 @@ impl Graph {
             }
             "UnitNormalization" => {
                 let x = self.in_layout(&xs[0], Layout::Keras);
-                let axis = match config.get("axis") {
-                    Some(Value::Number(n)) => n.as_i64(),
-                    Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
-                    _ => None,
-                };
-                if !matches!(axis, Some(a) if a == -1 || a == x.rank() as i64 - 1) {
-                    return Err(unsupported_field(layer, "axis", config.get("axis")));
-                }
+                require_last_axis(layer, &config, x.rank())?;
                 // Keras: x · rsqrt(max(Σx², 1e-12)) along the last axis.
                 let squares = self.node(
                     "Mul",
@@ -1079,27 +1085,9 @@ impl Graph {
             }
             "LayerNormalization" => {
                 let x = self.in_layout(&xs[0], Layout::Keras);
-                let last = x.rank() as i64 - 1;
-                let axis = match config.get("axis") {
-                    Some(Value::Number(n)) => n.as_i64(),
-                    Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
-                    _ => None,
-                };
-                if !matches!(axis, Some(a) if a == -1 || a == last) {
-                    return Err(unsupported_field(layer, "axis", config.get("axis")));
-                }
+                require_last_axis(layer, &config, x.rank())?;
                 let channels = x.shape.last().copied().flatten().unwrap_or(1);
-                let flag = |f: &str| config.get(f).and_then(Value::as_bool).unwrap_or(true);
-                let gamma = if flag("scale") {
-                    Self::weight(layer, "gamma")?
-                } else {
-                    Tensor::full([channels], 1.0)
-                };
-                let beta = if flag("center") {
-                    Self::weight(layer, "beta")?
-                } else {
-                    Tensor::zeros([channels])
-                };
+                let (gamma, beta) = scale_and_offset(layer, &config, channels)?;
                 let g = self.constant(&format!("{base}_gamma"), &gamma);
                 let b = self.constant(&format!("{base}_beta"), &beta);
                 let epsilon = config
@@ -1120,10 +1108,7 @@ impl Graph {
             }
             "GroupNormalization" => {
                 let x = self.inner(&xs[0]);
-                let axis = config.get("axis").and_then(Value::as_i64).unwrap_or(-1);
-                if axis != -1 && axis != x.rank() as i64 - 1 {
-                    return Err(unsupported_field(layer, "axis", config.get("axis")));
-                }
+                require_last_axis(layer, &config, x.rank())?;
                 let channels = x.shape.last().copied().flatten().unwrap_or(1);
                 let groups = config.get("groups").and_then(Value::as_u64).unwrap_or(32) as usize;
                 let epsilon = config
