@@ -5,11 +5,12 @@
 
 Each keras.applications network is built by convnet (random weights), timed by
 `convnet bench` (inference at batch 1, and at batch 16 for ResNet50), and exported with
-`convnet export` to ONNX, which ONNX Runtime times with all its graph optimizations on
-(Conv+BatchNorm folding, fused activations; `bench/peers/onnxruntime_bench.py`). Both
-time a warm call on one input, take the median, and use the same thread count; the
-rounds alternate the engines. PATH is a Python with `onnxruntime` and `numpy`.
-Prints a Markdown table of the medians and the ratio convnet / ONNX Runtime.
+`convnet export` to ONNX, which ONNX Runtime times at each of its graph optimization
+levels (`all`: Conv+BatchNorm folding and fused activations; `basic`; `disabled`;
+`bench/peers/onnxruntime_bench.py`). Both time a warm call on one input, take the
+median, and use the same thread count; the rounds alternate the engines. PATH is a
+Python with `onnxruntime` and `numpy`. Prints a Markdown table of the medians, each
+ONNX Runtime level's, and the ratio convnet / the fastest level.
 """
 
 import argparse
@@ -47,8 +48,12 @@ def convnet_ms(network, batch, threads):
     return float(times[-1])
 
 
-def ort_ms(python, onnx, batch, threads):
-    text = output([python, ORT_BENCH, onnx, "--batch", str(batch), "--threads", str(threads)])
+LEVELS = ["all", "basic", "disabled"]
+
+
+def ort_ms(python, onnx, batch, threads, level):
+    text = output([python, ORT_BENCH, onnx, "--batch", str(batch), "--threads", str(threads),
+                   "--optimization", level])
     return float(text.split()[-1])
 
 
@@ -66,15 +71,19 @@ def main():
             onnx = os.path.join(tmp, f"{network}.onnx")
             if not os.path.exists(onnx):
                 output([CONVNET, "export", network, onnx], env=env)
-            ours, theirs = [], []
+            ours, theirs = [], {level: [] for level in LEVELS}
             for _ in range(a.rounds):
                 ours.append(convnet_ms(network, batch, a.threads))
-                theirs.append(ort_ms(a.python, onnx, batch, a.threads))
-            c, o = statistics.median(ours), statistics.median(theirs)
-            print(f"{name}: convnet {c:.2f} ms, ONNX Runtime {o:.2f} ms", file=sys.stderr, flush=True)
-            rows.append(f"| {name} | {c:.2f} | {o:.2f} | {c / o:.2f} |")
-    print("| workload | convnet ms | ONNX Runtime ms | convnet / ONNX Runtime |")
-    print("|---|---:|---:|---:|")
+                for level in LEVELS:
+                    theirs[level].append(ort_ms(a.python, onnx, batch, a.threads, level))
+            c = statistics.median(ours)
+            peer = {level: statistics.median(t) for level, t in theirs.items()}
+            best = min(peer, key=peer.get)
+            print(f"{name}: convnet {c:.2f} ms, ONNX Runtime {peer}", file=sys.stderr, flush=True)
+            cells = " | ".join(f"{peer[level]:.2f}" for level in LEVELS)
+            rows.append(f"| {name} | {c:.2f} | {cells} | {c / peer[best]:.2f} ({best}) |")
+    print("| workload | convnet ms | ORT all ms | ORT basic ms | ORT disabled ms | convnet / fastest ORT |")
+    print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 

@@ -2,10 +2,11 @@
 """Times an ONNX file in ONNX Runtime as convnet's inference is timed: a batch of zeros
 in the model's NHWC input shape, warm-up runs first, then the median of the timed runs.
 
-    python onnxruntime_bench.py MODEL.onnx --batch 1 --threads 2 [--runs 20]
+    python onnxruntime_bench.py MODEL.onnx --batch 1 --threads 2 [--runs 20] [--optimization all]
 
-Prints one line: `ms <median milliseconds>`. ONNX Runtime runs with all graph
-optimizations (its default, ORT_ENABLE_ALL) and the given intra-op thread count.
+Prints one line: `ms <median milliseconds>`. ONNX Runtime runs with the given graph
+optimization level (`all`, its default, which folds BatchNormalization into the
+convolutions and fuses activations; `basic`; or `disabled`) and intra-op thread count.
 """
 import argparse
 import statistics
@@ -21,11 +22,16 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--optimization", choices=["all", "basic", "disabled"], default="all")
     a = p.parse_args()
     options = ort.SessionOptions()
     options.intra_op_num_threads = a.threads
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[a.optimization]
     session = ort.InferenceSession(a.model, options, providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     shape = [a.batch] + [d if isinstance(d, int) else 1 for d in inp.shape[1:]]
