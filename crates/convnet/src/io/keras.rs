@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 pub const KERAS_VERSION: &str = "3.15.1";
 
 impl Model {
-    /// Loads a model file: `.keras`, legacy `.h5`, or a Keras `config.json`: the
-    /// architecture and weights. [`CompiledModel::load`] also restores the compile
+    /// Loads a model file: `.keras`, legacy `.h5`, a Keras `config.json`, or an ONNX
+    /// CNN (`.onnx`, read as Keras layers with NHWC input): the architecture and
+    /// weights. [`CompiledModel::load`] also restores the compile
     /// configuration and optimizer state.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         load_model(path.as_ref())
@@ -149,7 +150,13 @@ pub fn load_model_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
 }
 
 pub(crate) fn load_parts(bytes: Vec<u8>, origin: &Path) -> Result<(Model, Option<Compiled>)> {
-    if bytes.starts_with(ZIP_MAGIC) {
+    let onnx_extension = origin
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    // An ONNX file is a protobuf whose first field is usually ir_version (tag 1, varint).
+    if onnx_extension || bytes.first() == Some(&0x08) {
+        Ok((super::onnx::load_onnx_bytes(&bytes, origin)?, None))
+    } else if bytes.starts_with(ZIP_MAGIC) {
         load_keras(&bytes, origin)
     } else if bytes.starts_with(HDF5_MAGIC) {
         load_legacy_h5(bytes, origin)
@@ -163,7 +170,7 @@ pub(crate) fn load_parts(bytes: Vec<u8>, origin: &Path) -> Result<(Model, Option
     } else {
         Err(Error::file(
             origin,
-            "not a model file: expected a .keras (zip), a legacy .h5 (HDF5) or a config.json",
+            "not a model file: expected a .keras (zip), a legacy .h5 (HDF5), a config.json or an .onnx file",
         ))
     }
 }

@@ -153,6 +153,7 @@ impl Graph {
             name: Some(output.clone()),
             op_type: Some(op.into()),
             attribute: attributes,
+            domain: None,
         });
         output
     }
@@ -165,6 +166,7 @@ impl Graph {
             data_type: Some(FLOAT),
             name: Some(name.clone()),
             raw_data: Some(bytes),
+            ..Default::default()
         });
         name
     }
@@ -176,6 +178,7 @@ impl Graph {
             data_type: Some(INT64),
             name: Some(name.clone()),
             raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ..Default::default()
         });
         name
     }

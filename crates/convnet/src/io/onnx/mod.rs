@@ -1,12 +1,16 @@
 //! ONNX, the format runtimes share (ONNX Runtime, OpenVINO, TensorRT, browsers,
 //! phones): a model written as a standard operator graph, NHWC at its edges like the
-//! Keras model and NCHW inside.
+//! Keras model and NCHW inside; and ONNX CNNs (PyTorch's exports, NCHW) read as Keras
+//! models with NHWC input.
 
 mod export;
+mod import;
 mod layers;
+mod operators;
 pub mod proto;
 
 pub use export::{to_onnx, OnnxOptions};
+pub use import::{load_onnx, load_onnx_bytes};
 
 use super::keras::write_atomically;
 use crate::error::Result;

@@ -1,11 +1,15 @@
-//! The ONNX messages convnet writes, as prost types: the part of `onnx.proto` (proto2,
-//! IR version 8 and later) that a CNN's graph needs. The field numbers are ONNX's;
-//! fields convnet never sets are left out, and prost skips them when reading.
+//! The ONNX messages convnet writes and reads, as prost types: the part of `onnx.proto`
+//! (proto2, IR version 3 and later) that a CNN's graph needs. The field numbers are
+//! ONNX's; fields convnet neither writes nor reads are left out, and prost skips them
+//! when reading. prost checks every length-delimited field against the bytes left
+//! before allocating it, so a file's declared sizes never allocate more than the file.
 
 use prost::Message;
 
 /// `TensorProto.DataType.FLOAT`.
 pub const FLOAT: i32 = 1;
+/// `TensorProto.DataType.INT32`.
+pub const INT32: i32 = 6;
 /// `TensorProto.DataType.INT64`.
 pub const INT64: i32 = 7;
 
@@ -17,6 +21,10 @@ pub mod attribute_type {
     pub const INT: i32 = 2;
     /// One string.
     pub const STRING: i32 = 3;
+    /// A tensor.
+    pub const TENSOR: i32 = 4;
+    /// A list of floats.
+    pub const FLOATS: i32 = 6;
     /// A list of integers.
     pub const INTS: i32 = 7;
 }
@@ -90,6 +98,9 @@ pub struct NodeProto {
     /// Its attributes.
     #[prost(message, repeated, tag = "5")]
     pub attribute: Vec<AttributeProto>,
+    /// The operator set's domain: empty (or `ai.onnx`) for ONNX's own operators.
+    #[prost(string, optional, tag = "7")]
+    pub domain: Option<String>,
 }
 
 /// `AttributeProto`: a named constant argument of an operator.
@@ -107,6 +118,12 @@ pub struct AttributeProto {
     /// A string.
     #[prost(bytes = "vec", optional, tag = "4")]
     pub s: Option<Vec<u8>>,
+    /// A tensor (`Constant`'s `value`).
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
+    /// Floats.
+    #[prost(float, repeated, packed = "false", tag = "7")]
+    pub floats: Vec<f32>,
     /// Integers.
     #[prost(int64, repeated, packed = "false", tag = "8")]
     pub ints: Vec<i64>,
@@ -115,7 +132,8 @@ pub struct AttributeProto {
     pub r#type: Option<i32>,
 }
 
-/// `TensorProto`: a constant tensor, its values as little-endian bytes.
+/// `TensorProto`: a constant tensor. convnet writes its values as little-endian bytes;
+/// files may also hold them in the typed fields or in a file beside the model.
 #[derive(Clone, PartialEq, Message)]
 pub struct TensorProto {
     /// Its shape.
@@ -124,12 +142,43 @@ pub struct TensorProto {
     /// Its element type ([`FLOAT`], [`INT64`]).
     #[prost(int32, optional, tag = "2")]
     pub data_type: Option<i32>,
+    /// FLOAT values, when not in `raw_data`.
+    #[prost(float, repeated, tag = "4")]
+    pub float_data: Vec<f32>,
+    /// INT32 (and smaller integer) values, when not in `raw_data`.
+    #[prost(int32, repeated, tag = "5")]
+    pub int32_data: Vec<i32>,
+    /// INT64 values, when not in `raw_data`.
+    #[prost(int64, repeated, tag = "7")]
+    pub int64_data: Vec<i64>,
     /// The value name it defines.
     #[prost(string, optional, tag = "8")]
     pub name: Option<String>,
     /// The values, little-endian.
     #[prost(bytes = "vec", optional, tag = "9")]
     pub raw_data: Option<Vec<u8>>,
+    /// Where the values are when `data_location` is [`EXTERNAL`]: `location` (a file
+    /// beside the model), `offset` and `length` in bytes.
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
+    /// [`EXTERNAL`] when the values are in another file.
+    #[prost(int32, optional, tag = "14")]
+    pub data_location: Option<i32>,
+}
+
+/// `TensorProto.DataLocation.EXTERNAL`: the values are in a file beside the model
+/// (what `torch.onnx.export` writes by default).
+pub const EXTERNAL: i32 = 1;
+
+/// `StringStringEntryProto`: a key and its value.
+#[derive(Clone, PartialEq, Message)]
+pub struct StringStringEntryProto {
+    /// The key.
+    #[prost(string, optional, tag = "1")]
+    pub key: Option<String>,
+    /// The value.
+    #[prost(string, optional, tag = "2")]
+    pub value: Option<String>,
 }
 
 /// `ValueInfoProto`: a graph input's or output's name and type.
