@@ -11,7 +11,7 @@ use convnet::{Error, Tensor};
 pub struct Args {
     #[command(subcommand)]
     what: Option<What>,
-    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    /// A model file (.keras, .h5, config.json, .onnx) or a built-in model name.
     model: Option<String>,
     /// With a model: also print the memory a call on a batch of N needs (each layer's
     /// output, inference's and training's peaks) against the budget.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    /// A model file (.keras, .h5, config.json, .onnx) or a built-in model name.
     model: String,
     /// Where to write it: an .onnx file.
     output: PathBuf,

@@ -38,7 +38,7 @@ enum Command {
     Predict(predict::Args),
     /// Print a model's summary as Keras prints it.
     Summary(summary::Args),
-    /// Convert a model file (.h5, .keras, config.json) to a .keras file.
+    /// Convert a model file (.h5, .keras, config.json, .onnx) to a .keras file.
     Convert(summary::ConvertArgs),
     /// Write a model as an ONNX file (ONNX Runtime, OpenVINO, TensorRT, …).
     Export(export::Args),

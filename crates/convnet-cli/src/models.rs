@@ -23,7 +23,7 @@ pub fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// A MODEL argument: a model file (.keras, .h5, config.json), a built-in name, or a
+/// A MODEL argument: a model file (.keras, .h5, config.json, .onnx), a built-in name, or a
 /// keras.applications name, alone (`resnet50`) or called as in Keras
 /// (`ResNet50(include_top=False, pooling="avg")`).
 pub fn resolve(model: &str) -> Result<Model, Error> {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model file (.keras, .h5, config.json), a built-in model name, or a
+    /// A model file (.keras, .h5, config.json, .onnx), a built-in model name, or a
     /// keras.applications name (`resnet50`, or `"ResNet50(include_top=False)"`).
     model: String,
     /// A weight file to load into the model first: Keras's ImageNet weight files

@@ -45,7 +45,7 @@ pub fn filter(args: FilterArgs) -> Result<(), Error> {
 
 #[derive(clap::Args)]
 pub struct VisualizeArgs {
-    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    /// A model file (.keras, .h5, config.json, .onnx) or a built-in model name.
     model: String,
     /// An image to show the feature maps for (resized to the model's input).
     #[arg(long)]

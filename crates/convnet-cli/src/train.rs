@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// A model file (.keras, .h5, config.json) or a built-in model name.
+    /// A model file (.keras, .h5, config.json, .onnx) or a built-in model name.
     #[arg(default_value = "fmnist-cnn")]
     model: String,
     /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files or of class
@@ -275,7 +275,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
 
 #[derive(clap::Args)]
 pub struct EvaluateArgs {
-    /// A model file (.keras, .h5, config.json).
+    /// A model file (.keras, .h5, config.json, .onnx).
     model: String,
     /// fashion-mnist, fashion-mnist-sample, mnist, a folder of IDX files or of class
     /// folders of images, an .npz file, or X.npy (with --labels).

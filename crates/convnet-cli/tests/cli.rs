@@ -1264,3 +1264,39 @@ fn export_writes_onnx_and_names_what_it_refuses() {
     let out = run(&["export", "fmnist-cnn", path(&onnx), "--batch", "0"]);
     assert_clean_failure(&out, &["--batch", "'0'"]);
 }
+
+/// A PyTorch CNN's ONNX file goes through the subcommands like a Keras file: summary,
+/// predict (NHWC input), convert to .keras (which predicts the same), export back to
+/// ONNX; a broken one is one clear line naming it.
+#[test]
+fn onnx_files_work_in_every_subcommand() {
+    let dir = scratch("onnx-import");
+    let onnx = golden("onnx_import/custom_cnn.onnx");
+    let summary = run_ok(&["summary", path(&onnx)]);
+    assert!(summary.contains("DepthwiseConv2D") && summary.contains("(None, 16, 16, 3)"), "{summary}");
+    let x = Tensor::read_npy(golden("onnx_import/custom_cnn_input.npy")).unwrap();
+    // NCHW (1, 3, 16, 16) to NHWC.
+    let d = x.data();
+    let nhwc: Vec<f32> = (0..16 * 16 * 3)
+        .map(|i| d[(i % 3) * 256 + i / 3])
+        .collect();
+    let input = dir.join("x.npy");
+    Tensor::new(vec![1, 16, 16, 3], nhwc).unwrap().write_npy(&input).unwrap();
+    let predicted = |model: &Path, name: &str| {
+        let out = dir.join(name);
+        run_ok(&["predict", path(model), "--input", path(&input), "--output", path(&out)]);
+        Tensor::read_npy(&out).unwrap()
+    };
+    let from_onnx = predicted(&onnx, "onnx.npy");
+    let torch = Tensor::read_npy(golden("onnx_import/custom_cnn_torch.npy")).unwrap();
+    assert!(relative_error(&from_onnx, &torch) < 1e-5);
+    let keras = dir.join("custom_cnn.keras");
+    run_ok(&["convert", path(&onnx), path(&keras)]);
+    assert_eq!(predicted(&keras, "keras.npy").data(), from_onnx.data());
+    let back = dir.join("back.onnx");
+    run_ok(&["export", path(&keras), path(&back)]);
+    assert!(relative_error(&predicted(&back, "back.npy"), &torch) < 1e-5);
+    let broken = dir.join("broken.onnx");
+    std::fs::write(&broken, &std::fs::read(&onnx).unwrap()[..1000]).unwrap();
+    assert_clean_failure(&run(&["summary", path(&broken)]), &["broken.onnx"]);
+}

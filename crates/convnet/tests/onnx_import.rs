@@ -101,6 +101,34 @@ fn a_small_pytorch_cnn_predicts_as_in_pytorch() {
     }
 }
 
+/// The operators PyTorch's CNNs above leave out (`scripts/make_onnx_operator_cases.py`),
+/// each graph against ONNX Runtime's output. Inputs and outputs are in the graph's own
+/// layout: NCHW ones are turned to NHWC for convnet.
+#[test]
+fn each_imported_operator_computes_as_in_onnx_runtime() {
+    let dir = golden("operators");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".onnx").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in names {
+        let model = Model::load(dir.join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let x = Tensor::read_npy(dir.join(format!("{name}_input.npy"))).unwrap();
+        let keras_input: Vec<usize> = model.input_shapes()[0].iter().skip(1).map(|d| d.unwrap()).collect();
+        let x = if x.shape()[1..] == keras_input[..] { x } else { to_nhwc(&x) };
+        let want = Tensor::read_npy(dir.join(format!("{name}_onnxruntime.npy"))).unwrap();
+        let got = model.predict(&[x], 8).unwrap().remove(0);
+        let want = if got.shape() == want.shape() { want } else { to_nhwc(&want) };
+        let error = relative_error(&got, &want);
+        assert!(error <= 1e-5, "{name}: {error:e} from ONNX Runtime");
+    }
+}
+
 #[test]
 fn an_imported_cnn_saves_as_keras_and_reads_back_the_same() {
     let dir = golden("");

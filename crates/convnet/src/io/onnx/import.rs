@@ -236,13 +236,8 @@ fn import(proto: &ModelProto, folder: &Path, origin: &Path) -> Result<Model> {
         return Err(Error::format("the graph has no input that is not an initializer"));
     }
     for node in in_order(graph, &importer.values)? {
-        let outputs = translate(&mut importer, node).map_err(|e| {
-            Error::format(format!(
-                "node '{}' ({}): {e}",
-                node.name.as_deref().unwrap_or(""),
-                node.op_type.as_deref().unwrap_or("")
-            ))
-        })?;
+        let outputs = translate(&mut importer, node)
+            .map_err(|e| Error::format(format!("{}: {e}", describe(node))))?;
         for (name, value) in node.output.iter().zip(outputs) {
             if !name.is_empty() {
                 importer.values.insert(name.clone(), value);
@@ -334,6 +329,18 @@ pub(super) fn is_to_nchw(node: &NodeProto) -> bool {
             .any(|a| a.name.as_deref() == Some("perm") && a.ints == [0, 3, 1, 2])
 }
 
+/// A node as errors name it: by its name, or by the value it writes when it has none.
+pub(super) fn describe(node: &NodeProto) -> String {
+    let op = node.op_type.as_deref().unwrap_or("");
+    match node.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => format!("node '{name}' ({op})"),
+        None => format!(
+            "the {op} node writing '{}'",
+            node.output.first().map(String::as_str).unwrap_or("")
+        ),
+    }
+}
+
 /// A graph input's Keras shape (NHWC for an image) and its batch size when fixed.
 fn input_shape(
     info: &ValueInfoProto,
@@ -399,8 +406,8 @@ fn in_order<'g>(
         for out in node.output.iter().filter(|o| !o.is_empty()) {
             if known.contains_key(out) || writer.insert(out, i).is_some() {
                 return Err(Error::format(format!(
-                    "value '{out}' is written twice (again by node '{}')",
-                    node.name.as_deref().unwrap_or("")
+                    "value '{out}' is written twice (again by {})",
+                    describe(node)
                 )));
             }
         }
@@ -414,8 +421,8 @@ fn in_order<'g>(
                 readers.entry(w).or_default().push(i);
             } else if !known.contains_key(input) {
                 return Err(Error::format(format!(
-                    "node '{}' reads '{input}', which no node, input or initializer defines",
-                    node.name.as_deref().unwrap_or("")
+                    "{} reads '{input}', which no node, input or initializer defines",
+                    describe(node)
                 )));
             }
         }
@@ -433,8 +440,8 @@ fn in_order<'g>(
     }
     if let Some(stuck) = (0..graph.node.len()).find(|&i| waiting[i] > 0) {
         return Err(Error::format(format!(
-            "the graph has a cycle: node '{}' reads a value that depends on its own output",
-            graph.node[stuck].name.as_deref().unwrap_or("")
+            "the graph has a cycle: {} reads a value that depends on its own output",
+            describe(&graph.node[stuck])
         )));
     }
     Ok(order)

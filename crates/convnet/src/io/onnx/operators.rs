@@ -100,8 +100,8 @@ struct NodeImport<'a> {
 
 /// Keras's `same` padding of one axis: (before, after).
 fn same_pads(input: usize, window: usize, stride: usize) -> (usize, usize) {
-    let out = input.div_ceil(stride);
-    let total = ((out - 1) * stride + window).saturating_sub(input);
+    let out = input.div_ceil(stride.max(1));
+    let total = (out.saturating_sub(1) * stride + window).saturating_sub(input);
     (total / 2, total - total / 2)
 }
 
