@@ -6,9 +6,10 @@ use convnet::callbacks::{BackupAndRestore, CSVLogger, Callback, SaveFreq, Tensor
 use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::model::Model;
-use convnet::train::{Compiled, CompiledModel, FitOptions, LossFn, Optimizer};
+use convnet::train::{Communicator, Compiled, CompiledModel, FitOptions, LossFn, Optimizer};
 use convnet::Error;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -81,6 +82,41 @@ pub struct TrainArgs {
     /// 0 silent, 1 progress bar, 2 one line per epoch.
     #[arg(long, default_value_t = 1)]
     verbose: u8,
+    /// Train data-parallel over MPI, one rank per process that `mpirun -np N` started:
+    /// --batch-size is the global batch, each rank takes its slice, and only rank 0
+    /// prints and writes files. A build with the `mpi` feature does this by itself
+    /// when started by mpirun; a build without it refuses the flag.
+    #[arg(long)]
+    distributed: bool,
+    /// In a distributed run, BatchNormalization normalizes by the whole global batch's
+    /// statistics (pooled over the ranks) instead of each rank's slice.
+    #[arg(long)]
+    sync_batch_norm: bool,
+}
+
+/// The ranks of a distributed run: MPI's when this build has it and was asked or
+/// started by an MPI launcher; None for one process.
+fn communicator(args: &TrainArgs) -> Result<Option<Arc<dyn Communicator>>, Error> {
+    #[cfg(feature = "mpi")]
+    {
+        use convnet::train::MpiCommunicator;
+        if args.distributed || MpiCommunicator::launched() {
+            let comm: Arc<dyn Communicator> = Arc::new(MpiCommunicator::init()?);
+            return Ok(Some(comm));
+        }
+        Ok(None)
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        if args.distributed {
+            return Err(Error::invalid(
+                "--distributed",
+                "this convnet was built without MPI: build it with `cargo build --release --features mpi` \
+                 (MPICH: apt-get install mpich libmpich-dev clang) and start it with mpirun",
+            ));
+        }
+        Ok(None)
+    }
 }
 
 /// Compiles `model` unless it came compiled, nothing overrides its settings and its
@@ -153,6 +189,33 @@ fn parse_augment(spec: Option<&str>) -> Result<Augmentation, Error> {
 }
 
 pub fn train(args: TrainArgs) -> Result<(), Error> {
+    let comm = communicator(&args)?;
+    match &comm {
+        Some(comm) if comm.size() > 1 => {
+            if args.backup.is_some() {
+                return Err(Error::invalid(
+                    "--backup",
+                    "a distributed run does not back up its state yet: run it without --backup",
+                ));
+            }
+            let rank = comm.rank();
+            // An error on one rank ends every rank: the others would wait for it in
+            // the next allreduce forever.
+            train_ranks(args, Some(comm.clone())).or_else(|e| {
+                eprintln!("convnet: rank {rank}: {e}");
+                comm.abort(1)
+            })
+        }
+        _ => train_ranks(args, None),
+    }
+}
+
+fn train_ranks(args: TrainArgs, comm: Option<Arc<dyn Communicator>>) -> Result<(), Error> {
+    // Only rank 0 speaks and writes files.
+    let lead = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    macro_rules! say {
+        ($($arg:tt)*) => { if lead { println!($($arg)*) } };
+    }
     // Fail on an unwritable destination before spending the training time.
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
@@ -165,7 +228,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     set_random_seed(args.seed);
     let (mut model, saved) = super::models::resolve_with_compile(&args.model)?;
     let data = data::load(&args.data, args.labels.as_deref(), &model.input_shapes()[0])?;
-    println!("Data: {}", data.description);
+    say!("Data: {}", data.description);
     if let Some(names) = &data.class_names {
         // Kept in the saved model, for `convnet predict --image`, when they name its
         // output's classes one for one.
@@ -175,7 +238,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     }
     if args.adapt {
         let names = model.adapt_input_normalization(&data.x_train)?;
-        println!(
+        say!(
             "Adapted {} to the {} training samples",
             names.join(", "),
             data.x_train.batch_len()
@@ -187,7 +250,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     ] {
         for pattern in patterns {
             let names = model.set_trainable_matching(pattern, trainable)?;
-            println!("{what} {}", names.join(", "));
+            say!("{what} {}", names.join(", "));
         }
     }
     let mut model = compile(
@@ -197,7 +260,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         args.loss.as_deref(),
         !(args.freeze.is_empty() && args.unfreeze.is_empty()),
     )?;
-    if args.verbose > 0 {
+    if args.verbose > 0 && lead {
         model.summary();
     }
     let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
@@ -219,8 +282,12 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     if let Some(dir) = &args.tensorboard {
         callbacks.push(Box::new(TensorBoard::new(dir).histogram_freq(1)));
     }
+    // A distributed run leaves Ctrl-C to mpirun, which ends every rank: a rank
+    // stopping on its own at a step boundary would leave the others waiting.
     let interrupts = Interrupts::install()?;
-    callbacks.push(Box::new(interrupts.clone()));
+    if comm.is_none() {
+        callbacks.push(Box::new(interrupts.clone()));
+    }
     let augment = parse_augment(args.augment.as_deref())?;
     let options = FitOptions {
         batch_size: args.batch_size,
@@ -231,6 +298,8 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         seed: Some(args.seed),
         callbacks,
         augment,
+        communicator: comm.clone(),
+        sync_batch_norm: args.sync_batch_norm,
         ..FitOptions::default()
     };
     let history = match model.fit(&[data.x_train], &[data.y_train], options) {
@@ -256,6 +325,9 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         }
         other => other?,
     };
+    if !lead {
+        return Ok(());
+    }
     if let Some(plot) = &args.plot {
         history.plot(plot)?;
         println!("Drew the training curves in {}", plot.display());

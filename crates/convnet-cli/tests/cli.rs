@@ -1273,18 +1273,29 @@ fn onnx_files_work_in_every_subcommand() {
     let dir = scratch("onnx-import");
     let onnx = golden("onnx_import/custom_cnn.onnx");
     let summary = run_ok(&["summary", path(&onnx)]);
-    assert!(summary.contains("DepthwiseConv2D") && summary.contains("(None, 16, 16, 3)"), "{summary}");
+    assert!(
+        summary.contains("DepthwiseConv2D") && summary.contains("(None, 16, 16, 3)"),
+        "{summary}"
+    );
     let x = Tensor::read_npy(golden("onnx_import/custom_cnn_input.npy")).unwrap();
     // NCHW (1, 3, 16, 16) to NHWC.
     let d = x.data();
-    let nhwc: Vec<f32> = (0..16 * 16 * 3)
-        .map(|i| d[(i % 3) * 256 + i / 3])
-        .collect();
+    let nhwc: Vec<f32> = (0..16 * 16 * 3).map(|i| d[(i % 3) * 256 + i / 3]).collect();
     let input = dir.join("x.npy");
-    Tensor::new(vec![1, 16, 16, 3], nhwc).unwrap().write_npy(&input).unwrap();
+    Tensor::new(vec![1, 16, 16, 3], nhwc)
+        .unwrap()
+        .write_npy(&input)
+        .unwrap();
     let predicted = |model: &Path, name: &str| {
         let out = dir.join(name);
-        run_ok(&["predict", path(model), "--input", path(&input), "--output", path(&out)]);
+        run_ok(&[
+            "predict",
+            path(model),
+            "--input",
+            path(&input),
+            "--output",
+            path(&out),
+        ]);
         Tensor::read_npy(&out).unwrap()
     };
     let from_onnx = predicted(&onnx, "onnx.npy");

@@ -12,6 +12,7 @@ pub mod activations;
 pub mod applications;
 mod buffers;
 pub mod callbacks;
+pub mod collective;
 pub mod constraints;
 pub mod data;
 pub mod error;

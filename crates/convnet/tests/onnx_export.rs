@@ -452,7 +452,11 @@ fn onnx_runtime_predicts_as_convnet_on_every_export() {
 
 /// The largest difference relative to the reference's largest magnitude.
 fn max_relative(got: &Tensor, want: &Tensor) -> f32 {
-    let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let scale = want
+        .data()
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-30);
     got.data()
         .iter()
         .zip(want.data())
@@ -466,9 +470,18 @@ fn round_trip(case: &Case) -> Result<f32, String> {
     let bytes = export(case).map_err(|e| e.to_string())?;
     let origin = std::env::temp_dir().join(format!("{}.onnx", case.name));
     let back = convnet::io::onnx::load_onnx_bytes(&bytes, &origin).map_err(|e| e.to_string())?;
-    let want = case.model.predict(std::slice::from_ref(&case.input), 8).unwrap();
-    let got = back.predict(std::slice::from_ref(&case.input), 8).map_err(|e| e.to_string())?;
-    Ok(got.iter().zip(&want).map(|(g, w)| max_relative(g, w)).fold(0.0, f32::max))
+    let want = case
+        .model
+        .predict(std::slice::from_ref(&case.input), 8)
+        .unwrap();
+    let got = back
+        .predict(std::slice::from_ref(&case.input), 8)
+        .map_err(|e| e.to_string())?;
+    Ok(got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| max_relative(g, w))
+        .fold(0.0, f32::max))
 }
 
 /// The exports convnet does not read back, and what the error names: GELU written as
@@ -512,7 +525,11 @@ fn exports_read_back_as_the_same_model() {
         let expected = NOT_READ_BACK.iter().find(|(name, _)| *name == case.name);
         match (round_trip(&case), expected) {
             (Ok(error), None) => {
-                assert!(error <= 1e-5, "{}: read back, it predicts {error:e} apart", case.name);
+                assert!(
+                    error <= 1e-5,
+                    "{}: read back, it predicts {error:e} apart",
+                    case.name
+                );
                 read_back += 1;
             }
             (Err(message), Some((_, named))) => {

@@ -8,8 +8,8 @@
 //! for `scripts/keras_check_onnx_imports.sh` to load in Keras 3.
 
 use convnet::io::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TypeProto, ValueInfoProto, FLOAT,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
+    ValueInfoProto, FLOAT,
 };
 use convnet::io::onnx::{load_onnx, load_onnx_bytes};
 use convnet::model::Model;
@@ -46,7 +46,11 @@ fn to_nhwc(x: &Tensor) -> Tensor {
 /// The largest difference relative to the reference's largest magnitude.
 fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(got.shape(), want.shape());
-    let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let scale = want
+        .data()
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-30);
     got.data()
         .iter()
         .zip(want.data())
@@ -86,7 +90,10 @@ fn a_small_pytorch_cnn_predicts_as_in_pytorch() {
             "Permute",
             "Dense",
         ] {
-            assert!(classes.iter().any(|c| c == class), "{file}: no {class} in {classes:?}");
+            assert!(
+                classes.iter().any(|c| c == class),
+                "{file}: no {class} in {classes:?}"
+            );
         }
         let grouped = model
             .layers()
@@ -119,11 +126,23 @@ fn each_imported_operator_computes_as_in_onnx_runtime() {
     for name in names {
         let model = Model::load(dir.join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
         let x = Tensor::read_npy(dir.join(format!("{name}_input.npy"))).unwrap();
-        let keras_input: Vec<usize> = model.input_shapes()[0].iter().skip(1).map(|d| d.unwrap()).collect();
-        let x = if x.shape()[1..] == keras_input[..] { x } else { to_nhwc(&x) };
+        let keras_input: Vec<usize> = model.input_shapes()[0]
+            .iter()
+            .skip(1)
+            .map(|d| d.unwrap())
+            .collect();
+        let x = if x.shape()[1..] == keras_input[..] {
+            x
+        } else {
+            to_nhwc(&x)
+        };
         let want = Tensor::read_npy(dir.join(format!("{name}_onnxruntime.npy"))).unwrap();
         let got = model.predict(&[x], 8).unwrap().remove(0);
-        let want = if got.shape() == want.shape() { want } else { to_nhwc(&want) };
+        let want = if got.shape() == want.shape() {
+            want
+        } else {
+            to_nhwc(&want)
+        };
         let error = relative_error(&got, &want);
         assert!(error <= 1e-5, "{name}: {error:e} from ONNX Runtime");
     }
@@ -133,12 +152,16 @@ fn each_imported_operator_computes_as_in_onnx_runtime() {
 fn an_imported_cnn_saves_as_keras_and_reads_back_the_same() {
     let dir = golden("");
     let model = Model::load(dir.join("custom_cnn.onnx")).unwrap();
-    let out = std::env::temp_dir().join(format!("convnet-onnx-import-{}.keras", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("convnet-onnx-import-{}.keras", std::process::id()));
     model.save(&out).unwrap();
     let again = Model::load(&out).unwrap();
     std::fs::remove_file(&out).ok();
     let x = to_nhwc(&Tensor::read_npy(dir.join("custom_cnn_input.npy")).unwrap());
-    let a = model.predict(std::slice::from_ref(&x), 8).unwrap().remove(0);
+    let a = model
+        .predict(std::slice::from_ref(&x), 8)
+        .unwrap()
+        .remove(0);
     let b = again.predict(&[x], 8).unwrap().remove(0);
     assert_eq!(a.data(), b.data());
 }
@@ -226,7 +249,10 @@ fn load_error(proto: &ModelProto) -> String {
         Ok(_) => panic!("a broken file loaded"),
         Err(e) => {
             let message = e.to_string();
-            assert!(message.contains("hostile.onnx"), "the error names no file: {message}");
+            assert!(
+                message.contains("hostile.onnx"),
+                "the error names no file: {message}"
+            );
             message
         }
     }
@@ -238,7 +264,10 @@ fn the_tiny_model_loads() {
     let proto = tiny(vec![node("Relu", "relu", &["x"], "y")], vec![]);
     let origin = std::env::temp_dir().join("tiny.onnx");
     let model = load_onnx_bytes(&proto.encode_to_vec(), &origin).unwrap();
-    assert_eq!(model.input_shapes(), vec![vec![None, Some(8), Some(8), Some(3)]]);
+    assert_eq!(
+        model.input_shapes(),
+        vec![vec![None, Some(8), Some(8), Some(3)]]
+    );
 }
 
 #[test]
@@ -256,7 +285,9 @@ fn truncated_and_foreign_bytes_are_errors_naming_the_file() {
     for (name, contents) in cases {
         let path = dir.join(name);
         std::fs::write(&path, contents).unwrap();
-        let error = Model::load(&path).err().unwrap_or_else(|| panic!("{name} loaded"));
+        let error = Model::load(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"));
         assert!(error.to_string().contains(name), "{name}: {error}");
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -264,16 +295,17 @@ fn truncated_and_foreign_bytes_are_errors_naming_the_file() {
 
 #[test]
 fn declared_sizes_are_checked_against_the_bytes() {
-    let conv = |w: TensorProto| {
-        tiny(
-            vec![node("Conv", "conv", &["x", "w"], "y")],
-            vec![w],
-        )
-    };
+    let conv = |w: TensorProto| tiny(vec![node("Conv", "conv", &["x", "w"], "y")], vec![w]);
     let error = load_error(&conv(weight("w", &[3, 3, 3, 3], 4 * 81 - 4)));
-    assert!(error.contains("tensor 'w'") && error.contains("324"), "{error}");
+    assert!(
+        error.contains("tensor 'w'") && error.contains("324"),
+        "{error}"
+    );
     let error = load_error(&conv(weight("w", &[1 << 40, 1 << 40, 3, 3], 16)));
-    assert!(error.contains("tensor 'w'") && error.contains("overflow"), "{error}");
+    assert!(
+        error.contains("tensor 'w'") && error.contains("overflow"),
+        "{error}"
+    );
     let error = load_error(&conv(weight("w", &[-3, 3, 3, 3], 16)));
     assert!(error.contains("negative"), "{error}");
     let mut external = weight("w", &[3, 3, 3, 3], 0);
@@ -309,9 +341,15 @@ fn cycles_and_undefined_values_are_errors_naming_the_node() {
     assert!(error.contains("cycle"), "{error}");
     let undefined = tiny(vec![node("Relu", "relu", &["nowhere"], "y")], vec![]);
     let error = load_error(&undefined);
-    assert!(error.contains("'relu'") && error.contains("nowhere"), "{error}");
+    assert!(
+        error.contains("'relu'") && error.contains("nowhere"),
+        "{error}"
+    );
     let twice = tiny(
-        vec![node("Relu", "a", &["x"], "y"), node("Relu", "b", &["x"], "y")],
+        vec![
+            node("Relu", "a", &["x"], "y"),
+            node("Relu", "b", &["x"], "y"),
+        ],
         vec![],
     );
     assert!(load_error(&twice).contains("written twice"));
@@ -321,7 +359,10 @@ fn cycles_and_undefined_values_are_errors_naming_the_node() {
 fn operators_without_a_keras_form_are_refused_by_name() {
     let unknown = tiny(vec![node("NonMaxSuppression", "nms", &["x"], "y")], vec![]);
     let error = load_error(&unknown);
-    assert!(error.contains("'nms'") && error.contains("NonMaxSuppression"), "{error}");
+    assert!(
+        error.contains("'nms'") && error.contains("NonMaxSuppression"),
+        "{error}"
+    );
     let mut pool = node("MaxPool", "pool", &["x"], "y");
     pool.attribute = vec![
         AttributeProto {
@@ -343,13 +384,19 @@ fn operators_without_a_keras_form_are_refused_by_name() {
     // Padding (1, 1) at stride 2 is not Keras's `same` (0, 1), and zeros could win the
     // max of a raw input (which may be negative): no Keras form.
     let error = load_error(&tiny(vec![pool.clone()], vec![]));
-    assert!(error.contains("'pool'") && error.contains("negative"), "{error}");
+    assert!(
+        error.contains("'pool'") && error.contains("negative"),
+        "{error}"
+    );
     // After a ReLU the zeros can never win, and it imports.
     let relu_then_pool = tiny(
-        vec![node("Relu", "relu", &["x"], "r"), NodeProto {
-            input: vec!["r".into()],
-            ..pool
-        }],
+        vec![
+            node("Relu", "relu", &["x"], "r"),
+            NodeProto {
+                input: vec!["r".into()],
+                ..pool
+            },
+        ],
         vec![],
     );
     let origin = std::env::temp_dir().join("pool.onnx");
@@ -368,11 +415,16 @@ fn torchvision_cnns_predict_as_in_pytorch() {
     for case in ["custom_cnn", "resnet18", "mobilenet_v2"] {
         for file in [format!("{case}.onnx"), format!("{case}_legacy.onnx")] {
             let model = check_against_torch(&dir, &file, case, 1e-5);
-            println!("{file}: {} layers, {} params", model.layers().count(), model.count_params());
+            println!(
+                "{file}: {} layers, {} params",
+                model.layers().count(),
+                model.count_params()
+            );
         }
         let model = load_onnx(&dir.join(format!("{case}.onnx"))).unwrap();
         model.save(dir.join(format!("{case}.keras"))).unwrap();
         let x = to_nhwc(&Tensor::read_npy(dir.join(format!("{case}_input.npy"))).unwrap());
-        x.write_npy(dir.join(format!("{case}_input_nhwc.npy"))).unwrap();
+        x.write_npy(dir.join(format!("{case}_input_nhwc.npy")))
+            .unwrap();
     }
 }

@@ -84,6 +84,10 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
+    fn writes_files(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, _ctx: &mut TrainContext) -> Result<()> {
         self.monitor.best = None;
         Ok(())
@@ -191,6 +195,10 @@ impl BackupAndRestore {
 }
 
 impl Callback for BackupAndRestore {
+    fn writes_files(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, ctx: &mut TrainContext) -> Result<()> {
         if self.save_freq == SaveFreq::Steps(0) {
             return Err(Error::invalid(

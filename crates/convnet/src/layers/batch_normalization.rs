@@ -7,6 +7,7 @@
 
 use super::declare::{self, AlwaysFalse, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use crate::collective::Communicator;
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
@@ -65,14 +66,46 @@ pub struct BatchNormalization {
     /// Keras's `gamma_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub gamma_constraint: Option<Constraint>,
+    /// Keras's `synchronized`: in a data-parallel run, normalize by the statistics of the
+    /// whole global batch (pooled over the ranks) rather than each rank's slice.
     #[serde(default)]
-    synchronized: bool,
+    pub synchronized: bool,
+    /// The ranks a synchronized layer pools over, set by a data-parallel `fit`.
+    #[serde(skip)]
+    ranks: crate::collective::Ranks,
     #[serde(default)]
     renorm: AlwaysFalse,
     #[serde(default)]
     renorm_clipping: NullOnly,
     #[serde(default = "point_99")]
     renorm_momentum: f64,
+}
+
+/// Per-channel mean and variance over every rank's slice of the batch (sums and sums
+/// of squares pooled in f64), and this rank's share of the samples.
+fn pooled_moments(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    ranks: &dyn Communicator,
+) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+    let mut sums = vec![0.0f64; 2 * channels + 1];
+    norm::for_each_channel(x, channels, inner, |ch, v| {
+        sums[ch] += f64::from(v);
+        sums[channels + ch] += f64::from(v) * f64::from(v);
+    });
+    let local = (x.len() / channels.max(1)) as f64;
+    sums[2 * channels] = local;
+    ranks.allreduce_sum_f64(&mut sums)?;
+    let count = sums[2 * channels].max(1.0);
+    let mean: Vec<f64> = sums[..channels].iter().map(|s| s / count).collect();
+    let var = sums[channels..2 * channels]
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| (s / count - m * m).max(0.0) as f32)
+        .collect();
+    let mean = mean.iter().map(|&m| m as f32).collect();
+    Ok((mean, var, (local / count) as f32))
 }
 
 /// The default momentum (and renorm_momentum).
@@ -86,6 +119,8 @@ fn epsilon() -> f64 {
 
 /// What training-mode backward needs: the normalised input and 1/√(var + ε).
 struct BatchStatistics {
+    /// With pooled statistics, this rank's samples over the global batch's.
+    share: Option<f32>,
     x_hat: Tensor,
     inv_std: Vec<f32>,
 }
@@ -267,6 +302,15 @@ impl Layer for BatchNormalization {
         Ok(self.normalize(x, &mean, &inv_std, false)?.0)
     }
 
+    fn set_ranks(
+        &mut self,
+        ranks: Option<&std::sync::Arc<dyn Communicator>>,
+        sync_batch_norm: bool,
+    ) {
+        let pooled = self.synchronized || sync_batch_norm;
+        self.ranks = crate::collective::Ranks(ranks.filter(|_| pooled).cloned());
+    }
+
     fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<(Tensor, Saved)> {
         if !(training && self.base.trainable) {
             return Ok((self.apply(inputs)?, Saved::none()));
@@ -275,7 +319,16 @@ impl Layer for BatchNormalization {
         infer(self, &[x])?;
         super::conv::require_built(self)?;
         let (channels, inner) = self.layout(x.shape())?;
-        let (mean, var) = norm::moments(x.data(), channels, inner);
+        let (mean, var, share) = match &self.ranks.0 {
+            Some(ranks) => {
+                let (mean, var, share) = pooled_moments(x.data(), channels, inner, ranks.as_ref())?;
+                (mean, var, Some(share))
+            }
+            None => {
+                let (mean, var) = norm::moments(x.data(), channels, inner);
+                (mean, var, None)
+            }
+        };
         let eps = self.epsilon as f32;
         let inv_std = norm::inv_std(&var, eps);
         let (y, x_hat) = self.normalize(x, &mean, &inv_std, true)?;
@@ -285,7 +338,14 @@ impl Layer for BatchNormalization {
             norm::update_moving(self.base.weights[slot].value.data_mut(), batch, momentum);
         }
         let x_hat = x_hat.expect("asked for x_hat");
-        Ok((y, Saved::new(BatchStatistics { x_hat, inv_std })))
+        Ok((
+            y,
+            Saved::new(BatchStatistics {
+                share,
+                x_hat,
+                inv_std,
+            }),
+        ))
     }
 
     fn backward_impl(
@@ -302,6 +362,7 @@ impl Layer for BatchNormalization {
         let gamma = self.per_channel(g, channels, 1.0);
         // Inference mode: a per-channel affine map of x with fixed statistics.
         let training_stats = saved.get::<BatchStatistics>(self).ok();
+        let share = training_stats.and_then(|s| s.share);
         let (x_hat, inv_std) = match training_stats {
             Some(s) => (s.x_hat.clone(), s.inv_std.clone()),
             None => {
@@ -321,6 +382,23 @@ impl Layer for BatchNormalization {
         if let Some(i) = b {
             norm::accumulate(dweights[i].data_mut(), &sum_dy);
         }
+        // Pooled statistics: dx needs the sums over the whole global batch. Each rank's
+        // dy is its own mean loss's gradient, so its sums are put on the global batch's
+        // scale (× share) before they are added; the sum, divided by this rank's count
+        // in backward_input, is then the global mean on this rank's scale.
+        let (sum_dy, sum_dy_xhat) = match (&self.ranks.0, share) {
+            (Some(ranks), Some(share)) => {
+                let mut sums: Vec<f32> = sum_dy
+                    .iter()
+                    .chain(&sum_dy_xhat)
+                    .map(|v| v * share)
+                    .collect();
+                ranks.allreduce_sum(&mut sums)?;
+                let rest = sums.split_off(channels);
+                (sums, rest)
+            }
+            _ => (sum_dy, sum_dy_xhat),
+        };
         let mut dx = Tensor::for_overwrite(dy.shape());
         let training = training_stats.is_some();
         let sums = (&sum_dy[..], &sum_dy_xhat[..]);

@@ -36,6 +36,9 @@ pub struct Dropout {
     /// Keras's AlphaDropout rather than Dropout (the same config).
     #[serde(skip)]
     alpha: bool,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
 }
 
 /// SELU's α and λ, whose product is the value AlphaDropout gives dropped inputs.
@@ -115,6 +118,10 @@ impl Layer for Dropout {
         Some(&mut self.rng)
     }
 
+    fn set_first_sample(&mut self, first: usize) {
+        self.first_sample = first;
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         check_rate(self, self.rate)?;
         Ok(single(self, inputs)?.clone())
@@ -146,18 +153,34 @@ impl Layer for Dropout {
             (false, true) => (1.0 / keep) as f32,
             (false, false) => 0.0,
         };
-        // Each 64-bit draw decides two cells: a cell is kept when its 32 bits fall under
-        // keep·2³².
+        // One draw per call, the same on every rank of a data-parallel run; each
+        // sample's cells then come from a generator of its own, keyed by that draw and
+        // the sample's index in the global batch, so a sample's mask does not depend on
+        // which rank computes it. Each 64-bit draw decides two cells: a cell is kept
+        // when its 32 bits fall under keep·2³².
+        let call_key = rng.random::<u64>();
         let threshold = (keep * 4_294_967_296.0) as u64;
         let cells = mask_shape.iter().product::<usize>();
+        let rows = mask_shape.first().copied().unwrap_or(1).max(1);
+        let per_row = cells / rows;
         let mut small = Vec::with_capacity(cells + 1);
-        while small.len() < cells {
-            let bits = rng.random::<u64>();
-            for half in [bits & 0xffff_ffff, bits >> 32] {
-                small.push(if half < threshold { scale } else { 0.0 });
+        for row in 0..rows {
+            // A mask shared by the whole batch (noise_shape's batch axis 1) is row 0's.
+            let index = if rows == 1 {
+                0
+            } else {
+                self.first_sample + row
+            };
+            let mut sample_rng = rng_from_seed(sample_key(call_key, index));
+            let end = small.len() + per_row;
+            while small.len() < end {
+                let bits = sample_rng.random::<u64>();
+                for half in [bits & 0xffff_ffff, bits >> 32] {
+                    small.push(if half < threshold { scale } else { 0.0 });
+                }
             }
+            small.truncate(end);
         }
-        small.truncate(cells);
         let mask = if mask_shape == x.shape() {
             Tensor::new(mask_shape, small)?
         } else {
@@ -194,6 +217,15 @@ impl Layer for Dropout {
     ) -> Result<Vec<Tensor>> {
         Ok(vec![times_saved(self, saved, dy)])
     }
+}
+
+/// The seed of one sample's draws in a call: SplitMix64 of the call's key and the
+/// sample's index in the global batch.
+fn sample_key(call_key: u64, index: usize) -> u64 {
+    let mut z = call_key.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Checks a dropout `rate`, which must lie in [0, 1].
@@ -270,6 +302,9 @@ pub struct SpatialDropout {
     spatial_axes: usize,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
 }
 
 impl SpatialDropout {
@@ -307,6 +342,7 @@ impl SpatialDropout {
             noise_shape: Some(noise),
             rng: self.rng.take(),
             alpha: false,
+            first_sample: self.first_sample,
         }
     }
 }
@@ -324,6 +360,10 @@ impl Layer for SpatialDropout {
 
     fn random_generator(&mut self) -> Option<&mut Option<Rng>> {
         Some(&mut self.rng)
+    }
+
+    fn set_first_sample(&mut self, first: usize) {
+        self.first_sample = first;
     }
 
     /// Keras writes SpatialDropout's config in its own order, without `trainable`, and

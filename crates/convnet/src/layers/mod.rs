@@ -400,6 +400,20 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         None
     }
 
+    /// Where this training call's samples start in the global batch: a data-parallel
+    /// rank's slice starts part way in, and the random layers draw per sample index so
+    /// that a sample's draw does not depend on how many ranks there are.
+    fn set_first_sample(&mut self, _first: usize) {}
+
+    /// The ranks of a data-parallel run (None alone): BatchNormalization pools its
+    /// batch statistics over them when it is `synchronized` or `sync_batch_norm` asks.
+    fn set_ranks(
+        &mut self,
+        _ranks: Option<&std::sync::Arc<dyn crate::collective::Communicator>>,
+        _sync_batch_norm: bool,
+    ) {
+    }
+
     /// Creates the weights for these input shapes. Layers without weights only check
     /// the shapes.
     fn build(&mut self, inputs: &[Shape], _rng: &mut Rng) -> Result<()> {

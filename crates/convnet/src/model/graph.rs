@@ -820,6 +820,31 @@ impl Model {
         &mut self.grads
     }
 
+    /// Tells every layer where the next training call's samples start in the global
+    /// batch ([`Layer::set_first_sample`]).
+    pub(crate) fn set_first_sample(&mut self, first: usize) {
+        for layer in &mut self.layers {
+            match super::nested_model_mut(layer.as_mut()) {
+                Some(inner) => inner.set_first_sample(first),
+                None => layer.set_first_sample(first),
+            }
+        }
+    }
+
+    /// Gives every layer the ranks of a data-parallel run ([`Layer::set_ranks`]).
+    pub(crate) fn set_ranks(
+        &mut self,
+        ranks: Option<&std::sync::Arc<dyn crate::collective::Communicator>>,
+        sync_batch_norm: bool,
+    ) {
+        for layer in &mut self.layers {
+            match super::nested_model_mut(layer.as_mut()) {
+                Some(inner) => inner.set_ranks(ranks, sync_batch_norm),
+                None => layer.set_ranks(ranks, sync_batch_norm),
+            }
+        }
+    }
+
     /// The generators of the random layers (Dropout, noise, augmentation), nested
     /// models' included, in layer order: what a training run's backup saves beside the
     /// weights so that a resumed run draws the same masks.

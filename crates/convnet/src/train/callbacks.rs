@@ -72,6 +72,11 @@ pub trait Callback: Send {
     fn on_interrupt(&mut self, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// Whether the callback writes files (checkpoints, logs): in a data-parallel run
+    /// only rank 0 runs those, as in Horovod.
+    fn writes_files(&self) -> bool {
+        false
+    }
 }
 
 /// Whether a monitored quantity improves by going down or up; `Auto` is Keras's rule
@@ -356,6 +361,10 @@ impl CSVLogger {
 }
 
 impl Callback for CSVLogger {
+    fn writes_files(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, ctx: &mut TrainContext) -> Result<()> {
         self.columns = None;
         if !self.append {

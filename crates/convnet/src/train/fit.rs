@@ -5,6 +5,7 @@
 
 use super::callbacks::{Callback, Logs, TrainContext};
 use super::compiled::{Compiled, CompiledModel};
+use super::distributed::{self, local_slice, Communicator, SingleProcess};
 use super::losses::reduce;
 use super::metrics::Metric;
 use super::penalties::Penalties;
@@ -16,6 +17,7 @@ use crate::model::{batch_shapes, sample_count, slice_rows};
 use crate::tensor::Tensor;
 use rand::RngExt;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Keras's `fit` arguments, with Keras's defaults.
 pub struct FitOptions {
@@ -44,6 +46,14 @@ pub struct FitOptions {
     /// Random flips and shifts of the training images (first input), seeded like the
     /// shuffling.
     pub augment: crate::data::Augmentation,
+    /// The ranks of a data-parallel run ([`distributed`]): each rank takes its slice of
+    /// every global batch of `batch_size` (from the same seeded shuffle), the gradients
+    /// are summed over the ranks, and the logs are the whole batch's. None trains alone.
+    pub communicator: Option<Arc<dyn Communicator>>,
+    /// In a data-parallel run, BatchNormalization normalizes by the statistics of the
+    /// whole global batch (allreduced) instead of each rank's slice (Keras's
+    /// MirroredStrategy's default, and this one's).
+    pub sync_batch_norm: bool,
 }
 
 impl Default for FitOptions {
@@ -60,8 +70,29 @@ impl Default for FitOptions {
             class_weight: None,
             callbacks: Vec::new(),
             augment: crate::data::Augmentation::default(),
+            communicator: None,
+            sync_batch_norm: false,
         }
     }
+}
+
+/// Refuses a data-parallel run whose batches (the last one included) have fewer
+/// samples than there are ranks: a rank would have nothing to compute its share on.
+fn check_batches_split(samples: usize, batch_size: usize, ranks: usize) -> Result<()> {
+    let last = match samples % batch_size {
+        0 => batch_size.min(samples),
+        rest => rest,
+    };
+    if last < ranks {
+        return Err(Error::invalid(
+            "batch_size",
+            format!(
+                "{samples} samples in batches of {batch_size} leave a batch of {last}, fewer than the {ranks} ranks: \
+                 choose a batch size whose batches all have at least one sample per rank"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What `fit` returns: each log entry's value per epoch.
@@ -100,7 +131,7 @@ impl CompiledModel {
     }
 
     /// The running loss and metrics as log entries, in name order.
-    fn collect_logs(&self, trackers: &Trackers, prefix: &str) -> Vec<(String, f64)> {
+    pub(super) fn collect_logs(&self, trackers: &Trackers, prefix: &str) -> Vec<(String, f64)> {
         let mut logs = BTreeMap::new();
         logs.insert(format!("{prefix}loss"), trackers.total.result());
         for (o, metrics) in self.compiled.metrics.iter().enumerate() {
@@ -143,6 +174,9 @@ impl CompiledModel {
 
     /// One optimisation step on one batch; updates the running loss and metrics.
     /// `penalties` are the model's regularizers and constraints ([`Penalties::of`]).
+    /// In a data-parallel run, `ranks` is the communicator and this rank's share of the
+    /// global batch: the gradients are scaled by it and summed over the ranks before
+    /// the update.
     fn step(
         &mut self,
         x: &[Tensor],
@@ -150,6 +184,7 @@ impl CompiledModel {
         weights: Option<&[f32]>,
         penalties: &Penalties,
         trackers: &mut Trackers,
+        ranks: Option<(&dyn Communicator, f32)>,
     ) -> Result<()> {
         let refs: Vec<&Tensor> = x.iter().collect();
         let CompiledModel { model, compiled } = self;
@@ -161,6 +196,9 @@ impl CompiledModel {
         let grads = Self::score(compiled, &predictions, y, weights, penalty, trackers)?;
         model.backward_weights(&grads)?;
         penalties.add_gradients(model);
+        if let Some((comm, share)) = ranks {
+            distributed::allreduce_gradients(model, comm, share)?;
+        }
         let (mut variables, gradients) = model.weights_and_gradients();
         compiled.optimizer.apply(&mut variables, &gradients)?;
         penalties.constrain(model)
@@ -258,12 +296,29 @@ impl CompiledModel {
             }
             _ => (n, None),
         };
+        let comm: Arc<dyn Communicator> = options
+            .communicator
+            .clone()
+            .unwrap_or_else(|| Arc::new(SingleProcess));
+        let parallel = comm.size() > 1;
+        let mut callbacks = std::mem::take(&mut options.callbacks);
+        if parallel {
+            check_batches_split(train_count, options.batch_size, comm.size())?;
+            if comm.rank() != 0 {
+                options.verbose = 0;
+                callbacks.retain(|cb| !cb.writes_files());
+            }
+        }
+        self.model
+            .set_ranks(parallel.then_some(&comm), options.sync_batch_norm);
         let rng = options.seed.map_or_else(next_rng, rng_from_seed);
         let mut state = TrainingState::new(options.initial_epoch, rng, self.model.outputs.len());
         let steps = train_count.div_ceil(options.batch_size);
-        let mut callbacks = std::mem::take(&mut options.callbacks);
         // A callback may put back an earlier run's state here (BackupAndRestore).
         self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| cb.on_train_begin(ctx))?;
+        if parallel {
+            distributed::broadcast_weights(&mut self.model, comm.as_ref())?;
+        }
         while state.epoch < options.epochs {
             let epoch = state.epoch;
             let mut stop = self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| {
@@ -288,25 +343,41 @@ impl CompiledModel {
             let mut progress = Progress::epoch(options.verbose, epoch, options.epochs, steps);
             let batches = order.chunks(options.batch_size).enumerate();
             for (b, batch) in batches.skip(state.step) {
-                let mut bx = gather(x, batch)?;
-                if options.augment.is_active() {
-                    options.augment.apply(&mut bx[0], &mut state.rng);
-                }
-                let by = gather(y, batch)?;
+                // This rank's slice of the global batch; augmentation draws for the
+                // whole batch, so each sample's draw is the one a single process makes.
+                let local = local_slice(batch.len(), comm.rank(), comm.size());
+                let bx = if options.augment.is_active() {
+                    let mut whole = gather(x, batch)?;
+                    options.augment.apply(&mut whole[0], &mut state.rng);
+                    if parallel {
+                        slice_rows(&whole, local.start, local.end)?
+                    } else {
+                        whole
+                    }
+                } else {
+                    gather(x, &batch[local.clone()])?
+                };
+                let by = gather(y, &batch[local.clone()])?;
                 let weights = options
                     .class_weight
                     .as_ref()
                     .map(|cw| Self::sample_weights(cw, &by[0]));
+                self.model.set_first_sample(local.start);
+                let share = local.len() as f32 / batch.len() as f32;
                 self.step(
                     &bx,
                     &by,
                     weights.as_deref(),
                     &penalties,
                     &mut state.trackers,
+                    parallel.then_some((comm.as_ref() as &dyn Communicator, share)),
                 )?;
+                if parallel && !options.sync_batch_norm {
+                    distributed::average_moving_statistics(&mut self.model, comm.as_ref())?;
+                }
                 state.step = b + 1;
                 state.steps_done += 1;
-                let logs = self.collect_logs(&state.trackers, "");
+                let logs = self.reduced_logs(&state.trackers, "", comm.as_ref())?;
                 progress.step(b + 1, &logs);
                 let logs: Logs = logs.into_iter().collect();
                 stop |= self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| {
@@ -316,9 +387,18 @@ impl CompiledModel {
                     break;
                 }
             }
-            let mut logs = self.collect_logs(&state.trackers, "");
+            let mut logs = self.reduced_logs(&state.trackers, "", comm.as_ref())?;
             if let Some((vx, vy)) = &validation {
-                logs.extend(self.evaluate_logs(vx, vy, options.batch_size, "val_")?);
+                logs.extend(self.evaluate_logs(
+                    vx,
+                    vy,
+                    options.batch_size,
+                    "val_",
+                    comm.as_ref(),
+                )?);
+            }
+            if parallel {
+                distributed::check_same_weights(&self.model, comm.as_ref(), epoch)?;
             }
             progress.finish(&logs);
             let logs: Logs = logs.into_iter().collect();
@@ -338,22 +418,27 @@ impl CompiledModel {
             }
         }
         self.run_callbacks(&mut callbacks, &mut state, |cb, ctx| cb.on_train_end(ctx))?;
+        self.model.set_ranks(None, false);
+        self.model.set_first_sample(0);
         Ok(state.history)
     }
 
-    /// Loss and metrics over data, in inference mode, batch by batch.
+    /// Loss and metrics over data, in inference mode, batch by batch; in a data-parallel
+    /// run each rank scores its share of the data and the sums are reduced.
     fn evaluate_logs(
         &mut self,
         x: &[Tensor],
         y: &[Tensor],
         batch_size: usize,
         prefix: &str,
+        comm: &dyn Communicator,
     ) -> Result<Vec<(String, f64)>> {
         let n = sample_count(x, y)?;
         let penalties = Penalties::of(&self.model)?;
         let mut trackers = self.reset_metrics();
-        for start in (0..n).step_by(batch_size.max(1)) {
-            let end = (start + batch_size).min(n);
+        let share = local_slice(n, comm.rank(), comm.size());
+        for start in share.clone().step_by(batch_size.max(1)) {
+            let end = (start + batch_size).min(share.end);
             let bx = slice_rows(x, start, end)?;
             let by = slice_rows(y, start, end)?;
             let refs: Vec<&Tensor> = bx.iter().collect();
@@ -369,7 +454,7 @@ impl CompiledModel {
                 &mut trackers,
             )?;
         }
-        Ok(self.collect_logs(&trackers, prefix))
+        self.reduced_logs(&trackers, prefix, comm)
     }
 
     /// Keras's `model.evaluate(x, y)`: the loss and metrics, by name.
@@ -380,7 +465,7 @@ impl CompiledModel {
         batch_size: usize,
     ) -> Result<BTreeMap<String, f64>> {
         Ok(self
-            .evaluate_logs(x, y, batch_size, "")?
+            .evaluate_logs(x, y, batch_size, "", &SingleProcess)?
             .into_iter()
             .collect())
     }
@@ -390,7 +475,7 @@ impl CompiledModel {
         sample_count(x, y)?;
         let penalties = Penalties::of(&self.model)?;
         let mut trackers = self.reset_metrics();
-        self.step(x, y, None, &penalties, &mut trackers)?;
+        self.step(x, y, None, &penalties, &mut trackers, None)?;
         Ok(self.collect_logs(&trackers, "").into_iter().collect())
     }
 }

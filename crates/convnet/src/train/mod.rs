@@ -5,6 +5,7 @@
 
 pub mod callbacks;
 mod compiled;
+pub mod distributed;
 mod fit;
 pub mod losses;
 pub mod metrics;
@@ -23,6 +24,9 @@ pub use callbacks::{
     ReduceLROnPlateau, TerminateOnNaN, TrainContext,
 };
 pub use compiled::{Compiled, CompiledModel};
+#[cfg(feature = "mpi")]
+pub use distributed::MpiCommunicator;
+pub use distributed::{Communicator, SingleProcess};
 pub use fit::{FitOptions, History};
 pub use losses::{Loss, LossFn};
 pub use metrics::Metric;

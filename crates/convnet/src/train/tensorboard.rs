@@ -295,6 +295,10 @@ fn scalar(tag: String, value: f64) -> SummaryValue {
 }
 
 impl Callback for TensorBoard {
+    fn writes_files(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, _: &mut TrainContext) -> Result<()> {
         self.writers()?;
         Ok(())

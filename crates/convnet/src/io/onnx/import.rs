@@ -12,8 +12,7 @@
 
 use super::operators::translate;
 use super::proto::{
-    GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, EXTERNAL, FLOAT, INT32,
-    INT64,
+    GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, EXTERNAL, FLOAT, INT32, INT64,
 };
 use crate::error::{Error, Result};
 use crate::io::weights::check_finite;
@@ -81,9 +80,7 @@ impl Runtime {
         let axis = usize::try_from(normalized)
             .ok()
             .filter(|&a| a < rank)
-            .ok_or_else(|| {
-                Error::format(format!("axis {axis} is outside a rank-{rank} tensor"))
-            })?;
+            .ok_or_else(|| Error::format(format!("axis {axis} is outside a rank-{rank} tensor")))?;
         Ok(if rank == 4 && self.layout == Layout::Nchw {
             [0, 3, 1, 2][axis]
         } else {
@@ -202,7 +199,9 @@ fn import(proto: &ModelProto, folder: &Path, origin: &Path) -> Result<Model> {
             .insert(name.clone(), Value::Constant(constant))
             .is_some()
         {
-            return Err(Error::format(format!("initializer '{name}' is defined twice")));
+            return Err(Error::format(format!(
+                "initializer '{name}' is defined twice"
+            )));
         }
     }
     let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
@@ -233,7 +232,9 @@ fn import(proto: &ModelProto, folder: &Path, origin: &Path) -> Result<Model> {
         inputs.push(tensor);
     }
     if inputs.is_empty() {
-        return Err(Error::format("the graph has no input that is not an initializer"));
+        return Err(Error::format(
+            "the graph has no input that is not an initializer",
+        ));
     }
     for node in in_order(graph, &importer.values)? {
         let outputs = translate(&mut importer, node)
@@ -285,9 +286,29 @@ fn import(proto: &ModelProto, folder: &Path, origin: &Path) -> Result<Model> {
 /// Operators whose meaning does not depend on the order of an image's axes (given
 /// constants that broadcast in the same order).
 const ANY_LAYOUT: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Relu", "Sigmoid", "Tanh",
-    "Clip", "LeakyRelu", "PRelu", "Elu", "Softplus", "Softsign", "HardSigmoid", "HardSwish",
-    "Mish", "Gelu", "Identity", "Dropout",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Sum",
+    "Mean",
+    "Max",
+    "Min",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Clip",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Softplus",
+    "Softsign",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Gelu",
+    "Identity",
+    "Dropout",
 ];
 
 /// The order of a graph input's axes: NHWC where its values reach a Transpose to NCHW
@@ -465,9 +486,8 @@ impl ExternalData {
                 .and_then(|e| e.value.as_deref())
         };
         let error = |what: String| Error::format(format!("tensor '{name}': {what}"));
-        let location = entry("location").ok_or_else(|| {
-            error("is stored externally but names no location".into())
-        })?;
+        let location = entry("location")
+            .ok_or_else(|| error("is stored externally but names no location".into()))?;
         let relative = Path::new(location);
         if relative.is_absolute()
             || relative
@@ -613,7 +633,9 @@ fn read_tensor(tensor: &TensorProto, external: &mut ExternalData) -> Result<Cons
 /// A tensor proto's values (a `Constant` node's `value`), with no external data.
 pub(super) fn constant_of(tensor: &TensorProto) -> Result<Constant> {
     if tensor.data_location == Some(EXTERNAL) {
-        return Err(Error::format("a Constant node's value is stored externally"));
+        return Err(Error::format(
+            "a Constant node's value is stored externally",
+        ));
     }
     read_tensor(
         tensor,

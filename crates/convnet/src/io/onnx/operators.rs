@@ -277,10 +277,15 @@ impl<'a> NodeImport<'a> {
                     let ok = |p: i64| usize::try_from(p).ok().filter(|&p| p <= 1 << 16);
                     match (ok(t), ok(l), ok(b), ok(r)) {
                         (Some(t), Some(l), Some(b), Some(r)) => Ok([t, l, b, r]),
-                        _ => refuse(format!("pads {:?} must be sizes from 0 to 65536", [t, l, b, r])),
+                        _ => refuse(format!(
+                            "pads {:?} must be sizes from 0 to 65536",
+                            [t, l, b, r]
+                        )),
                     }
                 }
-                Some(other) => refuse(format!("pads {other:?} must be four sizes for a 2-D window")),
+                Some(other) => refuse(format!(
+                    "pads {other:?} must be four sizes for a 2-D window"
+                )),
             },
             "VALID" => Ok([0; 4]),
             "SAME_UPPER" | "SAME_LOWER" => {
@@ -393,7 +398,13 @@ impl<'a> NodeImport<'a> {
     }
 
     /// A dense layer on a rank-2 input: `kernel` is (K, M), row-major.
-    fn dense(&mut self, kernel: Vec<f32>, k: usize, m: usize, bias: Option<Vec<f32>>) -> Result<Value> {
+    fn dense(
+        &mut self,
+        kernel: Vec<f32>,
+        k: usize,
+        m: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Value> {
         let x = self.runtime(0)?;
         let features = match Self::shape_of(&x)?.as_slice() {
             &[f] => f,
@@ -485,7 +496,10 @@ impl<'a> NodeImport<'a> {
         let channels = *shape.last().unwrap_or(&0);
         let mut weights = Vec::new();
         for (i, what) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
-            weights.push(Tensor::new(vec![channels], self.weight(i, &[channels], what)?)?);
+            weights.push(Tensor::new(
+                vec![channels],
+                self.weight(i, &[channels], what)?,
+            )?);
         }
         let layer = BatchNormalization::new()
             .axis(-1)
@@ -543,7 +557,9 @@ impl<'a> NodeImport<'a> {
             let layer = MaxPooling2D::new(window).strides(strides).padding(padding);
             self.call(layer, "", &[y])?
         } else {
-            let layer = AveragePooling2D::new(window).strides(strides).padding(padding);
+            let layer = AveragePooling2D::new(window)
+                .strides(strides)
+                .padding(padding);
             self.call(layer, "", &[y])?
         };
         Ok(Self::output(y, x.non_negative))
@@ -554,7 +570,11 @@ impl<'a> NodeImport<'a> {
         let (_, y) = if max {
             self.call(GlobalMaxPooling2D::new().keepdims(true), "", &[x.tensor])?
         } else {
-            self.call(GlobalAveragePooling2D::new().keepdims(true), "", &[x.tensor])?
+            self.call(
+                GlobalAveragePooling2D::new().keepdims(true),
+                "",
+                &[x.tensor],
+            )?
         };
         Ok(Self::output(y, x.non_negative))
     }
@@ -564,7 +584,9 @@ impl<'a> NodeImport<'a> {
         let axes = if self.has_input(1) {
             self.constant(1)?.ints().map_err(Error::format)?
         } else {
-            self.attr("axes").map(|a| a.ints.clone()).unwrap_or_default()
+            self.attr("axes")
+                .map(|a| a.ints.clone())
+                .unwrap_or_default()
         };
         let (x, _) = self.image(0)?;
         let mut axes = axes
@@ -573,13 +595,23 @@ impl<'a> NodeImport<'a> {
             .collect::<Result<Vec<_>>>()?;
         axes.sort_unstable();
         if axes != [1, 2] {
-            return refuse("convnet imports reductions over an image's two spatial axes (global pooling)");
+            return refuse(
+                "convnet imports reductions over an image's two spatial axes (global pooling)",
+            );
         }
         let keepdims = self.int_attr("keepdims", 1) != 0;
         let (_, y) = if max {
-            self.call(GlobalMaxPooling2D::new().keepdims(keepdims), "", &[x.tensor])?
+            self.call(
+                GlobalMaxPooling2D::new().keepdims(keepdims),
+                "",
+                &[x.tensor],
+            )?
         } else {
-            self.call(GlobalAveragePooling2D::new().keepdims(keepdims), "", &[x.tensor])?
+            self.call(
+                GlobalAveragePooling2D::new().keepdims(keepdims),
+                "",
+                &[x.tensor],
+            )?
         };
         Ok(Self::output(y, x.non_negative))
     }
@@ -616,11 +648,8 @@ impl<'a> NodeImport<'a> {
         let x = self.runtime(0)?;
         let layout = x.layout;
         let (low, high) = if self.im.opset >= 11 {
-            let bound = |i: usize, what| {
-                self.has_input(i)
-                    .then(|| self.scalar(i, what))
-                    .transpose()
-            };
+            let bound =
+                |i: usize, what| self.has_input(i).then(|| self.scalar(i, what)).transpose();
             (bound(1, "min")?, bound(2, "max")?)
         } else {
             (
@@ -655,7 +684,9 @@ impl<'a> NodeImport<'a> {
         let default = if self.im.opset >= 13 { -1 } else { 1 };
         let axis = self.int_attr("axis", default);
         if self.im.opset < 13 && x.keras_axis(axis, rank)? != x.keras_axis(-1, rank)? {
-            return refuse("before opset 13 Softmax flattens from its axis; only the last axis is imported");
+            return refuse(
+                "before opset 13 Softmax flattens from its axis; only the last axis is imported",
+            );
         }
         let axis = x.keras_axis(axis, rank)?;
         let keras = if axis == rank - 1 { -1 } else { axis as i64 };
@@ -793,12 +824,11 @@ impl<'a> NodeImport<'a> {
         };
         if runtime.len() < values.len() {
             let bound = match values.as_slice() {
-                [Value::Runtime(_), Value::Constant(c)] | [Value::Constant(c), Value::Runtime(_)] => {
-                    match c.floats().as_slice() {
-                        [v] => Some(*v),
-                        _ => None,
-                    }
-                }
+                [Value::Runtime(_), Value::Constant(c)]
+                | [Value::Constant(c), Value::Runtime(_)] => match c.floats().as_slice() {
+                    [v] => Some(*v),
+                    _ => None,
+                },
                 _ => None,
             };
             let relu = match (op, bound) {
@@ -842,9 +872,14 @@ impl<'a> NodeImport<'a> {
         let channels = *shape.last().unwrap_or(&0);
         let (alpha_shape, shared, alpha): (Vec<usize>, Option<Vec<i64>>, Vec<f32>) =
             if values.len() == 1 {
-                (vec![1; shape.len()], Some((1..=shape.len() as i64).collect()), values)
-            } else if let Some(per_channel) =
-                (shape.len() == 3).then(|| Self::per_channel(&x, &slope, channels)).flatten()
+                (
+                    vec![1; shape.len()],
+                    Some((1..=shape.len() as i64).collect()),
+                    values,
+                )
+            } else if let Some(per_channel) = (shape.len() == 3)
+                .then(|| Self::per_channel(&x, &slope, channels))
+                .flatten()
             {
                 (vec![1, 1, channels], Some(vec![1, 2]), per_channel)
             } else if shape.len() == 1 && slope.dims().last() == Some(&channels) {
@@ -874,14 +909,19 @@ impl<'a> NodeImport<'a> {
         let rank = shape.len() + 1;
         let axis = x.keras_axis(self.int_attr("axis", -1), rank)?;
         if axis != rank - 1 || (rank == 4 && x.layout == Layout::Nchw) {
-            return refuse("convnet imports LayerNormalization over the last axis of NHWC images and vectors");
+            return refuse(
+                "convnet imports LayerNormalization over the last axis of NHWC images and vectors",
+            );
         }
         let features = shape[shape.len() - 1];
         let gamma = self.weight(1, &[features], "Scale")?;
         let mut weights = vec![Tensor::new(vec![features], gamma)?];
         let center = self.has_input(2);
         if center {
-            weights.push(Tensor::new(vec![features], self.weight(2, &[features], "B")?)?);
+            weights.push(Tensor::new(
+                vec![features],
+                self.weight(2, &[features], "B")?,
+            )?);
         }
         let layer = LayerNormalization::new()
             .axis(Axes::One(-1))
@@ -959,7 +999,8 @@ impl<'a> NodeImport<'a> {
             for o in 0..m {
                 for y in 0..kh {
                     for x in 0..kw {
-                        hwoi[((y * kw + x) * m + o) * ci + i] = values[((i * m + o) * kh + y) * kw + x];
+                        hwoi[((y * kw + x) * m + o) * ci + i] =
+                            values[((i * m + o) * kh + y) * kw + x];
                     }
                 }
             }
@@ -1079,9 +1120,17 @@ impl<'a> NodeImport<'a> {
         let mut crop = [[0usize; 2]; 2];
         for i in 0..starts.len() {
             let axis = x.keras_axis(axes[i], 4)?;
-            let size = if axis == 0 { usize::MAX } else { shape[axis - 1] };
+            let size = if axis == 0 {
+                usize::MAX
+            } else {
+                shape[axis - 1]
+            };
             let clamp = |v: i64| -> usize {
-                let v = if v < 0 { v.saturating_add(size.min(i64::MAX as usize) as i64) } else { v };
+                let v = if v < 0 {
+                    v.saturating_add(size.min(i64::MAX as usize) as i64)
+                } else {
+                    v
+                };
                 (v.max(0) as u64).min(size as u64) as usize
             };
             let (start, end) = (clamp(starts[i]), clamp(ends[i]));
@@ -1129,7 +1178,9 @@ impl<'a> NodeImport<'a> {
     fn flatten_image(&mut self, x: Runtime, [h, w, _]: [usize; 3]) -> Result<Value> {
         let mut tensor = x.tensor;
         if h * w > 1 && x.layout == Layout::Nchw {
-            tensor = self.call(Permute::new(&[3, 1, 2]), "_to_nchw", &[tensor])?.1;
+            tensor = self
+                .call(Permute::new(&[3, 1, 2]), "_to_nchw", &[tensor])?
+                .1;
         }
         let (_, y) = self.call(Flatten::new(), "", &[tensor])?;
         Ok(Self::output(y, x.non_negative))
@@ -1185,14 +1236,21 @@ impl<'a> NodeImport<'a> {
                 d => return refuse(format!("target shape {target:?} has an axis {d}")),
             }
         }
-        let known: usize = rest.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(0);
+        let known: usize = rest
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(0);
         if let Some(i) = infer {
             if known == 0 || values % known != 0 {
-                return refuse(format!("target shape {target:?} does not fit {values} values"));
+                return refuse(format!(
+                    "target shape {target:?} does not fit {values} values"
+                ));
             }
             rest[i] = values / known;
         } else if known != values {
-            return refuse(format!("target shape {target:?} does not fit {values} values"));
+            return refuse(format!(
+                "target shape {target:?} does not fit {values} values"
+            ));
         }
         let keras_reshape = |n: &mut Self, dims: &[usize], layout: Layout| -> Result<Value> {
             let target: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
@@ -1220,7 +1278,9 @@ impl<'a> NodeImport<'a> {
         let (x, _) = self.image(0)?;
         let mode = self.string_attr("mode", "constant");
         if mode != "constant" {
-            return refuse(format!("mode '{mode}' is not imported; convnet pads with zeros"));
+            return refuse(format!(
+                "mode '{mode}' is not imported; convnet pads with zeros"
+            ));
         }
         let (pads, value) = if self.im.opset >= 11 {
             let pads = self.constant(1)?.ints().map_err(Error::format)?;
@@ -1235,7 +1295,9 @@ impl<'a> NodeImport<'a> {
             (pads, value)
         } else {
             (
-                self.attr("pads").map(|a| a.ints.clone()).unwrap_or_default(),
+                self.attr("pads")
+                    .map(|a| a.ints.clone())
+                    .unwrap_or_default(),
                 self.float_attr("value", 0.0),
             )
         };
