@@ -111,8 +111,9 @@ fn communicator(args: &TrainArgs) -> Result<Option<Arc<dyn Communicator>>, Error
         if args.distributed {
             return Err(Error::invalid(
                 "--distributed",
-                "this convnet was built without MPI: build it with `cargo build --release --features mpi` \
-                 (MPICH: apt-get install mpich libmpich-dev clang) and start it with mpirun",
+                "--distributed needs MPI, and this convnet was built without it: build it with \
+                 `cargo build --release -p convnet-cli --features mpi` (MPICH: apt-get install mpich \
+                 libmpich-dev clang libclang-dev) and start it with mpirun",
             ));
         }
         Ok(None)

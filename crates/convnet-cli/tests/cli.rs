@@ -1311,3 +1311,17 @@ fn onnx_files_work_in_every_subcommand() {
     std::fs::write(&broken, &std::fs::read(&onnx).unwrap()[..1000]).unwrap();
     assert_clean_failure(&run(&["summary", path(&broken)]), &["broken.onnx"]);
 }
+
+/// A build without the `mpi` feature refuses a distributed run, saying how to get one.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_training_needs_the_mpi_feature() {
+    let out = run(&[
+        "train",
+        "fmnist-cnn",
+        "--data",
+        "fashion-mnist-sample",
+        "--distributed",
+    ]);
+    assert_clean_failure(&out, &["--distributed", "--features mpi"]);
+}

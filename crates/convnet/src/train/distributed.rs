@@ -3,7 +3,7 @@
 //! over the ranks at every step, each scaled by its slice's share of the batch, so every
 //! rank takes the step one process would take on the whole batch and the weights stay
 //! the same everywhere. [`Communicator`] is all `fit` asks of the transport: MPI's
-//! allreduce, broadcast and barrier ([`MpiCommunicator`] with the `mpi` feature), or
+//! allreduce, broadcast and barrier (`MpiCommunicator` with the `mpi` feature), or
 //! nothing at all ([`SingleProcess`]).
 
 use super::compiled::CompiledModel;

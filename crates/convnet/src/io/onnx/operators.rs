@@ -527,7 +527,7 @@ impl<'a> NodeImport<'a> {
         if self.int_attr("ceil_mode", 0) != 0 {
             let [t, l, b, r] = pads;
             let rounds = |size: usize, before: usize, after: usize, k: usize, s: usize| {
-                (size + before + after).saturating_sub(k) % s != 0
+                !(size + before + after).saturating_sub(k).is_multiple_of(s)
             };
             if rounds(h, t, b, window.0, strides.0) || rounds(w, l, r, window.1, strides.1) {
                 return refuse("ceil_mode = 1 adds a partial window here, which Keras's pooling has no form for");
@@ -832,7 +832,7 @@ impl<'a> NodeImport<'a> {
                 _ => None,
             };
             let relu = match (op, bound) {
-                ("Max", Some(b)) if b == 0.0 => Some(ReLU::new()),
+                ("Max", Some(0.0)) => Some(ReLU::new()),
                 ("Min", Some(b)) if b > 0.0 && first.non_negative => {
                     Some(ReLU::new().max_value(b as f64))
                 }
@@ -1241,7 +1241,7 @@ impl<'a> NodeImport<'a> {
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .unwrap_or(0);
         if let Some(i) = infer {
-            if known == 0 || values % known != 0 {
+            if known == 0 || !values.is_multiple_of(known) {
                 return refuse(format!(
                     "target shape {target:?} does not fit {values} values"
                 ));
@@ -1254,7 +1254,7 @@ impl<'a> NodeImport<'a> {
         }
         let keras_reshape = |n: &mut Self, dims: &[usize], layout: Layout| -> Result<Value> {
             let target: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
-            let (_, y) = n.call(Reshape::new(&target), "", &[x.tensor.clone()])?;
+            let (_, y) = n.call(Reshape::new(&target), "", std::slice::from_ref(&x.tensor))?;
             Ok(Self::output_in(y, x.non_negative, layout))
         };
         match (shape.as_slice(), rest.as_slice()) {
