@@ -4,48 +4,17 @@
 //! finding. Seed corpus: every config in the golden files (`seed_config_json.py`).
 #![no_main]
 use convnet::model::set_memory_limit;
-use convnet::Tensor;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
-/// The budget activations are held to (so that a legitimate refusal is an error, not
-/// an out-of-memory finding under `-rss_limit_mb=2048`).
-const BUDGET: usize = 512 << 20;
-/// Multiply-adds above which a model is built and summarized but not run: a large
-/// model computing for a long time is not a bug.
-const MAX_MACS: usize = 2_000_000_000;
+mod exercise;
 
 fuzz_target!(|data: &[u8]| {
-    set_memory_limit(Some(BUDGET));
+    set_memory_limit(Some(exercise::BUDGET));
     let Ok(config) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let Ok(model) = convnet::io::model_from_config(&config, Path::new("config.json")) else {
-        return;
-    };
-    let _ = model.summary_string();
-    let shapes: Option<Vec<Vec<usize>>> = model
-        .input_shapes()
-        .iter()
-        .map(|shape| {
-            let mut dims = vec![1];
-            for d in shape.iter().skip(1) {
-                dims.push((*d)?);
-            }
-            Some(dims)
-        })
-        .collect();
-    let Some(shapes) = shapes else {
-        return;
-    };
-    // The plan is checked here too, so that the inputs themselves fit before they are
-    // made; predict holds the call to the same budget.
-    let fits = model
-        .memory_plan(&shapes)
-        .is_ok_and(|plan| plan.inference_peak <= BUDGET);
-    if !fits || model.forward_macs(1) > MAX_MACS {
-        return;
+    if let Ok(model) = convnet::io::model_from_config(&config, Path::new("config.json")) {
+        let _ = exercise::exercise(&model);
     }
-    let inputs: Vec<Tensor> = shapes.into_iter().map(Tensor::zeros).collect();
-    let _ = model.predict(&inputs, 1);
 });

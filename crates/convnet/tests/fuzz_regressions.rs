@@ -5,39 +5,18 @@
 //! model; never a panic.
 
 use convnet::model::{set_memory_limit, Model};
-use convnet::Tensor;
 use std::path::Path;
 
-/// As in the fuzz target.
-const BUDGET: usize = 512 << 20;
-const MAX_MACS: usize = 2_000_000_000;
+#[path = "../../../fuzz/fuzz_targets/exercise.rs"]
+mod exercise;
+use exercise::{exercise, BUDGET};
 
 /// What the fuzz target does with `bytes`: the error of the first step that refuses
-/// them, or None when the model is built, summarized and (if it fits) run.
+/// them, or the model when it is built, summarized and (if it fits) run.
 fn run_config(bytes: &[u8], origin: &Path) -> Result<Option<Model>, String> {
     let config: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let model = convnet::io::model_from_config(&config, origin).map_err(|e| e.to_string())?;
-    assert!(model.summary_string().contains(model.name()));
-    let shapes: Option<Vec<Vec<usize>>> = model
-        .input_shapes()
-        .iter()
-        .map(|shape| {
-            let mut dims = vec![1];
-            for d in shape.iter().skip(1) {
-                dims.push((*d)?);
-            }
-            Some(dims)
-        })
-        .collect();
-    let Some(shapes) = shapes else {
-        return Ok(Some(model));
-    };
-    let plan = model.memory_plan(&shapes).map_err(|e| e.to_string())?;
-    if plan.inference_peak > BUDGET || model.forward_macs(1) > MAX_MACS {
-        return Ok(Some(model));
-    }
-    let inputs: Vec<Tensor> = shapes.into_iter().map(Tensor::zeros).collect();
-    model.predict(&inputs, 1).map_err(|e| e.to_string())?;
+    exercise(&model).map_err(|e| e.to_string())?;
     Ok(Some(model))
 }
 

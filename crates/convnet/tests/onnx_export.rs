@@ -20,7 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::random;
+use common::{max_relative, random};
 
 fn golden(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -295,25 +295,28 @@ fn golden_models_export_as_well_formed_graphs() {
     }
 }
 
+/// One keras.applications CNN of each family.
+const FAMILIES: [&str; 14] = [
+    "resnet50",
+    "resnet50v2",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "convnext_tiny",
+    "inception_resnet_v2",
+    "nasnet_mobile",
+    "densenet121",
+    "vgg16",
+    "xception",
+    "inception_v3",
+];
+
 #[test]
 fn applications_export_as_well_formed_graphs() {
     // One of each family here; the ignored test below runs all of them.
-    for name in [
-        "resnet50",
-        "resnet50v2",
-        "mobilenet",
-        "mobilenet_v2",
-        "mobilenet_v3_small",
-        "efficientnet_b0",
-        "efficientnet_v2_b0",
-        "convnext_tiny",
-        "inception_resnet_v2",
-        "nasnet_mobile",
-        "densenet121",
-        "vgg16",
-        "xception",
-        "inception_v3",
-    ] {
+    for name in FAMILIES {
         let case = application(name);
         assert_well_formed(
             &case,
@@ -450,20 +453,6 @@ fn onnx_runtime_predicts_as_convnet_on_every_export() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The largest difference relative to the reference's largest magnitude.
-fn max_relative(got: &Tensor, want: &Tensor) -> f32 {
-    let scale = want
-        .data()
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(1e-30);
-    got.data()
-        .iter()
-        .zip(want.data())
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
-}
-
 /// Reads `case`'s export back (NHWC at the edges, NCHW inside); the error, or how far
 /// its predictions are from the model's.
 fn round_trip(case: &Case) -> Result<f32, String> {
@@ -500,25 +489,7 @@ const NOT_READ_BACK: &[(&str, &str)] = &[
 #[test]
 fn exports_read_back_as_the_same_model() {
     let mut cases = golden_models();
-    cases.extend(
-        [
-            "resnet50",
-            "resnet50v2",
-            "mobilenet",
-            "mobilenet_v2",
-            "mobilenet_v3_small",
-            "efficientnet_b0",
-            "efficientnet_v2_b0",
-            "convnext_tiny",
-            "inception_resnet_v2",
-            "nasnet_mobile",
-            "densenet121",
-            "vgg16",
-            "xception",
-            "inception_v3",
-        ]
-        .map(application),
-    );
+    cases.extend(FAMILIES.map(application));
     cases.extend(programs());
     let mut read_back = 0;
     for case in cases {

@@ -18,6 +18,9 @@ use convnet::Tensor;
 use prost::Message;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::max_relative;
+
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/onnx_import")
@@ -43,21 +46,6 @@ fn to_nhwc(x: &Tensor) -> Tensor {
     Tensor::new(vec![n, h, w, c], out).unwrap()
 }
 
-/// The largest difference relative to the reference's largest magnitude.
-fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want
-        .data()
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(1e-30);
-    got.data()
-        .iter()
-        .zip(want.data())
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
-}
-
 /// Loads `dir/NAME.onnx` and checks its prediction on PyTorch's input against
 /// PyTorch's output.
 fn check_against_torch(dir: &Path, file: &str, case: &str, tolerance: f32) -> Model {
@@ -65,7 +53,7 @@ fn check_against_torch(dir: &Path, file: &str, case: &str, tolerance: f32) -> Mo
     let x = to_nhwc(&Tensor::read_npy(dir.join(format!("{case}_input.npy"))).unwrap());
     let want = Tensor::read_npy(dir.join(format!("{case}_torch.npy"))).unwrap();
     let got = model.predict(&[x], 8).unwrap().remove(0);
-    let error = relative_error(&got, &want);
+    let error = max_relative(&got, &want);
     assert!(
         error <= tolerance,
         "{file}: predictions differ from PyTorch's by {error:e} relative"
@@ -143,7 +131,7 @@ fn each_imported_operator_computes_as_in_onnx_runtime() {
         } else {
             to_nhwc(&want)
         };
-        let error = relative_error(&got, &want);
+        let error = max_relative(&got, &want);
         assert!(error <= 1e-5, "{name}: {error:e} from ONNX Runtime");
     }
 }

@@ -13,10 +13,10 @@ use crate::error::{Error, Result};
 use crate::kernels::Padding;
 use crate::layers::{
     Activation, Add, Average, AveragePooling2D, Axes, BatchNormalization, Concatenate, Conv2D,
-    Conv2DTranspose, Cropping2D, Dense, DepthwiseConv2D, Flatten, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Layer, LayerNormalization, LeakyReLU, MaxPooling2D, Maximum, Minimum,
-    Multiply, NumpyOp, OpKind, PReLU, Permute, ReLU, Reshape, Resizing, Softmax, Subtract,
-    UpSampling, UpSampling2D, ZeroPadding2D,
+    Conv2DTranspose, Cropping2D, Dense, DepthwiseConv2D, Flatten, GlobalPooling2D, Layer,
+    LayerNormalization, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply, NumpyOp, OpKind,
+    PReLU, Permute, PoolKind, ReLU, Reshape, Resizing, Softmax, Subtract, UpSampling, UpSampling2D,
+    ZeroPadding2D,
 };
 use crate::model::{Call, SymbolicTensor};
 use crate::tensor::Tensor;
@@ -567,16 +567,7 @@ impl<'a> NodeImport<'a> {
 
     fn global_pool(&mut self, max: bool) -> Result<Value> {
         let (x, _) = self.image(0)?;
-        let (_, y) = if max {
-            self.call(GlobalMaxPooling2D::new().keepdims(true), "", &[x.tensor])?
-        } else {
-            self.call(
-                GlobalAveragePooling2D::new().keepdims(true),
-                "",
-                &[x.tensor],
-            )?
-        };
-        Ok(Self::output(y, x.non_negative))
+        self.global(x, max, true)
     }
 
     /// ReduceMean or ReduceMax over an image's two spatial axes: global pooling.
@@ -600,19 +591,18 @@ impl<'a> NodeImport<'a> {
             );
         }
         let keepdims = self.int_attr("keepdims", 1) != 0;
-        let (_, y) = if max {
-            self.call(
-                GlobalMaxPooling2D::new().keepdims(keepdims),
-                "",
-                &[x.tensor],
-            )?
+        self.global(x, max, keepdims)
+    }
+
+    /// Global max or average pooling of an image, its 1x1 map kept or not.
+    fn global(&mut self, x: Runtime, max: bool, keepdims: bool) -> Result<Value> {
+        let kind = if max {
+            PoolKind::Max
         } else {
-            self.call(
-                GlobalAveragePooling2D::new().keepdims(keepdims),
-                "",
-                &[x.tensor],
-            )?
+            PoolKind::Average
         };
+        let layer = GlobalPooling2D::new(kind).keepdims(keepdims);
+        let (_, y) = self.call(layer, "", &[x.tensor])?;
         Ok(Self::output(y, x.non_negative))
     }
 
