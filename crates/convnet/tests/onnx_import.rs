@@ -5,7 +5,7 @@
 //! then files that are broken or hostile, each an error naming the file. The ignored
 //! test does the same for torchvision's ResNet18 and MobileNetV2, written by the same
 //! script into `CONVNET_TORCH_ONNX` (too big to commit), and saves each as `.keras`
-//! for `scripts/keras_check_onnx_imports.sh` to load in Keras 3.
+//! for `EXPECT=torch scripts/keras_check_exports.sh` to load in Keras 3.
 
 use convnet::io::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
@@ -54,6 +54,7 @@ fn check_against_torch(dir: &Path, file: &str, case: &str, tolerance: f32) -> Mo
     let want = Tensor::read_npy(dir.join(format!("{case}_torch.npy"))).unwrap();
     let got = model.predict(&[x], 8).unwrap().remove(0);
     let error = max_relative(&got, &want);
+    println!("{file}: {error:e} from PyTorch");
     assert!(
         error <= tolerance,
         "{file}: predictions differ from PyTorch's by {error:e} relative"
@@ -393,7 +394,8 @@ fn operators_without_a_keras_form_are_refused_by_name() {
 
 /// torchvision's ResNet18 and MobileNetV2 from `scripts/make_torch_onnx.py OUT_DIR`, run
 /// with `CONVNET_TORCH_ONNX=OUT_DIR`: each predicts as in PyTorch, and is saved as
-/// `OUT_DIR/NAME.keras` (with `NAME_input_nhwc.npy`) for Keras 3 to check.
+/// `OUT_DIR/NAME.keras` (with `NAME.input.npy`, NHWC, and `NAME.torch.npy`) for Keras 3
+/// to check.
 #[test]
 #[ignore = "needs the torchvision exports: CONVNET_TORCH_ONNX=DIR from scripts/make_torch_onnx.py DIR"]
 fn torchvision_cnns_predict_as_in_pytorch() {
@@ -409,10 +411,12 @@ fn torchvision_cnns_predict_as_in_pytorch() {
                 model.count_params()
             );
         }
+        // For `EXPECT=torch scripts/keras_check_exports.sh DIR`.
         let model = load_onnx(&dir.join(format!("{case}.onnx"))).unwrap();
         model.save(dir.join(format!("{case}.keras"))).unwrap();
         let x = to_nhwc(&Tensor::read_npy(dir.join(format!("{case}_input.npy"))).unwrap());
-        x.write_npy(dir.join(format!("{case}_input_nhwc.npy")))
-            .unwrap();
+        x.write_npy(dir.join(format!("{case}.input.npy"))).unwrap();
+        let y = Tensor::read_npy(dir.join(format!("{case}_torch.npy"))).unwrap();
+        y.write_npy(dir.join(format!("{case}.torch.npy"))).unwrap();
     }
 }
