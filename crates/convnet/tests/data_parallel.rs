@@ -104,9 +104,9 @@ fn data(n: usize, seed: u64) -> (Tensor, Tensor) {
     (x, Tensor::new(vec![n], labels).unwrap())
 }
 
-/// A small CNN with dropout (its masks drawn per sample index, so the equalities below
-/// hold only if a sample's mask does not depend on its rank), and optionally
-/// BatchNormalization.
+/// A small CNN with dropout, and a random flip and Gaussian noise where it has no
+/// BatchNormalization (their draws are per sample index, so the equalities below hold
+/// only if a sample's draw does not depend on its rank).
 fn model(batch_norm: bool) -> CompiledModel {
     let mut dropout = Dropout::new(0.3);
     dropout.seed = Some(11);
@@ -124,11 +124,17 @@ fn model(batch_norm: bool) -> CompiledModel {
             Dense::new(4).activation(ActivationFn::Softmax)
         ]
     } else {
+        let mut flip = RandomFlip::new(FlipMode::Horizontal);
+        flip.seed = Some(12);
+        let mut noise = GaussianNoise::additive(0.1);
+        noise.seed = Some(13);
         sequential![
             Input::new([8, 8, 2]),
+            flip,
             Conv2D::new(6, (3, 3)).activation(ActivationFn::Relu),
             MaxPooling2D::new((2, 2)),
             Flatten::new(),
+            noise,
             dropout,
             Dense::new(4).activation(ActivationFn::Softmax)
         ]
@@ -297,4 +303,28 @@ fn batches_smaller_than_the_ranks_are_refused() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn backup_and_restore_is_refused_in_a_data_parallel_run() {
+    let dir = std::env::temp_dir().join(format!("convnet-dp-backup-{}", std::process::id()));
+    let threads: Vec<_> = ThreadRanks::world(2)
+        .into_iter()
+        .map(|comm| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let (x, y) = data(100, 1);
+                let mut model = model(false);
+                let comm: Arc<dyn Communicator> = Arc::new(comm);
+                let mut options = options(16, Some(comm), false);
+                options.callbacks = vec![Box::new(convnet::callbacks::BackupAndRestore::new(&dir))];
+                model.fit(&[x], &[y], options).err().unwrap().to_string()
+            })
+        })
+        .collect();
+    for t in threads {
+        let message = t.join().unwrap();
+        assert!(message.contains("BackupAndRestore"), "{message}");
+    }
+    assert!(!dir.exists(), "a backup was written");
 }

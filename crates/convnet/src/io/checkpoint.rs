@@ -199,6 +199,10 @@ impl Callback for BackupAndRestore {
         true
     }
 
+    fn restores_state(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, ctx: &mut TrainContext) -> Result<()> {
         if self.save_freq == SaveFreq::Steps(0) {
             return Err(Error::invalid(

@@ -7,7 +7,7 @@
 //! seed gives the same augmentation, but not Keras's.
 
 use super::declare::{self, ChannelsLast};
-use super::dropout::{call_rng, layer_rng};
+use super::dropout::{call_rng, layer_rng, sample_rng};
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::Rng;
@@ -106,6 +106,9 @@ pub struct RandomFlip {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
     /// Keras's `mode`; default `horizontal_and_vertical`.
     #[serde(default = "both")]
     pub mode: FlipMode,
@@ -135,6 +138,9 @@ pub struct RandomRotation {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
 }
 
 /// Keras's `RandomTranslation(height_factor, width_factor)`: fractions of the size.
@@ -160,6 +166,9 @@ pub struct RandomTranslation {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
     /// Keras's `fill_value`, for `constant`; default 0.
     #[serde(default)]
     pub fill_value: f64,
@@ -189,6 +198,9 @@ pub struct RandomZoom {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
     /// Keras's `fill_value`, for `constant`; default 0.
     #[serde(default)]
     pub fill_value: f64,
@@ -213,6 +225,9 @@ pub struct RandomIntensity {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
     /// Which of the two classes.
     #[serde(skip)]
     brightness: bool,
@@ -690,6 +705,10 @@ macro_rules! augmentation {
                 Some(self.rng())
             }
 
+            fn set_first_sample(&mut self, first: usize) {
+                self.first_sample = first;
+            }
+
             fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
                 let shape = single(self, inputs)?;
                 if shape.len() != 4 {
@@ -721,13 +740,15 @@ macro_rules! augmentation {
                     return Ok((x.clone(), Saved::none()));
                 }
                 let (batch, height, width, _) = image_dims(x);
-                // Drawn from a copy (`draw` reads the layer), put back after.
+                // One draw per call from the layer's generator, then each image's own
+                // generator from it and the image's index in the global batch, so an
+                // image's augmentation does not depend on the rank that computes it.
                 let seed = self.seed;
-                let mut rng = call_rng(self.rng(), seed).clone();
+                let call_key = call_rng(self.rng(), seed).random::<u64>();
+                let first = self.first_sample;
                 let draws: Result<Vec<Draw>> = (0..batch)
-                    .map(|_| self.draw(&mut rng, height, width))
+                    .map(|i| self.draw(&mut sample_rng(call_key, first + i), height, width))
                     .collect();
-                *self.rng() = Some(rng);
                 let (y, applied) = self.transform(x, &draws?)?;
                 Ok((y, Saved::new(applied)))
             }

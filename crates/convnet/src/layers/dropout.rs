@@ -171,10 +171,10 @@ impl Layer for Dropout {
             } else {
                 self.first_sample + row
             };
-            let mut sample_rng = rng_from_seed(sample_key(call_key, index));
+            let mut generator = sample_rng(call_key, index);
             let end = small.len() + per_row;
             while small.len() < end {
-                let bits = sample_rng.random::<u64>();
+                let bits = generator.random::<u64>();
                 for half in [bits & 0xffff_ffff, bits >> 32] {
                     small.push(if half < threshold { scale } else { 0.0 });
                 }
@@ -219,13 +219,15 @@ impl Layer for Dropout {
     }
 }
 
-/// The seed of one sample's draws in a call: SplitMix64 of the call's key and the
-/// sample's index in the global batch.
-fn sample_key(call_key: u64, index: usize) -> u64 {
+/// The generator of one sample's draws in a training call of a random layer: seeded by
+/// SplitMix64 of the call's key (one draw of the layer's generator, the same on every
+/// rank) and the sample's index in the global batch, so that a sample draws the same
+/// whichever rank of a data-parallel run computes it.
+pub(super) fn sample_rng(call_key: u64, index: usize) -> Rng {
     let mut z = call_key.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    rng_from_seed(z ^ (z >> 31))
 }
 
 /// Checks a dropout `rate`, which must lie in [0, 1].
@@ -454,6 +456,9 @@ pub struct GaussianNoise {
     pub seed: Option<u64>,
     #[serde(skip)]
     rng: Option<Rng>,
+    /// The index of this call's first sample in the global batch.
+    #[serde(skip)]
+    first_sample: usize,
 }
 
 fn opt_amount<'de, D: serde::Deserializer<'de>>(
@@ -522,6 +527,10 @@ impl Layer for GaussianNoise {
         Some(&mut self.rng)
     }
 
+    fn set_first_sample(&mut self, first: usize) {
+        self.first_sample = first;
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         match (self.stddev, self.rate) {
             (Some(_), None) | (None, Some(_)) => Ok(single(self, inputs)?.clone()),
@@ -556,10 +565,17 @@ impl Layer for GaussianNoise {
         if !training || spread == 0.0 {
             return Ok((x.clone(), Saved::none()));
         }
-        let rng = call_rng(&mut self.rng, self.seed);
-        let noise: Vec<f32> = (0..x.len())
-            .map(|_| (shift + spread * rng.sample::<f64, _>(rand_distr::StandardNormal)) as f32)
-            .collect();
+        // Each sample's noise from its own generator, as Dropout's masks.
+        let call_key = call_rng(&mut self.rng, self.seed).random::<u64>();
+        let batch = x.shape().first().copied().unwrap_or(1).max(1);
+        let per_sample = x.len() / batch;
+        let mut noise = Vec::with_capacity(x.len());
+        for sample in 0..batch {
+            let mut generator = sample_rng(call_key, self.first_sample + sample);
+            noise.extend((0..per_sample).map(|_| {
+                (shift + spread * generator.sample::<f64, _>(rand_distr::StandardNormal)) as f32
+            }));
+        }
         let mut y = x.clone();
         if self.stddev.is_some() {
             y.data_mut()

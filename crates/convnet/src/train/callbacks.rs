@@ -77,6 +77,11 @@ pub trait Callback: Send {
     fn writes_files(&self) -> bool {
         false
     }
+    /// Whether the callback puts back an earlier run's state (BackupAndRestore), which
+    /// a data-parallel run cannot do yet: only rank 0 would.
+    fn restores_state(&self) -> bool {
+        false
+    }
 }
 
 /// Whether a monitored quantity improves by going down or up; `Auto` is Keras's rule

@@ -304,6 +304,12 @@ impl CompiledModel {
         let mut callbacks = std::mem::take(&mut options.callbacks);
         if parallel {
             check_batches_split(train_count, options.batch_size, comm.size())?;
+            if callbacks.iter().any(|cb| cb.restores_state()) {
+                return Err(Error::invalid(
+                    "callbacks",
+                    "BackupAndRestore cannot resume a data-parallel run yet (only rank 0 would restore): train without it",
+                ));
+            }
             if comm.rank() != 0 {
                 options.verbose = 0;
                 callbacks.retain(|cb| !cb.writes_files());
