@@ -7,6 +7,8 @@
 
 pub mod layer;
 
+use rayon::prelude::*;
+
 /// Per-channel mean and (biased) variance.
 pub fn moments(x: &[f32], channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>) {
     let count = (x.len() / channels.max(1)).max(1) as f64;
@@ -68,6 +70,9 @@ pub fn accumulate(dst: &mut [f32], src: &[f32]) {
 
 /// `y = γ · (x − mean) · inv_std + β` per channel (`mean.len()` channels), and x̂ =
 /// `(x − mean) · inv_std` into `x_hat` when given; `y` and `x_hat` are overwritten.
+/// Large tensors go to rayon's threads in blocks of whole runs (a run: values that
+/// share a channel, or one pixel's channels when they are last), each value computed
+/// as it would be alone.
 #[allow(clippy::too_many_arguments)]
 pub fn normalize(
     x: &[f32],
@@ -77,7 +82,7 @@ pub fn normalize(
     beta: &[f32],
     inner: usize,
     y: &mut [f32],
-    mut x_hat: Option<&mut [f32]>,
+    x_hat: Option<&mut [f32]>,
 ) {
     let channels = mean.len();
     // Runs of `inner` values share a channel; with channels last (inner = 1) a run
@@ -86,25 +91,87 @@ pub fn normalize(
     if run == 0 || x.is_empty() {
         return;
     }
-    let runs = y.chunks_exact_mut(run).zip(x.chunks_exact(run));
-    for (r, (y_run, x_run)) in runs.enumerate() {
-        let channel_of = |k: usize| if inner == 1 { k } else { r % channels };
-        if let Some(xh) = x_hat.as_deref_mut() {
-            let xh_run = &mut xh[r * run..][..run];
-            for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate() {
-                let ch = channel_of(k);
-                *h = (x - mean[ch]) * inv_std[ch];
-                *y = gamma[ch] * *h + beta[ch];
-            }
-        } else if inner == 1 {
-            let params = mean.iter().zip(inv_std).zip(gamma.iter().zip(beta.iter()));
-            for ((y, &x), ((m, s), (g, b))) in y_run.iter_mut().zip(x_run).zip(params) {
-                *y = g * ((x - m) * s) + b;
-            }
-        } else {
-            let ch = r % channels;
-            for (y, &x) in y_run.iter_mut().zip(x_run) {
-                *y = gamma[ch] * ((x - mean[ch]) * inv_std[ch]) + beta[ch];
+    let params = Params {
+        mean,
+        inv_std,
+        gamma,
+        beta,
+        inner,
+    };
+    // Blocks of about 16K values, whole runs each.
+    let block = run * (PARALLEL_BLOCK / run).max(1);
+    if x.len() < 4 * PARALLEL_BLOCK {
+        return params.normalize_runs(0, x, y, x_hat);
+    }
+    let runs_per_block = block / run;
+    match x_hat {
+        Some(xh) => y
+            .par_chunks_mut(block)
+            .zip(x.par_chunks(block).zip(xh.par_chunks_mut(block)))
+            .enumerate()
+            .for_each(|(b, (y, (x, xh)))| {
+                params.normalize_runs(b * runs_per_block, x, y, Some(xh))
+            }),
+        None => y
+            .par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .enumerate()
+            .for_each(|(b, (y, x))| params.normalize_runs(b * runs_per_block, x, y, None)),
+    }
+}
+
+/// Values per block of a parallel normalization.
+const PARALLEL_BLOCK: usize = 1 << 14;
+
+/// Batch normalisation's per-channel parameters and layout.
+struct Params<'a> {
+    mean: &'a [f32],
+    inv_std: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    inner: usize,
+}
+
+impl Params<'_> {
+    /// [`normalize`] of whole runs, the first of them run number `first_run`.
+    fn normalize_runs(
+        &self,
+        first_run: usize,
+        x: &[f32],
+        y: &mut [f32],
+        mut x_hat: Option<&mut [f32]>,
+    ) {
+        let Params {
+            mean,
+            inv_std,
+            gamma,
+            beta,
+            inner,
+        } = *self;
+        let channels = mean.len();
+        let run = if inner == 1 { channels } else { inner };
+        let runs = y.chunks_exact_mut(run).zip(x.chunks_exact(run));
+        for (r, (y_run, x_run)) in runs.enumerate() {
+            let r = first_run + r;
+            let channel_of = |k: usize| if inner == 1 { k } else { r % channels };
+            if let Some(xh) = x_hat.as_deref_mut() {
+                let xh_run = &mut xh[(r - first_run) * run..][..run];
+                for (k, (y, (&x, h))) in y_run.iter_mut().zip(x_run.iter().zip(xh_run)).enumerate()
+                {
+                    let ch = channel_of(k);
+                    *h = (x - mean[ch]) * inv_std[ch];
+                    *y = gamma[ch] * *h + beta[ch];
+                }
+            } else if inner == 1 {
+                let params = mean.iter().zip(inv_std).zip(gamma.iter().zip(beta.iter()));
+                for ((y, &x), ((m, s), (g, b))) in y_run.iter_mut().zip(x_run).zip(params) {
+                    *y = g * ((x - m) * s) + b;
+                }
+            } else {
+                let ch = r % channels;
+                for (y, &x) in y_run.iter_mut().zip(x_run) {
+                    *y = gamma[ch] * ((x - mean[ch]) * inv_std[ch]) + beta[ch];
+                }
             }
         }
     }
@@ -135,5 +202,54 @@ pub fn backward_input(
         } else {
             scale * g
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel blocks compute each value as one serial pass does, in both layouts,
+    /// with and without x̂.
+    #[test]
+    fn parallel_blocks_equal_one_pass() {
+        let channels = 24;
+        let n = 4 * PARALLEL_BLOCK * 3 + channels * 5;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let per = |k: usize, base: f32| {
+            (0..channels)
+                .map(|c| base + (c * k) as f32 / 100.0)
+                .collect::<Vec<f32>>()
+        };
+        let (mean, inv_std, gamma, beta) = (per(1, -0.3), per(2, 0.5), per(3, 0.9), per(4, 0.1));
+        for inner in [1, n / channels] {
+            let params = Params {
+                mean: &mean,
+                inv_std: &inv_std,
+                gamma: &gamma,
+                beta: &beta,
+                inner,
+            };
+            let (mut serial, mut serial_hat) = (vec![0.0; n], vec![0.0; n]);
+            params.normalize_runs(0, &x, &mut serial, Some(&mut serial_hat));
+            let (mut y, mut hat) = (vec![0.0; n], vec![0.0; n]);
+            normalize(
+                &x,
+                &mean,
+                &inv_std,
+                &gamma,
+                &beta,
+                inner,
+                &mut y,
+                Some(&mut hat),
+            );
+            assert_eq!(y, serial);
+            assert_eq!(hat, serial_hat);
+            let mut y = vec![0.0; n];
+            normalize(&x, &mean, &inv_std, &gamma, &beta, inner, &mut y, None);
+            assert_eq!(y, serial);
+        }
     }
 }
