@@ -8,8 +8,9 @@ use std::time::Instant;
 const CHAINS: usize = 12;
 
 /// Peak f32 FLOP/s of `threads` threads running fused multiply-adds flat out (an FMA
-/// counts as two FLOPs), chosen at run time: AVX2+FMA on x86-64 when the CPU has them,
-/// NEON on aarch64, plain multiply-adds elsewhere.
+/// counts as two FLOPs), chosen at run time: AVX-512 on x86-64 when the CPU has it (the
+/// matrix products use it, through the `gemm` crate), else AVX2+FMA, NEON on aarch64,
+/// plain multiply-adds elsewhere.
 pub fn peak_f32_flops(threads: usize) -> f64 {
     let threads = threads.max(1);
     let iterations = 200_000_000 / CHAINS;
@@ -34,6 +35,11 @@ pub fn peak_f32_flops(threads: usize) -> f64 {
 /// Runs `iterations` rounds of `CHAINS` independent FMAs on the widest vectors the CPU
 /// has; returns the FLOPs done.
 fn fma_loop(iterations: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the feature the function is compiled for.
+        return unsafe { x86::fma_avx512(iterations) };
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
@@ -82,6 +88,22 @@ mod x86 {
         }
         std::hint::black_box(acc);
         (iterations * CHAINS * 8 * 2) as f64
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_avx512(iterations: usize) -> f64 {
+        let a = _mm512_set1_ps(std::hint::black_box(0.999_999));
+        let b = _mm512_set1_ps(std::hint::black_box(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+        for _ in 0..iterations {
+            for v in &mut acc {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (iterations * CHAINS * 16 * 2) as f64
     }
 }
 

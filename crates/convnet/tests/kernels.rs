@@ -224,6 +224,13 @@ fn depthwise_matches_grouped_convolution_by_definition() {
 }
 
 #[test]
+fn avx2_routes_match_by_definition_on_any_cpu() {
+    // An AVX2 CPU without AVX-512 takes our own micro-kernel for shallow products; on
+    // an AVX-512 machine the gemm crate's kernels take them instead.
+    convnet::kernels::simd::without_avx512(matmul_matches_by_definition);
+}
+
+#[test]
 fn portable_kernels_match_by_definition() {
     // The routes taken on CPUs without AVX2, checked here on whatever CPU runs the tests.
     convnet::kernels::simd::with_portable(|| {
@@ -280,7 +287,8 @@ fn same_padding_puts_the_odd_row_at_the_bottom() {
 
 #[test]
 fn matmul_matches_by_definition() {
-    // Every route of the product: our micro-kernel's register tiles cut short (m not a
+    // Every route of the product (without AVX-512, see the test above): our
+    // micro-kernel's register tiles cut short (m not a
     // multiple of 6, a last 8-column block), its full depth (256), several row chunks,
     // transposed operands (packed), each starting value, and the row split between
     // threads; the gemm crate's for deeper products, n not a multiple of 8, a few rows

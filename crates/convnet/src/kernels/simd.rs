@@ -6,9 +6,10 @@
 //! `dispatch!` does the choosing: the body is an `#[inline(always)]` generic function,
 //! inlined into a `#[target_feature]` wrapper so it is compiled with those features.
 //!
-//! Tests reach the portable copies on AVX2 machines through [`with_portable`], an
-//! override scoped to one closure rather than a process-wide switch (which would turn
-//! the AVX2 routes off under tests running at the same time on other threads).
+//! Tests reach the portable copies on AVX2 machines through [`with_portable`], and an
+//! AVX2 CPU's routes on AVX-512 machines through [`without_avx512`]: overrides scoped
+//! to one closure rather than process-wide switches (which would change the routes
+//! under tests running at the same time on other threads).
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -17,6 +18,9 @@ thread_local! {
     /// Set on the threads of [`with_portable`]'s pool: the AVX2 copies are not used there
     /// even where they could be.
     static PORTABLE_ONLY: Cell<bool> = const { Cell::new(false) };
+    /// Set on the threads of [`without_avx512`]'s pool: the routes of an AVX2 CPU
+    /// without AVX-512 (our own micro-kernel for the shallow products).
+    static NO_AVX512: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` with every kernel on its portable route (the one for CPUs without AVX2), so
@@ -37,6 +41,36 @@ pub fn with_portable<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         .build()
         .expect("a thread pool for the portable kernels");
     pool.install(f)
+}
+
+/// Runs `f` as on an AVX2 CPU without AVX-512, so tests on an AVX-512 machine check
+/// those routes too; scoped to `f`'s own pool as [`with_portable`] is.
+#[doc(hidden)]
+pub fn without_avx512<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .start_handler(|_| NO_AVX512.with(|p| p.set(true)))
+        .build()
+        .expect("a thread pool for the AVX2 kernels");
+    pool.install(f)
+}
+
+/// Whether the CPU has AVX-512F (checked once): then the `gemm` crate's AVX-512
+/// kernels do every matrix product.
+pub fn has_avx512() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    !PORTABLE_ONLY.with(Cell::get)
+        && !NO_AVX512.with(Cell::get)
+        && *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        })
 }
 
 /// Whether the AVX2+FMA copies can run here (checked once).

@@ -68,8 +68,10 @@ pub enum Start<'a> {
 /// `dst_row_stride` apart. `parallel` lets the product use all of rayon's threads;
 /// callers that already run in parallel pass false.
 ///
-/// On AVX2+FMA CPUs, for the shapes where it is the faster (see `own_product_suits`),
-/// the product is our own micro-kernel's (`microkernel`); elsewhere the `gemm` crate's.
+/// On AVX2+FMA CPUs without AVX-512, for the shapes where it is the faster (see
+/// `own_product_suits`), the product is our own micro-kernel's (`microkernel`);
+/// elsewhere the `gemm` crate's, whose AVX-512 kernels (its `x86-v4` feature, chosen at
+/// run time) beat our AVX2 one on every shape where both were timed.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -91,7 +93,10 @@ pub fn matmul(
         assert_eq!(bias.len(), n, "gemm: bias length");
     }
     #[cfg(target_arch = "x86_64")]
-    if own_product_suits(m, n, k, a) && crate::kernels::simd::has_avx2_fma() {
+    if own_product_suits(m, n, k, a)
+        && crate::kernels::simd::has_avx2_fma()
+        && !crate::kernels::simd::has_avx512()
+    {
         a.check(m, k, "left operand");
         b.check(k, n, "right operand");
         avx2::own_product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
