@@ -35,28 +35,33 @@ thread_local! {
 /// by other means do not inherit the override.
 #[doc(hidden)]
 pub fn with_portable<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(rayon::current_num_threads())
-        .start_handler(|_| PORTABLE_ONLY.with(|p| p.set(true)))
-        .build()
-        .expect("a thread pool for the portable kernels");
-    pool.install(f)
+    in_pool_with(&PORTABLE_ONLY, f)
 }
 
 /// Runs `f` as on an AVX2 CPU without AVX-512, so tests on an AVX-512 machine check
 /// those routes too; scoped to `f`'s own pool as [`with_portable`] is.
 #[doc(hidden)]
 pub fn without_avx512<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    in_pool_with(&NO_AVX512, f)
+}
+
+/// Runs `f` in a pool of its own, as many threads as the current one, each with `flag`
+/// set by its `start_handler`.
+fn in_pool_with<R: Send>(
+    flag: &'static std::thread::LocalKey<Cell<bool>>,
+    f: impl FnOnce() -> R + Send,
+) -> R {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(rayon::current_num_threads())
-        .start_handler(|_| NO_AVX512.with(|p| p.set(true)))
+        .start_handler(move |_| flag.with(|p| p.set(true)))
         .build()
-        .expect("a thread pool for the AVX2 kernels");
+        .expect("a thread pool for a route override");
     pool.install(f)
 }
 
 /// Whether the CPU has AVX-512F (checked once): then the `gemm` crate's AVX-512
 /// kernels do every matrix product.
+#[inline]
 pub fn has_avx512() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     !PORTABLE_ONLY.with(Cell::get)
