@@ -1,10 +1,14 @@
 //! Each ONNX operator of a CNN as the Keras layers that compute it on NHWC tensors:
 //! Conv as Conv2D, DepthwiseConv2D or a grouped Conv2D (padding that Keras's `same`
-//! does not give as a ZeroPadding2D before it), Gemm and MatMul as Dense, pooling,
-//! BatchNormalization, the activations, the elementwise operations, Concat, Flatten and
-//! Reshape (a Permute first where the NCHW order of a flattened image matters), Pad.
-//! The weights are turned into Keras's layouts (OIHW kernels to HWIO). An operator or
-//! an attribute outside this set is refused, and the error names it.
+//! does not give as a ZeroPadding2D before it), ConvTranspose as Conv2DTranspose, Gemm
+//! and MatMul as Dense, the poolings and global reductions, BatchNormalization and
+//! LayerNormalization, the activations (Clip as a capped ReLU), the elementwise
+//! operations (a per-channel constant as a 1x1 DepthwiseConv2D), Concat, Flatten and
+//! Reshape (a Permute first where the NCHW order of a flattened image matters), Pad,
+//! Slice as Cropping2D, Resize as UpSampling2D or Resizing, and Transposes between NCHW
+//! and NHWC, which only change the order a value's ONNX axes stand for. The weights are
+//! turned into Keras's layouts (OIHW kernels to HWIO). An operator or an attribute
+//! outside this set is refused, and the error names it.
 
 use super::import::{constant_of, is_to_nchw, Constant, Importer, Layout, Runtime, Value};
 use super::proto::{AttributeProto, NodeProto};
