@@ -188,6 +188,42 @@ impl Tensor {
         self.shape.first().copied().unwrap_or(0)
     }
 
+    /// The tensor with its axes reordered: axis `a` of the result is axis `axes[a]` of
+    /// this one (NumPy's `transpose(axes)`); `axes` must be a permutation of the axes.
+    pub fn permute_axes(&self, axes: &[usize]) -> Result<Tensor> {
+        let shape = self.shape();
+        let mut sorted = axes.to_vec();
+        sorted.sort_unstable();
+        if sorted != (0..shape.len()).collect::<Vec<_>>() {
+            return Err(Error::data(format!(
+                "cannot permute the axes of a tensor of shape {shape:?} by {axes:?}"
+            )));
+        }
+        let out_shape: Vec<usize> = axes.iter().map(|&a| shape[a]).collect();
+        let mut strides = vec![1usize; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * shape[d + 1];
+        }
+        let out_strides: Vec<usize> = axes.iter().map(|&a| strides[a]).collect();
+        let data = self.data();
+        let mut out = Vec::with_capacity(data.len());
+        let mut coords = vec![0usize; out_shape.len()];
+        let mut source = 0usize;
+        for _ in 0..data.len() {
+            out.push(data[source]);
+            for d in (0..out_shape.len()).rev() {
+                coords[d] += 1;
+                source += out_strides[d];
+                if coords[d] < out_shape[d] {
+                    break;
+                }
+                source -= out_strides[d] * coords[d];
+                coords[d] = 0;
+            }
+        }
+        Tensor::new(out_shape, out)
+    }
+
     /// Samples `indices` (along the first axis), in that order, as a new tensor.
     pub fn gather_rows(&self, indices: &[usize]) -> Result<Tensor> {
         if self.shape.is_empty() {

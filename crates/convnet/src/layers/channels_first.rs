@@ -5,7 +5,6 @@
 //! are the twin's as they are. Flatten's channels_first means the same thing: Keras
 //! moves the channels last before flattening, as the transpose in front does.
 
-use super::permute::transpose;
 use super::{Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::Rng;
@@ -98,7 +97,7 @@ impl ChannelsFirst {
     }
 
     fn to_last(x: &Tensor) -> Result<Tensor> {
-        transpose(x, &last_order(x.rank()))
+        x.permute_axes(&last_order(x.rank()))
     }
 
     /// The twin's output (or output gradient) in this layer's format.
@@ -106,7 +105,7 @@ impl ChannelsFirst {
         if y.rank() < 3 {
             Ok(y.clone())
         } else {
-            transpose(y, &first_order(y.rank()))
+            y.permute_axes(&first_order(y.rank()))
         }
     }
 

@@ -45,34 +45,6 @@ impl Permute {
     }
 }
 
-/// `x` with its axes reordered: output axis `a` is input axis `axes[a]`.
-pub(super) fn transpose(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    let shape = x.shape();
-    let out_shape: Vec<usize> = axes.iter().map(|&a| shape[a]).collect();
-    let mut strides = vec![1usize; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let out_strides: Vec<usize> = axes.iter().map(|&a| strides[a]).collect();
-    let data = x.data();
-    let mut out = Vec::with_capacity(data.len());
-    let mut coords = vec![0usize; out_shape.len()];
-    let mut source = 0usize;
-    for _ in 0..data.len() {
-        out.push(data[source]);
-        for d in (0..out_shape.len()).rev() {
-            coords[d] += 1;
-            source += out_strides[d];
-            if coords[d] < out_shape[d] {
-                break;
-            }
-            source -= out_strides[d] * coords[d];
-            coords[d] = 0;
-        }
-    }
-    Tensor::new(out_shape, out)
-}
-
 impl Layer for Permute {
     layer_common!("Permute");
 
@@ -84,7 +56,7 @@ impl Layer for Permute {
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         infer(self, &[x])?;
-        transpose(x, &self.axes(x.rank())?)
+        x.permute_axes(&self.axes(x.rank())?)
     }
 
     fn backward_impl(
@@ -100,7 +72,7 @@ impl Layer for Permute {
         for (out_axis, &in_axis) in axes.iter().enumerate() {
             inverse[in_axis] = out_axis;
         }
-        Ok(vec![transpose(dy, &inverse)?])
+        Ok(vec![dy.permute_axes(&inverse)?])
     }
 }
 

@@ -103,6 +103,11 @@ impl Constant {
         }
     }
 
+    /// The values as a float tensor of the constant's dims.
+    pub(super) fn tensor(&self) -> Result<Tensor> {
+        Tensor::new(self.dims().to_vec(), self.floats())
+    }
+
     /// The values as floats.
     pub(super) fn floats(&self) -> Vec<f32> {
         match self {

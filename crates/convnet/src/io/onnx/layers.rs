@@ -4,33 +4,11 @@
 use super::export::{float, int, ints, string, Graph, Layout, Val};
 use super::proto::{AttributeProto, INT64};
 use crate::error::{Error, Result};
+use crate::kernels::conv::output_length;
+use crate::kernels::Padding;
 use crate::layers::{Layer, Normalization, NumpyOp, OpKind, Shape};
 use crate::tensor::Tensor;
 use serde_json::Value;
-
-/// `tensor`'s axes reordered: axis `i` of the result is axis `perm[i]` of `tensor`.
-fn permuted(tensor: &Tensor, perm: &[usize]) -> Tensor {
-    let shape = tensor.shape();
-    let mut strides = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
-    }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    let mut index = vec![0; shape.len()];
-    let mut data = Vec::with_capacity(tensor.len());
-    for _ in 0..tensor.len() {
-        let offset: usize = index.iter().zip(perm).map(|(&i, &p)| i * strides[p]).sum();
-        data.push(tensor.data()[offset]);
-        for axis in (0..index.len()).rev() {
-            index[axis] += 1;
-            if index[axis] < out_shape[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
-    }
-    Tensor::new(out_shape, data).expect("a permutation keeps the element count")
-}
 
 /// A size from a config: a number, or a list of numbers.
 fn sizes(layer: &dyn Layer, config: &Value, field: &str, count: usize) -> Result<Vec<i64>> {
@@ -118,12 +96,16 @@ fn same_pads(
     let mut begin = Vec::new();
     let mut end = Vec::new();
     for (i, size) in input.iter().enumerate() {
-        let size = (*size)? as i64;
-        let out = (size + strides[i] - 1) / strides[i];
-        let span = (kernel[i] - 1) * dilations[i] + 1;
-        let total = ((out - 1) * strides[i] + span - size).max(0);
-        begin.push(total / 2);
-        end.push(total - total / 2);
+        let axis = |v: &[i64]| usize::try_from(v[i]).ok().filter(|&v| v > 0);
+        let (_, before, after) = output_length(
+            (*size)?,
+            axis(kernel)?,
+            axis(strides)?,
+            axis(dilations)?,
+            Padding::Same,
+        )?;
+        begin.push(before as i64);
+        end.push(after as i64);
     }
     begin.extend(end);
     Some(begin)
@@ -336,7 +318,7 @@ impl Graph {
                 let k = kernel.shape();
                 let group = (x.shape[r + 1].unwrap_or(k[r]) / k[r].max(1)) as i64;
                 let attrs = Self::conv_attributes(layer, config, &x, &spatial(k))?;
-                let w = permuted(&kernel, &to_onnx);
+                let w = kernel.permute_axes(&to_onnx)?;
                 conv(self, &main, &x.name, &w, group, attrs, bias.as_ref())
             }
             "DepthwiseConv1D" | "DepthwiseConv2D" | "SeparableConv1D" | "SeparableConv2D" => {
@@ -352,7 +334,7 @@ impl Graph {
                 let order: Vec<usize> = [r, r + 1].into_iter().chain(0..r).collect();
                 let mut shape = vec![k[r] * k[r + 1], 1];
                 shape.extend(&k[..r]);
-                let w = permuted(&kernel, &order).reshape(shape)?;
+                let w = kernel.permute_axes(&order)?.reshape(shape)?;
                 if class.starts_with("Depthwise") {
                     conv(self, &main, &x.name, &w, k[r] as i64, attrs, bias.as_ref())
                 } else {
@@ -365,7 +347,8 @@ impl Graph {
                         attrs,
                         None,
                     );
-                    let pointwise = permuted(&Self::weight(layer, "pointwise_kernel")?, &to_onnx);
+                    let pointwise =
+                        Self::weight(layer, "pointwise_kernel")?.permute_axes(&to_onnx)?;
                     let attrs = vec![
                         ints("kernel_shape", &vec![1; r]),
                         ints("pads", &vec![0; 2 * r]),
@@ -409,7 +392,7 @@ impl Graph {
                     _ => return Err(unsupported_field(layer, "padding", config.get("padding"))),
                 }
                 // Keras's (k…, out, in) → ONNX's (in, out, k…).
-                let w = self.constant(&format!("{base}_kernel"), &permuted(&kernel, &to_onnx));
+                let w = self.constant(&format!("{base}_kernel"), &kernel.permute_axes(&to_onnx)?);
                 let mut inputs = vec![x.name.clone(), w];
                 if let Some(b) = &bias {
                     inputs.push(self.constant(&format!("{base}_bias"), b));

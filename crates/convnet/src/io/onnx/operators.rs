@@ -14,6 +14,7 @@ use super::import::{constant_of, is_to_nchw, Constant, Importer, Layout, Runtime
 use super::proto::{AttributeProto, NodeProto};
 use crate::activations::ActivationFn;
 use crate::error::{Error, Result};
+use crate::kernels::conv::output_length;
 use crate::kernels::Padding;
 use crate::layers::{
     Activation, Add, Average, AveragePooling2D, Axes, BatchNormalization, Concatenate, Conv2D,
@@ -102,11 +103,12 @@ struct NodeImport<'a> {
     base: String,
 }
 
-/// Keras's `same` padding of one axis: (before, after).
+/// Keras's `same` padding of one axis for a window of `window` (dilation included):
+/// (before, after).
 fn same_pads(input: usize, window: usize, stride: usize) -> (usize, usize) {
-    let out = input.div_ceil(stride.max(1));
-    let total = (out.saturating_sub(1) * stride + window).saturating_sub(input);
-    (total / 2, total - total / 2)
+    let (_, before, after) = output_length(input, window, stride, 1, Padding::Same)
+        .expect("'same' always has an output");
+    (before, after)
 }
 
 /// How a window's ONNX padding is done in Keras.
@@ -182,9 +184,9 @@ impl<'a> NodeImport<'a> {
         }
     }
 
-    fn constant(&self, i: usize) -> Result<Constant> {
+    fn constant(&self, i: usize) -> Result<&Constant> {
         match self.input(i)? {
-            Value::Constant(c) => Ok(c.clone()),
+            Value::Constant(c) => Ok(c),
             Value::Runtime(_) => refuse(format!(
                 "input {i} ('{}') is computed at run time; convnet needs it as a constant (an initializer)",
                 self.node.input[i]
@@ -251,6 +253,17 @@ impl<'a> NodeImport<'a> {
         let tensor = layer.named(&name).call(inputs);
         tensor.shape()?;
         Ok((name, tensor))
+    }
+
+    /// The weights the layer `name` gets once the model is built: its kernel, and its
+    /// bias (one value per output) when it has one.
+    fn keep_weights(&mut self, name: String, kernel: Tensor, bias: Option<Vec<f32>>) -> Result<()> {
+        let mut weights = vec![kernel];
+        if let Some(bias) = bias {
+            weights.push(Tensor::new(vec![bias.len()], bias)?);
+        }
+        self.im.weights.push((name, weights));
+        Ok(())
     }
 
     /// A new NCHW (or rank-2) value.
@@ -368,7 +381,8 @@ impl<'a> NodeImport<'a> {
         } else {
             None
         };
-        let hwio = oihw_to_hwio(&kernel.floats(), [m, ci, kh, kw]);
+        // ONNX's (M, C/group, kH, kW) as Keras's (kH, kW, C/group, M).
+        let hwio = kernel.tensor()?.permute_axes(&[2, 3, 1, 0])?;
         let pads = Self::keras_pads(pads, (h, w), window, strides);
         let (x, padding) = self.padded(x.tensor, pads)?;
         let (name, y) = if group == c && group > 1 {
@@ -388,16 +402,13 @@ impl<'a> NodeImport<'a> {
                 .use_bias(bias.is_some());
             self.call(layer, "", &[x])?
         };
-        let kernel_shape = if group == c && group > 1 {
-            vec![kh, kw, c, m / c]
+        // A depthwise kernel is the same values as (kH, kW, C, M / C).
+        let hwio = if group == c && group > 1 {
+            hwio.reshape([kh, kw, c, m / c])?
         } else {
-            vec![kh, kw, ci, m]
+            hwio
         };
-        let mut weights = vec![Tensor::new(kernel_shape, hwio)?];
-        if let Some(bias) = bias {
-            weights.push(Tensor::new(vec![m], bias)?);
-        }
-        self.im.weights.push((name, weights));
+        self.keep_weights(name, hwio, bias)?;
         Ok(Self::output(y, false))
     }
 
@@ -427,11 +438,7 @@ impl<'a> NodeImport<'a> {
         let layer = Dense::new(m).use_bias(bias.is_some());
         let layout = x.layout;
         let (name, y) = self.call(layer, "", &[x.tensor])?;
-        let mut weights = vec![Tensor::new(vec![k, m], kernel)?];
-        if let Some(bias) = bias {
-            weights.push(Tensor::new(vec![m], bias)?);
-        }
-        self.im.weights.push((name, weights));
+        self.keep_weights(name, Tensor::new(vec![k, m], kernel)?, bias)?;
         Ok(Self::output_in(y, false, layout))
     }
 
@@ -725,7 +732,8 @@ impl<'a> NodeImport<'a> {
             (Value::Runtime(x), Value::Constant(_)) | (Value::Constant(_), Value::Runtime(x)) => {
                 let position = usize::from(matches!(self.input(0)?, Value::Runtime(_)));
                 let c = self.constant(position)?;
-                if c.floats().len() != 1 {
+                if c.dims().iter().product::<usize>() != 1 {
+                    let c = c.clone();
                     return self.channel_arithmetic(x, kind, position, &c);
                 }
                 let c = c.floats()[0];
@@ -792,11 +800,8 @@ impl<'a> NodeImport<'a> {
         };
         let layer = DepthwiseConv2D::new((1, 1)).use_bias(bias.is_some());
         let (name, y) = self.call(layer, "", &[x.tensor])?;
-        let mut weights = vec![Tensor::new(vec![1, 1, channels, 1], kernel)?];
-        if let Some(bias) = bias {
-            weights.push(Tensor::new(vec![channels], bias)?);
-        }
-        self.im.weights.push((name, weights));
+        let kernel = Tensor::new(vec![1, 1, channels, 1], kernel)?;
+        self.keep_weights(name, kernel, bias)?;
         Ok(Self::output_in(y, false, x.layout))
     }
 
@@ -872,7 +877,7 @@ impl<'a> NodeImport<'a> {
                     values,
                 )
             } else if let Some(per_channel) = (shape.len() == 3)
-                .then(|| Self::per_channel(&x, &slope, channels))
+                .then(|| Self::per_channel(&x, slope, channels))
                 .flatten()
             {
                 (vec![1, 1, channels], Some(vec![1, 2]), per_channel)
@@ -985,25 +990,10 @@ impl<'a> NodeImport<'a> {
             .dilation_rate(dilations)
             .padding(padding)
             .use_bias(bias.is_some());
+        // ONNX's (C, M, kH, kW) as Keras's (kH, kW, M, C).
+        let hwoi = kernel.tensor()?.permute_axes(&[2, 3, 1, 0])?;
         let (name, y) = self.call(layer, "", &[x.tensor])?;
-        // ONNX's (C, M, kH, kW) to Keras's (kH, kW, M, C).
-        let values = kernel.floats();
-        let mut hwoi = vec![0.0; values.len()];
-        for i in 0..ci {
-            for o in 0..m {
-                for y in 0..kh {
-                    for x in 0..kw {
-                        hwoi[((y * kw + x) * m + o) * ci + i] =
-                            values[((i * m + o) * kh + y) * kw + x];
-                    }
-                }
-            }
-        }
-        let mut weights = vec![Tensor::new(vec![kh, kw, m, ci], hwoi)?];
-        if let Some(bias) = bias {
-            weights.push(Tensor::new(vec![m], bias)?);
-        }
-        self.im.weights.push((name, weights));
+        self.keep_weights(name, hwoi, bias)?;
         Ok(Self::output(y, false))
     }
 
@@ -1365,19 +1355,4 @@ impl<'a> NodeImport<'a> {
             other => refuse(format!("value attribute {other:?} is not imported")),
         }
     }
-}
-
-/// A convolution kernel from ONNX's (M, C, kH, kW) to Keras's (kH, kW, C, M).
-fn oihw_to_hwio(values: &[f32], [m, c, kh, kw]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for o in 0..m {
-        for i in 0..c {
-            for y in 0..kh {
-                for x in 0..kw {
-                    out[((y * kw + x) * c + i) * m + o] = values[((o * c + i) * kh + y) * kw + x];
-                }
-            }
-        }
-    }
-    out
 }
