@@ -23,23 +23,27 @@ pub use conv::{ConvGeometry, Padding};
 use crate::activations::ActivationFn;
 
 /// What a forward kernel does to each finished block of output rows while it is still
-/// in cache: add the bias (per output channel) and apply the activation. Fusing them
-/// saves two passes over the output, which on big layers cost as much as the products.
-#[derive(Clone, Copy, Debug)]
+/// in cache: add the bias (per output channel), map each channel affinely and apply the
+/// activation. Fusing them saves passes over the output, which on big layers cost as
+/// much as the products.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// Per-output-channel bias added to every output pixel, or `None` for no bias.
     pub bias: Option<&'a [f32]>,
-    /// Applied element-wise after the bias (`Linear` leaves the values as they are).
+    /// A per-channel `y = x·scale + shift` after the bias: an inference-mode
+    /// BatchNormalization folded into the layer before it.
+    pub affine: Option<Affine<'a>>,
+    /// Applied element-wise last (`Linear` leaves the values as they are).
     pub activation: ActivationFn,
 }
 
-impl Default for Epilogue<'_> {
-    fn default() -> Self {
-        Epilogue {
-            bias: None,
-            activation: ActivationFn::Linear,
-        }
-    }
+/// Per-channel `y = x·scale + shift`, one scale and one shift per output channel.
+#[derive(Clone, Copy, Debug)]
+pub struct Affine<'a> {
+    /// Multiplies channel c's values.
+    pub scale: &'a [f32],
+    /// Then added to channel c's values.
+    pub shift: &'a [f32],
 }
 
 impl Epilogue<'_> {
@@ -60,8 +64,15 @@ impl Epilogue<'_> {
             .map_or(gemm::Start::Zeros, |b| gemm::Start::Bias(&b[channels]))
     }
 
-    /// Applies the activation to whole rows of `channels` outputs.
+    /// Applies the affine map and the activation to whole rows of `channels` outputs.
     pub(crate) fn finish(&self, rows: &mut [f32], channels: usize) {
+        if let Some(Affine { scale, shift }) = self.affine {
+            for row in rows.chunks_exact_mut(channels) {
+                for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                    *v = *v * s + t;
+                }
+            }
+        }
         self.activation.apply_slice(rows, channels);
     }
 }

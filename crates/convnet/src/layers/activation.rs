@@ -65,6 +65,14 @@ impl Layer for Activation {
         Ok(y)
     }
 
+    fn elementwise_activation(&self) -> Option<ActivationFn> {
+        let along_an_axis = matches!(
+            self.activation,
+            ActivationFn::Softmax | ActivationFn::LogSoftmax
+        );
+        (!along_an_axis).then_some(self.activation)
+    }
+
     fn backward_impl(
         &self,
         inputs: &[&Tensor],
@@ -165,7 +173,26 @@ impl Layer for ReLU {
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        map_input(self, inputs, |x| self.value(x))
+        match self.elementwise_activation() {
+            Some(f) => {
+                let mut y = map_input(self, inputs, |v| v)?;
+                f.apply_inplace(&mut y);
+                Ok(y)
+            }
+            None => map_input(self, inputs, |x| self.value(x)),
+        }
+    }
+
+    /// The plain `relu` and `relu6` that most networks use (their vectorised loops).
+    fn elementwise_activation(&self) -> Option<ActivationFn> {
+        if self.negative_slope != 0.0 || self.threshold != 0.0 {
+            return None;
+        }
+        match self.max_value {
+            None => Some(ActivationFn::Relu),
+            Some(6.0) => Some(ActivationFn::Relu6),
+            Some(_) => None,
+        }
     }
 
     fn backward_impl(

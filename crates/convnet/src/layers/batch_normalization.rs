@@ -302,6 +302,25 @@ impl Layer for BatchNormalization {
         Ok(self.normalize(x, &mean, &inv_std, false)?.0)
     }
 
+    fn inference_affine(&self, rank: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        if self.axis_index(rank).ok()? != rank - 1 || self.base.weights.is_empty() {
+            return None;
+        }
+        let (mean, inv_std) = self.moving_inv_std();
+        let (g, b, _, _) = self.slots();
+        let channels = mean.len();
+        let gamma = self.per_channel(g, channels, 1.0);
+        let beta = self.per_channel(b, channels, 0.0);
+        let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+        let shift = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Some((scale, shift))
+    }
+
     fn set_ranks(
         &mut self,
         ranks: Option<&std::sync::Arc<dyn Communicator>>,

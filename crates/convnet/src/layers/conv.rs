@@ -8,7 +8,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
-use crate::kernels::Epilogue;
+use crate::kernels::{Affine, Epilogue};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -299,7 +299,12 @@ impl Conv2D {
     }
 
     /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self
@@ -308,6 +313,7 @@ impl Conv2D {
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = Epilogue {
             bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            affine,
             activation,
         };
         conv::conv2d_forward_with(

@@ -11,7 +11,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, Padding, VolumeGeometry};
-use crate::kernels::Epilogue;
+use crate::kernels::{Affine, Epilogue};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -213,13 +213,19 @@ impl Conv3D {
         self.window().geometry(self, x, self.filters, self.groups)
     }
 
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape())?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = Epilogue {
             bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            affine,
             activation,
         };
         conv::conv3d_forward_with(
@@ -479,7 +485,12 @@ impl Conv3DTranspose {
         })
     }
 
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
@@ -493,7 +504,13 @@ impl Conv3DTranspose {
         if self.use_bias {
             add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
-        activation.apply_inplace(&mut y);
+        let channels = y.shape().last().copied().unwrap_or(1);
+        let after = Epilogue {
+            bias: None,
+            affine,
+            activation,
+        };
+        after.finish(y.data_mut(), channels);
         Ok(y)
     }
 }

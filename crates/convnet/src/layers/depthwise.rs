@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
-use crate::kernels::Epilogue;
 use crate::kernels::Padding;
+use crate::kernels::{Affine, Epilogue};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -106,12 +106,18 @@ impl DepthwiseConv2D {
     }
 
     /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = Epilogue {
             bias: self.use_bias.then(|| self.base.weights[1].value.data()),
+            affine,
             activation,
         };
         depthwise::depthwise_forward_with(

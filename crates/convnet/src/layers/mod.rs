@@ -42,7 +42,17 @@ macro_rules! layer_base {
 macro_rules! activated_forward {
     () => {
         fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-            self.compute(single(self, inputs)?, self.activation)
+            self.compute(single(self, inputs)?, self.activation, None)
+        }
+
+        fn apply_fused(
+            &self,
+            inputs: &[&Tensor],
+            fusion: &crate::layers::Fusion,
+        ) -> Option<Result<Tensor>> {
+            // Only a linear output can take the next layers' arithmetic in its place.
+            (self.activation == crate::activations::ActivationFn::Linear)
+                .then(|| self.compute(single(self, inputs)?, fusion.activation, fusion.affine()))
         }
 
         fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
@@ -50,10 +60,10 @@ macro_rules! activated_forward {
             // The activation runs inside the kernel unless backward needs the values
             // before it (for ReLU and the like the output alone gives the derivative).
             if self.activation.needs_input() {
-                let z = self.compute(x, crate::activations::ActivationFn::Linear)?;
+                let z = self.compute(x, crate::activations::ActivationFn::Linear, None)?;
                 Ok(crate::layers::conv::activate(self.activation, z))
             } else {
-                Ok((self.compute(x, self.activation)?, Saved::none()))
+                Ok((self.compute(x, self.activation, None)?, Saved::none()))
             }
         }
     };
@@ -346,6 +356,25 @@ impl LayerBase {
     }
 }
 
+/// The arithmetic of the layers after a linear layer that inference folds into its
+/// output pass ([`Layer::apply_fused`]).
+#[derive(Clone, Debug, Default)]
+pub struct Fusion {
+    /// A following BatchNormalization's per-channel (scale, shift), if any.
+    pub affine: Option<(Vec<f32>, Vec<f32>)>,
+    /// The activation after it (`Linear`: none).
+    pub activation: crate::activations::ActivationFn,
+}
+
+impl Fusion {
+    /// The affine map as the kernels take it.
+    pub fn affine(&self) -> Option<crate::kernels::Affine<'_>> {
+        self.affine
+            .as_ref()
+            .map(|(scale, shift)| crate::kernels::Affine { scale, shift })
+    }
+}
+
 /// Copies a layer behind a `Box<dyn Layer>`; every layer is `Clone`.
 pub trait CloneLayer {
     /// A boxed copy of the layer, so that models of `Box<dyn Layer>` can be cloned.
@@ -422,6 +451,29 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
 
     /// Inference: `training = false`, nothing kept.
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor>;
+
+    /// Inference with the layers that follow this one in a graph fused into its output
+    /// pass: their per-channel affine map and activation are applied to each block of
+    /// output while it is still in cache, so the executor skips their passes over the
+    /// whole tensor. None when this layer cannot take them (the default, and any layer
+    /// whose own activation is not linear); the executor then runs them one by one.
+    fn apply_fused(&self, _inputs: &[&Tensor], _fusion: &Fusion) -> Option<Result<Tensor>> {
+        None
+    }
+
+    /// What this layer computes at inference when that is a per-channel map on the last
+    /// axis of a rank-`rank` input, `y = x·scale + shift` (a BatchNormalization over
+    /// channels): (scale, shift),
+    /// for the executor to fold into the layer before it. None for any other layer.
+    fn inference_affine(&self, _rank: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+
+    /// The element-wise activation this layer is at inference (ReLU, `Activation`),
+    /// for the executor to fuse into the layer before it; None for any other layer.
+    fn elementwise_activation(&self) -> Option<crate::activations::ActivationFn> {
+        None
+    }
 
     /// Multiply-adds of one forward pass on these concrete input shapes, counted from
     /// the geometry the convolution kernels run on (`ConvGeometry::macs`), so what

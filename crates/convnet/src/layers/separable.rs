@@ -7,15 +7,15 @@ use super::conv::{
     activate, activation_grad, bias_grad, check_channels, nhwc, one, one_by_one, require_built,
 };
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{infer, single, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::depthwise;
-use crate::kernels::Epilogue;
 use crate::kernels::Padding;
+use crate::kernels::{Affine, Epilogue};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -158,7 +158,12 @@ impl SeparableConv2D {
     }
 
     /// Returns the depthwise output and `activation(pointwise(depthwise) + bias)`.
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<(Tensor, Tensor)> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<(Tensor, Tensor)> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let (dw, pw) = self.geometries(x.shape())?;
@@ -172,6 +177,7 @@ impl SeparableConv2D {
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = Epilogue {
             bias: self.use_bias.then(|| self.base.weights[2].value.data()),
+            affine,
             activation,
         };
         conv::conv2d_forward_with(
@@ -243,17 +249,26 @@ impl Layer for SeparableConv2D {
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        Ok(self.compute(single(self, inputs)?, self.activation)?.1)
+        Ok(self
+            .compute(single(self, inputs)?, self.activation, None)?
+            .1)
+    }
+
+    fn apply_fused(&self, inputs: &[&Tensor], fusion: &Fusion) -> Option<Result<Tensor>> {
+        (self.activation == ActivationFn::Linear).then(|| {
+            let x = single(self, inputs)?;
+            Ok(self.compute(x, fusion.activation, fusion.affine())?.1)
+        })
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
         let x = single(self, inputs)?;
         let (mid, y, activation) = if self.activation.needs_input() {
-            let (mid, z) = self.compute(x, ActivationFn::Linear)?;
+            let (mid, z) = self.compute(x, ActivationFn::Linear, None)?;
             let (y, saved) = activate(self.activation, z);
             (mid, y, saved)
         } else {
-            let (mid, y) = self.compute(x, self.activation)?;
+            let (mid, y) = self.compute(x, self.activation, None)?;
             (mid, y, Saved::none())
         };
         Ok((

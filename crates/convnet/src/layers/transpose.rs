@@ -15,6 +15,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
+use crate::kernels::{Affine, Epilogue};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -185,7 +186,12 @@ impl Conv2DTranspose {
     }
 
     /// `activation(conv_transpose(x) + bias)`.
-    fn compute(&self, x: &Tensor, activation: ActivationFn) -> Result<Tensor> {
+    fn compute(
+        &self,
+        x: &Tensor,
+        activation: ActivationFn,
+        affine: Option<Affine>,
+    ) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
@@ -199,7 +205,13 @@ impl Conv2DTranspose {
         if self.use_bias {
             add_bias(y.data_mut(), self.base.weights[1].value.data());
         }
-        activation.apply_inplace(&mut y);
+        let channels = y.shape().last().copied().unwrap_or(1);
+        let after = Epilogue {
+            bias: None,
+            affine,
+            activation,
+        };
+        after.finish(y.data_mut(), channels);
         Ok(y)
     }
 }

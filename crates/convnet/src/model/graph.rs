@@ -10,6 +10,7 @@
 //! state on a tape, walks the nodes in reverse and sums the gradients of a tensor that
 //! feeds several layers.
 
+use super::fusion;
 use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
@@ -517,32 +518,46 @@ impl Model {
         self.check_inputs(inputs)?;
         let mut values: Vec<Option<Cow<Tensor>>> = vec![None; self.nodes.len()];
         let mut readers = self.reader_counts();
+        // Layer fusion skips outputs, so it is off when every output is asked for.
+        let sole_readers = (!keep_all).then(|| fusion::sole_readers(self, &readers));
+        // Nodes whose output a fused node before them has already written.
+        let mut fused = vec![false; self.nodes.len()];
         for (id, node) in self.nodes.iter().enumerate() {
-            let output = match self.inputs.iter().position(|&i| i == id) {
-                Some(k) => Cow::Borrowed(inputs[k]),
-                None => {
-                    let args: Vec<&Tensor> = node
-                        .inputs
-                        .iter()
-                        .map(|&i| values[i].as_deref().expect("inputs run first"))
-                        .collect();
-                    let layer = self.layers[node.layer].as_ref();
-                    check_call_size(layer, &args)?;
+            if fused[id] {
+                // Written by the node its chain starts at.
+            } else if let Some(k) = self.inputs.iter().position(|&i| i == id) {
+                values[id] = Some(Cow::Borrowed(inputs[k]));
+            } else {
+                let args: Vec<&Tensor> = node
+                    .inputs
+                    .iter()
+                    .map(|&i| values[i].as_deref().expect("inputs run first"))
+                    .collect();
+                let layer = self.layers[node.layer].as_ref();
+                check_call_size(layer, &args)?;
+                let chain = sole_readers
+                    .as_ref()
+                    .and_then(|sole| fusion::chain_after(self, id, sole));
+                let fused_output = chain
+                    .as_ref()
+                    .and_then(|chain| layer.apply_fused(&args, &chain.fusion));
+                if let (Some(chain), Some(output)) = (chain, fused_output) {
+                    let last = *chain.members.last().expect("a chain has members");
+                    values[last] = Some(Cow::Owned(output?));
+                    chain.members.iter().for_each(|&m| fused[m] = true);
+                } else {
                     // A nested model runs as itself, so its layers' activity penalties
                     // are counted too.
                     let output = match super::nested_model(layer) {
                         Some(inner) => inner.apply_penalized(&args, activity_loss)?.remove(0),
                         None => layer.apply(&args)?,
                     };
-                    if let Some(penalty) =
-                        activity_penalty(self.layers[node.layer].as_ref(), &output)
-                    {
+                    if let Some(penalty) = activity_penalty(layer, &output) {
                         *activity_loss += penalty;
                     }
-                    Cow::Owned(output)
+                    values[id] = Some(Cow::Owned(output));
                 }
-            };
-            values[id] = Some(output);
+            }
             for &i in &node.inputs {
                 readers[i] -= 1;
                 if readers[i] == 0 && !keep_all {

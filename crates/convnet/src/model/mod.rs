@@ -3,6 +3,7 @@
 //! out of the result, with branches, merges, several inputs and outputs, and shared
 //! layers. Both give the same [`Model`], which runs, trains and prints its summary.
 
+mod fusion;
 mod graph;
 mod memory;
 mod nested;

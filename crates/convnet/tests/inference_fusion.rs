@@ -1,0 +1,113 @@
+//! Inference fuses Conv → BatchNormalization → activation chains into one output pass
+//! (model/fusion.rs). Each model here is run both ways: `apply` (fused) and
+//! `layer_outputs` (every layer on its own, the unfused reference), with
+//! BatchNormalization statistics drawn away from their initial 0 and 1 so the folded
+//! scale and shift are not the identity.
+
+use convnet::layers::*;
+use convnet::model::{Call, Input, Model};
+use convnet::{ActivationFn, Padding};
+
+mod common;
+use common::{max_relative, random};
+
+/// Kernels drawn from [−0.3, 0.3), small enough that no activation saturates (which
+/// would hide a wrong shift); per-channel weights (biases, BatchNormalization's four)
+/// from [0.5, 1.5), positive as a moving variance must be.
+fn draw_weights(model: &mut Model, seed: u64) {
+    let weights = model
+        .get_weights()
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut t = random(w.shape(), seed + i as u64);
+            if w.shape().len() == 1 {
+                t.map_inplace(|v| 1.0 + 0.5 * v);
+            } else {
+                t.map_inplace(|v| 0.3 * v);
+            }
+            t
+        })
+        .collect();
+    model.set_weights(weights).unwrap();
+}
+
+/// `apply`'s outputs against the outputs of the layers named `outputs`, run one by one.
+fn fused_matches_unfused(mut model: Model, input: &[usize], outputs: &[&str]) {
+    draw_weights(&mut model, 11);
+    let x = random(input, 3);
+    let fused = model.apply(&[&x]).unwrap();
+    let each = model.layer_outputs(&[&x]).unwrap();
+    assert_eq!(fused.len(), outputs.len());
+    for (k, name) in outputs.iter().enumerate() {
+        let (_, reference) = each.iter().find(|(n, _)| n == name).unwrap();
+        let err = max_relative(&fused[k], reference);
+        assert!(
+            err < 1e-5,
+            "{}: output {name} differs by {err}",
+            model.name()
+        );
+    }
+}
+
+fn conv_bn(x: &convnet::model::SymbolicTensor, filters: usize) -> convnet::model::SymbolicTensor {
+    let y = Conv2D::new(filters, (3, 3))
+        .padding(Padding::Same)
+        .use_bias(true)
+        .call(x);
+    BatchNormalization::new().call(&y)
+}
+
+#[test]
+fn conv_batch_norm_and_activation_chains_give_the_unfused_numbers() {
+    // Conv → BN → ReLU, Conv → BN (then an Add, which is not fused), depthwise → BN →
+    // ReLU(6), separable → BN → swish, Dense → BN → Activation; each chain's end is an
+    // output, so a wrong chain shows.
+    let x0 = Input::new([9, 9, 5]);
+    let a = ReLU::new().named("a").call(conv_bn(&x0, 8));
+    let b = conv_bn(&a, 8);
+    let sum = Add::new().call(&[a.clone(), b]);
+    let d = DepthwiseConv2D::new((3, 3))
+        .padding(Padding::Same)
+        .call(&sum);
+    let d = ReLU::new()
+        .max_value(6.0)
+        .named("d")
+        .call(BatchNormalization::new().call(&d));
+    let s = SeparableConv2D::new(6, (3, 3)).call(&d);
+    let s = Activation::new(ActivationFn::Silu)
+        .named("s")
+        .call(BatchNormalization::new().call(&s));
+    let f = Flatten::new().call(&s);
+    let dense = Dense::new(7).call(&f);
+    let y = Activation::new(ActivationFn::Tanh)
+        .named("out")
+        .call(BatchNormalization::new().call(&dense));
+    let outputs = [a, d, s, y];
+    let model = Model::new(&x0, &outputs[..]).unwrap().named("chains");
+    fused_matches_unfused(model, &[2, 9, 9, 5], &["a", "d", "s", "out"]);
+}
+
+#[test]
+fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
+    let x0 = Input::new([6, 6, 3]);
+    // The convolution's output is a model output and also feeds the BatchNormalization.
+    let c = Conv2D::new(4, (3, 3)).named("conv").call(&x0);
+    let n = ReLU::new().call(BatchNormalization::new().call(&c));
+    // A ReLU convolution before a BatchNormalization: BN cannot fold into it.
+    let r = Conv2D::new(4, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&n);
+    let r = BatchNormalization::new().call(&r);
+    // A BatchNormalization over the height axis is not a per-channel map.
+    let h = Conv2D::new(4, (1, 1)).call(&r);
+    let h = BatchNormalization::new().axis(1).call(&h);
+    // A leaky ReLU layer is not one of the fused activations; the BN before it still is.
+    let l = Conv2D::new(4, (1, 1)).call(&h);
+    let l = ReLU::new()
+        .negative_slope(0.1)
+        .named("leaky")
+        .call(BatchNormalization::new().call(&l));
+    let model = Model::new(&x0, &[c, l]).unwrap().named("unfusable");
+    fused_matches_unfused(model, &[3, 6, 6, 3], &["conv", "leaky"]);
+}
