@@ -1,9 +1,10 @@
 //! `convnet bench`: how fast a whole model trains and runs on this machine, and the
-//! workloads W1–W6 of the performance comparison (bench/compare.py runs the same
-//! workloads in PyTorch and Keras and writes the ratios to BENCHMARKS.md).
+//! workloads W1–W11 of the performance comparison (bench/compare.py runs the same
+//! workloads in PyTorch, ONNX Runtime and Keras and writes the ratios to BENCHMARKS.md).
 
 use super::data;
 use super::models::resolve;
+use convnet::data::Augmentation;
 use convnet::initializers::set_random_seed;
 use convnet::kernels::Padding;
 use convnet::layers::{Conv2D, DepthwiseConv2D};
@@ -11,6 +12,11 @@ use convnet::model::{Call, Input, Model};
 use convnet::perf::{peak_f32_flops, peak_memory_bytes};
 use convnet::train::{FitOptions, Loss, LossFn, Optimizer};
 use convnet::{zoo, Error, Tensor};
+
+/// The comparison workloads, in order.
+const WORKLOADS: [&str; 11] = [
+    "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11",
+];
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,9 +26,12 @@ pub struct Args {
     /// batch 1, throughput at --batch-size, peak memory).
     #[arg(default_value = "fmnist-cnn")]
     model: String,
-    /// Run one of the comparison workloads instead (W1 … W6, or `all`).
+    /// Run one of the comparison workloads instead (W1 … W11, or `all`).
     #[arg(long)]
     workload: Option<String>,
+    /// Time inference only (batch 1 and --batch-size), not the training step.
+    #[arg(long)]
+    inference_only: bool,
     /// Batch size of the training step and of the throughput run.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -39,10 +48,39 @@ struct Measurement {
     name: String,
     ms: f64,
     /// FLOPs of one run, when known, to report GFLOP/s and the share of peak.
-    flops: Option<f64>,
+    flops: Option<Flops>,
     /// Images of one run, to report images/s.
     images: Option<usize>,
 }
+
+/// What a run's FLOP count counts.
+#[derive(Clone, Copy)]
+enum Flops {
+    /// The multiplications and additions the kernels do (Winograd's fewer included).
+    Actual(f64),
+    /// A direct convolution's count, whatever route the layers take: a Winograd layer
+    /// does fewer, so the rate it gives is not the arithmetic's.
+    DirectEquivalent(f64),
+}
+
+impl Flops {
+    fn count(self) -> f64 {
+        match self {
+            Flops::Actual(f) | Flops::DirectEquivalent(f) => f,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Flops::Actual(_) => "actual",
+            Flops::DirectEquivalent(_) => "direct-equivalent",
+        }
+    }
+}
+
+/// Winograd F(2x2, 3x3)'s multiplications over the direct convolution's: 16 per tile of
+/// 4 outputs where the direct one needs 36.
+const WINOGRAD_SHARE: f64 = 16.0 / 36.0;
 
 /// Median wall time of `f` in milliseconds: two warm-up runs, then at least five runs
 /// and at least a second of them.
@@ -116,44 +154,79 @@ fn random_targets(model: &Model, batch: usize) -> (Vec<Tensor>, Vec<Box<dyn Loss
         .unzip()
 }
 
-/// Training step, inference latency at batch 1 and throughput at `batch`.
-fn bench_model(name: &str, model: Model, batch: usize) -> Result<Vec<Measurement>, Error> {
+/// Inference latency at batch 1 and throughput at `batch`, then (unless
+/// `inference_only`) an Adam training step at `batch`.
+fn bench_model(
+    name: &str,
+    model: Model,
+    batch: usize,
+    inference_only: bool,
+) -> Result<Vec<Measurement>, Error> {
+    let mut results = vec![inference(name, &model, 1)?];
+    if batch > 1 {
+        results.push(inference(name, &model, batch)?);
+    }
+    if !inference_only {
+        let step = training_step(
+            &format!("{name} training step"),
+            model,
+            batch,
+            Optimizer::adam(1e-3),
+        )?;
+        results.insert(0, step);
+    }
+    Ok(results)
+}
+
+/// A warm inference call at `batch` on noise: `{name} inference, batch {batch}`, with
+/// the direct-equivalent FLOPs of the model's layers.
+fn inference(name: &str, model: &Model, batch: usize) -> Result<Measurement, Error> {
+    let x = random_inputs(model, batch, batch)?;
+    let refs: Vec<&Tensor> = x.iter().collect();
+    let ms = median_ms(|| model.apply(&refs).map(drop))?;
+    Ok(Measurement {
+        name: format!("{name} inference, batch {batch}"),
+        ms,
+        flops: Some(Flops::DirectEquivalent(
+            2.0 * model.forward_macs(batch) as f64,
+        )),
+        images: Some(batch),
+    })
+}
+
+/// One `train_on_batch` at `batch` on noise and fitting targets: `{name}, batch {batch}`.
+fn training_step(
+    name: &str,
+    model: Model,
+    batch: usize,
+    optimizer: Optimizer,
+) -> Result<Measurement, Error> {
     let x = random_inputs(&model, batch, 1)?;
     let (y, losses) = random_targets(&model, batch);
-    let one = random_inputs(&model, 1, 2)?;
-    let one_refs: Vec<&Tensor> = one.iter().collect();
-    let latency = median_ms(|| model.apply(&one_refs).map(drop))?;
-    let throughput = median_ms(|| model.predict(&x, batch).map(drop))?;
-    let mut model = model.compile(Optimizer::adam(1e-3), losses, &[])?;
-    let step = median_ms(|| model.train_on_batch(&x, &y).map(drop))?;
-    Ok(vec![
-        Measurement {
-            name: format!("{name} training step, batch {batch}"),
-            ms: step,
-            flops: None,
-            images: Some(batch),
-        },
-        Measurement {
-            name: format!("{name} inference, batch 1"),
-            ms: latency,
-            flops: None,
-            images: Some(1),
-        },
-        Measurement {
-            name: format!("{name} inference, batch {batch}"),
-            ms: throughput,
-            flops: None,
-            images: Some(batch),
-        },
-    ])
+    let flops = 6.0 * model.forward_macs(batch) as f64;
+    let mut model = model.compile(optimizer, losses, &[])?;
+    let ms = median_ms(|| model.train_on_batch(&x, &y).map(drop))?;
+    Ok(Measurement {
+        name: format!("{name}, batch {batch}"),
+        ms,
+        flops: Some(Flops::DirectEquivalent(flops)),
+        images: Some(batch),
+    })
 }
 
 /// One layer on a fixed input: forward (inference) and forward+backward (input and
 /// weight gradients), as W2–W4 define them.
-fn bench_layer(name: &str, input: [usize; 4], layer: impl Call) -> Result<Vec<Measurement>, Error> {
+/// `arithmetic` is the share of the direct convolution's multiply-adds the layer's
+/// kernels do (Winograd's is [`WINOGRAD_SHARE`]).
+fn bench_layer(
+    name: &str,
+    input: [usize; 4],
+    layer: impl Call,
+    arithmetic: f64,
+) -> Result<Vec<Measurement>, Error> {
     let x0 = Input::new([input[1], input[2], input[3]]);
     let mut model = Model::new(&x0, layer.call(&x0))?;
-    let macs = layer_macs(&model, input[0]);
+    let macs = layer_macs(&model, input[0]) * arithmetic;
     let x = random_inputs(&model, input[0], 1)?;
     let refs: Vec<&Tensor> = x.iter().collect();
     let forward = median_ms(|| model.apply(&refs).map(drop))?;
@@ -166,13 +239,13 @@ fn bench_layer(name: &str, input: [usize; 4], layer: impl Call) -> Result<Vec<Me
         Measurement {
             name: format!("{name} forward"),
             ms: forward,
-            flops: Some(2.0 * macs),
+            flops: Some(Flops::Actual(2.0 * macs)),
             images: Some(input[0]),
         },
         Measurement {
             name: format!("{name} forward+backward"),
             ms: both,
-            flops: Some(6.0 * macs),
+            flops: Some(Flops::Actual(6.0 * macs)),
             images: Some(input[0]),
         },
     ])
@@ -188,84 +261,116 @@ fn layer_macs(model: &Model, batch: usize) -> f64 {
     (batch * pixels * kernel) as f64
 }
 
-/// W1: one epoch of the reference CNN on Fashion-MNIST (batch 128, Adam), data loading
-/// included, and the process's peak memory.
-fn w1() -> Result<Vec<Measurement>, Error> {
-    let start = Instant::now();
-    set_random_seed(1);
-    let model = zoo::fmnist_cnn()?;
+/// W1 and W11: the second of two epochs' training (batch 128, Adam) on Fashion-MNIST
+/// already in memory, so that what is timed is the steady state, as in every engine.
+fn steady_epoch(name: &str, model: Model, augment: Augmentation) -> Result<Measurement, Error> {
     let data = data::load("fashion-mnist", None, &model.input_shapes()[0])?;
     let mut model = model.compile_named(
         Optimizer::adam(1e-3),
         "sparse_categorical_crossentropy",
         &["accuracy"],
     )?;
-    let options = FitOptions {
+    let one_epoch = || FitOptions {
         batch_size: 128,
         epochs: 1,
         verbose: 0,
+        augment,
         ..FitOptions::default()
     };
     let (x, y) = (
         std::slice::from_ref(&data.x_train),
         std::slice::from_ref(&data.y_train),
     );
-    model.fit(x, y, options)?;
+    model.fit(x, y, one_epoch())?;
+    let start = Instant::now();
+    model.fit(x, y, one_epoch())?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    eprintln!("W1 trained on {}", data.description);
-    Ok(vec![Measurement {
-        name: "W1 fmnist_cnn epoch".into(),
+    eprintln!("{name} trained on {}", data.description);
+    Ok(Measurement {
+        name: name.into(),
         ms,
         flops: None,
         images: Some(data.x_train.batch_len()),
-    }])
+    })
+}
+
+/// An application with Keras's defaults (224x224x3, 1000 classes) and fresh weights.
+fn application(name: &str) -> Result<Model, Error> {
+    convnet::applications::by_name(name, &Default::default())
 }
 
 fn workload(id: &str) -> Result<Vec<Measurement>, Error> {
+    set_random_seed(1);
     match id {
-        "W1" => w1(),
+        "W1" => Ok(vec![steady_epoch(
+            "W1 fmnist_cnn epoch",
+            zoo::fmnist_cnn()?,
+            Augmentation::default(),
+        )?]),
         "W2" => bench_layer(
             "W2 conv3x3 64->64 56x56 b8",
             [8, 56, 56, 64],
             Conv2D::new(64, (3, 3)).padding(Padding::Same),
+            WINOGRAD_SHARE,
         ),
         "W3" => bench_layer(
             "W3 conv1x1 64->256 56x56 b8",
             [8, 56, 56, 64],
             Conv2D::new(256, (1, 1)),
+            1.0,
         ),
         "W4" => bench_layer(
             "W4 depthwise3x3 32ch 112x112 b8",
             [8, 112, 112, 32],
             DepthwiseConv2D::new((3, 3)).padding(Padding::Same),
+            1.0,
         ),
         "W5" => {
             let model = zoo::seed_inception(224)?;
-            let x = random_inputs(&model, 4, 1)?;
-            let ms = median_ms(|| model.apply(&[&x[0]]).map(drop))?;
-            // 1x1, 3x3 and 5x5 branches of 64 filters over 3 channels.
-            let macs = 4.0 * 224.0 * 224.0 * 64.0 * 3.0 * (1.0 + 9.0 + 25.0);
-            Ok(vec![Measurement {
-                name: "W5 seed inception 224x224x3 b4 inference".into(),
-                ms,
-                flops: Some(2.0 * macs),
-                images: Some(4),
-            }])
+            let mut m = inference("W5 seed inception 224x224x3 b4", &model, 4)?;
+            // Three channels in: no branch takes the Winograd route.
+            m.flops = m.flops.map(|f| Flops::Actual(f.count()));
+            Ok(vec![m])
         }
-        "W6" => {
-            let model = zoo::mobilenet_block_sized(224)?;
-            let x = random_inputs(&model, 1, 1)?;
-            let ms = median_ms(|| model.apply(&[&x[0]]).map(drop))?;
-            Ok(vec![Measurement {
-                name: "W6 mobilenet block 224x224x3 b1 latency".into(),
-                ms,
-                flops: None,
-                images: Some(1),
-            }])
+        "W6" => Ok(vec![inference(
+            "W6 mobilenet block 224x224x3",
+            &zoo::mobilenet_block_sized(224)?,
+            1,
+        )?]),
+        "W7" => {
+            let model = application("resnet50")?;
+            Ok(vec![
+                inference("W7 ResNet50 224x224", &model, 1)?,
+                inference("W7 ResNet50 224x224", &model, 16)?,
+            ])
         }
+        "W8" => Ok(vec![inference(
+            "W8 MobileNetV2 224x224",
+            &application("mobilenet_v2")?,
+            1,
+        )?]),
+        "W9" => Ok(vec![inference(
+            "W9 EfficientNetB0 224x224",
+            &application("efficientnet_b0")?,
+            1,
+        )?]),
+        "W10" => Ok(vec![training_step(
+            "W10 ResNet50 224x224 SGD training step",
+            application("resnet50")?,
+            16,
+            Optimizer::sgd(0.01),
+        )?]),
+        "W11" => Ok(vec![steady_epoch(
+            "W11 fmnist_deep epoch",
+            zoo::fmnist_deep()?,
+            Augmentation {
+                flip: true,
+                translate: 2,
+            },
+        )?]),
         other => Err(Error::invalid(
             "workload",
-            format!("no workload '{other}' (W1 … W6, or all)"),
+            format!("no workload '{other}' (W1 … W11, or all)"),
         )),
     }
 }
@@ -280,12 +385,13 @@ pub fn run(args: Args) -> Result<(), Error> {
     let threads = rayon::current_num_threads();
     let peak = peak_f32_flops(threads);
     println!(
-        "{threads} threads; peak f32 (FMA loop): {:.1} GFLOP/s; a layer's GFLOP/s counts the \
-         direct convolution's multiply-adds (Winograd's 3x3 layers do fewer)",
+        "{threads} threads; peak f32 (FMA loop): {:.1} GFLOP/s; `actual` rates count the \
+         arithmetic the kernels do, `direct-equivalent` ones a direct convolution's (a \
+         Winograd layer does fewer)",
         peak / 1e9
     );
     let results = match args.workload.as_deref() {
-        Some("all") => ["W1", "W2", "W3", "W4", "W5", "W6"]
+        Some("all") => WORKLOADS
             .iter()
             .map(|w| workload(w))
             .collect::<Result<Vec<_>, _>>()?
@@ -293,7 +399,12 @@ pub fn run(args: Args) -> Result<(), Error> {
             .flatten()
             .collect(),
         Some(id) => workload(&id.to_uppercase())?,
-        None => bench_model(&args.model, resolve(&args.model)?, args.batch_size.max(1))?,
+        None => bench_model(
+            &args.model,
+            resolve(&args.model)?,
+            args.batch_size.max(1),
+            args.inference_only,
+        )?,
     };
     let peak_mb = peak_memory_bytes().map(|b| b as f64 / (1 << 20) as f64);
     let mut json = String::new();
@@ -302,18 +413,20 @@ pub fn run(args: Args) -> Result<(), Error> {
         if let Some(images) = m.images {
             line += &format!("  {:>9.1} images/s", images as f64 / m.ms * 1e3);
         }
-        if let Some(flops) = m.flops {
-            let rate = flops / m.ms * 1e3;
+        let rate = m.flops.map(|f| f.count() / m.ms * 1e3);
+        if let (Some(flops), Some(rate)) = (m.flops, rate) {
             line += &format!(
-                "  {:>7.1} GFLOP/s ({:.0}% of peak)",
+                "  {:>7.1} GFLOP/s {} ({:.0}% of peak)",
                 rate / 1e9,
+                flops.label(),
                 rate / peak * 100.0
             );
         }
         println!("{line}");
         json += &serde_json::json!({
-            "engine": "convnet", "name": m.name, "ms": m.ms, "threads": threads,
+            "engine": "convnet", "config": "", "name": m.name, "ms": m.ms, "threads": threads,
             "peak_mb": peak_mb, "peak_gflops": peak / 1e9,
+            "gflops": rate.map(|r| r / 1e9), "flops_kind": m.flops.map(Flops::label),
         })
         .to_string();
         json.push('\n');

@@ -9,30 +9,7 @@
 //! threads; ~3.3 minutes an epoch on a 2-core machine).
 
 use convnet::data::{fashion_mnist, fashion_mnist_sample, Augmentation};
-use convnet::layers::{
-    Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D,
-};
-use convnet::model::{Input, SequentialItem};
 use convnet::train::{FitOptions, LearningRate, Optimizer};
-use convnet::ActivationFn;
-use convnet::{Padding, Sequential};
-
-fn conv_block(filters: usize) -> Vec<SequentialItem> {
-    let mut items = Vec::new();
-    for _ in 0..2 {
-        items.push(
-            Conv2D::new(filters, (3, 3))
-                .padding(Padding::Same)
-                .use_bias(false)
-                .into(),
-        );
-        items.push(BatchNormalization::new().into());
-        items.push(Activation::new(ActivationFn::Relu).into());
-    }
-    items.push(MaxPooling2D::new((2, 2)).into());
-    items.push(Dropout::new(0.25).into());
-    items
-}
 
 fn main() -> convnet::Result<()> {
     let epochs: usize = std::env::args()
@@ -50,18 +27,7 @@ fn main() -> convnet::Result<()> {
         t
     };
     let (x_train, x_test) = (scale(data.x_train), scale(data.x_test));
-    let mut items: Vec<SequentialItem> = vec![Input::new([28, 28, 1]).into()];
-    items.extend(conv_block(32));
-    items.extend(conv_block(64));
-    items.extend([
-        Flatten::new().into(),
-        Dense::new(256).use_bias(false).into(),
-        BatchNormalization::new().into(),
-        Activation::new(ActivationFn::Relu).into(),
-        Dropout::new(0.5).into(),
-        Dense::new(10).activation(ActivationFn::Softmax).into(),
-    ]);
-    let model = Sequential::new(items)?;
+    let model = convnet::zoo::fmnist_deep()?;
     model.summary();
     let steps = x_train.batch_len().div_ceil(128) * epochs;
     let schedule = LearningRate::CosineDecay {

@@ -7,7 +7,7 @@ use crate::layers::{
     Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
     DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, MaxPooling2D, ReLU, SeparableConv2D,
 };
-use crate::model::{Call, Input, Model, SymbolicTensor};
+use crate::model::{Call, Input, Model, Sequential, SequentialItem, SymbolicTensor};
 
 /// The reference Fashion-MNIST CNN: Conv2D 32 → MaxPooling2D → Conv2D 64 →
 /// MaxPooling2D → Flatten → Dropout 0.5 → Dense 10 softmax (34,826 parameters).
@@ -22,6 +22,37 @@ pub fn fmnist_cnn() -> Result<Model> {
         Dropout::new(0.5),
         Dense::new(10).activation(ActivationFn::Softmax),
     ]
+}
+
+/// The deeper Fashion-MNIST CNN (`examples/fashion_mnist_deep.rs`): two blocks of
+/// (Conv2D → BatchNormalization → ReLU) x2 → MaxPooling2D → Dropout 0.25, of 32 then
+/// 64 filters, then Dense 256 → BatchNormalization → ReLU → Dropout 0.5 → Dense 10
+/// softmax.
+pub fn fmnist_deep() -> Result<Model> {
+    let mut items: Vec<SequentialItem> = vec![Input::new([28, 28, 1]).into()];
+    for filters in [32, 64] {
+        for _ in 0..2 {
+            items.push(
+                Conv2D::new(filters, (3, 3))
+                    .padding(Padding::Same)
+                    .use_bias(false)
+                    .into(),
+            );
+            items.push(BatchNormalization::new().into());
+            items.push(Activation::new(ActivationFn::Relu).into());
+        }
+        items.push(MaxPooling2D::new((2, 2)).into());
+        items.push(Dropout::new(0.25).into());
+    }
+    items.extend([
+        Flatten::new().into(),
+        Dense::new(256).use_bias(false).into(),
+        BatchNormalization::new().into(),
+        Activation::new(ActivationFn::Relu).into(),
+        Dropout::new(0.5).into(),
+        Dense::new(10).activation(ActivationFn::Softmax).into(),
+    ]);
+    Sequential::new(items)
 }
 
 /// The design notes' parallel-convolution block: 1x1, 3x3 and 5x5 branches of 64
@@ -153,6 +184,10 @@ pub const MODELS: &[(&str, &str)] = &[
         "the reference Fashion-MNIST CNN (28x28x1, 10 classes)",
     ),
     (
+        "fmnist-deep",
+        "the deeper Fashion-MNIST CNN: BatchNormalization, 32 and 64 filters (28x28x1)",
+    ),
+    (
         "seed-inception",
         "the design notes' parallel 1x1/3x3/5x5 block on 224x224x3",
     ),
@@ -175,6 +210,7 @@ pub const MODELS: &[(&str, &str)] = &[
 pub fn by_name(name: &str) -> Result<Model> {
     match name {
         "fmnist-cnn" => fmnist_cnn(),
+        "fmnist-deep" => fmnist_deep(),
         "seed-inception" => seed_inception(224),
         "seed-sequential" => seed_sequential(),
         "inception-v1-module" => inception_v1_module(),

@@ -89,13 +89,9 @@ fn pooled_moments(
     inner: usize,
     ranks: &dyn Communicator,
 ) -> Result<(Vec<f32>, Vec<f32>, f32)> {
-    let mut sums = vec![0.0f64; 2 * channels + 1];
-    norm::for_each_channel(x, channels, inner, |ch, v| {
-        sums[ch] += f64::from(v);
-        sums[channels + ch] += f64::from(v) * f64::from(v);
-    });
+    let [sum, squares] = norm::sums_and_squares(x, channels, inner);
     let local = (x.len() / channels.max(1)) as f64;
-    sums[2 * channels] = local;
+    let mut sums: Vec<f64> = sum.into_iter().chain(squares).chain([local]).collect();
     ranks.allreduce_sum_f64(&mut sums)?;
     let count = sums[2 * channels].max(1.0);
     let mean: Vec<f64> = sums[..channels].iter().map(|s| s / count).collect();

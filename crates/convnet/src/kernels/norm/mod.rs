@@ -9,18 +9,15 @@ pub mod layer;
 
 use rayon::prelude::*;
 
-/// Per-channel mean and (biased) variance.
+/// Per-channel mean and (biased) variance: the mean first, then the squared deviations
+/// from it, both summed in f64.
 pub fn moments(x: &[f32], channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>) {
     let count = (x.len() / channels.max(1)).max(1) as f64;
-    let mut sum = vec![0.0f64; channels];
-    let mut sum_sq = vec![0.0f64; channels];
-    for_each_channel(x, channels, inner, |ch, v| {
-        sum[ch] += v as f64;
-    });
+    let [sum] = channel_sums(x, x, channels, inner, |_, v, _| [f64::from(v)]);
     let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-    for_each_channel(x, channels, inner, |ch, v| {
-        let d = v as f64 - mean[ch];
-        sum_sq[ch] += d * d;
+    let [sum_sq] = channel_sums(x, x, channels, inner, |ch, v, _| {
+        let d = f64::from(v) - mean[ch];
+        [d * d]
     });
     (
         mean.iter().map(|&m| m as f32).collect(),
@@ -28,26 +25,93 @@ pub fn moments(x: &[f32], channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>)
     )
 }
 
-/// Calls `f(channel, value)` for every element, in memory order.
-pub fn for_each_channel(x: &[f32], channels: usize, inner: usize, mut f: impl FnMut(usize, f32)) {
-    for (i, &v) in x.iter().enumerate() {
-        f((i / inner) % channels, v);
-    }
+/// Per-channel sums of `x` and of `x²` in f64, the statistics data-parallel training
+/// pools over its ranks.
+pub fn sums_and_squares(x: &[f32], channels: usize, inner: usize) -> [Vec<f64>; 2] {
+    channel_sums(x, x, channels, inner, |_, v, _| {
+        let v = f64::from(v);
+        [v, v * v]
+    })
 }
 
 /// Per-channel sums of `dy` and of `dy · x̂`, the two reductions of the backward pass.
 pub fn grad_sums(dy: &[f32], x_hat: &[f32], channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut sum_dy = vec![0.0f64; channels];
-    let mut sum_dy_xhat = vec![0.0f64; channels];
-    for (i, (&g, &xh)) in dy.iter().zip(x_hat).enumerate() {
-        let ch = (i / inner) % channels;
-        sum_dy[ch] += g as f64;
-        sum_dy_xhat[ch] += (g * xh) as f64;
-    }
+    let [sum_dy, sum_dy_xhat] = channel_sums(dy, x_hat, channels, inner, |_, g, xh| {
+        [f64::from(g), f64::from(g * xh)]
+    });
     (
         sum_dy.iter().map(|&v| v as f32).collect(),
         sum_dy_xhat.iter().map(|&v| v as f32).collect(),
     )
+}
+
+/// Values per block of the parallel sums and passes.
+const PARALLEL_BLOCK: usize = 1 << 14;
+
+/// Per-channel sums, in f64, of the `K` terms `term(channel, a, b)` gives for each pair
+/// of elements of `a` and `b` (a tensor and one of its shape). The tensor is cut into
+/// blocks of whole runs, fixed by its shape alone; each block's sums are made on some
+/// thread and then added in block order, so the result is the same on any number of
+/// threads.
+fn channel_sums<const K: usize>(
+    a: &[f32],
+    b: &[f32],
+    channels: usize,
+    inner: usize,
+    term: impl Fn(usize, f32, f32) -> [f64; K] + Sync,
+) -> [Vec<f64>; K] {
+    let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
+    let run = if inner == 1 { channels } else { inner };
+    if run == 0 || a.is_empty() {
+        return total;
+    }
+    let block = run * (PARALLEL_BLOCK / run).max(1);
+    let runs_per_block = block / run;
+    let block_sums = |(k, (a, b)): (usize, (&[f32], &[f32]))| {
+        let mut sums: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
+        let runs = a.chunks_exact(run).zip(b.chunks_exact(run));
+        for (r, (a_run, b_run)) in runs.enumerate() {
+            if inner == 1 {
+                // A pixel's channels.
+                for (ch, (&va, &vb)) in a_run.iter().zip(b_run).enumerate() {
+                    let t = term(ch, va, vb);
+                    for (s, t) in sums.iter_mut().zip(t) {
+                        s[ch] += t;
+                    }
+                }
+            } else {
+                // One channel's run.
+                let ch = (k * runs_per_block + r) % channels;
+                let mut run_sum = [0.0f64; K];
+                for (&va, &vb) in a_run.iter().zip(b_run) {
+                    let t = term(ch, va, vb);
+                    for (s, t) in run_sum.iter_mut().zip(t) {
+                        *s += t;
+                    }
+                }
+                for (s, t) in sums.iter_mut().zip(run_sum) {
+                    s[ch] += t;
+                }
+            }
+        }
+        sums
+    };
+    let blocks = a.par_chunks(block).zip(b.par_chunks(block)).enumerate();
+    let partials: Vec<[Vec<f64>; K]> = if a.len() < 4 * PARALLEL_BLOCK {
+        a.chunks(block)
+            .zip(b.chunks(block))
+            .enumerate()
+            .map(block_sums)
+            .collect()
+    } else {
+        blocks.map(block_sums).collect()
+    };
+    for partial in partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            t.iter_mut().zip(p).for_each(|(t, p)| *t += p);
+        }
+    }
+    total
 }
 
 /// `1 / √(var + ε)` per channel.
@@ -120,9 +184,6 @@ pub fn normalize(
     }
 }
 
-/// Values per block of a parallel normalization.
-const PARALLEL_BLOCK: usize = 1 << 14;
-
 /// Batch normalisation's per-channel parameters and layout.
 struct Params<'a> {
     mean: &'a [f32],
@@ -193,21 +254,119 @@ pub fn backward_input(
     dx: &mut [f32],
 ) {
     let channels = gamma.len();
+    let run = if inner == 1 { channels } else { inner };
+    if run == 0 || dy.is_empty() {
+        return;
+    }
     let count = (dy.len() / channels) as f32;
-    for (i, (d, &g)) in dx.iter_mut().zip(dy).enumerate() {
-        let ch = (i / inner) % channels;
-        let scale = gamma[ch] * inv_std[ch];
-        *d = if training {
-            scale * (g - sum_dy[ch] / count - x_hat[i] * sum_dy_xhat[ch] / count)
-        } else {
-            scale * g
-        };
+    let scale: Vec<f32> = gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect();
+    let mean_dy: Vec<f32> = sum_dy.iter().map(|s| s / count).collect();
+    let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| s / count).collect();
+    // Zero means drop the batch statistics' terms: dx = scale · dy.
+    let (mean_dy, mean_dy_xhat) = if training {
+        (mean_dy, mean_dy_xhat)
+    } else {
+        (vec![0.0; channels], vec![0.0; channels])
+    };
+    let block = run * (PARALLEL_BLOCK / run).max(1);
+    let runs_per_block = block / run;
+    let pass = |k: usize, dx: &mut [f32], dy: &[f32], xh: &[f32]| {
+        let runs = dx
+            .chunks_exact_mut(run)
+            .zip(dy.chunks_exact(run).zip(xh.chunks_exact(run)));
+        for (r, (d_run, (g_run, h_run))) in runs.enumerate() {
+            let values = d_run.iter_mut().zip(g_run.iter().zip(h_run));
+            if inner == 1 {
+                // A pixel's channels, each with its own constants.
+                let constants = scale.iter().zip(mean_dy.iter().zip(&mean_dy_xhat));
+                for ((d, (&g, &xh)), (s, (m, mx))) in values.zip(constants) {
+                    *d = s * (g - m - xh * mx);
+                }
+            } else {
+                let ch = (k * runs_per_block + r) % channels;
+                let (s, m, mx) = (scale[ch], mean_dy[ch], mean_dy_xhat[ch]);
+                for (d, (&g, &xh)) in values {
+                    *d = s * (g - m - xh * mx);
+                }
+            }
+        }
+    };
+    if dy.len() < 4 * PARALLEL_BLOCK {
+        pass(0, dx, dy, x_hat);
+    } else {
+        dx.par_chunks_mut(block)
+            .zip(dy.par_chunks(block).zip(x_hat.par_chunks(block)))
+            .enumerate()
+            .for_each(|(k, (dx, (dy, xh)))| pass(k, dx, dy, xh));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block-parallel sums and the input gradient against plain per-element loops,
+    /// in both layouts, on tensors big enough to take the parallel route.
+    #[test]
+    fn block_sums_and_input_gradient_match_plain_loops() {
+        let channels = 24;
+        let n = 4 * PARALLEL_BLOCK * 3 + channels * 5;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 1.0)
+            .collect();
+        let dy: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 997) as f32 / 500.0 - 1.0)
+            .collect();
+        for inner in [1, n / channels] {
+            let channel = |i: usize| (i / inner) % channels;
+            let count = (n / channels) as f64;
+            let (mut sum, mut sum_sq, mut g_sum, mut gx_sum) = (
+                vec![0f64; channels],
+                vec![0f64; channels],
+                vec![0f64; channels],
+                vec![0f64; channels],
+            );
+            for i in 0..n {
+                sum[channel(i)] += x[i] as f64;
+                g_sum[channel(i)] += dy[i] as f64;
+                gx_sum[channel(i)] += (dy[i] * x[i]) as f64;
+            }
+            for i in 0..n {
+                let d = x[i] as f64 - sum[channel(i)] / count;
+                sum_sq[channel(i)] += d * d;
+            }
+            let (mean, var) = moments(&x, channels, inner);
+            let (sum_dy, sum_dy_xhat) = grad_sums(&dy, &x, channels, inner);
+            for c in 0..channels {
+                assert!((mean[c] as f64 - sum[c] / count).abs() < 1e-6);
+                assert!((var[c] as f64 - sum_sq[c] / count).abs() < 1e-6);
+                assert!((sum_dy[c] as f64 - g_sum[c]).abs() < 1e-3);
+                assert!((sum_dy_xhat[c] as f64 - gx_sum[c]).abs() < 1e-3);
+            }
+            let gamma: Vec<f32> = (0..channels).map(|c| 0.5 + c as f32 / 10.0).collect();
+            let inv_std: Vec<f32> = (0..channels).map(|c| 1.5 - c as f32 / 30.0).collect();
+            for training in [true, false] {
+                let mut dx = vec![0.0; n];
+                let sums = (&sum_dy[..], &sum_dy_xhat[..]);
+                backward_input(&dy, &x, &gamma, &inv_std, sums, inner, training, &mut dx);
+                for i in (0..n).step_by(97) {
+                    let c = channel(i);
+                    let scale = gamma[c] * inv_std[c];
+                    let want = if training {
+                        let count = count as f32;
+                        scale * (dy[i] - sum_dy[c] / count - x[i] * sum_dy_xhat[c] / count)
+                    } else {
+                        scale * dy[i]
+                    };
+                    let err = (dx[i] - want).abs();
+                    assert!(
+                        err <= 1e-6 * want.abs().max(1.0),
+                        "element {i}, inner {inner}"
+                    );
+                }
+            }
+        }
+    }
 
     /// The parallel blocks compute each value as one serial pass does, in both layouts,
     /// with and without x̂.
