@@ -10,8 +10,9 @@ convnet's time to the best peer's, and whether each target is met.
 Each workload runs in a fresh process per engine and configuration (so a process's peak
 memory is its workload's), in rounds: convnet, PyTorch contiguous, PyTorch channels_last,
 ONNX Runtime, Keras, Keras with jit_compile, then again. The table shows each one's
-median over the rounds. Options: --rounds N, --only W2,W7, --threads 2,1 (each count a
-table of its own), --skip-at-1 W11 (workloads left out of the 1-thread table),
+median over the rounds. Options: --rounds N (--rounds-long N for W11, --rounds-at-1 N for
+the 1-thread table), --only W2,W7, --threads 2,1 (each count a table of its own),
+--skip-at-1 W10,W11 (workloads left out of the 1-thread table),
 --keras-python PATH (when Keras lives in another virtualenv), --resume (keep the results
 of an interrupted run and run only what is missing), --output FILE.
 """
@@ -21,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,7 @@ DEFAULT_PYTHON = os.path.expanduser("~/.venvs/convnet-peers/bin/python")
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"]
 INFERENCE = {"W5", "W6", "W7", "W8", "W9"}  # ONNX Runtime runs these and W2-W4's forward
 NETWORKS = {"W7": ("resnet50", 16), "W8": ("mobilenet_v2", 1), "W9": ("efficientnet_b0", 1)}
+LABELS = {"W7": "W7 ResNet50 224x224", "W8": "W8 MobileNetV2 224x224", "W9": "W9 EfficientNetB0 224x224"}
 
 # Columns: (engine, config, heading). "convnet imported" is convnet on the ONNX file of
 # torchvision's network that ONNX Runtime runs: the peers' architecture.
@@ -66,6 +69,7 @@ TARGETS = {
     "W11 fmnist_deep epoch": None,
 }
 WHOLE_PROCESS = "W1 whole process: start-up, loading, two epochs"
+LONG = {"W11"}  # minutes a configuration: --rounds-long of them
 
 
 def run(cmd, label):
@@ -73,7 +77,7 @@ def run(cmd, label):
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = (time.perf_counter() - start) * 1e3
-    shown = [l for l in done.stdout.splitlines() if " ms" in l or "peak" in l or "rror" in l]
+    shown = [l for l in done.stdout.splitlines() if re.search(r"[0-9] ms\b|^peak|rror", l)]
     sys.stdout.write("".join(f"  {label}: {l.strip()}\n" for l in shown))
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{done.stdout[-3000:]}")
@@ -129,23 +133,23 @@ def collect(a, thread_counts, workloads):
             scratch = RESULTS + ".part"
             if os.path.exists(scratch):
                 os.unlink(scratch)
-            for r in range(a.rounds):
+            rows = []
+            rounds = a.rounds_at_1 if threads == 1 else (a.rounds_long if w in LONG else a.rounds)
+            for r in range(rounds):
                 for engine, config, cmd in commands(a, w, threads, scratch):
                     wall = run(cmd, f"{w} {threads}t round {r + 1} {engine} {config}")
+                    for line in open(scratch):
+                        row = json.loads(line)
+                        if config == "imported":
+                            # `convnet bench FILE` names its rows after the file.
+                            row["name"] = LABELS[w] + row["name"][row["name"].index(" inference"):]
+                        rows.append(dict(row, engine=engine, config=config, workload=w))
+                    os.unlink(scratch)
                     if w == "W1":
-                        with open(scratch, "a") as f:
-                            f.write(json.dumps({"engine": engine, "config": config, "name": WHOLE_PROCESS,
-                                                "ms": wall, "threads": threads}) + "\n")
+                        rows.append({"engine": engine, "config": config, "workload": w, "name": WHOLE_PROCESS,
+                                     "ms": wall, "threads": threads})
             with open(RESULTS, "a") as out:
-                for line in open(scratch):
-                    r = json.loads(line)
-                    if r["engine"] == "convnet" and r["config"] == "imported":
-                        # `convnet bench FILE` names its rows after the file.
-                        r["name"] = {"W7": "W7 ResNet50 224x224", "W8": "W8 MobileNetV2 224x224",
-                                     "W9": "W9 EfficientNetB0 224x224"}[w] + r["name"][r["name"].index(" inference"):]
-                    r["config"], r["workload"] = r.get("config", ""), w
-                    out.write(json.dumps(r) + "\n")
-            os.unlink(scratch)
+                out.write("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def cell(v, fmt="{:.2f}"):
@@ -217,8 +221,10 @@ def write(a, thread_counts):
     out = [
         "# Benchmarks: convnet beside PyTorch, ONNX Runtime and Keras",
         "",
-        f"Made by `python3 bench/compare.py` on {datetime.date.today().isoformat()}: {a.rounds} alternating rounds, "
-        "the median of each configuration's times.",
+        f"Made by `python3 bench/compare.py` on {datetime.date.today().isoformat()}: the median of each "
+        f"configuration's times over {a.rounds} alternating rounds at 2 threads ({a.rounds_long} for "
+        f"{', '.join(sorted(LONG))}), {a.rounds_at_1} at 1 thread. Every time is a warm call or a steady-state "
+        "epoch in an already-running process, except the whole-process row.",
         "",
         f"- Machine: {machine()}",
         f"- convnet: {rustc}; PyTorch {versions.get('pytorch', 'not run')}; ONNX Runtime "
@@ -244,9 +250,11 @@ def write(a, thread_counts):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds-long", type=int, default=1)
+    p.add_argument("--rounds-at-1", type=int, default=1)
     p.add_argument("--only", default=",".join(WORKLOADS))
     p.add_argument("--threads", default="2,1")
-    p.add_argument("--skip-at-1", default="W11")
+    p.add_argument("--skip-at-1", default="W10,W11")
     p.add_argument("--python", default=DEFAULT_PYTHON)
     p.add_argument("--keras-python")
     p.add_argument("--resume", action="store_true")
