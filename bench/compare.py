@@ -13,8 +13,9 @@ ONNX Runtime, Keras, Keras with jit_compile, then again. The table shows each on
 median over the rounds. Options: --rounds N (--rounds-long N for W11, --rounds-at-1 N for
 the 1-thread table), --only W2,W7, --threads 2,1 (each count a table of its own),
 --skip-at-1 W10,W11 (workloads left out of the 1-thread table),
---keras-python PATH (when Keras lives in another virtualenv), --resume (keep the results
-of an interrupted run and run only what is missing), --output FILE.
+--keras-python PATH (when Keras lives in another virtualenv), --keep (keep the last
+run's results for the workloads not in --only, to finish an interrupted run or measure
+some again), --report-only (write BENCHMARKS.md from the last results), --output FILE.
 """
 
 import argparse
@@ -119,16 +120,18 @@ def machine():
 
 def collect(a, thread_counts, workloads):
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    done = set()
-    if a.resume and os.path.exists(RESULTS):
-        done = {(r["threads"], r["workload"]) for r in map(json.loads, open(RESULTS))}
+    if a.keep and os.path.exists(RESULTS):
+        # The other workloads' rows stay; these are measured again.
+        kept = [l for l in open(RESULTS) if json.loads(l)["workload"] not in workloads]
+        with open(RESULTS, "w") as f:
+            f.write("".join(kept))
     elif os.path.exists(RESULTS):
         os.unlink(RESULTS)
     if any(w in NETWORKS for w in workloads) and not os.path.exists(os.path.join(ONNX_DIR, "resnet50.onnx")):
         run([a.python, os.path.join(PEERS, "torch_bench.py"), "export", ONNX_DIR], "export")
     for threads in thread_counts:
         for w in workloads:
-            if (threads, w) in done or (threads == 1 and w in a.skip_at_1):
+            if threads == 1 and w in a.skip_at_1:
                 continue
             scratch = RESULTS + ".part"
             if os.path.exists(scratch):
@@ -257,7 +260,7 @@ def main():
     p.add_argument("--skip-at-1", default="W10,W11")
     p.add_argument("--python", default=DEFAULT_PYTHON)
     p.add_argument("--keras-python")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--keep", action="store_true")
     p.add_argument("--report-only", action="store_true", help="write BENCHMARKS.md from the last results")
     p.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = p.parse_args()

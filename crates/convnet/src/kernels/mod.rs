@@ -46,7 +46,29 @@ pub struct Affine<'a> {
     pub shift: &'a [f32],
 }
 
-impl Epilogue<'_> {
+impl<'a> Epilogue<'a> {
+    /// Just `activation`: no bias, no affine map.
+    pub fn of(activation: ActivationFn) -> Self {
+        Epilogue {
+            activation,
+            ..Epilogue::default()
+        }
+    }
+
+    /// This epilogue with `bias` added first.
+    pub fn with_bias(self, bias: Option<&'a [f32]>) -> Self {
+        Epilogue { bias, ..self }
+    }
+
+    /// The whole epilogue on a finished output of rows of `channels`, for kernels that
+    /// do not apply it block by block.
+    pub(crate) fn apply_to(&self, y: &mut [f32], channels: usize) {
+        if let Some(bias) = self.bias {
+            bias::add_bias(y, bias);
+        }
+        self.finish(y, channels);
+    }
+
     /// Fills whole rows of `channels` outputs with the bias (or zeros), the starting
     /// value the products are added to.
     pub(crate) fn init(&self, rows: &mut [f32], channels: usize) {

@@ -8,7 +8,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,7 @@ pub(super) fn check_channels(
     }
 }
 
-pub(super) use crate::kernels::bias::{add_bias, bias_grad};
+pub(super) use crate::kernels::bias::bias_grad;
 
 /// Applies the activation after a layer's linear part, keeping the pre-activation values
 /// for backward.
@@ -299,23 +299,14 @@ impl Conv2D {
     }
 
     /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self
             .window()
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::for_overwrite(out_shape);
-        let epilogue = Epilogue {
-            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
-            affine,
-            activation,
-        };
+        let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         conv::conv2d_forward_with(
             &g,
             x.data(),

@@ -3,7 +3,7 @@
 //! it. Both run on `kernels::conv::volume`, the 2-D convolution over gathered depth
 //! taps; the transpose swaps the roles of its three passes as Conv2DTranspose does.
 
-use super::conv::{activation_grad, add_bias, bias_grad, check_channels, require_built, Window};
+use super::conv::{activation_grad, bias_grad, check_channels, require_built, Window};
 use super::declare::{self, ChannelsLast, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
@@ -11,7 +11,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, Padding, VolumeGeometry};
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -213,21 +213,12 @@ impl Conv3D {
         self.window().geometry(self, x, self.filters, self.groups)
     }
 
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape())?;
         let mut y = Tensor::for_overwrite(out_shape);
-        let epilogue = Epilogue {
-            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
-            affine,
-            activation,
-        };
+        let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         conv::conv3d_forward_with(
             &g,
             x.data(),
@@ -485,12 +476,7 @@ impl Conv3DTranspose {
         })
     }
 
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
@@ -501,16 +487,9 @@ impl Conv3DTranspose {
             self.base.weights[0].value.data(),
             y.data_mut(),
         );
-        if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[1].value.data());
-        }
         let channels = y.shape().last().copied().unwrap_or(1);
-        let after = Epilogue {
-            bias: None,
-            affine,
-            activation,
-        };
-        after.finish(y.data_mut(), channels);
+        let bias = self.use_bias.then(|| self.base.weights[1].value.data());
+        epilogue.with_bias(bias).apply_to(y.data_mut(), channels);
         Ok(y)
     }
 }

@@ -9,7 +9,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::gemm::{matmul, MatRef, Start};
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -77,22 +77,13 @@ impl Dense {
     }
 
     /// `activation(x · kernel + bias)`.
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let k = *x.shape().last().expect("rank checked");
         let rows = x.len() / k;
         let mut y = Tensor::for_overwrite(out_shape);
-        let epilogue = Epilogue {
-            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
-            affine,
-            activation,
-        };
+        let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         let kernel = MatRef::row_major(self.base.weights[0].value.data(), self.units);
         matmul(
             rows,

@@ -12,7 +12,7 @@ use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::depthwise;
 use crate::kernels::Padding;
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -106,20 +106,11 @@ impl DepthwiseConv2D {
     }
 
     /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
-        let epilogue = Epilogue {
-            bias: self.use_bias.then(|| self.base.weights[1].value.data()),
-            affine,
-            activation,
-        };
+        let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         depthwise::depthwise_forward_with(
             &self.geometry(x.shape())?,
             x.data(),

@@ -42,7 +42,8 @@ macro_rules! layer_base {
 macro_rules! activated_forward {
     () => {
         fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-            self.compute(single(self, inputs)?, self.activation, None)
+            let epilogue = crate::kernels::Epilogue::of(self.activation);
+            self.compute(single(self, inputs)?, epilogue)
         }
 
         fn apply_fused(
@@ -52,7 +53,7 @@ macro_rules! activated_forward {
         ) -> Option<Result<Tensor>> {
             // Only a linear output can take the next layers' arithmetic in its place.
             (self.activation == crate::activations::ActivationFn::Linear)
-                .then(|| self.compute(single(self, inputs)?, fusion.activation, fusion.affine()))
+                .then(|| self.compute(single(self, inputs)?, fusion.epilogue()))
         }
 
         fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
@@ -60,10 +61,11 @@ macro_rules! activated_forward {
             // The activation runs inside the kernel unless backward needs the values
             // before it (for ReLU and the like the output alone gives the derivative).
             if self.activation.needs_input() {
-                let z = self.compute(x, crate::activations::ActivationFn::Linear, None)?;
+                let z = self.compute(x, crate::kernels::Epilogue::default())?;
                 Ok(crate::layers::conv::activate(self.activation, z))
             } else {
-                Ok((self.compute(x, self.activation, None)?, Saved::none()))
+                let epilogue = crate::kernels::Epilogue::of(self.activation);
+                Ok((self.compute(x, epilogue)?, Saved::none()))
             }
         }
     };
@@ -367,11 +369,15 @@ pub struct Fusion {
 }
 
 impl Fusion {
-    /// The affine map as the kernels take it.
-    pub fn affine(&self) -> Option<crate::kernels::Affine<'_>> {
-        self.affine
-            .as_ref()
-            .map(|(scale, shift)| crate::kernels::Affine { scale, shift })
+    /// The affine map and the activation as a kernel's epilogue (the layer adds its
+    /// bias).
+    pub fn epilogue(&self) -> crate::kernels::Epilogue<'_> {
+        let affine = self.affine.as_ref();
+        crate::kernels::Epilogue {
+            bias: None,
+            affine: affine.map(|(scale, shift)| crate::kernels::Affine { scale, shift }),
+            activation: self.activation,
+        }
     }
 }
 
@@ -463,8 +469,8 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
 
     /// What this layer computes at inference when that is a per-channel map on the last
     /// axis of a rank-`rank` input, `y = x·scale + shift` (a BatchNormalization over
-    /// channels): (scale, shift),
-    /// for the executor to fold into the layer before it. None for any other layer.
+    /// channels): (scale, shift), for the executor to fold into the layer before it.
+    /// None for any other layer.
     fn inference_affine(&self, _rank: usize) -> Option<(Vec<f32>, Vec<f32>)> {
         None
     }

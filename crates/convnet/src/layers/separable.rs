@@ -15,7 +15,7 @@ use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::depthwise;
 use crate::kernels::Padding;
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -158,12 +158,7 @@ impl SeparableConv2D {
     }
 
     /// Returns the depthwise output and `activation(pointwise(depthwise) + bias)`.
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<(Tensor, Tensor)> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<(Tensor, Tensor)> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let (dw, pw) = self.geometries(x.shape())?;
@@ -175,11 +170,7 @@ impl SeparableConv2D {
             mid.data_mut(),
         );
         let mut y = Tensor::for_overwrite(out_shape);
-        let epilogue = Epilogue {
-            bias: self.use_bias.then(|| self.base.weights[2].value.data()),
-            affine,
-            activation,
-        };
+        let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[2].value.data()));
         conv::conv2d_forward_with(
             &pw,
             mid.data(),
@@ -249,26 +240,25 @@ impl Layer for SeparableConv2D {
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        Ok(self
-            .compute(single(self, inputs)?, self.activation, None)?
-            .1)
+        let x = single(self, inputs)?;
+        Ok(self.compute(x, Epilogue::of(self.activation))?.1)
     }
 
     fn apply_fused(&self, inputs: &[&Tensor], fusion: &Fusion) -> Option<Result<Tensor>> {
         (self.activation == ActivationFn::Linear).then(|| {
             let x = single(self, inputs)?;
-            Ok(self.compute(x, fusion.activation, fusion.affine())?.1)
+            Ok(self.compute(x, fusion.epilogue())?.1)
         })
     }
 
     fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
         let x = single(self, inputs)?;
         let (mid, y, activation) = if self.activation.needs_input() {
-            let (mid, z) = self.compute(x, ActivationFn::Linear, None)?;
+            let (mid, z) = self.compute(x, Epilogue::default())?;
             let (y, saved) = activate(self.activation, z);
             (mid, y, saved)
         } else {
-            let (mid, y) = self.compute(x, self.activation, None)?;
+            let (mid, y) = self.compute(x, Epilogue::of(self.activation))?;
             (mid, y, Saved::none())
         };
         Ok((

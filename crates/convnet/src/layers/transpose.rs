@@ -6,7 +6,7 @@
 //! with input and output gradient exchanged.
 
 use super::conv::{
-    activation_grad, add_bias, bias_grad, check_channels, nhwc, one_by_one, require_built,
+    activation_grad, bias_grad, check_channels, nhwc, one_by_one, require_built,
 };
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
@@ -15,7 +15,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
-use crate::kernels::{Affine, Epilogue};
+use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -186,12 +186,7 @@ impl Conv2DTranspose {
     }
 
     /// `activation(conv_transpose(x) + bias)`.
-    fn compute(
-        &self,
-        x: &Tensor,
-        activation: ActivationFn,
-        affine: Option<Affine>,
-    ) -> Result<Tensor> {
+    fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self.geometry(x.shape(), &out_shape)?;
@@ -202,16 +197,9 @@ impl Conv2DTranspose {
             self.base.weights[0].value.data(),
             y.data_mut(),
         );
-        if self.use_bias {
-            add_bias(y.data_mut(), self.base.weights[1].value.data());
-        }
         let channels = y.shape().last().copied().unwrap_or(1);
-        let after = Epilogue {
-            bias: None,
-            affine,
-            activation,
-        };
-        after.finish(y.data_mut(), channels);
+        let bias = self.use_bias.then(|| self.base.weights[1].value.data());
+        epilogue.with_bias(bias).apply_to(y.data_mut(), channels);
         Ok(y)
     }
 }
