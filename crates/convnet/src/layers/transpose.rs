@@ -5,9 +5,7 @@
 //! `conv2d_backward_input`, dL/dx is `conv2d_forward`, dL/dW is `conv2d_backward_kernel`
 //! with input and output gradient exchanged.
 
-use super::conv::{
-    activation_grad, bias_grad, check_channels, nhwc, one_by_one, require_built,
-};
+use super::conv::{activation_grad, bias_grad, check_channels, nhwc, one_by_one, require_built};
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
