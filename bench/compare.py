@@ -10,8 +10,9 @@ convnet's time to the best peer's, and whether each target is met.
 Each workload runs in a fresh process per engine and configuration (so a process's peak
 memory is its workload's), in rounds: convnet, PyTorch contiguous, PyTorch channels_last,
 ONNX Runtime, Keras, Keras with jit_compile, then again. The table shows each one's
-median over the rounds. Options: --rounds N (--rounds-long N for W11, --rounds-at-1 N for
-the 1-thread table), --only W2,W7, --threads 2,1 (each count a table of its own),
+fastest round (an inference workload's round is itself the median of its calls).
+Options: --rounds N (--rounds-long N for W11, --rounds-at-1 N for the 1-thread table),
+--only W2,W7, --threads 2,1 (each count a table of its own),
 --skip-at-1 W10,W11 (workloads left out of the 1-thread table),
 --keras-python PATH (when Keras lives in another virtualenv), --keep (keep the last
 run's results for the workloads not in --only, to finish an interrupted run or measure
@@ -24,7 +25,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -161,10 +161,11 @@ def cell(v, fmt="{:.2f}"):
 
 def table(rows, threads):
     """The Markdown table of one thread count."""
-    def median(name, engine, config, key="ms"):
+    def fastest(name, engine, config, key="ms"):
+        """The best of the rounds: noise on a shared machine only ever adds time."""
         vs = [r[key] for r in rows if r["name"] == name and r["engine"] == engine and r["config"] == config
               and r["threads"] == threads and r.get(key) is not None]
-        return statistics.median(vs) if vs else None
+        return min(vs) if vs else None
 
     names = [n for n in list(TARGETS) + [WHOLE_PROCESS] if any(r["name"] == n and r["threads"] == threads
                                                                 for r in rows)]
@@ -173,7 +174,7 @@ def table(rows, threads):
     out = [head, "|---|" + "---:|" * len(COLUMNS) + "---|---:|---:|:---:|"]
     met_count = [0, 0]
     for name in names:
-        times = {(e, c): median(name, e, c) for e, c, _ in COLUMNS}
+        times = {(e, c): fastest(name, e, c) for e, c, _ in COLUMNS}
         ours = times[("convnet", "imported")] or times[("convnet", "")]
         networks = name.split()[0] in NETWORKS
         peers = {h: times[(e, c)] for e, c, h in COLUMNS
@@ -190,7 +191,7 @@ def table(rows, threads):
                    f" | {best or '–'} | {cell(ratio)} | {cell(target, '≤ {}')} | {met} |")
     for workload in ("W1", "W11"):
         name = next((n for n in TARGETS if n.startswith(workload + " ")), None)
-        peaks = {(e, c): median(name, e, c, "peak_mb") for e, c, _ in COLUMNS}
+        peaks = {(e, c): fastest(name, e, c, "peak_mb") for e, c, _ in COLUMNS}
         peer_peaks = {h: peaks[(e, c)] for e, c, h in COLUMNS if e != "convnet" and peaks[(e, c)]}
         if not peaks[("convnet", "")] or not peer_peaks:
             continue
@@ -205,15 +206,16 @@ def table(rows, threads):
 
 def rates(rows, thread_counts):
     """convnet's arithmetic rate on the workloads whose FLOPs it knows."""
-    out = ["| workload | threads | convnet GFLOP/s | what it counts | share of the FMA peak |", "|---|---:|---:|---|---:|"]
+    out = ["| workload | threads | convnet GFLOP/s | what it counts | share of the FMA peak (GFLOP/s) |",
+           "|---|---:|---:|---|---:|"]
     for threads in thread_counts:
         for name in TARGETS:
             rs = [r for r in rows if r["name"] == name and r["engine"] == "convnet" and r["config"] == ""
                   and r["threads"] == threads and r.get("gflops")]
             if rs:
-                g = statistics.median(r["gflops"] for r in rs)
-                out.append(f"| {name} | {threads} | {g:.1f} | {rs[0]['flops_kind']} | "
-                           f"{100 * g / rs[0]['peak_gflops']:.0f}% of {rs[0]['peak_gflops']:.0f} |")
+                best = max(rs, key=lambda r: r["gflops"])
+                g, peak = best["gflops"], best["peak_gflops"]
+                out.append(f"| {name} | {threads} | {g:.1f} | {best['flops_kind']} | {100 * g / peak:.0f}% of {peak:.0f} |")
     return out
 
 
@@ -224,8 +226,8 @@ def write(a, thread_counts):
     out = [
         "# Benchmarks: convnet beside PyTorch, ONNX Runtime and Keras",
         "",
-        f"Made by `python3 bench/compare.py` on {datetime.date.today().isoformat()}: the median of each "
-        f"configuration's times over {a.rounds} alternating rounds at 2 threads ({a.rounds_long} for "
+        f"Made by `python3 bench/compare.py` on {datetime.date.today().isoformat()}: each configuration's "
+        f"fastest time over {a.rounds} alternating rounds at 2 threads ({a.rounds_long} for "
         f"{', '.join(sorted(LONG))}), {a.rounds_at_1} at 1 thread. Every time is a warm call or a steady-state "
         "epoch in an already-running process, except the whole-process row.",
         "",
