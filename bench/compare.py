@@ -35,7 +35,8 @@ RESULTS = os.path.join(ROOT, "target", "bench", "results.jsonl")
 ONNX_DIR = os.path.join(ROOT, "target", "bench", "torchvision")
 DEFAULT_PYTHON = os.path.expanduser("~/.venvs/convnet-peers/bin/python")
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"]
-INFERENCE = {"W5", "W6", "W7", "W8", "W9"}  # ONNX Runtime runs these and W2-W4's forward
+# ONNX Runtime runs inference only: these workloads' forward passes.
+ONNX_RUNTIME = {"W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"}
 NETWORKS = {"W7": ("resnet50", 16), "W8": ("mobilenet_v2", 1), "W9": ("efficientnet_b0", 1)}
 LABELS = {"W7": "W7 ResNet50 224x224", "W8": "W8 MobileNetV2 224x224", "W9": "W9 EfficientNetB0 224x224"}
 
@@ -97,7 +98,7 @@ def commands(a, workload, threads, results):
         out.append(("convnet", "imported", [convnet, "bench", os.path.join(ONNX_DIR, f"{net}.onnx"),
                                             "--inference-only", "--batch-size", str(batch)] + t))
     out += [("pytorch", c, torch + ["--config", c]) for c in ("contiguous", "channels_last")]
-    if workload in INFERENCE or workload in ("W2", "W3", "W4"):
+    if workload in ONNX_RUNTIME:
         out.append(("onnxruntime", "ort", torch + ["--config", "ort"]))
     out += [("keras", "graph", keras), ("keras", "jit_compile", keras + ["--jit"])]
     return out
