@@ -811,7 +811,10 @@ fn bench_times_a_model_and_refuses_unknown_workloads() {
     assert!(lines
         .iter()
         .all(|l| l["engine"] == "convnet" && l["ms"].as_f64().unwrap() > 0.0 && l["threads"] == 1));
-    assert_clean_failure(&run(&["bench", "--workload", "W12"]), &["no workload 'W12'"]);
+    assert_clean_failure(
+        &run(&["bench", "--workload", "W12"]),
+        &["no workload 'W12'"],
+    );
     assert_clean_failure(&run(&["bench", "no-such-model"]), &["no-such-model"]);
 }
 
