@@ -48,6 +48,48 @@ pub fn grad_sums(dy: &[f32], x_hat: &[f32], channels: usize, inner: usize) -> (V
 /// Values per block of the parallel sums and passes.
 const PARALLEL_BLOCK: usize = 1 << 14;
 
+/// How the passes cut a tensor: into runs, each a channel's `inner` values or, with the
+/// channels last (`inner` = 1), one pixel's channels, so the inner loop is always a long
+/// one; and the runs into blocks of about [`PARALLEL_BLOCK`] values, fixed by the shape
+/// alone, that go to rayon's threads when the tensor is big enough.
+#[derive(Clone, Copy)]
+struct Runs {
+    channels: usize,
+    inner: usize,
+    /// Values per run.
+    len: usize,
+    /// Runs per block.
+    per_block: usize,
+}
+
+impl Runs {
+    /// None when a run would be empty (no channels, or no values per channel).
+    fn new(channels: usize, inner: usize) -> Option<Runs> {
+        let len = if inner == 1 { channels } else { inner };
+        (len > 0).then(|| Runs {
+            channels,
+            inner,
+            len,
+            per_block: (PARALLEL_BLOCK / len).max(1),
+        })
+    }
+
+    /// Values per block.
+    fn block(&self) -> usize {
+        self.len * self.per_block
+    }
+
+    /// Whether a tensor of `values` values is worth splitting over threads.
+    fn parallel(values: usize) -> bool {
+        values >= 4 * PARALLEL_BLOCK
+    }
+
+    /// The channel of run `r` of block `k`, when a run is one channel's (`inner` > 1).
+    fn channel(&self, k: usize, r: usize) -> usize {
+        (k * self.per_block + r) % self.channels
+    }
+}
+
 /// Per-channel sums, in f64, of the `K` terms `term(channel, a, b)` gives for each pair
 /// of elements of `a` and `b` (a tensor and one of its shape). The tensor is cut into
 /// blocks of whole runs, fixed by its shape alone; each block's sums are made on some
@@ -61,17 +103,14 @@ fn channel_sums<const K: usize>(
     term: impl Fn(usize, f32, f32) -> [f64; K] + Sync,
 ) -> [Vec<f64>; K] {
     let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
-    let run = if inner == 1 { channels } else { inner };
-    if run == 0 || a.is_empty() {
+    let Some(runs) = Runs::new(channels, inner).filter(|_| !a.is_empty()) else {
         return total;
-    }
-    let block = run * (PARALLEL_BLOCK / run).max(1);
-    let runs_per_block = block / run;
+    };
     let block_sums = |(k, (a, b)): (usize, (&[f32], &[f32]))| {
         let mut sums: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
-        let runs = a.chunks_exact(run).zip(b.chunks_exact(run));
-        for (r, (a_run, b_run)) in runs.enumerate() {
-            if inner == 1 {
+        let pairs = a.chunks_exact(runs.len).zip(b.chunks_exact(runs.len));
+        for (r, (a_run, b_run)) in pairs.enumerate() {
+            if runs.inner == 1 {
                 // A pixel's channels.
                 for (ch, (&va, &vb)) in a_run.iter().zip(b_run).enumerate() {
                     let t = term(ch, va, vb);
@@ -81,7 +120,7 @@ fn channel_sums<const K: usize>(
                 }
             } else {
                 // One channel's run.
-                let ch = (k * runs_per_block + r) % channels;
+                let ch = runs.channel(k, r);
                 let mut run_sum = [0.0f64; K];
                 for (&va, &vb) in a_run.iter().zip(b_run) {
                     let t = term(ch, va, vb);
@@ -96,14 +135,12 @@ fn channel_sums<const K: usize>(
         }
         sums
     };
-    let blocks = a.par_chunks(block).zip(b.par_chunks(block)).enumerate();
-    let partials: Vec<[Vec<f64>; K]> = if a.len() < 4 * PARALLEL_BLOCK {
-        a.chunks(block)
-            .zip(b.chunks(block))
-            .enumerate()
-            .map(block_sums)
-            .collect()
+    let block = runs.block();
+    let partials: Vec<[Vec<f64>; K]> = if Runs::parallel(a.len()) {
+        let blocks = a.par_chunks(block).zip(b.par_chunks(block)).enumerate();
+        blocks.map(block_sums).collect()
     } else {
+        let blocks = a.chunks(block).zip(b.chunks(block)).enumerate();
         blocks.map(block_sums).collect()
     };
     for partial in partials {
@@ -148,13 +185,9 @@ pub fn normalize(
     y: &mut [f32],
     x_hat: Option<&mut [f32]>,
 ) {
-    let channels = mean.len();
-    // Runs of `inner` values share a channel; with channels last (inner = 1) a run
-    // is a pixel's channels instead, so the inner loop is always a long one.
-    let run = if inner == 1 { channels } else { inner };
-    if run == 0 || x.is_empty() {
+    let Some(runs) = Runs::new(mean.len(), inner).filter(|_| !x.is_empty()) else {
         return;
-    }
+    };
     let params = Params {
         mean,
         inv_std,
@@ -162,12 +195,10 @@ pub fn normalize(
         beta,
         inner,
     };
-    // Blocks of about 16K values, whole runs each.
-    let block = run * (PARALLEL_BLOCK / run).max(1);
-    if x.len() < 4 * PARALLEL_BLOCK {
+    if !Runs::parallel(x.len()) {
         return params.normalize_runs(0, x, y, x_hat);
     }
-    let runs_per_block = block / run;
+    let (block, runs_per_block) = (runs.block(), runs.per_block);
     match x_hat {
         Some(xh) => y
             .par_chunks_mut(block)
@@ -254,36 +285,35 @@ pub fn backward_input(
     dx: &mut [f32],
 ) {
     let channels = gamma.len();
-    let run = if inner == 1 { channels } else { inner };
-    if run == 0 || dy.is_empty() {
+    let Some(runs) = Runs::new(channels, inner).filter(|_| !dy.is_empty()) else {
         return;
-    }
+    };
     let count = (dy.len() / channels) as f32;
     let scale: Vec<f32> = gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect();
-    let mean_dy: Vec<f32> = sum_dy.iter().map(|s| s / count).collect();
-    let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| s / count).collect();
-    // Zero means drop the batch statistics' terms: dx = scale · dy.
-    let (mean_dy, mean_dy_xhat) = if training {
-        (mean_dy, mean_dy_xhat)
-    } else {
-        (vec![0.0; channels], vec![0.0; channels])
+    // Without the batch's statistics their terms are zero: dx = scale · dy.
+    let mean = |sums: &[f32]| -> Vec<f32> {
+        if training {
+            sums.iter().map(|s| s / count).collect()
+        } else {
+            vec![0.0; channels]
+        }
     };
-    let block = run * (PARALLEL_BLOCK / run).max(1);
-    let runs_per_block = block / run;
+    let (mean_dy, mean_dy_xhat) = (mean(sum_dy), mean(sum_dy_xhat));
     let pass = |k: usize, dx: &mut [f32], dy: &[f32], xh: &[f32]| {
-        let runs = dx
-            .chunks_exact_mut(run)
-            .zip(dy.chunks_exact(run).zip(xh.chunks_exact(run)));
-        for (r, (d_run, (g_run, h_run))) in runs.enumerate() {
+        let len = runs.len;
+        let triples = dx
+            .chunks_exact_mut(len)
+            .zip(dy.chunks_exact(len).zip(xh.chunks_exact(len)));
+        for (r, (d_run, (g_run, h_run))) in triples.enumerate() {
             let values = d_run.iter_mut().zip(g_run.iter().zip(h_run));
-            if inner == 1 {
+            if runs.inner == 1 {
                 // A pixel's channels, each with its own constants.
                 let constants = scale.iter().zip(mean_dy.iter().zip(&mean_dy_xhat));
                 for ((d, (&g, &xh)), (s, (m, mx))) in values.zip(constants) {
                     *d = s * (g - m - xh * mx);
                 }
             } else {
-                let ch = (k * runs_per_block + r) % channels;
+                let ch = runs.channel(k, r);
                 let (s, m, mx) = (scale[ch], mean_dy[ch], mean_dy_xhat[ch]);
                 for (d, (&g, &xh)) in values {
                     *d = s * (g - m - xh * mx);
@@ -291,9 +321,10 @@ pub fn backward_input(
             }
         }
     };
-    if dy.len() < 4 * PARALLEL_BLOCK {
+    if !Runs::parallel(dy.len()) {
         pass(0, dx, dy, x_hat);
     } else {
+        let block = runs.block();
         dx.par_chunks_mut(block)
             .zip(dy.par_chunks(block).zip(x_hat.par_chunks(block)))
             .enumerate()
