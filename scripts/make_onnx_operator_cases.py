@@ -31,7 +31,7 @@ def model(name, nodes, inits, out_shape, shape=(1, 2, 6, 6), opset=17):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
     graph = helper.make_graph(nodes, name, [x], [y], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
+    m.ir_version = 8 if opset <= 17 else 11
     return name, m
 
 
@@ -86,6 +86,15 @@ cases = [
         N("Add", ["ln", "ln"], ["sum"]),
         N("Identity", ["sum"], ["y"]),
     ], [w("g", 4), w("b", 4)], ("N", 4), shape=(1, 5)),
+    # x·sigmoid(x) with its factors swapped and the sigmoid read again, and ONNX 24's
+    # Swish.
+    model("sigmoid_products_swish", [
+        N("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c"], ["s"]),
+        N("Mul", ["s", "c"], ["m"]),
+        N("Add", ["m", "s"], ["a"]),
+        N("Swish", ["a"], ["y"]),
+    ], [w("w1", 3, 2, 3, 3), w("b1", 3)], ("N", 3, 6, 6), opset=24),
 ]
 
 out = Path(sys.argv[1])

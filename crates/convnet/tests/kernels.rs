@@ -242,9 +242,9 @@ fn portable_kernels_match_by_definition() {
 
 #[test]
 fn depthwise_fast_paths_match_by_definition() {
-    // Channels in whole blocks of 8 (the register-blocked 3x3 path and, at stride 1, the
-    // input gradient as a flipped-kernel convolution) next to a 5x5 kernel and 20
-    // channels, which take the general loops for all or part of their work.
+    // Channels in whole blocks of 8 (the register-blocked 3x3 and 5x5 paths and, at
+    // stride 1, the input gradient as a flipped-kernel convolution) next to a 3x2 kernel
+    // and 20 channels, which take the general loops for all or part of their work.
     for (c, kernel, stride, dilation, padding) in [
         (16, (3, 3), 1, 1, Padding::Same),
         (16, (3, 3), 2, 1, Padding::Same),
@@ -252,6 +252,10 @@ fn depthwise_fast_paths_match_by_definition() {
         (8, (3, 3), 1, 2, Padding::Same),
         (20, (3, 3), 1, 1, Padding::Same),
         (16, (5, 5), 1, 1, Padding::Same),
+        (16, (5, 5), 2, 1, Padding::Same),
+        (8, (5, 5), 1, 2, Padding::Same),
+        (8, (5, 5), 1, 1, Padding::Valid),
+        (20, (5, 5), 1, 1, Padding::Same),
         (16, (3, 2), 1, 1, Padding::Same),
     ] {
         check_conv(
@@ -259,16 +263,18 @@ fn depthwise_fast_paths_match_by_definition() {
             true,
         );
     }
-    // The 3x3 stride-1 strips (8 columns forward, 4 for the kernel gradient) ending
+    // The stride-1 strips (8 columns forward, 4 for the 3x3 kernel gradient) ending
     // exactly at the right border or short of it, with and without padding; the last
     // case is big enough (17 MB in and out) for the rows to prefetch ahead.
-    for (h, w, c, padding) in [
-        (13, 24, 8, Padding::Same),
-        (13, 20, 8, Padding::Same),
-        (11, 26, 16, Padding::Valid),
-        (130, 128, 64, Padding::Same),
+    for (h, w, c, k, padding) in [
+        (13, 24, 8, 3, Padding::Same),
+        (13, 20, 8, 3, Padding::Same),
+        (11, 26, 16, 3, Padding::Valid),
+        (13, 24, 8, 5, Padding::Same),
+        (11, 28, 16, 5, Padding::Valid),
+        (130, 128, 64, 3, Padding::Same),
     ] {
-        check_conv(geometry(2, h, w, c, c, (3, 3), 1, 1, padding, c), true);
+        check_conv(geometry(2, h, w, c, c, (k, k), 1, 1, padding, c), true);
     }
 }
 

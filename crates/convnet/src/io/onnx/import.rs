@@ -142,6 +142,8 @@ pub(super) struct Importer {
     pub batch: Option<usize>,
     layer_names: HashSet<String>,
     pub weights: Vec<(String, Vec<Tensor>)>,
+    /// The input of each Sigmoid node, by its output's name.
+    pub sigmoid_inputs: HashMap<String, String>,
 }
 
 impl Importer {
@@ -191,6 +193,7 @@ fn import(proto: &ModelProto, folder: &Path, origin: &Path) -> Result<Model> {
         batch: None,
         layer_names: HashSet::new(),
         weights: Vec::new(),
+        sigmoid_inputs: HashMap::new(),
     };
     let mut external = ExternalData {
         folder: folder.to_path_buf(),

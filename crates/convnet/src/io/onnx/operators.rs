@@ -54,7 +54,8 @@ pub(super) fn translate(im: &mut Importer, node: &NodeProto) -> Result<Vec<Value
         "GlobalAveragePool" | "GlobalMaxPool" => n.global_pool(op == "GlobalMaxPool")?,
         "ReduceMean" | "ReduceMax" => n.reduce(op == "ReduceMax")?,
         "Relu" => n.activation(ActivationFn::Relu, true)?,
-        "Sigmoid" => n.activation(ActivationFn::Sigmoid, true)?,
+        "Sigmoid" => n.sigmoid()?,
+        "Swish" if n.float_attr("alpha", 1.0) == 1.0 => n.activation(ActivationFn::Silu, false)?,
         "Tanh" => n.activation(ActivationFn::Tanh, false)?,
         "Softplus" => n.activation(ActivationFn::Softplus, true)?,
         "Softsign" => n.activation(ActivationFn::Softsign, false)?,
@@ -68,7 +69,11 @@ pub(super) fn translate(im: &mut Importer, node: &NodeProto) -> Result<Vec<Value
         "LeakyRelu" => n.leaky_relu()?,
         "Clip" => n.clip()?,
         "Softmax" => n.softmax()?,
-        "Add" | "Sub" | "Mul" | "Div" => n.arithmetic(op)?,
+        "Mul" => match n.silu_input() {
+            Some(x) => n.silu(x)?,
+            None => n.arithmetic(op)?,
+        },
+        "Add" | "Sub" | "Div" => n.arithmetic(op)?,
         "Sum" | "Mean" | "Max" | "Min" => n.variadic(op)?,
         "PRelu" => n.prelu()?,
         "LayerNormalization" => n.layer_normalization()?,
@@ -621,6 +626,38 @@ impl<'a> NodeImport<'a> {
         let x = self.runtime(0)?;
         let (_, y) = self.call(Activation::new(f), "", &[x.tensor])?;
         Ok(Self::output_in(y, non_negative, x.layout))
+    }
+
+    /// A Sigmoid, remembered by its output so that a `Mul` of it with its own input
+    /// becomes one SiLU (how exporters before ONNX's `Swish` write PyTorch's `SiLU`).
+    fn sigmoid(&mut self) -> Result<Value> {
+        if let (Some(x), Some(y)) = (self.node.input.first(), self.node.output.first()) {
+            self.im.sigmoid_inputs.insert(y.clone(), x.clone());
+        }
+        self.activation(ActivationFn::Sigmoid, true)
+    }
+
+    /// Which input is x when this node computes x·sigmoid(x), in either order.
+    fn silu_input(&self) -> Option<usize> {
+        let [a, b] = self.node.input.as_slice() else {
+            return None;
+        };
+        let sigmoid_of = |s: &String| self.im.sigmoid_inputs.get(s);
+        if sigmoid_of(b) == Some(a) {
+            Some(0)
+        } else if sigmoid_of(a) == Some(b) {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// x·sigmoid(x) as one SiLU of input `x`; the Sigmoid's layer stays only if
+    /// something else reads it.
+    fn silu(&mut self, x: usize) -> Result<Value> {
+        let x = self.runtime(x)?;
+        let (_, y) = self.call(Activation::new(ActivationFn::Silu), "", &[x.tensor])?;
+        Ok(Self::output_in(y, false, x.layout))
     }
 
     fn hard_sigmoid(&mut self) -> Result<Value> {

@@ -1,5 +1,6 @@
-//! The depthwise kernels' AVX2 route: 3x3 rows (forward and kernel gradient) and the
-//! tap gather, in intrinsics, for channels in whole blocks of 8.
+//! The depthwise kernels' AVX2 route: square KxK rows forward (K = 3 or 5), 3x3 rows
+//! of the kernel gradient, and the tap gather, in intrinsics, for channels in whole
+//! blocks of 8.
 
 use super::BLOCK;
 use crate::kernels::conv::ConvGeometry;
@@ -69,7 +70,7 @@ pub(super) unsafe fn kernel_gradient_row_3x3(
         let c = g.in_c;
         assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
         assert!(acc.len() == 9 * c && (bias_acc.is_empty() || bias_acc.len() == c));
-        let rows = input_rows(g, n, oy);
+        let rows = input_rows::<3>(g, n, oy);
         assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
         let dy_row = (n * g.out_h + oy) * g.out_w * c;
         assert!(dy_row + g.out_w * c <= dy.len());
@@ -97,7 +98,7 @@ pub(super) unsafe fn kernel_gradient_row_3x3(
             }
             done = g.out_w / 4 * 4;
         }
-        let interior = interior_columns(g);
+        let interior = interior_columns::<3>(g);
         // Segments of 16 columns, every channel block of a segment in turn: the
         // segment's input lines are used whole while in L1 (one channel block at a time
         // over a whole row would fetch each line four times), and the sums go back to
@@ -221,43 +222,45 @@ unsafe fn prefetch_lines(a: *const f32, b: *const f32, floats: usize) {
     }
 }
 
-/// The start in `x` of each kernel row's input row for output row `oy` of image
-/// `n`, or None where that row lies in the padding.
-fn input_rows(g: &ConvGeometry, n: usize, oy: usize) -> [Option<usize>; 3] {
+/// The start in `x` of each of a K-row kernel's input rows for output row `oy` of
+/// image `n`, or None where that row lies in the padding.
+fn input_rows<const K: usize>(g: &ConvGeometry, n: usize, oy: usize) -> [Option<usize>; K] {
     std::array::from_fn(|i| {
         let iy = (oy * g.stride_h + i * g.dilation_h).wrapping_sub(g.pad_top);
         (iy < g.in_h).then(|| (n * g.in_h + iy) * g.in_w * g.in_c)
     })
 }
 
-/// Whether every tap of output column `ox` lies inside the input (3 taps wide).
-fn column_inside(g: &ConvGeometry, ox: usize) -> bool {
-    ox * g.stride_w >= g.pad_left && ox * g.stride_w + 2 * g.dilation_w - g.pad_left < g.in_w
+/// Whether every tap of output column `ox` lies inside the input (K taps wide).
+fn column_inside<const K: usize>(g: &ConvGeometry, ox: usize) -> bool {
+    ox * g.stride_w >= g.pad_left
+        && ox * g.stride_w + (K - 1) * g.dilation_w - g.pad_left < g.in_w
 }
 
 /// The output columns whose taps all lie inside the input (a range: the condition
 /// holds from some column on and fails from a later one on).
-fn interior_columns(g: &ConvGeometry) -> std::ops::Range<usize> {
+fn interior_columns<const K: usize>(g: &ConvGeometry) -> std::ops::Range<usize> {
     let start = (0..g.out_w)
-        .find(|&ox| column_inside(g, ox))
+        .find(|&ox| column_inside::<K>(g, ox))
         .unwrap_or(g.out_w);
     let end = (start..g.out_w)
-        .find(|&ox| !column_inside(g, ox))
+        .find(|&ox| !column_inside::<K>(g, ox))
         .unwrap_or(g.out_w);
     start..end
 }
 
-/// Output row `oy` of image `n`, every column, for a 3x3 kernel with one filter per
-/// channel and channels in whole blocks of 8 (any stride, dilation and padding).
+/// Output row `oy` of image `n`, every column, for a KxK kernel (K = 3 or 5: eight
+/// accumulators and K weights fit AVX2's 16 registers) with one filter per channel and
+/// channels in whole blocks of 8 (any stride, dilation and padding).
 ///
 /// The row is cut into strips of up to 8 outputs; per block of channels, eight
 /// accumulators (independent chains, enough to keep both FMA units busy), a kernel
-/// row's three weights in registers, and at stride 1 each input vector loaded once for
-/// the (up to) three outputs it feeds. Strips at the row's ends skip the taps that
+/// row's K weights in registers, and at stride 1 each input vector loaded once for
+/// the (up to) K outputs it feeds. Strips at the row's ends skip the taps that
 /// fall in the padding, so the border needs no separate path. Each output sums its
 /// taps in kernel order, starting from the bias, as the portable loops do.
 ///
-/// The common case, stride and dilation 1 with all three input rows inside the
+/// The common case, stride and dilation 1 with all K input rows inside the
 /// image, runs whole strips of 8 through [`strip_unit_steps`]: its input pointer
 /// steps a pixel at a time, where the general strip's column arithmetic compiled to
 /// load offsets kept on the stack, and it measured 30% faster. Other rows and the
@@ -267,7 +270,7 @@ fn interior_columns(g: &ConvGeometry) -> std::ops::Range<usize> {
 /// The CPU has AVX2 and FMA. (The shapes and every input row read are checked here.)
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn forward_row_3x3(
+pub(super) unsafe fn forward_row<const K: usize>(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
@@ -280,12 +283,12 @@ pub(super) unsafe fn forward_row_3x3(
     // SAFETY: the asserts at the top bound every read of `x` and `w` and every store to `y_row`; AVX2 and FMA are the caller's obligation.
     unsafe {
         let c = g.in_c;
-        assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
-        assert!(y_row.len() == g.out_w * c && w.len() == 9 * c);
+        assert!(c.is_multiple_of(BLOCK) && g.kernel_h == K && g.kernel_w == K);
+        assert!(y_row.len() == g.out_w * c && w.len() == K * K * c);
         assert!(bias.is_none_or(|b| b.len() == c));
-        let rows = input_rows(g, n, oy);
+        let rows = input_rows::<K>(g, n, oy);
         assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
-        let inside = |ox: usize| column_inside(g, ox);
+        let inside = |ox: usize| column_inside::<K>(g, ox);
         let row = Row {
             x: x.as_ptr(),
             rows,
@@ -321,21 +324,21 @@ pub(super) unsafe fn forward_row_3x3(
     }
 }
 
-/// What the strips of one output row share (see [`forward_row_3x3`]).
-struct Row<'a> {
+/// What the strips of one output row share (see [`forward_row`]).
+struct Row<'a, const K: usize> {
     x: *const f32,
-    rows: [Option<usize>; 3],
+    rows: [Option<usize>; K],
     w: *const f32,
     g: &'a ConvGeometry,
 }
 
-impl Row<'_> {
+impl<const K: usize> Row<'_, K> {
     /// Outputs `0..8·strips` of the row at stride and dilation 1, in strips of 8,
-    /// when all three input rows lie inside the input. Strip `s` reads the ten input
+    /// when all K input rows lie inside the input. Strip `s` reads the 8 + K − 1 input
     /// columns from `8s − pad_left`; at the row's ends those outside are skipped.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; the row's three input rows lie inside `self.x` (checked by `forward_row_3x3`), and `y_row` points at a whole output row (`out_w · c` floats).
+    /// The CPU has AVX2 and FMA; the row's K input rows lie inside `self.x` (checked by `forward_row`), and `y_row` points at a whole output row (`out_w · c` floats).
     #[inline(always)]
     unsafe fn strips_unit_steps(
         &self,
@@ -344,7 +347,7 @@ impl Row<'_> {
         prefetch: bool,
         y_row: *mut f32,
     ) {
-        // SAFETY: `forward_row_3x3` checked the rows and the output row; each strip reads only the columns `strip_columns` reports inside.
+        // SAFETY: `forward_row` checked the rows and the output row; each strip reads only the columns `strip_columns` reports inside.
         unsafe {
             let (g, c) = (self.g, self.g.in_c);
             let rows = self
@@ -358,13 +361,13 @@ impl Row<'_> {
                     let output = y_row.wrapping_add(ahead).cast_const();
                     prefetch_lines(rows[2].wrapping_add(ahead), output, 8 * c);
                 }
-                let (first, inside) = strip_columns(g, 8 * s, 10);
+                let (first, inside) = strip_columns(g, 8 * s, 8 + K - 1);
                 let at = rows.map(|r| r.wrapping_offset(first * c as isize));
                 let y = y_row.add(8 * s * c);
-                if inside == (0..10) {
-                    strip_unit_steps::<false>(at, self.w, c, inside, bias, y);
+                if inside == (0..8 + K - 1) {
+                    strip_unit_steps::<K, false>(at, self.w, c, inside, bias, y);
                 } else {
-                    strip_unit_steps::<true>(at, self.w, c, inside, bias, y);
+                    strip_unit_steps::<K, true>(at, self.w, c, inside, bias, y);
                 }
             }
         }
@@ -393,11 +396,11 @@ impl Row<'_> {
             for (i, row) in self.rows.iter().enumerate() {
                 let Some(row) = *row else { continue };
                 let at = self.x.add(row + cb);
-                let wv: [__m256; 3] =
-                    std::array::from_fn(|j| _mm256_loadu_ps(self.w.add((i * 3 + j) * c + cb)));
+                let wv: [__m256; K] =
+                    std::array::from_fn(|j| _mm256_loadu_ps(self.w.add((i * K + j) * c + cb)));
                 if g.stride_w == 1 && g.dilation_w == 1 {
-                    // Input column q of the strip feeds outputs q − 2..=q.
-                    for q in 0..N + 2 {
+                    // Input column q of the strip feeds outputs q − (K − 1)..=q.
+                    for q in 0..N + K - 1 {
                         let ix = column(0, 0).wrapping_add(q);
                         if EDGE && ix >= g.in_w {
                             continue;
@@ -429,16 +432,16 @@ impl Row<'_> {
 }
 
 /// One strip of [`Row::strips_unit_steps`]: outputs from the input columns at
-/// `rows[i]`, `rows[i] + c`, ... (ten of them), every channel block in turn, with
-/// eight accumulators, a kernel row's three weights in registers, and each input
-/// vector loaded once for the (up to) three outputs it feeds. Without `EDGE`, all
-/// ten columns lie inside the input; with it, only those in `inside` are read.
+/// `rows[i]`, `rows[i] + c`, ... (8 + K − 1 of them), every channel block in turn, with
+/// eight accumulators, a kernel row's K weights in registers, and each input vector
+/// loaded once for the (up to) K outputs it feeds. Without `EDGE`, all the columns lie
+/// inside the input; with it, only those in `inside` are read.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `rows[i]` plus each column in `inside` (all ten without `EDGE`) times `c`, plus `c` floats, lies inside the input, `w` holds 9·`c` floats, the bias (if any) `c`, and `y` points at eight output columns of `c` floats.
+/// The CPU has AVX2 and FMA; `rows[i]` plus each column in `inside` (all 8 + K − 1 without `EDGE`) times `c`, plus `c` floats, lies inside the input, `w` holds K·K·`c` floats, the bias (if any) `c`, and `y` points at eight output columns of `c` floats.
 #[inline(always)]
-unsafe fn strip_unit_steps<const EDGE: bool>(
-    rows: [*const f32; 3],
+unsafe fn strip_unit_steps<const K: usize, const EDGE: bool>(
+    rows: [*const f32; K],
     w: *const f32,
     c: usize,
     inside: std::ops::Range<usize>,
@@ -452,10 +455,10 @@ unsafe fn strip_unit_steps<const EDGE: bool>(
             let mut acc = [start; 8];
             for (i, row) in rows.iter().enumerate() {
                 let mut at = row.wrapping_add(cb);
-                let wv: [__m256; 3] =
-                    std::array::from_fn(|j| _mm256_loadu_ps(w.add((i * 3 + j) * c + cb)));
-                // Input column q feeds outputs q − 2..=q.
-                for q in 0..10usize {
+                let wv: [__m256; K] =
+                    std::array::from_fn(|j| _mm256_loadu_ps(w.add((i * K + j) * c + cb)));
+                // Input column q feeds outputs q − (K − 1)..=q.
+                for q in 0..8 + K - 1 {
                     let column = at;
                     at = at.wrapping_add(c);
                     if EDGE && !inside.contains(&q) {

@@ -6,15 +6,15 @@
 //! rows, where the channels of a pixel are contiguous and the inner loop vectorises.
 //!
 //! With one filter per channel (the common case) outputs are computed in registers, a
-//! block of 8 channels at a time: on AVX2 CPUs 3x3 rows go in strips of 8 outputs (the
-//! `avx2.rs`), elsewhere each output gathers its kernel taps before it is stored once.
+//! block of 8 channels at a time: on AVX2 CPUs 3x3 and 5x5 rows go in strips of 8
+//! outputs (the `avx2.rs`), elsewhere each output gathers its kernel taps before it is stored once.
 //! The input gradient is computed the same way, as a gather from the output gradient (at
 //! stride 1, as the forward pass of the flipped kernel), so its rows are independent and
 //! run in parallel like the forward's.
 //!
 //! Files: `mod.rs` the entry points and the choice of route per row, `portable.rs` the
-//! loops every CPU runs (generic over FMA, see `simd`), `avx2.rs` the 3x3 rows and the
-//! gather in AVX2 intrinsics.
+//! loops every CPU runs (generic over FMA, see `simd`), `avx2.rs` the 3x3 and 5x5 rows
+//! and the gather in AVX2 intrinsics.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -27,7 +27,7 @@ use crate::kernels::Epilogue;
 use portable::{forward_row, gather, kernel_gradient};
 use rayon::prelude::*;
 
-/// Above this many bytes of tensors read and written, the AVX2 3x3 rows prefetch the
+/// Above this many bytes of tensors read and written, the AVX2 rows prefetch the
 /// lines of a strip a little ahead: the tensors then stream from memory and the
 /// prefetches hide its latency (W4's 26 MB: forward and kernel gradient 15–20% faster
 /// on a 32 MB-L3 EPYC). Smaller ones usually sit in the cache from the pass before,
@@ -76,17 +76,24 @@ pub fn depthwise_forward_with(
                 let row = task * rows_per_task + r;
                 let (n, oy) = (row / g.out_h, row % g.out_h);
                 #[cfg(target_arch = "x86_64")]
-                if whole_blocks
-                    && g.kernel_h == 3
-                    && g.kernel_w == 3
-                    && crate::kernels::simd::has_avx2_fma()
-                {
-                    // SAFETY: the CPU has AVX2 and FMA.
-                    unsafe {
-                        avx2::forward_row_3x3(g, x, w, epilogue.bias, n, oy, prefetch, y_row)
+                if whole_blocks && crate::kernels::simd::has_avx2_fma() {
+                    let bias = epilogue.bias;
+                    // SAFETY (both calls): the CPU has AVX2 and FMA.
+                    let done = match (g.kernel_h, g.kernel_w) {
+                        (3, 3) => unsafe {
+                            avx2::forward_row::<3>(g, x, w, bias, n, oy, prefetch, y_row);
+                            true
+                        },
+                        (5, 5) => unsafe {
+                            avx2::forward_row::<5>(g, x, w, bias, n, oy, prefetch, y_row);
+                            true
+                        },
+                        _ => false,
                     };
-                    epilogue.finish(y_row, g.out_c);
-                    continue;
+                    if done {
+                        epilogue.finish(y_row, g.out_c);
+                        continue;
+                    }
                 }
                 forward_row(g, x, w, epilogue, dm, n, oy, y_row);
             }
