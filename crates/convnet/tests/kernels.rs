@@ -225,9 +225,14 @@ fn depthwise_matches_grouped_convolution_by_definition() {
 
 #[test]
 fn avx2_routes_match_by_definition_on_any_cpu() {
-    // An AVX2 CPU without AVX-512 takes our own micro-kernel for shallow products; on
-    // an AVX-512 machine the gemm crate's kernels take them instead.
-    convnet::kernels::simd::without_avx512(matmul_matches_by_definition);
+    // An AVX2 CPU without AVX-512 takes our own micro-kernel for shallow products (on
+    // an AVX-512 machine the gemm crate's kernels take them instead), and the AVX2
+    // copies of the loops that AVX-512 machines run compiled for AVX-512.
+    convnet::kernels::simd::without_avx512(|| {
+        matmul_matches_by_definition();
+        depthwise_fast_paths_match_by_definition();
+        conv_3x3_over_several_tiles();
+    });
 }
 
 #[test]

@@ -19,10 +19,23 @@ pub fn in_chunks(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
     }
 }
 
+/// `f(start, chunk)` over `data` cut into chunks of whole rows of `row` values (`start`
+/// the chunk's first index): over chunks on rayon's threads when there is enough of it.
+pub fn in_rows(data: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if data.len() < PARALLEL_FROM {
+        return f(0, data);
+    }
+    let chunk = CHUNK.div_ceil(row) * row;
+    data.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i * chunk, c));
+}
+
 /// `combine(a[i], b[i])` for every i.
 pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "zip_with lengths");
-    let mut out = vec![0f32; a.len()];
+    // Every value is written below, so a pooled buffer needs no zeroing first.
+    let mut out = crate::buffers::take(a.len());
     let run = |(y, (a, b)): (&mut [f32], (&[f32], &[f32]))| {
         y.iter_mut()
             .zip(a.iter().zip(b))

@@ -1,7 +1,8 @@
 //! One binary, fast on every CPU: hot loops are written once, generic over whether the
-//! CPU fuses multiply-adds, and compiled twice: for AVX2+FMA (chosen at run time when the
-//! CPU has them) and for the baseline. The compiler vectorises each copy for its target:
-//! 8 lanes with fused multiply-adds on AVX2, 4 on SSE2 and NEON (NEON always fuses).
+//! CPU fuses multiply-adds, and compiled three times: for AVX-512F, for AVX2+FMA (each
+//! chosen at run time when the CPU has it) and for the baseline. The compiler vectorises
+//! each copy for its target: 16 lanes on AVX-512, 8 with fused multiply-adds on AVX2, 4
+//! on SSE2 and NEON (NEON always fuses).
 //!
 //! `dispatch!` does the choosing: the body is an `#[inline(always)]` generic function,
 //! inlined into a `#[target_feature]` wrapper so it is compiled with those features.
@@ -110,12 +111,23 @@ pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// Calls `$generic::<FMA>($args)` through the fastest copy this CPU runs: an
-/// AVX2+FMA-compiled one when available, else the baseline one.
+/// AVX-512F-compiled one, else an AVX2+FMA-compiled one when available, else the
+/// baseline one.
 macro_rules! dispatch {
     ($generic:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            if $crate::kernels::simd::has_avx2_fma() {
+            if $crate::kernels::simd::has_avx512() {
+                /// # Safety
+                /// The CPU has AVX-512F, AVX2 and FMA.
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512<F: FnOnce()>(f: F) {
+                    f()
+                }
+                // SAFETY: the CPU has AVX-512F (checked just above), and with it AVX2
+                // and FMA.
+                unsafe { avx512(|| $generic::<true>($($arg),*)) }
+            } else if $crate::kernels::simd::has_avx2_fma() {
                 /// # Safety
                 /// The CPU has AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]

@@ -7,7 +7,7 @@
 use super::declare;
 use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::kernels::elementwise::zip_with;
+use crate::kernels::elementwise::{in_rows, zip_with};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -172,6 +172,32 @@ pub enum MergeOp {
     Minimum,
 }
 
+/// Runs `$body` with `$combine` bound to the closure computing `$op`'s two-operand step,
+/// its operands swapped unless `$a_first`: a closure per operation, so that loops over
+/// it vectorise (a `match` on the operation per value keeps them scalar).
+macro_rules! with_combine {
+    ($op:expr, $a_first:expr, |$combine:ident| $body:expr) => {
+        match ($op, $a_first) {
+            (MergeOp::Add | MergeOp::Average, _) => {
+                let $combine = |a: f32, b: f32| a + b;
+                $body
+            }
+            (MergeOp::Multiply, _) => {
+                let $combine = |a: f32, b: f32| a * b;
+                $body
+            }
+            (op, true) => {
+                let $combine = move |a: f32, b: f32| op.combine(a, b);
+                $body
+            }
+            (op, false) => {
+                let $combine = move |a: f32, b: f32| op.combine(b, a);
+                $body
+            }
+        }
+    };
+}
+
 /// Every merge with its Keras class name and default layer name.
 const MERGES: [(MergeOp, &str, &str); 6] = [
     (MergeOp::Add, "Add", "add"),
@@ -192,6 +218,8 @@ impl MergeOp {
     }
 
     /// `a ∘ b` for the two-operand step of the merge (Average sums; Subtract subtracts).
+    /// Loops over many values take [`with_combine!`]'s closures instead, which name the
+    /// operation at compile time so that the loop vectorises.
     fn combine(self, a: f32, b: f32) -> f32 {
         match self {
             MergeOp::Add | MergeOp::Average => a + b,
@@ -292,26 +320,36 @@ pub(super) fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<usize>
 /// `y[i] = combine(y[i], x[i broadcast])` for `y` of shape `out`. When `x` keeps the
 /// last axis (a squeeze-and-excitation's (N, 1, 1, C) against (N, H, W, C)), whole rows
 /// of that axis are combined at once: only the rows are mapped, and the inner loop
-/// vectorises.
-fn combine_broadcast(y: &mut [f32], out: &[usize], x: &Tensor, combine: impl Fn(f32, f32) -> f32) {
+/// vectorises; large tensors are split over rayon's threads.
+fn combine_broadcast(
+    y: &mut [f32],
+    out: &[usize],
+    x: &Tensor,
+    combine: impl Fn(f32, f32) -> f32 + Sync,
+) {
     let shape = x.shape();
-    if shape == out {
-        y.iter_mut()
-            .zip(x.data())
+    let combine_row = |row: &mut [f32], x_row: &[f32]| {
+        row.iter_mut()
+            .zip(x_row)
             .for_each(|(a, &b)| *a = combine(*a, b));
+    };
+    if shape == out {
+        in_rows(y, 1, |start, chunk| {
+            combine_row(chunk, &x.data()[start..start + chunk.len()])
+        });
         return;
     }
     let rank = out.len();
     let last = out.last().copied().unwrap_or(1);
     if rank >= 2 && shape[rank - 1] == last && last > 1 {
         let rows = broadcast_map(&shape[..rank - 1], &out[..rank - 1]);
-        for (r, row) in y.chunks_mut(last).enumerate() {
-            let from = rows.as_ref().map_or(r, |m| m[r]) * last;
-            let x_row = &x.data()[from..from + last];
-            row.iter_mut()
-                .zip(x_row)
-                .for_each(|(a, &b)| *a = combine(*a, b));
-        }
+        in_rows(y, last, |first, chunk| {
+            for (r, row) in chunk.chunks_mut(last).enumerate() {
+                let r = first / last + r;
+                let from = rows.as_ref().map_or(r, |m| m[r]) * last;
+                combine_row(row, &x.data()[from..from + last]);
+            }
+        });
         return;
     }
     let map = broadcast_map(shape, out).expect("shapes differ");
@@ -368,7 +406,11 @@ impl Layer for Merge {
         if let [a, b] = inputs {
             if a.shape() == out.as_slice() && b.shape() == out.as_slice() {
                 // Two inputs of one shape (a residual Add): one pass into a new buffer.
-                let y = zip_with(a.data(), b.data(), |x, y| self.op.combine(x, y));
+                let y = with_combine!(self.op, true, |combine| zip_with(
+                    a.data(),
+                    b.data(),
+                    combine
+                ));
                 let mut y = Tensor::new(out, y)?;
                 if self.op == MergeOp::Average {
                     y.map_inplace(|v| v * 0.5);
@@ -392,16 +434,11 @@ impl Layer for Merge {
         };
         let start = first.unwrap_or(0);
         for (k, x) in inputs.iter().enumerate().filter(|&(k, _)| k != start) {
-            // Multiply and Subtract read their inputs in order; the others do not care.
-            let (a_first, x) = (k > start, *x);
-            let combine = |a: f32, b: f32| {
-                if a_first {
-                    self.op.combine(a, b)
-                } else {
-                    self.op.combine(b, a)
-                }
-            };
-            combine_broadcast(y.data_mut(), &out, x, combine);
+            // Subtract reads its inputs in order.
+            let y = y.data_mut();
+            with_combine!(self.op, k > start, |combine| combine_broadcast(
+                y, &out, x, combine
+            ));
         }
         if self.op == MergeOp::Average {
             let inv = 1.0 / inputs.len() as f32;

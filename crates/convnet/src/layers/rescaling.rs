@@ -4,6 +4,7 @@
 use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
+use crate::kernels::elementwise::in_rows;
 use crate::tensor::Tensor;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -55,9 +56,10 @@ impl Factors {
         &self.values
     }
 
-    /// The factor at flat index `i` (a list cycles along the last axis).
-    fn at(&self, i: usize) -> f32 {
-        self.values[i % self.values.len()]
+    /// The factor of each position along a last axis of `len` (one number repeated, or
+    /// the list, whose length `output_shape` has checked).
+    fn along(&self, len: usize) -> Vec<f32> {
+        (0..len).map(|i| self.values[i % self.values.len()]).collect()
     }
 }
 
@@ -123,11 +125,19 @@ impl Layer for Rescaling {
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         self.output_shape(&[super::shape_of(x)])?;
-        let mut y = x.clone();
-        for (i, v) in y.data_mut().iter_mut().enumerate() {
-            *v = *v * self.scale.at(i) + self.offset.at(i);
-        }
-        Ok(y)
+        // A row of the last axis at a time, so the loop vectorises.
+        let last = x.shape().last().copied().unwrap_or(1).max(1);
+        let (scale, offset) = (self.scale.along(last), self.offset.along(last));
+        let mut y = crate::buffers::take(x.len());
+        in_rows(&mut y, last, |start, chunk| {
+            let rows = chunk.chunks_mut(last).zip(x.data()[start..].chunks(last));
+            for (y, x) in rows {
+                for (((y, x), s), o) in y.iter_mut().zip(x).zip(&scale).zip(&offset) {
+                    *y = x * s + o;
+                }
+            }
+        });
+        Tensor::new(x.shape().to_vec(), y)
     }
 
     fn backward_impl(
@@ -139,10 +149,11 @@ impl Layer for Rescaling {
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         let mut dx = dy.clone();
-        dx.data_mut()
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, d)| *d *= self.scale.at(i));
+        let last = dy.shape().last().copied().unwrap_or(1).max(1);
+        let scale = self.scale.along(last);
+        for row in dx.data_mut().chunks_mut(last) {
+            row.iter_mut().zip(&scale).for_each(|(d, s)| *d *= s);
+        }
         Ok(vec![dx])
     }
 }
