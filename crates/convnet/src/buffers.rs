@@ -54,6 +54,7 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
         let best = pool
             .iter()
             .enumerate()
+            .rev()
             .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 2 * len)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
@@ -100,6 +101,11 @@ impl Scratch {
 
     pub(crate) fn zeroed(len: usize) -> Self {
         Scratch(zeroed(len))
+    }
+
+    /// The buffer, kept by the caller instead of going back to the pool.
+    pub(crate) fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
     }
 }
 

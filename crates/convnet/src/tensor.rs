@@ -142,6 +142,12 @@ impl Tensor {
         std::mem::take(self.unshared())
     }
 
+    /// Whether this tensor and `other` share one buffer (one is a clone of the other,
+    /// and neither has been written since).
+    pub(crate) fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
     /// The buffer, copied first (into one from the pool) if a clone shares it.
     fn unshared(&mut self) -> &mut Vec<f32> {
         if Arc::get_mut(&mut self.data).is_none() {

@@ -2,6 +2,7 @@
 //! ([`Window`]), the NHWC input check, and the bias-plus-activation epilogue.
 
 use super::declare::{self, ChannelsLast, NullOnly};
+use super::prepared_kernel::PreparedKernel;
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
@@ -253,6 +254,9 @@ pub struct Conv2D {
     /// Keras's `bias_constraint`: applied after each optimizer step.
     #[serde(default)]
     pub bias_constraint: Option<Constraint>,
+    /// The kernel as inference's route reads it, kept between calls.
+    #[serde(skip)]
+    prepared: PreparedKernel,
 }
 
 /// The default strides and dilation of the convolution layers.
@@ -300,6 +304,16 @@ impl Conv2D {
 
     /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
     fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
+        self.run(x, epilogue, false)
+    }
+
+    /// [`Conv2D::compute`] for inference, from the kernel's prepared form (kept between
+    /// calls; training's steps would only make it again).
+    fn compute_inference(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
+        self.run(x, epilogue, true)
+    }
+
+    fn run(&self, x: &Tensor, epilogue: Epilogue, keep_prepared: bool) -> Result<Tensor> {
         let out_shape = infer(self, &[x])?;
         require_built(self)?;
         let g = self
@@ -307,10 +321,15 @@ impl Conv2D {
             .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
-        conv::conv2d_forward_with(
+        let kernel = &self.base.weights[0].value;
+        let prepared = keep_prepared
+            .then(|| self.prepared.get(kernel, |w| conv::prepared_kernel(&g, w)))
+            .flatten();
+        conv::conv2d_forward_prepared(
             &g,
             x.data(),
-            self.base.weights[0].value.data(),
+            kernel.data(),
+            prepared.as_deref().map(Vec::as_slice),
             epilogue,
             y.data_mut(),
         );
@@ -373,7 +392,7 @@ impl Layer for Conv2D {
             .add_kernel_and_bias(("kernel", &shape, &self.kernel_initializer), bias, rng)
     }
 
-    activated_forward!();
+    activated_forward!(compute_inference);
 
     fn backward_impl(
         &self,

@@ -39,11 +39,16 @@ macro_rules! layer_base {
 
 /// `call` and `forward` for layers whose `compute` gives the output before the
 /// activation: inference applies it in place, training keeps the pre-activation.
+/// `activated_forward!(compute_inference)` has inference call the layer's `compute_inference` instead, which
+/// computes the same from kernels it keeps prepared between calls.
 macro_rules! activated_forward {
     () => {
+        activated_forward!(compute);
+    };
+    ($infer:ident) => {
         fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
             let epilogue = crate::kernels::Epilogue::of(self.activation);
-            self.compute(single(self, inputs)?, epilogue)
+            self.$infer(single(self, inputs)?, epilogue)
         }
 
         fn apply_fused(
@@ -53,7 +58,7 @@ macro_rules! activated_forward {
         ) -> Option<Result<Tensor>> {
             // Only a linear output can take the next layers' arithmetic in its place.
             (self.activation == crate::activations::ActivationFn::Linear)
-                .then(|| self.compute(single(self, inputs)?, fusion.epilogue()))
+                .then(|| self.$infer(single(self, inputs)?, fusion.epilogue()))
         }
 
         fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
@@ -165,6 +170,7 @@ mod one_d;
 mod ops;
 mod permute;
 mod pooling;
+mod prepared_kernel;
 mod rescaling;
 mod reshape;
 mod resizing;

@@ -59,7 +59,9 @@ impl Factors {
     /// The factor of each position along a last axis of `len` (one number repeated, or
     /// the list, whose length `output_shape` has checked).
     fn along(&self, len: usize) -> Vec<f32> {
-        (0..len).map(|i| self.values[i % self.values.len()]).collect()
+        (0..len)
+            .map(|i| self.values[i % self.values.len()])
+            .collect()
     }
 }
 

@@ -108,6 +108,26 @@ pub fn conv2d_forward_with(
     epilogue: Epilogue,
     y: &mut [f32],
 ) {
+    conv2d_forward_prepared(g, x, w, None, epilogue, y);
+}
+
+/// The form of kernel `w` that the forward route for `g` reads, when it is not `w`
+/// itself: Winograd's transformed kernel, for callers that run the same kernel many
+/// times (inference) and keep it, rather than have each call transform it again.
+pub fn prepared_kernel(g: &ConvGeometry, w: &[f32]) -> Option<Vec<f32>> {
+    super::winograd::suits(g).then(|| super::winograd::transformed_kernel(g, w).into_vec())
+}
+
+/// [`conv2d_forward_with`] given, where the route reads one, the kernel's
+/// [`prepared_kernel`] form.
+pub fn conv2d_forward_prepared(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    prepared: Option<&[f32]>,
+    epilogue: Epilogue,
+    y: &mut [f32],
+) {
     g.check(x.len(), w.len(), y.len());
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let pixels = g.batch * g.out_h * g.out_w;
@@ -115,7 +135,7 @@ pub fn conv2d_forward_with(
         return;
     }
     if super::winograd::suits(g) {
-        super::winograd::forward(g, x, w, epilogue, y);
+        super::winograd::forward(g, x, w, prepared, epilogue, y);
         return;
     }
     let rows_per_tile = g.tile_rows();

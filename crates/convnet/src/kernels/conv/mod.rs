@@ -25,7 +25,8 @@ mod volume;
 mod winograd;
 
 pub use im2col::{
-    conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_with,
+    conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_prepared,
+    conv2d_forward_with, prepared_kernel,
 };
 pub use volume::{
     conv3d_backward_input, conv3d_backward_kernel, conv3d_forward_with, VolumeGeometry,

@@ -51,11 +51,29 @@ pub(crate) fn suits(g: &ConvGeometry) -> bool {
         && g.out_c >= MIN_CHANNELS
 }
 
-/// `y = activation(conv(x, w) + bias)` for a geometry that [`suits`]; `y` is overwritten.
-pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue, y: &mut [f32]) {
+/// `y = activation(conv(x, w) + bias)` for a geometry that [`suits`], from the kernel
+/// `w` or, when the caller keeps it, its [`transformed_kernel`] `u`; `y` is overwritten.
+pub(crate) fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    u: Option<&[f32]>,
+    epilogue: Epilogue,
+    y: &mut [f32],
+) {
     debug_assert!(suits(g));
     let (ci, co) = (g.in_c, g.out_c);
-    let u = transformed_kernel(g, w);
+    let transformed;
+    let u = match u {
+        Some(u) => {
+            assert_eq!(u.len(), 16 * ci * co, "transformed kernel length");
+            u
+        }
+        None => {
+            transformed = transformed_kernel(g, w);
+            &transformed[..]
+        }
+    };
     let tiles_w = g.out_w.div_ceil(2);
     let row_len = g.out_w * co;
     let mut rest = y;
@@ -67,6 +85,9 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue
             (n, ty, band)
         })
         .collect();
+    // Fewer bands than threads (a small image at batch 1): a band's 16 products run in
+    // parallel instead.
+    let few_bands = bands.len() < rayon::current_num_threads();
     bands.into_par_iter().for_each(|(n, ty, y_band)| {
         let tiles = (y_band.len() / row_len).div_ceil(2) * tiles_w;
         // Position-major, V[e] and M[e] each a contiguous row-major matrix: rows a
@@ -74,18 +95,23 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], epilogue: Epilogue
         let mut v = Scratch::new(16 * tiles * ci);
         let mut m = Scratch::new(16 * tiles * co);
         dispatch!(input_transform(g, x, n, ty, tiles, &mut v));
-        for e in 0..16 {
+        let product = |(e, m_e): (usize, &mut [f32])| {
             matmul(
                 tiles,
                 co,
                 ci,
                 MatRef::row_major(&v[e * tiles * ci..], ci),
                 MatRef::row_major(&u[e * ci * co..], co),
-                &mut m[e * tiles * co..],
+                m_e,
                 co,
                 Start::Zeros,
                 false,
             );
+        };
+        if few_bands {
+            m.par_chunks_mut(tiles * co).enumerate().for_each(product);
+        } else {
+            m.chunks_mut(tiles * co).enumerate().for_each(product);
         }
         dispatch!(output_transform(g, &m, tiles, epilogue.bias, y_band));
         epilogue.finish(y_band, co);
@@ -253,12 +279,12 @@ pub(crate) fn backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
             }
         }
     }
-    forward(&transposed, dy, &flipped, Epilogue::default(), dx);
+    forward(&transposed, dy, &flipped, None, Epilogue::default(), dx);
 }
 
 /// `U[e][c][o] = (G g Gᵀ)[e]` for every pair of channels, from the HWIO kernel `w`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
-fn transformed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
+pub(crate) fn transformed_kernel(g: &ConvGeometry, w: &[f32]) -> Scratch {
     let pairs = g.in_c * g.out_c;
     let mut u = Scratch::new(16 * pairs);
     // Runs of (in, out) pairs, transformed slice by slice so the loops vectorise, and

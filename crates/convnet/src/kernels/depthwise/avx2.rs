@@ -233,8 +233,7 @@ fn input_rows<const K: usize>(g: &ConvGeometry, n: usize, oy: usize) -> [Option<
 
 /// Whether every tap of output column `ox` lies inside the input (K taps wide).
 fn column_inside<const K: usize>(g: &ConvGeometry, ox: usize) -> bool {
-    ox * g.stride_w >= g.pad_left
-        && ox * g.stride_w + (K - 1) * g.dilation_w - g.pad_left < g.in_w
+    ox * g.stride_w >= g.pad_left && ox * g.stride_w + (K - 1) * g.dilation_w - g.pad_left < g.in_w
 }
 
 /// The output columns whose taps all lie inside the input (a range: the condition
