@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod perf;
+mod pool;
 pub mod regularizers;
 #[cfg(feature = "images")]
 pub mod show;

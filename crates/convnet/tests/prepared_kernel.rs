@@ -61,7 +61,9 @@ fn a_kept_kernel_follows_every_change_to_the_weights() {
         .compile_named(Optimizer::sgd(0.5), "mse", &[])
         .unwrap();
     let target = random(&[2, 6, 7, 16], 3);
-    compiled.train_on_batch(std::slice::from_ref(&x), &[target]).unwrap();
+    compiled
+        .train_on_batch(std::slice::from_ref(&x), &[target])
+        .unwrap();
     let mut model = compiled.into_model();
     let trained = predict_as_fresh(&mut model, &x);
     assert!(max_relative(&trained, &written) > 1e-4);

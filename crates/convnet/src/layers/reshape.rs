@@ -5,6 +5,7 @@ use super::conv::nhwc;
 use super::declare::{self, ChannelsLast};
 use super::{format_shape, infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
+use crate::kernels::elementwise::in_rows;
 use crate::kernels::resize::{self, Tap};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -209,6 +210,35 @@ fn copy_window(src: &Tensor, dst: &mut Tensor, top: usize, left: usize, extract:
     }
 }
 
+/// Writes every row of `y` (n, H, W, c): the row of the image `x` (n, h, w, c) placed at
+/// offset (top, left), zeros around it. Each value is written once, the rows in
+/// parallel chunks when large.
+fn pad_rows(x: &Tensor, y: &mut Tensor, top: usize, left: usize) {
+    let [_, h, w, c] = x.shape()[..] else {
+        unreachable!("ZeroPadding2D checks its input is an image")
+    };
+    let [_, big_h, big_w, _] = y.shape()[..] else {
+        unreachable!("ZeroPadding2D's output is an image")
+    };
+    let row = big_w * c;
+    let (inside, right) = (left * c..(left + w) * c, (left + w) * c);
+    in_rows(y.data_mut(), row, |start, chunk| {
+        for (r, y_row) in chunk.chunks_exact_mut(row).enumerate() {
+            let r = start / row + r;
+            let (b, yy) = (r / big_h, r % big_h);
+            match yy.checked_sub(top).filter(|&iy| iy < h) {
+                Some(iy) => {
+                    let from = (b * h + iy) * w * c;
+                    y_row[..inside.start].fill(0.0);
+                    y_row[inside.clone()].copy_from_slice(&x.data()[from..from + w * c]);
+                    y_row[right..].fill(0.0);
+                }
+                None => y_row.fill(0.0),
+            }
+        }
+    });
+}
+
 /// ZeroPadding2D: rows of zeros above and below, columns left and right.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,8 +282,8 @@ impl Layer for ZeroPadding2D {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
-        let mut y = Tensor::zeros(infer(self, &[x])?);
-        copy_window(x, &mut y, self.padding[0][0], self.padding[1][0], false);
+        let mut y = Tensor::for_overwrite(infer(self, &[x])?);
+        pad_rows(x, &mut y, self.padding[0][0], self.padding[1][0]);
         Ok(y)
     }
 

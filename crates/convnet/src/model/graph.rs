@@ -506,10 +506,20 @@ impl Model {
             .collect())
     }
 
-    /// Runs every node in order on `inputs` (borrowed, not copied). Unless `keep_all`, a
-    /// node's output is dropped as soon as its last reader has run (model outputs are
-    /// always kept).
+    /// Runs every node in order on `inputs` (borrowed, not copied), on rayon's pool
+    /// (`crate::pool`). Unless `keep_all`, a node's output is dropped as soon as its
+    /// last reader has run (model outputs are always kept).
     fn run_inference<'a>(
+        &self,
+        inputs: &[&'a Tensor],
+        keep_all: bool,
+        activity_loss: &mut f64,
+    ) -> Result<Vec<Option<Cow<'a, Tensor>>>> {
+        crate::pool::on_pool(|| self.run_nodes(inputs, keep_all, activity_loss))
+    }
+
+    /// [`Model::run_inference`]'s work, on the thread it is called on.
+    fn run_nodes<'a>(
         &self,
         inputs: &[&'a Tensor],
         keep_all: bool,

@@ -188,20 +188,25 @@ impl CompiledModel {
     ) -> Result<()> {
         let refs: Vec<&Tensor> = x.iter().collect();
         let CompiledModel { model, compiled } = self;
-        let penalty = penalties.loss(model);
-        model.forward(&refs, true)?;
-        let penalty = penalty + model.tape.activity_loss;
-        // The predictions stay on the tape (borrowed, not copied) while they are scored.
-        let predictions = model.tape.values(&model.outputs);
-        let grads = Self::score(compiled, &predictions, y, weights, penalty, trackers)?;
-        model.backward_weights(&grads)?;
-        penalties.add_gradients(model);
+        crate::pool::on_pool(|| {
+            let penalty = penalties.loss(model);
+            model.forward(&refs, true)?;
+            let penalty = penalty + model.tape.activity_loss;
+            // The predictions stay on the tape (borrowed, not copied) while they are scored.
+            let predictions = model.tape.values(&model.outputs);
+            let grads = Self::score(compiled, &predictions, y, weights, penalty, trackers)?;
+            model.backward_weights(&grads)?;
+            penalties.add_gradients(model);
+            Ok(())
+        })?;
         if let Some((comm, share)) = ranks {
             distributed::allreduce_gradients(model, comm, share)?;
         }
-        let (mut variables, gradients) = model.weights_and_gradients();
-        compiled.optimizer.apply(&mut variables, &gradients)?;
-        penalties.constrain(model)
+        crate::pool::on_pool(|| {
+            let (mut variables, gradients) = model.weights_and_gradients();
+            compiled.optimizer.apply(&mut variables, &gradients)?;
+            penalties.constrain(model)
+        })
     }
 
     fn reset_metrics(&mut self) -> Trackers {

@@ -17,6 +17,19 @@ impl ConvGeometry {
         (TILE_FLOATS / self.patch_len().max(1)).clamp(16, 4096)
     }
 
+    /// Output pixels per tile when `pixels` are cut into tiles that run in parallel: at
+    /// most [`Self::tile_rows`], in a number of tiles that the threads share evenly (a
+    /// 112x112 image in tiles of 4096 is three whole tiles and a sliver, so one thread
+    /// would do two whole tiles and the other one and the sliver).
+    fn parallel_tile_rows(&self, pixels: usize) -> usize {
+        let threads = rayon::current_num_threads();
+        let tiles = pixels.div_ceil(self.tile_rows());
+        if tiles <= 1 {
+            return self.tile_rows();
+        }
+        pixels.div_ceil(tiles.next_multiple_of(threads)).max(1)
+    }
+
     /// Whether every tap of the output pixel at (row, column) lies inside the input.
     #[inline]
     fn all_taps_inside(&self, oy: usize, ox: usize) -> bool {
@@ -138,7 +151,7 @@ pub fn conv2d_forward_prepared(
         super::winograd::forward(g, x, w, prepared, epilogue, y);
         return;
     }
-    let rows_per_tile = g.tile_rows();
+    let rows_per_tile = g.parallel_tile_rows(pixels);
     let parallel_tiles = pixels > rows_per_tile;
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
         let first = t * rows_per_tile;
@@ -203,7 +216,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
     let kernel_t = |group: usize| MatRef::row_major(&w_t[group * og * patch..], patch);
     if g.is_pointwise() {
         // dx (pixels × cin) = dy (pixels × cout) · Wᵀ, per group, in row blocks.
-        let rows_per_tile = g.tile_rows();
+        let rows_per_tile = g.parallel_tile_rows(g.batch * g.in_h * g.in_w);
         let run = |(t, dx_tile): (usize, &mut [f32])| {
             let first = t * rows_per_tile;
             let rows = dx_tile.len() / g.in_c;
