@@ -173,9 +173,9 @@ impl ActivationFn {
             ActivationFn::Linear => {}
             ActivationFn::Softmax => softmax_inplace(data, axis_len, 1),
             ActivationFn::LogSoftmax => log_softmax_inplace(data, axis_len, 1),
-            // The common cases get loops of their own, which the compiler vectorises.
-            ActivationFn::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
-            ActivationFn::Relu6 => data.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
+            // The common cases run as kernels, vectorised for the CPU at hand.
+            ActivationFn::Relu => crate::kernels::activation::relu(data),
+            ActivationFn::Relu6 => crate::kernels::activation::relu6(data),
             // Kernels with a vectorised exponential (EfficientNet's swish).
             ActivationFn::Sigmoid => crate::kernels::activation::sigmoid(data),
             ActivationFn::Silu => crate::kernels::activation::silu(data),

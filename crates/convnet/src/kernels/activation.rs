@@ -65,6 +65,26 @@ fn silu_slice<const FMA: bool>(data: &mut [f32]) {
     data.iter_mut().for_each(|v| *v /= 1.0 + exp::<FMA>(-*v));
 }
 
+#[inline(always)]
+fn relu_slice<const FMA: bool>(data: &mut [f32]) {
+    data.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+#[inline(always)]
+fn relu6_slice<const FMA: bool>(data: &mut [f32]) {
+    data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
+}
+
+/// ReLU, max(x, 0), in place.
+pub fn relu(data: &mut [f32]) {
+    in_chunks(data, |chunk| dispatch!(relu_slice(chunk)));
+}
+
+/// ReLU6, min(max(x, 0), 6), in place.
+pub fn relu6(data: &mut [f32]) {
+    in_chunks(data, |chunk| dispatch!(relu6_slice(chunk)));
+}
+
 /// The logistic sigmoid 1 / (1 + e⁻ˣ), in place.
 pub fn sigmoid(data: &mut [f32]) {
     in_chunks(data, |chunk| dispatch!(sigmoid_slice(chunk)));

@@ -86,16 +86,69 @@ impl<'a> Epilogue<'a> {
             .map_or(gemm::Start::Zeros, |b| gemm::Start::Bias(&b[channels]))
     }
 
-    /// Applies the affine map and the activation to whole rows of `channels` outputs.
+    /// Applies the affine map and the activation to whole rows of `channels` outputs:
+    /// in one vectorised pass for the ReLUs (the common case), else the affine map's
+    /// pass and then the activation's.
     pub(crate) fn finish(&self, rows: &mut [f32], channels: usize) {
-        if let Some(Affine { scale, shift }) = self.affine {
+        let (affine, activation) = (self.affine, self.activation);
+        let clamp = match activation {
+            ActivationFn::Linear => Clamp::None,
+            ActivationFn::Relu => Clamp::Relu,
+            ActivationFn::Relu6 => Clamp::Relu6,
+            _ => Clamp::None,
+        };
+        if affine.is_some() || clamp != Clamp::None {
+            simd::dispatch!(affine_then_clamp(rows, channels, affine, clamp));
+        }
+        if !matches!(
+            activation,
+            ActivationFn::Linear | ActivationFn::Relu | ActivationFn::Relu6
+        ) {
+            activation.apply_slice(rows, channels);
+        }
+    }
+}
+
+/// The ReLUs that [`Epilogue::finish`] applies in the affine map's pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clamp {
+    None,
+    Relu,
+    Relu6,
+}
+
+/// `v = clamp(v·scale + shift)` over rows of `channels`, the affine map per channel.
+#[inline(always)]
+fn affine_then_clamp<const FMA: bool>(
+    rows: &mut [f32],
+    channels: usize,
+    affine: Option<Affine>,
+    clamp: Clamp,
+) {
+    // A loop per clamp, each vectorised on its own.
+    match clamp {
+        Clamp::None => affine_then::<FMA>(rows, channels, affine, |v| v),
+        Clamp::Relu => affine_then::<FMA>(rows, channels, affine, |v| v.max(0.0)),
+        Clamp::Relu6 => affine_then::<FMA>(rows, channels, affine, |v| v.clamp(0.0, 6.0)),
+    }
+}
+
+#[inline(always)]
+fn affine_then<const FMA: bool>(
+    rows: &mut [f32],
+    channels: usize,
+    affine: Option<Affine>,
+    then: impl Fn(f32) -> f32,
+) {
+    match affine {
+        Some(Affine { scale, shift }) => {
             for row in rows.chunks_exact_mut(channels) {
-                for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                    *v = *v * s + t;
+                for ((v, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
+                    *v = then(simd::madd::<FMA>(*v, s, t));
                 }
             }
         }
-        self.activation.apply_slice(rows, channels);
+        None => rows.iter_mut().for_each(|v| *v = then(*v)),
     }
 }
 pub use pool::PoolGeometry;
