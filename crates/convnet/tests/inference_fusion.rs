@@ -89,6 +89,30 @@ fn conv_batch_norm_and_activation_chains_give_the_unfused_numbers() {
 }
 
 #[test]
+fn merges_take_the_activation_after_them() {
+    // A residual Add → ReLU, a Subtract → swish (order matters), and an Add → BN → ReLU,
+    // which the merge cannot take (it falls back to running each layer). The inputs are
+    // big enough (2·24·24·128 values) to be combined in parallel chunks.
+    let x0 = Input::new([24, 24, 128]);
+    let c = Conv2D::new(128, (1, 1)).call(&x0);
+    let r = ReLU::new()
+        .named("add_relu")
+        .call(Add::new().call(&[x0.clone(), c.clone()]));
+    let s = Activation::new(ActivationFn::Silu)
+        .named("sub_swish")
+        .call(Subtract::new().call(&[c.clone(), r.clone()]));
+    let n = ReLU::new()
+        .named("add_bn_relu")
+        .call(BatchNormalization::new().call(Add::new().call(&[c, s.clone()])));
+    let model = Model::new(&x0, &[r, s, n]).unwrap().named("merges");
+    fused_matches_unfused(
+        model,
+        &[2, 24, 24, 128],
+        &["add_relu", "sub_swish", "add_bn_relu"],
+    );
+}
+
+#[test]
 fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
     let x0 = Input::new([6, 6, 3]);
     // The convolution's output is a model output and also feeds the BatchNormalization.

@@ -33,6 +33,17 @@ pub fn in_rows(data: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Syn
 
 /// `combine(a[i], b[i])` for every i.
 pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    zip_with_then(a, b, combine, |_| {})
+}
+
+/// [`zip_with`], then `then` on each chunk of the result while it is in cache (an
+/// activation after a residual Add).
+pub fn zip_with_then(
+    a: &[f32],
+    b: &[f32],
+    combine: impl Fn(f32, f32) -> f32 + Sync,
+    then: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "zip_with lengths");
     // Every value is written below, so a pooled buffer needs no zeroing first.
     let mut out = crate::buffers::take(a.len());
@@ -40,6 +51,7 @@ pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) 
         y.iter_mut()
             .zip(a.iter().zip(b))
             .for_each(|(y, (&a, &b))| *y = combine(a, b));
+        then(y);
     };
     if a.len() < PARALLEL_FROM {
         run((&mut out, (a, b)));

@@ -5,9 +5,9 @@
 //! gradient over the axes an input was broadcast along.
 
 use super::declare;
-use super::{format_shape, infer, Layer, LayerBase, Saved, Shape};
+use super::{format_shape, infer, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::kernels::elementwise::{in_rows, zip_with};
+use crate::kernels::elementwise::{in_rows, zip_with, zip_with_then};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -445,6 +445,27 @@ impl Layer for Merge {
             y.map_inplace(|v| v * inv);
         }
         Ok(y)
+    }
+
+    /// Two inputs of one shape and an element-wise activation after them (a residual
+    /// block's Add → ReLU): one pass, the activation on each chunk as it is combined.
+    fn apply_fused(&self, inputs: &[&Tensor], fusion: &Fusion) -> Option<Result<Tensor>> {
+        let [a, b] = inputs else { return None };
+        let plain = fusion.affine.is_none() && self.op != MergeOp::Average;
+        if !plain || a.shape() != b.shape() {
+            return None;
+        }
+        if let Err(e) = infer(self, inputs) {
+            return Some(Err(e));
+        }
+        let activation = fusion.activation;
+        let y = with_combine!(self.op, true, |combine| zip_with_then(
+            a.data(),
+            b.data(),
+            combine,
+            |chunk| activation.apply_slice(chunk, 1)
+        ));
+        Some(Tensor::new(a.shape().to_vec(), y))
     }
 
     fn backward_impl(
