@@ -11,6 +11,7 @@ use crate::kernels::elementwise::{in_rows, zip_with, zip_with_then};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::borrow::Cow;
 
 fn at_least_two(layer: &dyn Layer, count: usize) -> Result<()> {
     if count < 2 {
@@ -317,25 +318,28 @@ pub(super) fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<usize>
     })
 }
 
-/// `y[i] = combine(y[i], x[i broadcast])` for `y` of shape `out`. When `x` keeps the
-/// last axis (a squeeze-and-excitation's (N, 1, 1, C) against (N, H, W, C)), whole rows
-/// of that axis are combined at once: only the rows are mapped, and the inner loop
-/// vectorises; large tensors are split over rayon's threads.
+/// `y[i] = combine(acc[i], x[i broadcast])` for `y` and `acc` of shape `out`, each
+/// value written once. When `x` keeps the last axis (a squeeze-and-excitation's
+/// (N, 1, 1, C) against (N, H, W, C)), whole rows of that axis are combined at once:
+/// only the rows are mapped, and the inner loop vectorises; large tensors are split
+/// over rayon's threads.
 fn combine_broadcast(
     y: &mut [f32],
+    acc: &[f32],
     out: &[usize],
     x: &Tensor,
     combine: impl Fn(f32, f32) -> f32 + Sync,
 ) {
     let shape = x.shape();
-    let combine_row = |row: &mut [f32], x_row: &[f32]| {
-        row.iter_mut()
-            .zip(x_row)
-            .for_each(|(a, &b)| *a = combine(*a, b));
+    let combine_row = |row: &mut [f32], acc_row: &[f32], x_row: &[f32]| {
+        for ((y, &a), &b) in row.iter_mut().zip(acc_row).zip(x_row) {
+            *y = combine(a, b);
+        }
     };
     if shape == out {
         in_rows(y, 1, |start, chunk| {
-            combine_row(chunk, &x.data()[start..start + chunk.len()])
+            let range = start..start + chunk.len();
+            combine_row(chunk, &acc[range.clone()], &x.data()[range])
         });
         return;
     }
@@ -347,15 +351,16 @@ fn combine_broadcast(
             for (r, row) in chunk.chunks_mut(last).enumerate() {
                 let r = first / last + r;
                 let from = rows.as_ref().map_or(r, |m| m[r]) * last;
-                combine_row(row, &x.data()[from..from + last]);
+                let acc_row = &acc[r * last..(r + 1) * last];
+                combine_row(row, acc_row, &x.data()[from..from + last]);
             }
         });
         return;
     }
     let map = broadcast_map(shape, out).expect("shapes differ");
-    y.iter_mut()
-        .zip(&map)
-        .for_each(|(a, &j)| *a = combine(*a, x.data()[j]));
+    for ((y, &a), &j) in y.iter_mut().zip(acc).zip(&map) {
+        *y = combine(a, x.data()[j]);
+    }
 }
 
 /// The element of `x` that output element `i` reads.
@@ -419,27 +424,31 @@ impl Layer for Merge {
             }
         }
         // The input of the output's shape, if any, starts the result; the others are
-        // combined into it.
+        // combined with it, each into a new buffer (written once, not copied first).
         let first = inputs.iter().position(|x| x.shape() == out.as_slice());
         let mut y = match first {
-            Some(i) => inputs[i].clone(),
+            Some(i) => Cow::Borrowed(inputs[i]),
             None => {
                 let map = broadcast_map(inputs[0].shape(), &out);
                 let m = map.expect("an input of another shape than the output");
-                Tensor::new(
-                    out.clone(),
-                    m.iter().map(|&j| inputs[0].data()[j]).collect(),
-                )?
+                let values = m.iter().map(|&j| inputs[0].data()[j]).collect();
+                Cow::Owned(Tensor::new(out.clone(), values)?)
             }
         };
         let start = first.unwrap_or(0);
         for (k, x) in inputs.iter().enumerate().filter(|&(k, _)| k != start) {
+            let mut next = crate::buffers::take(y.len());
             // Subtract reads its inputs in order.
-            let y = y.data_mut();
             with_combine!(self.op, k > start, |combine| combine_broadcast(
-                y, &out, x, combine
+                &mut next,
+                y.data(),
+                &out,
+                x,
+                combine
             ));
+            y = Cow::Owned(Tensor::new(out.clone(), next)?);
         }
+        let mut y = y.into_owned();
         if self.op == MergeOp::Average {
             let inv = 1.0 / inputs.len() as f32;
             y.map_inplace(|v| v * inv);
@@ -526,5 +535,97 @@ impl Layer for Merge {
             }
         }
         Ok(grads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `shape`'s values 0.1·(i + 1) − offset.
+    fn ramp(shape: &[usize], offset: f32) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::new(
+            shape.to_vec(),
+            (0..n).map(|i| 0.1 * (i + 1) as f32 - offset).collect(),
+        )
+        .unwrap()
+    }
+
+    /// Element `i` of `out`-shaped broadcasting from `x`, by its coordinates.
+    fn at(x: &Tensor, out: &[usize], mut i: usize) -> f32 {
+        let mut index = 0;
+        let mut stride = 1;
+        for d in (0..out.len()).rev() {
+            let coord = i % out[d];
+            i /= out[d];
+            if x.shape()[d] != 1 {
+                index += coord * stride;
+            }
+            stride *= x.shape()[d];
+        }
+        x.data()[index]
+    }
+
+    #[test]
+    fn broadcasting_merges_match_elementwise_definitions() {
+        let out = [2, 4, 3, 5];
+        // Rows of the last axis (a squeeze-and-excitation), other axes (the general
+        // map), no input of the output's shape, and three inputs in order.
+        let cases: [(MergeOp, Vec<Vec<usize>>); 4] = [
+            (MergeOp::Multiply, vec![vec![2, 4, 3, 5], vec![2, 1, 1, 5]]),
+            (MergeOp::Subtract, vec![vec![2, 1, 3, 1], vec![2, 4, 3, 5]]),
+            (MergeOp::Maximum, vec![vec![2, 4, 1, 5], vec![1, 1, 3, 5]]),
+            (MergeOp::Subtract, vec![vec![1, 4, 3, 5], vec![2, 4, 3, 5]]),
+        ];
+        for (op, shapes) in cases {
+            let inputs: Vec<Tensor> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| ramp(s, k as f32))
+                .collect();
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            let y = Merge::new(op).apply(&refs).unwrap();
+            assert_eq!(y.shape(), out);
+            for (i, &got) in y.data().iter().enumerate() {
+                let want = inputs[1..].iter().fold(at(&inputs[0], &out, i), |acc, x| {
+                    op.combine(acc, at(x, &out, i))
+                });
+                assert_eq!(got, want, "{op:?} {shapes:?} at {i}");
+            }
+        }
+        // Big enough to be combined in parallel chunks.
+        let big = [2, 40, 30, 64];
+        for (op, other) in [(MergeOp::Multiply, [2, 1, 1, 64]), (MergeOp::Subtract, big)] {
+            let (a, b) = (ramp(&big, 0.0), ramp(&other, 1.0));
+            let y = Merge::new(op).apply(&[&b, &a]).unwrap();
+            for (i, &got) in y.data().iter().enumerate() {
+                assert_eq!(
+                    got,
+                    op.combine(at(&b, &big, i), a.data()[i]),
+                    "{op:?} at {i}"
+                );
+            }
+        }
+        let three: Vec<Tensor> = [[2, 4, 3, 5], [2, 4, 1, 1], [2, 4, 3, 5]]
+            .iter()
+            .enumerate()
+            .map(|(k, s)| ramp(s, k as f32))
+            .collect();
+        let y = Merge::new(MergeOp::Subtract)
+            .apply(&[&three[0], &three[1]])
+            .unwrap();
+        let z = Merge::new(MergeOp::Add)
+            .apply(&three.iter().collect::<Vec<_>>())
+            .unwrap();
+        for i in 0..y.len() {
+            let (a, b, c) = (
+                at(&three[0], &out, i),
+                at(&three[1], &out, i),
+                at(&three[2], &out, i),
+            );
+            assert_eq!(y.data()[i], a - b);
+            assert_eq!(z.data()[i], a + b + c);
+        }
     }
 }
