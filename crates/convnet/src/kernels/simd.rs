@@ -125,8 +125,9 @@ macro_rules! dispatch {
                     f()
                 }
                 // SAFETY: the CPU has AVX-512F (checked just above), and with it AVX2
-                // and FMA.
-                unsafe { avx512(|| $generic::<true>($($arg),*)) }
+                // and FMA. The closure is inlined into the wrapper, or its body would
+                // be compiled without the wrapper's features.
+                unsafe { avx512(#[inline(always)] || $generic::<true>($($arg),*)) }
             } else if $crate::kernels::simd::has_avx2_fma() {
                 /// # Safety
                 /// The CPU has AVX2 and FMA.
@@ -135,7 +136,7 @@ macro_rules! dispatch {
                     f()
                 }
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                unsafe { avx2(|| $generic::<true>($($arg),*)) }
+                unsafe { avx2(#[inline(always)] || $generic::<true>($($arg),*)) }
             } else {
                 $generic::<{ $crate::kernels::simd::BASELINE_FMA }>($($arg),*)
             }

@@ -9,8 +9,10 @@ use super::declare;
 use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::initializers::{rng_from_seed, Rng};
+use crate::kernels::elementwise::zip_with;
 use crate::tensor::Tensor;
 use rand::RngExt;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -162,32 +164,31 @@ impl Layer for Dropout {
         let threshold = (keep * 4_294_967_296.0) as u64;
         let cells = mask_shape.iter().product::<usize>();
         let rows = mask_shape.first().copied().unwrap_or(1).max(1);
-        let per_row = cells / rows;
-        let mut small = Vec::with_capacity(cells + 1);
-        for row in 0..rows {
-            // A mask shared by the whole batch (noise_shape's batch axis 1) is row 0's.
-            let index = if rows == 1 {
-                0
-            } else {
-                self.first_sample + row
-            };
-            let mut generator = sample_rng(call_key, index);
-            let end = small.len() + per_row;
-            while small.len() < end {
-                let bits = generator.random::<u64>();
-                for half in [bits & 0xffff_ffff, bits >> 32] {
-                    small.push(if half < threshold { scale } else { 0.0 });
+        let per_row = (cells / rows).max(1);
+        let first_sample = self.first_sample;
+        let mut small = crate::buffers::take(cells);
+        // The samples' generators are independent, so their cells are drawn in parallel.
+        small
+            .par_chunks_mut(per_row)
+            .enumerate()
+            .for_each(|(row, cells)| {
+                // A mask shared by the whole batch (noise_shape's batch axis 1) is row 0's.
+                let index = if rows == 1 { 0 } else { first_sample + row };
+                let mut generator = sample_rng(call_key, index);
+                for pair in cells.chunks_mut(2) {
+                    let bits = generator.random::<u64>();
+                    for (cell, half) in pair.iter_mut().zip([bits & 0xffff_ffff, bits >> 32]) {
+                        *cell = if half < threshold { scale } else { 0.0 };
+                    }
                 }
-            }
-            small.truncate(end);
-        }
+            });
         let mask = if mask_shape == x.shape() {
             Tensor::new(mask_shape, small)?
         } else {
             broadcast(&small, &mask_shape, x.shape())
         };
-        let mut y = x.clone();
         if self.alpha {
+            let mut y = x.clone();
             // Keras's a·(x·m + α'·(1 − m)) + b, with α' = −λα; dy/dx = a·m.
             let (rate, alpha_p) = (self.rate, -SELU_ALPHA * SELU_SCALE);
             let a = ((1.0 - rate) * (1.0 + rate * alpha_p * alpha_p)).powf(-0.5);
@@ -200,11 +201,8 @@ impl Layer for Dropout {
             }
             return Ok((y, Saved::new(factors)));
         }
-        y.data_mut()
-            .iter_mut()
-            .zip(mask.data())
-            .for_each(|(v, m)| *v *= m);
-        Ok((y, Saved::new(mask)))
+        let y = zip_with(x.data(), mask.data(), |v, m| v * m);
+        Ok((Tensor::new(x.shape().to_vec(), y)?, Saved::new(mask)))
     }
 
     fn backward_impl(

@@ -8,7 +8,7 @@
 mod portable;
 
 use crate::kernels::simd::dispatch;
-use portable::{backward_image, forward_row};
+use portable::{backward_image, forward_row, max_backward_disjoint};
 use rayon::prelude::*;
 
 /// Everything a pooling kernel needs to know about its shapes (NHWC, channels pooled
@@ -101,8 +101,19 @@ pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx
     if image_in == 0 {
         return;
     }
+    let disjoint = kind == PoolKind::Max
+        && (g.stride_h, g.stride_w) == (g.pool_h, g.pool_w)
+        && (g.pad_top, g.pad_left) == (0, 0)
+        && g.out_h * g.pool_h <= g.in_h
+        && g.out_w * g.pool_w <= g.in_w;
     // Windows may overlap within an image, so each image is one task.
     dx.par_chunks_mut(image_in)
         .enumerate()
-        .for_each(|(n, dx_image)| dispatch!(backward_image(g, kind, x, dy, n, dx_image)));
+        .for_each(|(n, dx_image)| {
+            if disjoint {
+                dispatch!(max_backward_disjoint(g, x, dy, n, dx_image))
+            } else {
+                dispatch!(backward_image(g, kind, x, dy, n, dx_image))
+            }
+        });
 }

@@ -94,3 +94,54 @@ pub(super) fn backward_image<const FMA: bool>(
         }
     }
 }
+
+/// Max pooling's gradient for one image when the windows tile the input without
+/// overlap or padding (2x2 windows at stride 2, the common case): every input cell
+/// belongs to at most one window, so each is written once (the window's gradient at
+/// the first cell holding its maximum, zero elsewhere), without a pass that zeroes the
+/// image first or sums into it.
+#[inline(always)]
+pub(super) fn max_backward_disjoint<const FMA: bool>(
+    g: &PoolGeometry,
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    dx_image: &mut [f32],
+) {
+    let c = g.channels;
+    let (ph, pw) = (g.pool_h, g.pool_w);
+    let image_out = g.out_h * g.out_w * c;
+    let x_image = &x[n * dx_image.len()..][..dx_image.len()];
+    let dy_image = &dy[n * image_out..][..image_out];
+    // Rows and columns past the last window get no gradient.
+    let (covered_h, covered_w) = (g.out_h * ph, g.out_w * pw);
+    if covered_h < g.in_h || covered_w < g.in_w {
+        dx_image.fill(0.0);
+    }
+    let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
+    let cell =
+        |oy: usize, ox: usize, i: usize, j: usize| ((oy * ph + i) * g.in_w + ox * pw + j) * c;
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let grad = &dy_image[(oy * g.out_w + ox) * c..][..c];
+            max.copy_from_slice(&x_image[cell(oy, ox, 0, 0)..][..c]);
+            for (i, j) in (0..ph).flat_map(|i| (0..pw).map(move |j| (i, j))).skip(1) {
+                let xs = &x_image[cell(oy, ox, i, j)..][..c];
+                max.iter_mut().zip(xs).for_each(|(m, &v)| *m = m.max(v));
+            }
+            taken.fill(0);
+            for i in 0..ph {
+                for j in 0..pw {
+                    let at = cell(oy, ox, i, j);
+                    let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
+                    let lanes = d.iter_mut().zip(xs).zip(grad).zip(&max).zip(&mut taken);
+                    for ((((d, &x), &g), &m), t) in lanes {
+                        let hit = if x == m { u32::MAX } else { 0 } & !*t;
+                        *d = f32::from_bits(g.to_bits() & hit);
+                        *t |= hit;
+                    }
+                }
+            }
+        }
+    }
+}
