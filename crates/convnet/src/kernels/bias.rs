@@ -1,14 +1,7 @@
-//! A layer's bias: added to every row of an output, and its gradient, the per-channel
-//! sum of the output gradient over rows.
+//! A layer's bias gradient: the per-channel sum of the output gradient over rows. (The
+//! bias itself is added in the forward kernels' epilogue, `Epilogue`.)
 
 use rayon::prelude::*;
-
-/// Adds a bias along the last axis.
-pub fn add_bias(y: &mut [f32], bias: &[f32]) {
-    for row in y.chunks_exact_mut(bias.len()) {
-        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-    }
-}
 
 /// Sums a gradient over every axis but the last, into `db`: one contiguous run of rows
 /// per thread, the runs' sums added in order (the same result for the same thread count,

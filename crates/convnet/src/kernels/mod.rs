@@ -63,10 +63,7 @@ impl<'a> Epilogue<'a> {
     /// The whole epilogue on a finished output of rows of `channels`, for kernels that
     /// do not apply it block by block.
     pub(crate) fn apply_to(&self, y: &mut [f32], channels: usize) {
-        if let Some(bias) = self.bias {
-            bias::add_bias(y, bias);
-        }
-        self.finish(y, channels);
+        self.finish_rows(y, channels, self.bias);
     }
 
     /// Fills whole rows of `channels` outputs with the bias (or zeros), the starting
@@ -90,6 +87,11 @@ impl<'a> Epilogue<'a> {
     /// in one vectorised pass for the ReLUs (the common case), else the affine map's
     /// pass and then the activation's.
     pub(crate) fn finish(&self, rows: &mut [f32], channels: usize) {
+        self.finish_rows(rows, channels, None);
+    }
+
+    /// [`Epilogue::finish`] with `bias` added first, in the same pass.
+    fn finish_rows(&self, rows: &mut [f32], channels: usize, bias: Option<&[f32]>) {
         let (affine, activation) = (self.affine, self.activation);
         let clamp = match activation {
             ActivationFn::Linear => Clamp::None,
@@ -97,8 +99,8 @@ impl<'a> Epilogue<'a> {
             ActivationFn::Relu6 => Clamp::Relu6,
             _ => Clamp::None,
         };
-        if affine.is_some() || clamp != Clamp::None {
-            simd::dispatch!(affine_then_clamp(rows, channels, affine, clamp));
+        if bias.is_some() || affine.is_some() || clamp != Clamp::None {
+            simd::dispatch!(affine_then_clamp(rows, channels, bias, affine, clamp));
         }
         if !matches!(
             activation,
@@ -117,19 +119,21 @@ enum Clamp {
     Relu6,
 }
 
-/// `v = clamp(v·scale + shift)` over rows of `channels`, the affine map per channel.
+/// `v = clamp((v + bias)·scale + shift)` over rows of `channels`, the bias and the
+/// affine map per channel.
 #[inline(always)]
 fn affine_then_clamp<const FMA: bool>(
     rows: &mut [f32],
     channels: usize,
+    bias: Option<&[f32]>,
     affine: Option<Affine>,
     clamp: Clamp,
 ) {
     // A loop per clamp, each vectorised on its own.
     match clamp {
-        Clamp::None => affine_then::<FMA>(rows, channels, affine, |v| v),
-        Clamp::Relu => affine_then::<FMA>(rows, channels, affine, |v| v.max(0.0)),
-        Clamp::Relu6 => affine_then::<FMA>(rows, channels, affine, |v| v.clamp(0.0, 6.0)),
+        Clamp::None => affine_then::<FMA>(rows, channels, bias, affine, |v| v),
+        Clamp::Relu => affine_then::<FMA>(rows, channels, bias, affine, |v| v.max(0.0)),
+        Clamp::Relu6 => affine_then::<FMA>(rows, channels, bias, affine, |v| v.clamp(0.0, 6.0)),
     }
 }
 
@@ -137,18 +141,34 @@ fn affine_then_clamp<const FMA: bool>(
 fn affine_then<const FMA: bool>(
     rows: &mut [f32],
     channels: usize,
+    bias: Option<&[f32]>,
     affine: Option<Affine>,
     then: impl Fn(f32) -> f32,
 ) {
-    match affine {
-        Some(Affine { scale, shift }) => {
+    match (bias, affine) {
+        (Some(bias), Some(Affine { scale, shift })) => {
+            for row in rows.chunks_exact_mut(channels) {
+                let lanes = row.iter_mut().zip(bias).zip(scale).zip(shift);
+                for (((v, &b), &s), &t) in lanes {
+                    *v = then(simd::madd::<FMA>(*v + b, s, t));
+                }
+            }
+        }
+        (None, Some(Affine { scale, shift })) => {
             for row in rows.chunks_exact_mut(channels) {
                 for ((v, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
                     *v = then(simd::madd::<FMA>(*v, s, t));
                 }
             }
         }
-        None => rows.iter_mut().for_each(|v| *v = then(*v)),
+        (Some(bias), None) => {
+            for row in rows.chunks_exact_mut(channels) {
+                row.iter_mut()
+                    .zip(bias)
+                    .for_each(|(v, &b)| *v = then(*v + b));
+            }
+        }
+        (None, None) => rows.iter_mut().for_each(|v| *v = then(*v)),
     }
 }
 pub use pool::PoolGeometry;

@@ -173,10 +173,21 @@ pub fn conv2d_forward_prepared(
                 g.im2col(x, group, first, rows, &mut col);
                 (MatRef::row_major(&col, g.patch_len()), g.patch_len())
             };
-            let start = epilogue.start(group * og..(group + 1) * og);
-            matmul(rows, og, k, a, kernel, out, oc, start, !parallel_tiles);
+            matmul(
+                rows,
+                og,
+                k,
+                a,
+                kernel,
+                out,
+                oc,
+                Start::Zeros,
+                !parallel_tiles,
+            );
         }
-        epilogue.finish(y_tile, oc);
+        // The bias is added in the epilogue's pass: started from it, a product first
+        // copies it into every output row, a copy call per row.
+        epilogue.apply_to(y_tile, oc);
     };
     if parallel_tiles {
         y.par_chunks_mut(rows_per_tile * oc)
