@@ -538,15 +538,12 @@ impl Model {
             } else if let Some(k) = self.inputs.iter().position(|&i| i == id) {
                 values[id] = Some(Cow::Borrowed(inputs[k]));
             } else {
-                let __t = std::time::Instant::now();
                 let args: Vec<&Tensor> = node
                     .inputs
                     .iter()
                     .map(|&i| values[i].as_deref().expect("inputs run first"))
                     .collect();
                 let layer = self.layers[node.layer].as_ref();
-                let __name = layer.class_name().to_string();
-                let __shape = args[0].shape().to_vec();
                 check_call_size(layer, &args)?;
                 let chain = sole_readers
                     .as_ref()
@@ -569,15 +566,6 @@ impl Model {
                         *activity_loss += penalty;
                     }
                     values[id] = Some(Cow::Owned(output));
-                }
-                if std::env::var("LT").is_ok() {
-                    eprintln!(
-                        "LT\t{}\t{:?}\t{}\t{}",
-                        __name,
-                        __shape,
-                        fused[id + 1.min(self.nodes.len() - 1 - id)],
-                        __t.elapsed().as_nanos()
-                    );
                 }
             }
             for &i in &node.inputs {
