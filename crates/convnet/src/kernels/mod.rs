@@ -92,22 +92,17 @@ impl<'a> Epilogue<'a> {
 
     /// [`Epilogue::finish`] with `bias` added first, in the same pass.
     fn finish_rows(&self, rows: &mut [f32], channels: usize, bias: Option<&[f32]>) {
-        let (affine, activation) = (self.affine, self.activation);
-        let clamp = match activation {
-            ActivationFn::Linear => Clamp::None,
-            ActivationFn::Relu => Clamp::Relu,
-            ActivationFn::Relu6 => Clamp::Relu6,
-            _ => Clamp::None,
+        let affine = self.affine;
+        // The ReLUs go in the affine map's pass; any other activation after it.
+        let (clamp, after) = match self.activation {
+            ActivationFn::Relu => (Clamp::Relu, ActivationFn::Linear),
+            ActivationFn::Relu6 => (Clamp::Relu6, ActivationFn::Linear),
+            other => (Clamp::None, other),
         };
         if bias.is_some() || affine.is_some() || clamp != Clamp::None {
             simd::dispatch!(affine_then_clamp(rows, channels, bias, affine, clamp));
         }
-        if !matches!(
-            activation,
-            ActivationFn::Linear | ActivationFn::Relu | ActivationFn::Relu6
-        ) {
-            activation.apply_slice(rows, channels);
-        }
+        after.apply_slice(rows, channels);
     }
 }
 

@@ -7,7 +7,7 @@
 use super::declare;
 use super::{format_shape, infer, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::kernels::elementwise::{in_rows, zip_with, zip_with_then};
+use crate::kernels::elementwise::{in_rows, zip_with_then};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -414,21 +414,6 @@ impl Layer for Merge {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let out = infer(self, inputs)?;
-        if let [a, b] = inputs {
-            if a.shape() == out.as_slice() && b.shape() == out.as_slice() {
-                // Two inputs of one shape (a residual Add): one pass into a new buffer.
-                let y = with_combine!(self.op, true, |combine| zip_with(
-                    a.data(),
-                    b.data(),
-                    combine
-                ));
-                let mut y = Tensor::new(out, y)?;
-                if self.op == MergeOp::Average {
-                    y.map_inplace(|v| v * 0.5);
-                }
-                return Ok(y);
-            }
-        }
         // The input of the output's shape, if any, starts the result; the others are
         // combined with it, each into a new buffer (written once, not copied first).
         let first = inputs.iter().position(|x| x.shape() == out.as_slice());

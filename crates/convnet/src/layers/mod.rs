@@ -39,8 +39,9 @@ macro_rules! layer_base {
 
 /// `call` and `forward` for layers whose `compute` gives the output before the
 /// activation: inference applies it in place, training keeps the pre-activation.
-/// `activated_forward!(compute_inference)` has inference call the layer's `compute_inference` instead, which
-/// computes the same from kernels it keeps prepared between calls.
+/// `activated_forward!(compute_inference)` has inference call the layer's
+/// `compute_inference` instead, which computes the same from kernels it keeps prepared
+/// between calls.
 macro_rules! activated_forward {
     () => {
         activated_forward!(compute);

@@ -6,7 +6,10 @@
 //! kernel's buffer, so anything that writes the kernel afterwards (an optimizer step,
 //! `set_weights`, a load) either replaces the buffer or, through copy-on-write, copies it
 //! first: the kernel then no longer shares the clone's buffer, and the next call prepares
-//! the kernel again. A stale form can never be used.
+//! the kernel again. A stale form can never be used. Whether a route reads a form
+//! depends on the call's geometry, but the form itself depends on the kernel alone, and
+//! a route given none makes its own: the kernel is the whole key, and a kept form is
+//! never wrong, at worst unused.
 
 use crate::tensor::Tensor;
 use std::sync::{Arc, Mutex};

@@ -2,9 +2,9 @@
 //! BatchNormalization over channels and an element-wise activation (Keras's
 //! Conv → BN → ReLU) runs as one layer whose output pass does all three, block by block
 //! while the block is in cache; an element-wise merge takes the activation after it
-//! (a residual block's Add → ReLU) the same way. The executor finds the chain at run time, from the graph
-//! as it is, so a layer changed after the model was built (weights, activation) is never
-//! served stale. Only outputs nobody else reads are fused away: the chain's inner
+//! (a residual block's Add → ReLU) the same way. The executor finds the chain at run
+//! time, from the graph as it is, so a layer changed after the model was built (weights,
+//! activation) is never served stale. Only outputs nobody else reads are fused away: the chain's inner
 //! outputs are never made.
 
 use super::graph::Model;

@@ -7,7 +7,8 @@
 //!
 //! With one filter per channel (the common case) outputs are computed in registers, a
 //! block of 8 channels at a time: on AVX2 CPUs 3x3 and 5x5 rows go in strips of 8
-//! outputs (the `avx2.rs`), elsewhere each output gathers its kernel taps before it is stored once.
+//! outputs (the `avx2.rs`), elsewhere each output gathers its kernel taps before it is
+//! stored once.
 //! The input gradient is computed the same way, as a gather from the output gradient (at
 //! stride 1, as the forward pass of the flipped kernel), so its rows are independent and
 //! run in parallel like the forward's.

@@ -50,9 +50,6 @@ pub(super) fn backward_image<const FMA: bool>(
     let x_image = &x[n * dx_image.len()..][..dx_image.len()];
     let dy_image = &dy[n * image_out..][..image_out];
     dx_image.fill(0.0);
-    // The window's maximum, and whether its gradient found its cell yet (all bits set
-    // once it did): the gradient is masked in with bit operations, not branches or
-    // conditional stores, so the loop vectorises well.
     let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
     for oy in 0..g.out_h {
         for ox in 0..g.out_w {
@@ -73,22 +70,7 @@ pub(super) fn backward_image<const FMA: bool>(
                     }
                 }
                 PoolKind::Max => {
-                    max.fill(f32::NEG_INFINITY);
-                    for at in cells() {
-                        max.iter_mut()
-                            .zip(&x_image[at..][..c])
-                            .for_each(|(m, &v)| *m = m.max(v));
-                    }
-                    taken.fill(0);
-                    for at in cells() {
-                        let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
-                        let lanes = d.iter_mut().zip(xs).zip(grad).zip(&max).zip(&mut taken);
-                        for ((((d, &x), &g), &m), t) in lanes {
-                            let hit = if x == m { u32::MAX } else { 0 } & !*t;
-                            *d += f32::from_bits(g.to_bits() & hit);
-                            *t |= hit;
-                        }
-                    }
+                    to_first_max::<true>(dx_image, x_image, cells(), grad, &mut max, &mut taken)
                 }
             }
         }
@@ -119,29 +101,48 @@ pub(super) fn max_backward_disjoint<const FMA: bool>(
         dx_image.fill(0.0);
     }
     let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
-    let cell =
-        |oy: usize, ox: usize, i: usize, j: usize| ((oy * ph + i) * g.in_w + ox * pw + j) * c;
     for oy in 0..g.out_h {
         for ox in 0..g.out_w {
             let grad = &dy_image[(oy * g.out_w + ox) * c..][..c];
-            max.copy_from_slice(&x_image[cell(oy, ox, 0, 0)..][..c]);
-            for (i, j) in (0..ph).flat_map(|i| (0..pw).map(move |j| (i, j))).skip(1) {
-                let xs = &x_image[cell(oy, ox, i, j)..][..c];
-                max.iter_mut().zip(xs).for_each(|(m, &v)| *m = m.max(v));
-            }
-            taken.fill(0);
-            for i in 0..ph {
-                for j in 0..pw {
-                    let at = cell(oy, ox, i, j);
-                    let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
-                    let lanes = d.iter_mut().zip(xs).zip(grad).zip(&max).zip(&mut taken);
-                    for ((((d, &x), &g), &m), t) in lanes {
-                        let hit = if x == m { u32::MAX } else { 0 } & !*t;
-                        *d = f32::from_bits(g.to_bits() & hit);
-                        *t |= hit;
-                    }
-                }
-            }
+            let cells = (0..ph)
+                .flat_map(|i| (0..pw).map(move |j| ((oy * ph + i) * g.in_w + ox * pw + j) * c));
+            to_first_max::<false>(dx_image, x_image, cells, grad, &mut max, &mut taken);
+        }
+    }
+}
+
+/// Sends one window's gradient `grad` to the first of its cells (offsets into the
+/// image, in window order) that holds the window's maximum, channel by channel: added
+/// onto `dx_image` with `ADD` (windows that overlap), else written, zero in the other
+/// cells (windows that do not). `max` and `taken` are scratch of `grad`'s length: the
+/// maximum, and whether its gradient found its cell yet (all bits set once it did). The
+/// gradient is masked in with bit operations, not branches or conditional stores, so
+/// the loop vectorises well.
+#[inline(always)]
+fn to_first_max<const ADD: bool>(
+    dx_image: &mut [f32],
+    x_image: &[f32],
+    cells: impl Iterator<Item = usize> + Clone,
+    grad: &[f32],
+    max: &mut [f32],
+    taken: &mut [u32],
+) {
+    let c = grad.len();
+    max.fill(f32::NEG_INFINITY);
+    for at in cells.clone() {
+        max.iter_mut()
+            .zip(&x_image[at..][..c])
+            .for_each(|(m, &v)| *m = m.max(v));
+    }
+    taken.fill(0);
+    for at in cells {
+        let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
+        let lanes = d.iter_mut().zip(xs).zip(grad).zip(&*max).zip(&mut *taken);
+        for ((((d, &x), &g), &m), t) in lanes {
+            let hit = if x == m { u32::MAX } else { 0 } & !*t;
+            let routed = f32::from_bits(g.to_bits() & hit);
+            *d = if ADD { *d + routed } else { routed };
+            *t |= hit;
         }
     }
 }
