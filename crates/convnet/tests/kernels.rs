@@ -369,3 +369,100 @@ fn matmul_matches_by_definition() {
         }
     }
 }
+
+#[test]
+fn packed_matmul_matches_by_definition() {
+    // The product from a packed right operand (AVX-512 CPUs; elsewhere nothing is
+    // packed and `matmul` is the only route): register tiles cut short in rows (m not a
+    // multiple of 6) and columns (a last panel of 6 or 24 columns, through masks),
+    // depth in several blocks (300, 960), rows split between threads and, where they
+    // are few, columns too; a left operand with rows longer than its depth; and each
+    // epilogue the store applies (bias, affine map, ReLU and ReLU6 clamps), with any
+    // other activation handed back to the caller.
+    use convnet::activations::ActivationFn;
+    use convnet::kernels::gemm::{matmul_packed, MatRef, PackedRight};
+    use convnet::kernels::{Affine, Epilogue};
+    let avx512 = convnet::kernels::simd::has_avx512();
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 24, 17),
+        (13, 70, 300),
+        (200, 16, 9),
+        (49, 280, 960),
+        (300, 64, 40),
+    ] {
+        let lda = k + 5;
+        let (a, b) = (random(m * lda, 4), random(k * n, 5));
+        let (bias, scale, shift) = (random(n, 6), random(n, 7), random(n, 8));
+        let packed = PackedRight::new(k, n, MatRef::row_major(&b, n));
+        assert_eq!(packed.is_some(), avx512, "packed exactly on AVX-512 CPUs");
+        let Some(packed) = packed else { continue };
+        assert_eq!(packed.shape(), (k, n));
+        let product: Vec<f64> = (0..m * n)
+            .map(|e| {
+                (0..k)
+                    .map(|p| a[e / n * lda + p] as f64 * b[p * n + e % n] as f64)
+                    .sum()
+            })
+            .collect();
+        let affine = Affine {
+            scale: &scale,
+            shift: &shift,
+        };
+        let epilogues = [
+            ("nothing", Epilogue::default(), ActivationFn::Linear),
+            (
+                "bias, ReLU",
+                Epilogue::of(ActivationFn::Relu).with_bias(Some(&bias)),
+                ActivationFn::Linear,
+            ),
+            (
+                "bias, affine, ReLU6",
+                Epilogue {
+                    bias: Some(&bias),
+                    affine: Some(affine),
+                    activation: ActivationFn::Relu6,
+                },
+                ActivationFn::Linear,
+            ),
+            (
+                "affine, SiLU",
+                Epilogue {
+                    bias: None,
+                    affine: Some(affine),
+                    activation: ActivationFn::Silu,
+                },
+                ActivationFn::Silu,
+            ),
+        ];
+        for (what, epilogue, left_over) in epilogues {
+            for parallel in [false, true] {
+                let ldd = n + 3;
+                let before = random(m * ldd, 9);
+                let mut dst = before.clone();
+                let a_ref = MatRef::row_major(&a, lda);
+                let after = matmul_packed(m, a_ref, &packed, &mut dst, ldd, &epilogue, parallel);
+                let case = format!("packed {m}x{n}x{k}, {what}, parallel {parallel}");
+                assert_eq!(after, left_over, "{case}: activation handed back");
+                let want: Vec<f64> = (0..m * ldd)
+                    .map(|e| {
+                        let (i, j) = (e / ldd, e % ldd);
+                        if j >= n {
+                            return before[e] as f64;
+                        }
+                        let mut v = product[i * n + j] + epilogue.bias.map_or(0.0, |b| b[j] as f64);
+                        if let Some(f) = epilogue.affine {
+                            v = v * f.scale[j] as f64 + f.shift[j] as f64;
+                        }
+                        match epilogue.activation {
+                            ActivationFn::Relu => v.max(0.0),
+                            ActivationFn::Relu6 => v.clamp(0.0, 6.0),
+                            _ => v,
+                        }
+                    })
+                    .collect();
+                assert_close(&case, &dst, &want);
+            }
+        }
+    }
+}

@@ -90,15 +90,20 @@ impl<'a> Epilogue<'a> {
         self.finish_rows(rows, channels, None);
     }
 
-    /// [`Epilogue::finish`] with `bias` added first, in the same pass.
-    fn finish_rows(&self, rows: &mut [f32], channels: usize, bias: Option<&[f32]>) {
-        let affine = self.affine;
-        // The ReLUs go in the affine map's pass; any other activation after it.
-        let (clamp, after) = match self.activation {
+    /// The activation split in two: the clamp that goes in the affine map's pass (the
+    /// ReLUs), and any other activation, which runs after it.
+    pub(crate) fn clamp_and_after(&self) -> (Clamp, ActivationFn) {
+        match self.activation {
             ActivationFn::Relu => (Clamp::Relu, ActivationFn::Linear),
             ActivationFn::Relu6 => (Clamp::Relu6, ActivationFn::Linear),
             other => (Clamp::None, other),
-        };
+        }
+    }
+
+    /// [`Epilogue::finish`] with `bias` added first, in the same pass.
+    fn finish_rows(&self, rows: &mut [f32], channels: usize, bias: Option<&[f32]>) {
+        let affine = self.affine;
+        let (clamp, after) = self.clamp_and_after();
         if bias.is_some() || affine.is_some() || clamp != Clamp::None {
             simd::dispatch!(affine_then_clamp(rows, channels, bias, affine, clamp));
         }
@@ -108,10 +113,21 @@ impl<'a> Epilogue<'a> {
 
 /// The ReLUs that [`Epilogue::finish`] applies in the affine map's pass.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Clamp {
+pub(crate) enum Clamp {
     None,
     Relu,
     Relu6,
+}
+
+impl Clamp {
+    /// Its (lower, upper) bounds; None for no clamp.
+    pub(crate) fn bounds(self) -> Option<(f32, f32)> {
+        match self {
+            Clamp::None => None,
+            Clamp::Relu => Some((0.0, f32::INFINITY)),
+            Clamp::Relu6 => Some((0.0, 6.0)),
+        }
+    }
 }
 
 /// `v = clamp((v + bias)·scale + shift)` over rows of `channels`, the bias and the

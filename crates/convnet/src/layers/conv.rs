@@ -329,7 +329,7 @@ impl Conv2D {
             &g,
             x.data(),
             kernel.data(),
-            prepared.as_deref().map(Vec::as_slice),
+            prepared.as_deref(),
             epilogue,
             y.data_mut(),
         );

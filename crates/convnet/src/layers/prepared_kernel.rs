@@ -1,6 +1,7 @@
-//! A layer's kernel in the form a forward route reads (Winograd's transformed kernel),
-//! kept between inference calls. Making it reads the whole kernel and writes 16/9 of
-//! it; at batch 1 on a small image that costs as much as the products themselves.
+//! A layer's kernel in the form a forward route reads (Winograd's transformed kernel,
+//! or the panels of the im2col route's packed product), kept between inference calls.
+//! Making it reads the whole kernel and writes it again (16/9 of it for Winograd); at
+//! batch 1 on a small image that costs as much as the products themselves.
 //!
 //! The cache keeps a clone of the kernel tensor it was made from. A clone shares the
 //! kernel's buffer, so anything that writes the kernel afterwards (an optimizer step,
@@ -11,6 +12,7 @@
 //! a route given none makes its own: the kernel is the whole key, and a kept form is
 //! never wrong, at worst unused.
 
+use crate::kernels::conv::KernelForm;
 use crate::tensor::Tensor;
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +24,7 @@ struct Entry {
     /// A clone of the kernel the form was made from.
     source: Tensor,
     /// The prepared form, or None where the route reads the kernel as it is.
-    form: Option<Arc<Vec<f32>>>,
+    form: Option<Arc<KernelForm>>,
 }
 
 impl PreparedKernel {
@@ -31,8 +33,8 @@ impl PreparedKernel {
     pub(crate) fn get(
         &self,
         kernel: &Tensor,
-        prepare: impl FnOnce(&[f32]) -> Option<Vec<f32>>,
-    ) -> Option<Arc<Vec<f32>>> {
+        prepare: impl FnOnce(&[f32]) -> Option<KernelForm>,
+    ) -> Option<Arc<KernelForm>> {
         let kept = self.lock();
         if let Some(entry) = kept.as_ref().filter(|e| e.source.shares_buffer(kernel)) {
             return entry.form.clone();

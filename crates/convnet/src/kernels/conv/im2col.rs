@@ -3,7 +3,7 @@
 
 use super::ConvGeometry;
 use crate::buffers::Scratch;
-use crate::kernels::gemm::{matmul, MatRef, Start};
+use crate::kernels::gemm::{matmul, matmul_packed, MatRef, PackedRight, Start};
 use crate::kernels::Epilogue;
 use rayon::prelude::*;
 
@@ -124,20 +124,42 @@ pub fn conv2d_forward_with(
     conv2d_forward_prepared(g, x, w, None, epilogue, y);
 }
 
+/// A kernel in the form a forward route reads, made ahead of the calls.
+#[derive(Debug)]
+pub enum KernelForm {
+    /// Winograd's transformed kernel (the 3x3 route).
+    Winograd(Vec<f32>),
+    /// The kernel as the right operand of a packed product (the im2col route, one group,
+    /// on CPUs whose product reads a packed operand).
+    Packed(PackedRight),
+}
+
 /// The form of kernel `w` that the forward route for `g` reads, when it is not `w`
-/// itself: Winograd's transformed kernel, for callers that run the same kernel many
-/// times (inference) and keep it, rather than have each call transform it again.
-pub fn prepared_kernel(g: &ConvGeometry, w: &[f32]) -> Option<Vec<f32>> {
-    super::winograd::suits(g).then(|| super::winograd::transformed_kernel(g, w).into_vec())
+/// itself, for callers that run the same kernel many times (inference) and keep it,
+/// rather than have each call make it again.
+pub fn prepared_kernel(g: &ConvGeometry, w: &[f32]) -> Option<KernelForm> {
+    if super::winograd::suits(g) {
+        return Some(KernelForm::Winograd(
+            super::winograd::transformed_kernel(g, w).into_vec(),
+        ));
+    }
+    packed_kernel(g, w).map(KernelForm::Packed)
+}
+
+/// The kernel packed for the im2col route's products, where they read it packed.
+fn packed_kernel(g: &ConvGeometry, w: &[f32]) -> Option<PackedRight> {
+    (g.groups == 1)
+        .then(|| PackedRight::new(g.patch_len(), g.out_c, MatRef::row_major(w, g.out_c)))?
 }
 
 /// [`conv2d_forward_with`] given, where the route reads one, the kernel's
-/// [`prepared_kernel`] form.
+/// [`prepared_kernel`] form. A form that is not the route's (made for another
+/// geometry) is ignored and the route makes its own.
 pub fn conv2d_forward_prepared(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
-    prepared: Option<&[f32]>,
+    prepared: Option<&KernelForm>,
     epilogue: Epilogue,
     y: &mut [f32],
 ) {
@@ -148,9 +170,21 @@ pub fn conv2d_forward_prepared(
         return;
     }
     if super::winograd::suits(g) {
-        super::winograd::forward(g, x, w, prepared, epilogue, y);
+        let transformed = match prepared {
+            Some(KernelForm::Winograd(u)) => Some(u.as_slice()),
+            _ => None,
+        };
+        super::winograd::forward(g, x, w, transformed, epilogue, y);
         return;
     }
+    let own;
+    let packed = match prepared {
+        Some(KernelForm::Packed(p)) if p.shape() == (g.patch_len(), oc) && g.groups == 1 => Some(p),
+        _ => {
+            own = packed_kernel(g, w);
+            own.as_ref()
+        }
+    };
     let rows_per_tile = g.parallel_tile_rows(pixels);
     let parallel_tiles = pixels > rows_per_tile;
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
@@ -161,6 +195,17 @@ pub fn conv2d_forward_prepared(
         } else {
             rows * g.patch_len()
         });
+        if let Some(packed) = packed {
+            let a = if g.is_pointwise() {
+                MatRef::row_major(&x[first * g.in_c..], g.in_c)
+            } else {
+                g.im2col(x, 0, first, rows, &mut col);
+                MatRef::row_major(&col, g.patch_len())
+            };
+            let after = matmul_packed(rows, a, packed, y_tile, oc, &epilogue, !parallel_tiles);
+            after.apply_slice(y_tile, oc);
+            return;
+        }
         for group in 0..g.groups {
             let kernel = MatRef::row_major(&w[group * og..], oc);
             let out = &mut y_tile[group * og..];

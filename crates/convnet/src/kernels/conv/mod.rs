@@ -7,7 +7,9 @@
 //! the kernel's own order), and one matrix product with the kernel gives the block's
 //! outputs. Tiles bound the scratch memory (no whole-batch im2col buffer) and are the unit
 //! of parallel work. A 1x1 convolution with stride 1 and no padding needs no gathering at
-//! all: the NHWC buffer already is the (pixels × channels) matrix.
+//! all: the NHWC buffer already is the (pixels × channels) matrix. On AVX-512 CPUs the
+//! forward product reads the kernel packed ([`KernelForm::Packed`], kept between
+//! inference calls by the layer) and applies the epilogue as it stores each output.
 //!
 //! Gradients use the same tiles: dL/dx is (dL/dy · Wᵀ) scattered back through the tile's
 //! receptive fields (col2im), dL/dW is (tileᵀ · dL/dy) summed over tiles.
@@ -26,7 +28,7 @@ mod winograd;
 
 pub use im2col::{
     conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_prepared,
-    conv2d_forward_with, prepared_kernel,
+    conv2d_forward_with, prepared_kernel, KernelForm,
 };
 pub use volume::{
     conv3d_backward_input, conv3d_backward_kernel, conv3d_forward_with, VolumeGeometry,

@@ -3,10 +3,13 @@
 //! inside them, and picks the thread count.
 //!
 //! Files: `mod.rs` the operands and the choice of route, `portable.rs` the `gemm`
-//! crate's product (every CPU), `avx2.rs` our own micro-kernel (AVX2+FMA CPUs).
+//! crate's product (every CPU), `avx2.rs` our own micro-kernel (AVX2+FMA CPUs),
+//! `avx512.rs` our own product from a packed right operand (AVX-512 CPUs).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod portable;
 
 /// A read-only matrix inside a slice: element (i, j) is `data[i * row_stride + j * col_stride]`.
@@ -118,4 +121,87 @@ fn own_product_suits(m: usize, n: usize, k: usize, a: MatRef) -> bool {
     let few_rows_read_down_columns = m < 16 && a.col_stride != 1;
     use avx2::MAX_DEPTH;
     (1..=MAX_DEPTH).contains(&k) && n <= 256 && n.is_multiple_of(8) && !few_rows_read_down_columns
+}
+
+/// A right operand (`k`×`n`) packed for [`matmul_packed`]: a layer's kernel, packed once
+/// and read by every tile of every call (the `gemm` crate packs it again per call).
+#[derive(Debug)]
+pub struct PackedRight {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedRight {
+    /// `b` (`k`×`n`) packed, or None where this CPU's products read their operands as
+    /// they are (no AVX-512: `matmul` is the route there) or the product is empty.
+    pub fn new(k: usize, n: usize, b: MatRef) -> Option<PackedRight> {
+        #[cfg(target_arch = "x86_64")]
+        if k > 0 && n > 0 && crate::kernels::simd::has_avx512() {
+            b.check(k, n, "right operand");
+            let mut data = vec![0.0; avx512::packed_len(k, n)];
+            let right = avx2::Strided {
+                ptr: b.data.as_ptr(),
+                rows: b.row_stride,
+                steps: b.col_stride,
+            };
+            // SAFETY: checked just above: `b` holds k×n elements through its strides.
+            unsafe { avx512::pack(k, n, right, &mut data) };
+            return Some(PackedRight { data, k, n });
+        }
+        let _ = b;
+        None
+    }
+
+    /// Its (steps, columns): the product's depth and output width.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// `dst = epilogue(a · b)` for `a` (`m`×`k`, read along its rows) and a packed `b`, into
+/// `dst` (`m`×`n` with rows `dst_row_stride` apart): the bias, the affine map and a
+/// ReLU's clamp are applied in registers before each output is stored. Returns the
+/// activation still to run over `dst` (`Linear` when none is left: every activation
+/// but the ReLUs). `parallel` splits the rows, and where they are few the columns too,
+/// between rayon's threads.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed(
+    m: usize,
+    a: MatRef,
+    b: &PackedRight,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    epilogue: &crate::kernels::Epilogue,
+    parallel: bool,
+) -> crate::activations::ActivationFn {
+    let (k, n) = (b.k, b.n);
+    let (clamp, after) = epilogue.clamp_and_after();
+    if m == 0 {
+        return after;
+    }
+    assert_eq!(
+        a.col_stride, 1,
+        "gemm: a packed product reads its left operand along rows"
+    );
+    a.check(m, k, "left operand");
+    MatRef::row_major(dst, dst_row_stride).check(m, n, "destination");
+    for v in [
+        epilogue.bias,
+        epilogue.affine.map(|f| f.scale),
+        epilogue.affine.map(|f| f.shift),
+    ] {
+        assert!(v.is_none_or(|v| v.len() == n), "gemm: epilogue length");
+    }
+    let threads = if parallel && m * n * k >= crate::kernels::PARALLEL_THRESHOLD {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // A PackedRight is made only on AVX-512 CPUs, so elsewhere this is never reached.
+    #[cfg(target_arch = "x86_64")]
+    avx512::split_product(m, a, b, epilogue, clamp, dst, dst_row_stride, threads);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (clamp, threads, dst);
+    after
 }
