@@ -135,3 +135,51 @@ fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
     let model = Model::new(&x0, &[c, l]).unwrap().named("unfusable");
     fused_matches_unfused(model, &[3, 6, 6, 3], &["conv", "leaky"]);
 }
+
+#[test]
+fn zero_padding_joins_the_convolution_after_it() {
+    // A ZeroPadding2D before a convolution is taken into the convolution's window
+    // (unit tests in model/fusion.rs check which ones are): uneven padding before a
+    // strided valid Conv → BN → ReLU chain; before a depthwise layer with its own ReLU6;
+    // before a 'same' convolution with a ReLU, whose BatchNormalization then cannot
+    // fold in (the padding alone is taken); and paddings that stay layers of their own,
+    // one read twice and one before a pooling layer.
+    let x0 = Input::new([11, 10, 16]);
+    let p = ZeroPadding2D::new([[1, 2], [3, 0]]).call(&x0);
+    let c = Conv2D::new(8, (3, 3)).strides((2, 2)).call(&p);
+    let c = ReLU::new()
+        .named("conv_chain")
+        .call(BatchNormalization::new().call(&c));
+    let p = ZeroPadding2D::new([[0, 1], [0, 1]]).call(&c);
+    let d = DepthwiseConv2D::new((3, 3))
+        .strides((2, 2))
+        .activation(ActivationFn::Relu6)
+        .named("depthwise_own")
+        .call(&p);
+    let p = ZeroPadding2D::new([[2, 2], [2, 2]]).call(&c);
+    let s = Conv2D::new(4, (3, 3))
+        .padding(Padding::Same)
+        .activation(ActivationFn::Relu)
+        .call(&p);
+    let s = BatchNormalization::new().named("same_then_bn").call(&s);
+    let shared = ZeroPadding2D::new([[1, 1], [1, 1]]).call(&c);
+    let t = Conv2D::new(4, (1, 1)).named("shared_1x1").call(&shared);
+    let u = Conv2D::new(4, (3, 3)).named("shared_3x3").call(&shared);
+    let m = MaxPooling2D::new((2, 2))
+        .named("pooled")
+        .call(ZeroPadding2D::new([[1, 0], [1, 0]]).call(&c));
+    let outputs = [c, d, s, t, u, m];
+    let model = Model::new(&x0, &outputs[..]).unwrap().named("paddings");
+    fused_matches_unfused(
+        model,
+        &[2, 11, 10, 16],
+        &[
+            "conv_chain",
+            "depthwise_own",
+            "same_then_bn",
+            "shared_1x1",
+            "shared_3x3",
+            "pooled",
+        ],
+    );
+}

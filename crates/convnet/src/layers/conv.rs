@@ -3,7 +3,7 @@
 
 use super::declare::{self, ChannelsLast, NullOnly};
 use super::prepared_kernel::PreparedKernel;
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
 use crate::error::Result;
@@ -123,6 +123,38 @@ impl Window {
             groups,
         })
     }
+}
+
+/// The output shape and kernel geometry of a window layer on input `x`, zero-padded
+/// by `padding` ((top, bottom), (left, right)) first when given: that padding joins
+/// the window's own, so the padded copy is never made.
+pub(super) fn padded_geometry(
+    layer: &dyn Layer,
+    window: Window,
+    x: &Tensor,
+    padding: Option<[[usize; 2]; 2]>,
+    out_c: usize,
+    groups: usize,
+) -> Result<(Vec<usize>, ConvGeometry)> {
+    let [[top, bottom], [left, right]] = padding.unwrap_or_default();
+    let mut padded = x.shape().to_vec();
+    if let [_, h, w, _] = &mut padded[..] {
+        *h += top + bottom;
+        *w += left + right;
+    }
+    let shape: Shape = padded.iter().map(|&d| Some(d)).collect();
+    let out_shape = layer.output_shape(&[shape])?;
+    super::check_output_size(layer, &out_shape)?;
+    let out_shape = super::concrete(layer, out_shape)?;
+    let g = window.geometry(layer, &padded, out_c, groups)?;
+    let geometry = ConvGeometry {
+        in_h: g.in_h - top - bottom,
+        in_w: g.in_w - left - right,
+        pad_top: g.pad_top + top,
+        pad_left: g.pad_left + left,
+        ..g
+    };
+    Ok((out_shape, geometry))
 }
 
 /// The four NHWC dimensions of an image input, or an error naming the layer.
@@ -304,21 +336,31 @@ impl Conv2D {
 
     /// `activation(conv(x) + bias)`, bias and activation fused into the kernel.
     fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
-        self.run(x, epilogue, false)
+        self.run(x, epilogue, false, None)
     }
 
     /// [`Conv2D::compute`] for inference, from the kernel's prepared form (kept between
-    /// calls; training's steps would only make it again).
-    fn compute_inference(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
-        self.run(x, epilogue, true)
+    /// calls; training's steps would only make it again), on `x` zero-padded by
+    /// `padding` first when given.
+    fn compute_inference(
+        &self,
+        x: &Tensor,
+        epilogue: Epilogue,
+        padding: Option<[[usize; 2]; 2]>,
+    ) -> Result<Tensor> {
+        self.run(x, epilogue, true, padding)
     }
 
-    fn run(&self, x: &Tensor, epilogue: Epilogue, keep_prepared: bool) -> Result<Tensor> {
-        let out_shape = infer(self, &[x])?;
+    fn run(
+        &self,
+        x: &Tensor,
+        epilogue: Epilogue,
+        keep_prepared: bool,
+        padding: Option<[[usize; 2]; 2]>,
+    ) -> Result<Tensor> {
+        let (out_shape, g) =
+            padded_geometry(self, self.window(), x, padding, self.filters, self.groups)?;
         require_built(self)?;
-        let g = self
-            .window()
-            .geometry(self, x.shape(), self.filters, self.groups)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         let kernel = &self.base.weights[0].value;

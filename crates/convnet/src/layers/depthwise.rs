@@ -2,9 +2,11 @@
 //! filters; kernel shape (kernel_h, kernel_w, channels, depth_multiplier), output
 //! channels `channels · depth_multiplier`.
 
-use super::conv::{activation_grad, check_channels, nhwc, one, one_by_one, require_built};
+use super::conv::{
+    activation_grad, check_channels, nhwc, one, one_by_one, padded_geometry, require_built,
+};
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
-use super::{infer, single, Layer, LayerBase, Saved, Shape};
+use super::{single, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
 use crate::error::Result;
@@ -107,12 +109,24 @@ impl DepthwiseConv2D {
 
     /// `activation(depthwise(x) + bias)`, bias and activation fused into the kernel.
     fn compute(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
-        let out_shape = infer(self, &[x])?;
+        self.compute_inference(x, epilogue, None)
+    }
+
+    /// [`DepthwiseConv2D::compute`] on `x` zero-padded by `padding` first when given.
+    fn compute_inference(
+        &self,
+        x: &Tensor,
+        epilogue: Epilogue,
+        padding: Option<[[usize; 2]; 2]>,
+    ) -> Result<Tensor> {
+        let channels = x.shape().get(3).copied().unwrap_or(0);
+        let out_c = channels * self.depth_multiplier;
+        let (out_shape, g) = padded_geometry(self, self.window(), x, padding, out_c, channels)?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         depthwise::depthwise_forward_with(
-            &self.geometry(x.shape())?,
+            &g,
             x.data(),
             self.base.weights[0].value.data(),
             epilogue,
@@ -172,7 +186,7 @@ impl Layer for DepthwiseConv2D {
         )
     }
 
-    activated_forward!();
+    activated_forward!(compute_inference);
 
     fn backward_impl(
         &self,

@@ -40,16 +40,14 @@ macro_rules! layer_base {
 /// `call` and `forward` for layers whose `compute` gives the output before the
 /// activation: inference applies it in place, training keeps the pre-activation.
 /// `activated_forward!(compute_inference)` has inference call the layer's
-/// `compute_inference` instead, which computes the same from kernels it keeps prepared
-/// between calls.
+/// `compute_inference(x, epilogue, input_padding)` instead, which computes the same
+/// from kernels it keeps prepared between calls, and can take a ZeroPadding2D before
+/// it into its own padding ([`Fusion::input_padding`]).
 macro_rules! activated_forward {
     () => {
-        activated_forward!(compute);
-    };
-    ($infer:ident) => {
         fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
             let epilogue = crate::kernels::Epilogue::of(self.activation);
-            self.$infer(single(self, inputs)?, epilogue)
+            self.compute(single(self, inputs)?, epilogue)
         }
 
         fn apply_fused(
@@ -59,9 +57,41 @@ macro_rules! activated_forward {
         ) -> Option<Result<Tensor>> {
             // Only a linear output can take the next layers' arithmetic in its place.
             (self.activation == crate::activations::ActivationFn::Linear)
-                .then(|| self.$infer(single(self, inputs)?, fusion.epilogue()))
+                .then(|| self.compute(single(self, inputs)?, fusion.epilogue()))
         }
 
+        activated_forward!(@training);
+    };
+    ($infer:ident) => {
+        fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+            let epilogue = crate::kernels::Epilogue::of(self.activation);
+            self.$infer(single(self, inputs)?, epilogue, None)
+        }
+
+        fn takes_input_padding(&self) -> bool {
+            true
+        }
+
+        fn apply_fused(
+            &self,
+            inputs: &[&Tensor],
+            fusion: &crate::layers::Fusion,
+        ) -> Option<Result<Tensor>> {
+            let epilogue = if fusion.takes_layers_after() {
+                // Only a linear output can take the next layers' arithmetic in its place.
+                if self.activation != crate::activations::ActivationFn::Linear {
+                    return None;
+                }
+                fusion.epilogue()
+            } else {
+                crate::kernels::Epilogue::of(self.activation)
+            };
+            Some(single(self, inputs).and_then(|x| self.$infer(x, epilogue, fusion.input_padding)))
+        }
+
+        activated_forward!(@training);
+    };
+    (@training) => {
         fn forward(&mut self, inputs: &[&Tensor], _training: bool) -> Result<(Tensor, Saved)> {
             let x = single(self, inputs)?;
             // The activation runs inside the kernel unless backward needs the values
@@ -373,9 +403,18 @@ pub struct Fusion {
     pub affine: Option<(Vec<f32>, Vec<f32>)>,
     /// The activation after it (`Linear`: none).
     pub activation: crate::activations::ActivationFn,
+    /// Zero padding ((top, bottom), (left, right)) that a ZeroPadding2D before the
+    /// layer would have added: the layer is given the unpadded input and computes as if
+    /// it were padded, so the padded copy is never made.
+    pub input_padding: Option<[[usize; 2]; 2]>,
 }
 
 impl Fusion {
+    /// Whether the layers after this one are fused in (an affine map or an activation).
+    pub fn takes_layers_after(&self) -> bool {
+        self.affine.is_some() || self.activation != crate::activations::ActivationFn::Linear
+    }
+
     /// The affine map and the activation as a kernel's epilogue (the layer adds its
     /// bias).
     pub fn epilogue(&self) -> crate::kernels::Epilogue<'_> {
@@ -472,6 +511,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// whose own activation is not linear); the executor then runs them one by one.
     fn apply_fused(&self, _inputs: &[&Tensor], _fusion: &Fusion) -> Option<Result<Tensor>> {
         None
+    }
+
+    /// Whether [`Layer::apply_fused`] takes [`Fusion::input_padding`], zero padding
+    /// skipped before this layer, into its own (a convolution: the padding becomes part
+    /// of its window's); it then always runs given that padding alone. False for any
+    /// other layer.
+    fn takes_input_padding(&self) -> bool {
+        false
     }
 
     /// What this layer computes at inference when that is a per-channel map on the last

@@ -2,13 +2,14 @@
 //! BatchNormalization over channels and an element-wise activation (Keras's
 //! Conv → BN → ReLU) runs as one layer whose output pass does all three, block by block
 //! while the block is in cache; an element-wise merge takes the activation after it
-//! (a residual block's Add → ReLU) the same way. The executor finds the chain at run
-//! time, from the graph as it is, so a layer changed after the model was built (weights,
-//! activation) is never served stale. Only outputs nobody else reads are fused away: the chain's inner
-//! outputs are never made.
+//! (a residual block's Add → ReLU) the same way. A ZeroPadding2D before a convolution
+//! becomes part of the convolution's own padding, so the padded copy is never made.
+//! The executor finds the chain at run time, from the graph as it is, so a layer changed
+//! after the model was built (weights, activation) is never served stale. Only outputs
+//! nobody else reads are fused away: the chain's inner outputs are never made.
 
 use super::graph::Model;
-use crate::layers::Fusion;
+use crate::layers::{Fusion, ZeroPadding2D};
 
 /// The nodes after one node that its output pass can compute.
 pub(crate) struct Chain {
@@ -61,4 +62,63 @@ pub(crate) fn chain_after(model: &Model, head: usize, sole: &[Option<usize>]) ->
         members.extend(next);
     }
     (!members.is_empty()).then_some(Chain { fusion, members })
+}
+
+/// The node that takes ZeroPadding2D node `id`'s padding into its own window, and that
+/// padding ((top, bottom), (left, right)): the padding's sole reader, reading nothing
+/// else, when its layer [`takes_input_padding`](crate::layers::Layer::takes_input_padding).
+/// None for any other node, or when either has an activity regularizer.
+pub(crate) fn padding_taken_by(
+    model: &Model,
+    id: usize,
+    sole: &[Option<usize>],
+) -> Option<(usize, [[usize; 2]; 2])> {
+    let layer = |id: usize| model.layers[model.nodes[id].layer].as_ref();
+    let unregularized = |id: usize| layer(id).base().activity_regularizer.is_none();
+    let padding = layer(id).as_any().downcast_ref::<ZeroPadding2D>()?.padding;
+    let reader = sole[id]?;
+    let takes = model.nodes[reader].inputs.len() == 1
+        && layer(reader).takes_input_padding()
+        && unregularized(id)
+        && unregularized(reader);
+    takes.then_some((reader, padding))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{Conv2D, DepthwiseConv2D, MaxPooling2D};
+    use crate::model::{Call, Input};
+
+    #[test]
+    fn only_paddings_read_once_by_a_convolution_are_taken_in() {
+        let x = Input::new([8, 8, 4]);
+        let pad = |x| ZeroPadding2D::new([[1, 2], [0, 1]]).call(x);
+        let conv = Conv2D::new(4, (3, 3)).call(pad(&x));
+        let depthwise = DepthwiseConv2D::new((3, 3)).call(pad(&conv));
+        let shared = pad(&depthwise);
+        let twice = [
+            Conv2D::new(2, (1, 1)).call(&shared),
+            Conv2D::new(2, (1, 1)).call(&shared),
+        ];
+        let pooled = MaxPooling2D::new((2, 2)).call(pad(&depthwise));
+        let outputs = [twice[0].clone(), twice[1].clone(), pooled, pad(&conv)];
+        let model = Model::new(&x, &outputs[..]).unwrap();
+        let sole = sole_readers(&model, &model.reader_counts());
+        let taken: Vec<Option<&str>> = (0..model.nodes.len())
+            .filter(|&id| model.layers[model.nodes[id].layer].class_name() == "ZeroPadding2D")
+            .map(|id| {
+                padding_taken_by(&model, id, &sole).map(|(reader, padding)| {
+                    assert_eq!(padding, [[1, 2], [0, 1]]);
+                    model.layers[model.nodes[reader].layer].class_name()
+                })
+            })
+            .collect();
+        // In graph order: before the convolution, before the depthwise layer, the one
+        // read twice, before the pooling, and a model output.
+        assert_eq!(
+            taken,
+            [Some("Conv2D"), Some("DepthwiseConv2D"), None, None, None]
+        );
+    }
 }

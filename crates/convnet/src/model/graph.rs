@@ -14,7 +14,9 @@ use super::fusion;
 use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
-use crate::layers::{default_name, shape_of, zero_grads, InputLayer, Layer, Saved, Shape, Weight};
+use crate::layers::{
+    default_name, shape_of, zero_grads, Fusion, InputLayer, Layer, Saved, Shape, Weight,
+};
 use crate::tensor::Tensor;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -532,11 +534,20 @@ impl Model {
         let sole_readers = (!keep_all).then(|| fusion::sole_readers(self, &readers));
         // Nodes whose output a fused node before them has already written.
         let mut fused = vec![false; self.nodes.len()];
+        // The padding of a ZeroPadding2D skipped before a node, which that node takes in.
+        let mut padding_before = vec![None; self.nodes.len()];
         for (id, node) in self.nodes.iter().enumerate() {
+            let padding_taken = sole_readers
+                .as_ref()
+                .and_then(|sole| fusion::padding_taken_by(self, id, sole));
             if fused[id] {
                 // Written by the node its chain starts at.
             } else if let Some(k) = self.inputs.iter().position(|&i| i == id) {
                 values[id] = Some(Cow::Borrowed(inputs[k]));
+            } else if let Some((reader, padding)) = padding_taken {
+                // The reader gets the unpadded input (shared, not copied) and the padding.
+                values[id] = values[node.inputs[0]].clone();
+                padding_before[reader] = Some(padding);
             } else {
                 let args: Vec<&Tensor> = node
                     .inputs
@@ -544,10 +555,17 @@ impl Model {
                     .map(|&i| values[i].as_deref().expect("inputs run first"))
                     .collect();
                 let layer = self.layers[node.layer].as_ref();
-                check_call_size(layer, &args)?;
-                let chain = sole_readers
+                // With a padding taken in, the layer checks the padded input's output.
+                let padding = padding_before[id];
+                if padding.is_none() {
+                    check_call_size(layer, &args)?;
+                }
+                let mut chain = sole_readers
                     .as_ref()
                     .and_then(|sole| fusion::chain_after(self, id, sole));
+                if let Some(chain) = &mut chain {
+                    chain.fusion.input_padding = padding;
+                }
                 let fused_output = chain
                     .as_ref()
                     .and_then(|chain| layer.apply_fused(&args, &chain.fusion));
@@ -555,6 +573,16 @@ impl Model {
                     let last = *chain.members.last().expect("a chain has members");
                     values[last] = Some(Cow::Owned(output?));
                     chain.members.iter().for_each(|&m| fused[m] = true);
+                } else if let Some(padding) = padding {
+                    // A layer that takes input padding always takes it alone.
+                    let alone = Fusion {
+                        input_padding: Some(padding),
+                        ..Fusion::default()
+                    };
+                    let output = layer.apply_fused(&args, &alone).unwrap_or_else(|| {
+                        Err(layer.shape_error("cannot take the padding of the layer before it"))
+                    })?;
+                    values[id] = Some(Cow::Owned(output));
                 } else {
                     // A nested model runs as itself, so its layers' activity penalties
                     // are counted too.
