@@ -247,19 +247,22 @@ fn portable_kernels_match_by_definition() {
 
 #[test]
 fn depthwise_fast_paths_match_by_definition() {
-    // Channels in whole blocks of 8 (the register-blocked 3x3 and 5x5 paths and, at
-    // stride 1, the input gradient as a flipped-kernel convolution) next to a 3x2 kernel
-    // and 20 channels, which take the general loops for all or part of their work.
+    // Channels in whole blocks of 8 or 16 (the register-blocked 3x3 and 5x5 paths, in
+    // AVX2 or, for 16 and 32 channels on AVX-512 CPUs, AVX-512 vectors; at stride 1 the
+    // input gradient as a flipped-kernel convolution) next to a 3x2 kernel and 20
+    // channels, which take the general loops for all or part of their work.
     for (c, kernel, stride, dilation, padding) in [
         (16, (3, 3), 1, 1, Padding::Same),
         (16, (3, 3), 2, 1, Padding::Same),
         (8, (3, 3), 1, 2, Padding::Valid),
         (8, (3, 3), 1, 2, Padding::Same),
+        (16, (3, 3), 1, 2, Padding::Valid),
         (20, (3, 3), 1, 1, Padding::Same),
         (16, (5, 5), 1, 1, Padding::Same),
         (16, (5, 5), 2, 1, Padding::Same),
         (8, (5, 5), 1, 2, Padding::Same),
         (8, (5, 5), 1, 1, Padding::Valid),
+        (32, (5, 5), 1, 2, Padding::Same),
         (20, (5, 5), 1, 1, Padding::Same),
         (16, (3, 2), 1, 1, Padding::Same),
     ] {

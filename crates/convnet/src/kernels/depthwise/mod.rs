@@ -6,20 +6,20 @@
 //! rows, where the channels of a pixel are contiguous and the inner loop vectorises.
 //!
 //! With one filter per channel (the common case) outputs are computed in registers, a
-//! block of 8 channels at a time: on AVX2 CPUs 3x3 and 5x5 rows go in strips of 8
-//! outputs (the `avx2.rs`), elsewhere each output gathers its kernel taps before it is
-//! stored once.
+//! vector of channels at a time: on x86 CPUs 3x3 and 5x5 rows go in strips of 8
+//! outputs (`x86.rs`: 16 channels a vector on AVX-512, 8 on AVX2), elsewhere each
+//! output gathers its kernel taps before it is stored once.
 //! The input gradient is computed the same way, as a gather from the output gradient (at
 //! stride 1, as the forward pass of the flipped kernel), so its rows are independent and
 //! run in parallel like the forward's.
 //!
 //! Files: `mod.rs` the entry points and the choice of route per row, `portable.rs` the
-//! loops every CPU runs (generic over FMA, see `simd`), `avx2.rs` the 3x3 and 5x5 rows
-//! and the gather in AVX2 intrinsics.
+//! loops every CPU runs (generic over FMA, see `simd`), `x86.rs` the 3x3 and 5x5 rows
+//! in AVX2 and AVX-512 intrinsics, and the gather and the 3x3 kernel gradient in AVX2.
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::buffers::Scratch;
 use crate::kernels::conv::ConvGeometry;
@@ -28,7 +28,7 @@ use crate::kernels::Epilogue;
 use portable::{forward_row, gather, kernel_gradient};
 use rayon::prelude::*;
 
-/// Above this many bytes of tensors read and written, the AVX2 rows prefetch the
+/// Above this many bytes of tensors read and written, the x86 rows prefetch the
 /// lines of a strip a little ahead: the tensors then stream from memory and the
 /// prefetches hide its latency (W4's 26 MB: forward and kernel gradient 15–20% faster
 /// on a 32 MB-L3 EPYC). Smaller ones usually sit in the cache from the pass before,
@@ -68,7 +68,20 @@ pub fn depthwise_forward_with(
     let row_len = g.out_w * g.out_c;
     let rows = g.batch * g.out_h;
     let rows_per_task = rows.div_ceil(16 * rayon::current_num_threads()).max(1);
-    let whole_blocks = dm == 1 && g.in_c.is_multiple_of(BLOCK);
+    // The register-blocked rows, where the channels come in whole vectors: 16-lane
+    // AVX-512 ones, else 8-lane AVX2 ones.
+    #[cfg(target_arch = "x86_64")]
+    let lanes = {
+        use crate::kernels::simd::{has_avx2_fma, has_avx512};
+        let whole = |lanes: usize| dm == 1 && g.in_c.is_multiple_of(lanes);
+        let square = (g.kernel_h == 3 || g.kernel_h == 5) && g.kernel_w == g.kernel_h;
+        match () {
+            _ if !square => 0,
+            _ if whole(16) && has_avx512() => 16,
+            _ if whole(BLOCK) && has_avx2_fma() => BLOCK,
+            _ => 0,
+        }
+    };
     let prefetch = 4 * (x.len() + y.len()) > PREFETCH_ABOVE_BYTES;
     y.par_chunks_mut(rows_per_task * row_len)
         .enumerate()
@@ -77,24 +90,24 @@ pub fn depthwise_forward_with(
                 let row = task * rows_per_task + r;
                 let (n, oy) = (row / g.out_h, row % g.out_h);
                 #[cfg(target_arch = "x86_64")]
-                if whole_blocks && crate::kernels::simd::has_avx2_fma() {
+                if lanes > 0 {
                     let bias = epilogue.bias;
-                    // SAFETY (both calls): the CPU has AVX2 and FMA.
-                    let done = match (g.kernel_h, g.kernel_w) {
-                        (3, 3) => unsafe {
-                            avx2::forward_row::<3>(g, x, w, bias, n, oy, prefetch, y_row);
-                            true
-                        },
-                        (5, 5) => unsafe {
-                            avx2::forward_row::<5>(g, x, w, bias, n, oy, prefetch, y_row);
-                            true
-                        },
-                        _ => false,
-                    };
-                    if done {
-                        epilogue.finish(y_row, g.out_c);
-                        continue;
+                    // SAFETY (each call): the CPU has the route's instructions, checked
+                    // when `lanes` was chosen.
+                    unsafe {
+                        match (lanes, g.kernel_h) {
+                            (16, 3) => {
+                                x86::forward_row_avx512::<3>(g, x, w, bias, n, oy, prefetch, y_row)
+                            }
+                            (16, _) => {
+                                x86::forward_row_avx512::<5>(g, x, w, bias, n, oy, prefetch, y_row)
+                            }
+                            (_, 3) => x86::forward_row::<3>(g, x, w, bias, n, oy, prefetch, y_row),
+                            _ => x86::forward_row::<5>(g, x, w, bias, n, oy, prefetch, y_row),
+                        }
                     }
+                    epilogue.finish(y_row, g.out_c);
+                    continue;
                 }
                 forward_row(g, x, w, epilogue, dm, n, oy, y_row);
             }
@@ -109,7 +122,7 @@ fn gather_fastest(out: &mut [f32], pairs: &[(usize, usize)], a: &[f32], b: &[f32
     #[cfg(target_arch = "x86_64")]
     if out.len().is_multiple_of(BLOCK) && crate::kernels::simd::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
-        unsafe { avx2::gather(out, pairs, a, b) };
+        unsafe { x86::gather(out, pairs, a, b) };
         return;
     }
     dispatch!(gather(out, pairs, a, b));
@@ -245,7 +258,7 @@ pub fn depthwise_backward_kernel(
                 if fast {
                     // SAFETY: the CPU has AVX2 and FMA.
                     unsafe {
-                        avx2::kernel_gradient_row_3x3(
+                        x86::kernel_gradient_row_3x3(
                             g, x, dy, n, oy, kernel_acc, bias_acc, prefetch,
                         )
                     };

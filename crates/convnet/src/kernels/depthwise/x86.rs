@@ -1,6 +1,7 @@
-//! The depthwise kernels' AVX2 route: square KxK rows forward (K = 3 or 5), 3x3 rows
-//! of the kernel gradient, and the tap gather, in intrinsics, for channels in whole
-//! blocks of 8.
+//! The depthwise kernels' x86 route: square KxK rows forward (K = 3 or 5) in AVX2 or
+//! AVX-512 intrinsics, for channels in whole blocks of 8 or 16 (one body, generic over
+//! the vector: [`Lanes`]); 3x3 rows of the kernel gradient and the tap gather in AVX2,
+//! for channels in whole blocks of 8.
 
 use super::BLOCK;
 use crate::kernels::conv::ConvGeometry;
@@ -250,7 +251,8 @@ fn interior_columns<const K: usize>(g: &ConvGeometry) -> std::ops::Range<usize> 
 
 /// Output row `oy` of image `n`, every column, for a KxK kernel (K = 3 or 5: eight
 /// accumulators and K weights fit AVX2's 16 registers) with one filter per channel and
-/// channels in whole blocks of 8 (any stride, dilation and padding).
+/// channels in whole blocks of 8 (any stride, dilation and padding); on AVX-512 CPUs
+/// [`forward_row_avx512`] runs the same body 16 channels a vector.
 ///
 /// The row is cut into strips of up to 8 outputs; per block of channels, eight
 /// accumulators (independent chains, enough to keep both FMA units busy), a kernel
@@ -279,10 +281,50 @@ pub(super) unsafe fn forward_row<const K: usize>(
     prefetch: bool,
     y_row: &mut [f32],
 ) {
-    // SAFETY: the asserts at the top bound every read of `x` and `w` and every store to `y_row`; AVX2 and FMA are the caller's obligation.
+    // SAFETY: the CPU has AVX2 and FMA, the caller's obligation.
+    unsafe { forward_row_in::<K, __m256>(g, x, w, bias, n, oy, prefetch, y_row) }
+}
+
+/// [`forward_row`] on AVX-512 CPUs, 16 channels a vector (a multiple of 16 channels).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn forward_row_avx512<const K: usize>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    oy: usize,
+    prefetch: bool,
+    y_row: &mut [f32],
+) {
+    // SAFETY: the CPU has AVX-512F, the caller's obligation.
+    unsafe { forward_row_in::<K, __m512>(g, x, w, bias, n, oy, prefetch, y_row) }
+}
+
+/// [`forward_row`]'s work with vectors of `V`, inlined into each CPU's entry point.
+///
+/// # Safety
+/// The CPU has what `V`'s intrinsics need.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_row_in<const K: usize, V: Lanes>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    oy: usize,
+    prefetch: bool,
+    y_row: &mut [f32],
+) {
+    // SAFETY: the asserts at the top bound every read of `x` and `w` and every store to `y_row`; the vector instructions are the caller's obligation.
     unsafe {
         let c = g.in_c;
-        assert!(c.is_multiple_of(BLOCK) && g.kernel_h == K && g.kernel_w == K);
+        assert!(c.is_multiple_of(V::WIDTH) && g.kernel_h == K && g.kernel_w == K);
         assert!(y_row.len() == g.out_w * c && w.len() == K * K * c);
         assert!(bias.is_none_or(|b| b.len() == c));
         let rows = input_rows::<K>(g, n, oy);
@@ -299,23 +341,22 @@ pub(super) unsafe fn forward_row<const K: usize>(
         let mut ox = 0;
         if g.stride_w == 1 && g.dilation_w == 1 && rows.iter().all(Option::is_some) {
             let strips = g.out_w / 8;
-            row.strips_unit_steps(strips, bias, prefetch, y_row.as_mut_ptr());
+            row.strips_unit_steps::<V>(strips, bias, prefetch, y_row.as_mut_ptr());
             ox = 8 * strips;
         }
         while ox < g.out_w {
             let left = g.out_w - ox;
             let len = [8, 4, 2, 1].into_iter().find(|&l| l <= left).unwrap_or(1);
             let edge = !(inside(ox) && inside(ox + len - 1));
-            for cb in (0..c).step_by(BLOCK) {
-                let start =
-                    bias.map_or(_mm256_setzero_ps(), |b| _mm256_loadu_ps(b.as_ptr().add(cb)));
+            for cb in (0..c).step_by(V::WIDTH) {
+                let start = bias.map_or(V::zero(), |b| V::load(b.as_ptr().add(cb)));
                 let y = y_row.as_mut_ptr().add(cb);
                 match (len, edge) {
-                    (8, false) => row.strip::<8, false>(cb, start, ox, y),
-                    (8, true) => row.strip::<8, true>(cb, start, ox, y),
-                    (4, _) => row.strip::<4, true>(cb, start, ox, y),
-                    (2, _) => row.strip::<2, true>(cb, start, ox, y),
-                    _ => row.strip::<1, true>(cb, start, ox, y),
+                    (8, false) => row.strip::<8, false, V>(cb, start, ox, y),
+                    (8, true) => row.strip::<8, true, V>(cb, start, ox, y),
+                    (4, _) => row.strip::<4, true, V>(cb, start, ox, y),
+                    (2, _) => row.strip::<2, true, V>(cb, start, ox, y),
+                    _ => row.strip::<1, true, V>(cb, start, ox, y),
                 }
             }
             ox += len;
@@ -337,9 +378,9 @@ impl<const K: usize> Row<'_, K> {
     /// columns from `8s − pad_left`; at the row's ends those outside are skipped.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; the row's K input rows lie inside `self.x` (checked by `forward_row`), and `y_row` points at a whole output row (`out_w · c` floats).
+    /// The CPU has `V`'s instructions; the row's K input rows lie inside `self.x` (checked by `forward_row`), and `y_row` points at a whole output row (`out_w · c` floats).
     #[inline(always)]
-    unsafe fn strips_unit_steps(
+    unsafe fn strips_unit_steps<V: Lanes>(
         &self,
         strips: usize,
         bias: Option<&[f32]>,
@@ -364,9 +405,9 @@ impl<const K: usize> Row<'_, K> {
                 let at = rows.map(|r| r.wrapping_offset(first * c as isize));
                 let y = y_row.add(8 * s * c);
                 if inside == (0..8 + K - 1) {
-                    strip_unit_steps::<K, false>(at, self.w, c, inside, bias, y);
+                    strip_unit_steps::<K, false, V>(at, self.w, c, inside, bias, y);
                 } else {
-                    strip_unit_steps::<K, true>(at, self.w, c, inside, bias, y);
+                    strip_unit_steps::<K, true, V>(at, self.w, c, inside, bias, y);
                 }
             }
         }
@@ -376,12 +417,12 @@ impl<const K: usize> Row<'_, K> {
     /// With `EDGE`, taps outside the input are skipped; without, all lie inside.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; the rows in `self.rows` lie inside `self.x`, and `y` + column·channels for columns `ox..ox + N` lies inside the output row; without `EDGE` every tap of those columns lies inside the input.
+    /// The CPU has `V`'s instructions; the rows in `self.rows` lie inside `self.x`, and `y` + column·channels for columns `ox..ox + N` lies inside the output row; without `EDGE` every tap of those columns lies inside the input.
     #[inline(always)]
-    unsafe fn strip<const N: usize, const EDGE: bool>(
+    unsafe fn strip<const N: usize, const EDGE: bool, V: Lanes>(
         &self,
         cb: usize,
-        start: __m256,
+        start: V,
         ox: usize,
         y: *mut f32,
     ) {
@@ -395,8 +436,7 @@ impl<const K: usize> Row<'_, K> {
             for (i, row) in self.rows.iter().enumerate() {
                 let Some(row) = *row else { continue };
                 let at = self.x.add(row + cb);
-                let wv: [__m256; K] =
-                    std::array::from_fn(|j| _mm256_loadu_ps(self.w.add((i * K + j) * c + cb)));
+                let wv: [V; K] = std::array::from_fn(|j| V::load(self.w.add((i * K + j) * c + cb)));
                 if g.stride_w == 1 && g.dilation_w == 1 {
                     // Input column q of the strip feeds outputs q − (K − 1)..=q.
                     for q in 0..N + K - 1 {
@@ -404,10 +444,10 @@ impl<const K: usize> Row<'_, K> {
                         if EDGE && ix >= g.in_w {
                             continue;
                         }
-                        let v = _mm256_loadu_ps(at.add(ix * c));
+                        let v = V::load(at.add(ix * c));
                         for (j, wj) in wv.iter().enumerate() {
                             if let Some(o) = q.checked_sub(j).filter(|&o| o < N) {
-                                acc[o] = _mm256_fmadd_ps(v, *wj, acc[o]);
+                                acc[o] = V::fmadd(v, *wj, acc[o]);
                             }
                         }
                     }
@@ -418,13 +458,13 @@ impl<const K: usize> Row<'_, K> {
                             if EDGE && ix >= g.in_w {
                                 continue;
                             }
-                            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(at.add(ix * c)), *wj, *acc);
+                            *acc = V::fmadd(V::load(at.add(ix * c)), *wj, *acc);
                         }
                     }
                 }
             }
             for (o, acc) in acc.iter().enumerate() {
-                _mm256_storeu_ps(y.add((ox + o) * c), *acc);
+                V::store(y.add((ox + o) * c), *acc);
             }
         }
     }
@@ -437,9 +477,9 @@ impl<const K: usize> Row<'_, K> {
 /// inside the input; with it, only those in `inside` are read.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `rows[i]` plus each column in `inside` (all 8 + K − 1 without `EDGE`) times `c`, plus `c` floats, lies inside the input, `w` holds K·K·`c` floats, the bias (if any) `c`, and `y` points at eight output columns of `c` floats.
+/// The CPU has `V`'s instructions; `rows[i]` plus each column in `inside` (all 8 + K − 1 without `EDGE`) times `c`, plus `c` floats, lies inside the input, `w` holds K·K·`c` floats, the bias (if any) `c`, and `y` points at eight output columns of `c` floats.
 #[inline(always)]
-unsafe fn strip_unit_steps<const K: usize, const EDGE: bool>(
+unsafe fn strip_unit_steps<const K: usize, const EDGE: bool, V: Lanes>(
     rows: [*const f32; K],
     w: *const f32,
     c: usize,
@@ -449,13 +489,12 @@ unsafe fn strip_unit_steps<const K: usize, const EDGE: bool>(
 ) {
     // SAFETY: the caller (`Row::strips_unit_steps`) passes pointers within the rows it checked; only the columns in `inside` are loaded.
     unsafe {
-        for cb in (0..c).step_by(BLOCK) {
-            let start = bias.map_or(_mm256_setzero_ps(), |b| _mm256_loadu_ps(b.as_ptr().add(cb)));
+        for cb in (0..c).step_by(V::WIDTH) {
+            let start = bias.map_or(V::zero(), |b| V::load(b.as_ptr().add(cb)));
             let mut acc = [start; 8];
             for (i, row) in rows.iter().enumerate() {
                 let mut at = row.wrapping_add(cb);
-                let wv: [__m256; K] =
-                    std::array::from_fn(|j| _mm256_loadu_ps(w.add((i * K + j) * c + cb)));
+                let wv: [V; K] = std::array::from_fn(|j| V::load(w.add((i * K + j) * c + cb)));
                 // Input column q feeds outputs q − (K − 1)..=q.
                 for q in 0..8 + K - 1 {
                     let column = at;
@@ -463,19 +502,88 @@ unsafe fn strip_unit_steps<const K: usize, const EDGE: bool>(
                     if EDGE && !inside.contains(&q) {
                         continue;
                     }
-                    let v = _mm256_loadu_ps(column);
+                    let v = V::load(column);
                     for (j, wj) in wv.iter().enumerate() {
                         if let Some(o) = q.checked_sub(j).filter(|&o| o < 8) {
-                            acc[o] = _mm256_fmadd_ps(v, *wj, acc[o]);
+                            acc[o] = V::fmadd(v, *wj, acc[o]);
                         }
                     }
                 }
             }
             let mut out = y.add(cb);
             for acc in acc {
-                _mm256_storeu_ps(out, acc);
+                V::store(out, acc);
                 out = out.add(c);
             }
         }
+    }
+}
+
+/// One vector register of f32 lanes as the forward rows use it: AVX2's 8 lanes or
+/// AVX-512's 16, so one body serves both.
+trait Lanes: Copy {
+    /// Lanes per vector: the channel block.
+    const WIDTH: usize;
+    /// # Safety
+    /// The CPU has the vector's instructions.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As [`Lanes::zero`], and `p` points at `WIDTH` readable floats.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// As [`Lanes::zero`], and `p` points at `WIDTH` writable floats.
+    unsafe fn store(p: *mut f32, v: Self);
+    /// `a·b + c`, fused.
+    ///
+    /// # Safety
+    /// As [`Lanes::zero`].
+    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self;
+}
+
+impl Lanes for __m256 {
+    const WIDTH: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: the trait's contract: the CPU has AVX.
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the trait's contract: AVX, and 8 readable floats at `p`.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        // SAFETY: the trait's contract: AVX, and 8 writable floats at `p`.
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: the trait's contract: the CPU has FMA.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+impl Lanes for __m512 {
+    const WIDTH: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: the trait's contract: the CPU has AVX-512F.
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the trait's contract: AVX-512F, and 16 readable floats at `p`.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        // SAFETY: the trait's contract: AVX-512F, and 16 writable floats at `p`.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: the trait's contract: the CPU has AVX-512F.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
     }
 }
