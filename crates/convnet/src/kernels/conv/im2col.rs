@@ -128,7 +128,7 @@ pub fn conv2d_forward_with(
 #[derive(Debug)]
 pub enum KernelForm {
     /// Winograd's transformed kernel (the 3x3 route).
-    Winograd(Vec<f32>),
+    Winograd(super::winograd::TransformedKernel),
     /// The kernel as the right operand of a packed product (the im2col route, one group,
     /// on CPUs whose product reads a packed operand).
     Packed(PackedRight),
@@ -139,9 +139,7 @@ pub enum KernelForm {
 /// rather than have each call make it again.
 pub fn prepared_kernel(g: &ConvGeometry, w: &[f32]) -> Option<KernelForm> {
     if super::winograd::suits(g) {
-        return Some(KernelForm::Winograd(
-            super::winograd::transformed_kernel(g, w).into_vec(),
-        ));
+        return Some(KernelForm::Winograd(super::winograd::prepared(g, w)));
     }
     packed_kernel(g, w).map(KernelForm::Packed)
 }
@@ -171,7 +169,7 @@ pub fn conv2d_forward_prepared(
     }
     if super::winograd::suits(g) {
         let transformed = match prepared {
-            Some(KernelForm::Winograd(u)) => Some(u.as_slice()),
+            Some(KernelForm::Winograd(u)) => Some(u),
             _ => None,
         };
         super::winograd::forward(g, x, w, transformed, epilogue, y);

@@ -33,6 +33,7 @@ pub use im2col::{
 pub use volume::{
     conv3d_backward_input, conv3d_backward_kernel, conv3d_forward_with, VolumeGeometry,
 };
+pub use winograd::TransformedKernel;
 
 /// Keras's padding modes. `Same` follows TensorFlow's rule: the output has
 /// ceil(input / stride) positions and, when the total padding is odd, the extra row or

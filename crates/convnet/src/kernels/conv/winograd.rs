@@ -22,7 +22,7 @@
 
 use super::ConvGeometry;
 use crate::buffers::Scratch;
-use crate::kernels::gemm::{matmul, MatRef, Start};
+use crate::kernels::gemm::{matmul, matmul_packed, MatRef, PackedRight, Start};
 use crate::kernels::simd::dispatch;
 use crate::kernels::Epilogue;
 use rayon::prelude::*;
@@ -51,29 +51,60 @@ pub(crate) fn suits(g: &ConvGeometry) -> bool {
         && g.out_c >= MIN_CHANNELS
 }
 
+/// Winograd's transformed kernel U, its 16 (in × out channels) matrices, in the form
+/// the forward products read: packed where they read a packed operand (AVX-512 CPUs,
+/// see `gemm::matmul_packed`), else as they are.
+#[derive(Debug)]
+pub enum TransformedKernel {
+    /// The 16 matrices one after another, row-major.
+    Matrices(Vec<f32>),
+    /// Each matrix packed.
+    Packed(Vec<PackedRight>),
+}
+
+/// The [`TransformedKernel`] of `w` for the forward products of geometry `g`.
+pub(crate) fn prepared(g: &ConvGeometry, w: &[f32]) -> TransformedKernel {
+    let (ci, co) = (g.in_c, g.out_c);
+    let u = transformed_kernel(g, w);
+    let packed: Option<Vec<PackedRight>> = u
+        .chunks_exact(ci * co)
+        .map(|u_e| PackedRight::new(ci, co, MatRef::row_major(u_e, co)))
+        .collect();
+    match packed {
+        Some(packed) => TransformedKernel::Packed(packed),
+        None => TransformedKernel::Matrices(u.into_vec()),
+    }
+}
+
 /// `y = activation(conv(x, w) + bias)` for a geometry that [`suits`], from the kernel
-/// `w` or, when the caller keeps it, its [`transformed_kernel`] `u`; `y` is overwritten.
+/// `w` or, when the caller keeps it, its [`prepared`] form `u`; `y` is overwritten.
 pub(crate) fn forward(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
-    u: Option<&[f32]>,
+    u: Option<&TransformedKernel>,
     epilogue: Epilogue,
     y: &mut [f32],
 ) {
     debug_assert!(suits(g));
     let (ci, co) = (g.in_c, g.out_c);
-    let transformed;
+    let made;
     let u = match u {
-        Some(u) => {
-            assert_eq!(u.len(), 16 * ci * co, "transformed kernel length");
-            u
-        }
+        Some(u) => u,
         None => {
-            transformed = transformed_kernel(g, w);
-            &transformed[..]
+            made = prepared(g, w);
+            &made
         }
     };
+    match u {
+        TransformedKernel::Matrices(u) => {
+            assert_eq!(u.len(), 16 * ci * co, "transformed kernel length")
+        }
+        TransformedKernel::Packed(u) => assert!(
+            u.len() == 16 && u.iter().all(|u_e| u_e.shape() == (ci, co)),
+            "transformed kernel shape"
+        ),
+    }
     let tiles_w = g.out_w.div_ceil(2);
     let row_len = g.out_w * co;
     let mut rest = y;
@@ -85,9 +116,9 @@ pub(crate) fn forward(
             (n, ty, band)
         })
         .collect();
-    // Fewer bands than threads (a small image at batch 1): a band's 16 products run in
-    // parallel instead.
-    let few_bands = bands.len() < rayon::current_num_threads();
+    // Too few bands to share evenly between the threads (a small image at batch 1): a
+    // band's 16 products run in parallel too.
+    let few_bands = bands.len() < 4 * rayon::current_num_threads();
     bands.into_par_iter().for_each(|(n, ty, y_band)| {
         let tiles = (y_band.len() / row_len).div_ceil(2) * tiles_w;
         // Position-major, V[e] and M[e] each a contiguous row-major matrix: rows a
@@ -96,17 +127,16 @@ pub(crate) fn forward(
         let mut m = Scratch::new(16 * tiles * co);
         dispatch!(input_transform(g, x, n, ty, tiles, &mut v));
         let product = |(e, m_e): (usize, &mut [f32])| {
-            matmul(
-                tiles,
-                co,
-                ci,
-                MatRef::row_major(&v[e * tiles * ci..], ci),
-                MatRef::row_major(&u[e * ci * co..], co),
-                m_e,
-                co,
-                Start::Zeros,
-                false,
-            );
+            let v_e = MatRef::row_major(&v[e * tiles * ci..], ci);
+            match u {
+                TransformedKernel::Matrices(u) => {
+                    let u_e = MatRef::row_major(&u[e * ci * co..], co);
+                    matmul(tiles, co, ci, v_e, u_e, m_e, co, Start::Zeros, false);
+                }
+                TransformedKernel::Packed(u) => {
+                    matmul_packed(tiles, v_e, &u[e], m_e, co, &Epilogue::default(), false);
+                }
+            }
         };
         if few_bands {
             m.par_chunks_mut(tiles * co).enumerate().for_each(product);

@@ -91,7 +91,7 @@ pub(super) fn split_product(
     threads: usize,
 ) {
     let (k, n) = (b.k, b.n);
-    let wanted = 2 * threads;
+    let wanted = if threads > 1 { 2 * threads } else { 1 };
     let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(NR));
     let (row_blocks, column_groups) = if n > m {
         let groups = panels.min(wanted);
