@@ -268,6 +268,22 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
     let patch = g.patch_len();
     let w_t = transposed_kernel(g, w);
     let kernel_t = |group: usize| MatRef::row_major(&w_t[group * og * patch..], patch);
+    // Where products read a packed operand, Wᵀ is packed once for every tile.
+    let packed_t = (g.groups == 1)
+        .then(|| PackedRight::new(og, patch, kernel_t(0)))
+        .flatten();
+    // `out` (rows `ldd` apart) = `rows` rows of dy · Wᵀ, for one group.
+    let product_t = |rows: usize, dy_rows: MatRef, group: usize, out: &mut [f32], ldd: usize| {
+        match &packed_t {
+            Some(packed) => {
+                matmul_packed(rows, dy_rows, packed, out, ldd, &Epilogue::default(), false);
+            }
+            None => {
+                let wt = kernel_t(group);
+                matmul(rows, patch, og, dy_rows, wt, out, ldd, Start::Zeros, false);
+            }
+        }
+    };
     if g.is_pointwise() {
         // dx (pixels × cin) = dy (pixels × cout) · Wᵀ, per group, in row blocks.
         let rows_per_tile = g.parallel_tile_rows(g.batch * g.in_h * g.in_w);
@@ -276,17 +292,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
             let rows = dx_tile.len() / g.in_c;
             for group in 0..g.groups {
                 let a = MatRef::row_major(&dy[first * oc + group * og..], oc);
-                matmul(
-                    rows,
-                    cg,
-                    og,
-                    a,
-                    kernel_t(group),
-                    &mut dx_tile[group * cg..],
-                    g.in_c,
-                    Start::Zeros,
-                    false,
-                );
+                product_t(rows, a, group, &mut dx_tile[group * cg..], g.in_c);
             }
         };
         if dx.is_empty() {
@@ -316,8 +322,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
                 let rows = rows_per_tile.min(image_pixels - first);
                 for group in 0..g.groups {
                     let a = MatRef::row_major(&dy_image[first * oc + group * og..], oc);
-                    let wt = kernel_t(group);
-                    matmul(rows, patch, og, a, wt, &mut col, patch, Start::Zeros, false);
+                    product_t(rows, a, group, &mut col, patch);
                     image_geometry.col2im_add(&col, group, first, rows, dx_image);
                 }
             }
