@@ -306,10 +306,13 @@ fn matmul_matches_by_definition() {
     // multiple of 6, a last 8-column block), its full depth (256), several row chunks,
     // transposed operands (packed), each starting value, and the row split between
     // threads; the gemm crate's for deeper products, n not a multiple of 8, a few rows
-    // read down their columns and, when forced as on CPUs without AVX2, everything.
+    // read down their columns and, when forced as on CPUs without AVX2, everything; and
+    // one row with the right operand read along its rows (a vector-matrix product, in
+    // column chunks split between threads).
     use convnet::kernels::gemm::{matmul, MatRef, Start};
     for (m, n, k) in [
         (1, 8, 1),
+        (1, 600, 300),
         (7, 24, 17),
         (40, 40, 256),
         (13, 40, 300),

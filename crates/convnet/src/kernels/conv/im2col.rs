@@ -273,8 +273,8 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
         .then(|| PackedRight::new(og, patch, kernel_t(0)))
         .flatten();
     // `out` (rows `ldd` apart) = `rows` rows of dy · Wᵀ, for one group.
-    let product_t = |rows: usize, dy_rows: MatRef, group: usize, out: &mut [f32], ldd: usize| {
-        match &packed_t {
+    let product_t =
+        |rows: usize, dy_rows: MatRef, group: usize, out: &mut [f32], ldd: usize| match &packed_t {
             Some(packed) => {
                 matmul_packed(rows, dy_rows, packed, out, ldd, &Epilogue::default(), false);
             }
@@ -282,8 +282,7 @@ pub fn conv2d_backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
                 let wt = kernel_t(group);
                 matmul(rows, patch, og, dy_rows, wt, out, ldd, Start::Zeros, false);
             }
-        }
-    };
+        };
     if g.is_pointwise() {
         // dx (pixels × cin) = dy (pixels × cout) · Wᵀ, per group, in row blocks.
         let rows_per_tile = g.parallel_tile_rows(g.batch * g.in_h * g.in_w);

@@ -95,6 +95,12 @@ pub fn matmul(
     if let Start::Bias(bias) = start {
         assert_eq!(bias.len(), n, "gemm: bias length");
     }
+    if m == 1 && b.col_stride == 1 && k > 0 {
+        a.check(m, k, "left operand");
+        b.check(k, n, "right operand");
+        one_row(n, k, a, b, &mut dst[..n], start, parallel);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if own_product_suits(m, n, k, a)
         && crate::kernels::simd::has_avx2_fma()
@@ -106,6 +112,56 @@ pub fn matmul(
         return;
     }
     portable::product(m, n, k, a, b, dst, dst_row_stride, start, parallel);
+}
+
+/// The product for one row of `a` with `b` read along its rows (a Dense layer at batch
+/// 1: a vector-matrix product): `b`'s rows scaled by the row of `a` and summed, in
+/// column chunks (parallel between threads), so `b` is streamed once. A general
+/// product first packs all of `b` (a classifier's 1280×1000 weights, 5 MB) for a
+/// product that reads it once.
+fn one_row(
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    start: Start,
+    parallel: bool,
+) {
+    /// Columns per chunk: the chunk's sums stay in L1 while `b`'s rows stream past.
+    const CHUNK: usize = 256;
+    let coefficients: Vec<f32> = (0..k).map(|p| a.data[p * a.col_stride]).collect();
+    let chunk = |(c, out): (usize, &mut [f32])| {
+        let j0 = c * CHUNK;
+        match start {
+            Start::Zeros => out.fill(0.0),
+            Start::Dst => {}
+            Start::Bias(bias) => out.copy_from_slice(&bias[j0..][..out.len()]),
+        }
+        let rows = (b.data, b.row_stride, j0);
+        crate::kernels::simd::dispatch!(add_scaled_rows(out, &coefficients, rows));
+    };
+    if parallel && n * k >= crate::kernels::PARALLEL_THRESHOLD {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(CHUNK).enumerate().for_each(chunk);
+    } else {
+        dst.chunks_mut(CHUNK).enumerate().for_each(chunk);
+    }
+}
+
+/// `out += Σ_p coefficients[p] · b[p·stride + j0 ..][.. out.len()]`, the rows in order.
+#[inline(always)]
+fn add_scaled_rows<const FMA: bool>(
+    out: &mut [f32],
+    coefficients: &[f32],
+    (b, stride, j0): (&[f32], usize, usize),
+) {
+    for (p, &c) in coefficients.iter().enumerate() {
+        let row = &b[p * stride + j0..][..out.len()];
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = crate::kernels::simd::madd::<FMA>(c, v, *o);
+        }
+    }
 }
 
 /// Whether our micro-kernel is the faster route for this shape (measured on the
