@@ -118,7 +118,9 @@ pub fn matmul(
 /// 1: a vector-matrix product): `b`'s rows scaled by the row of `a` and summed, in
 /// column chunks (parallel between threads), so `b` is streamed once. A general
 /// product first packs all of `b` (a classifier's 1280×1000 weights, 5 MB) for a
-/// product that reads it once.
+/// product that reads it once. Its sums run over the depth in plain order, so a row
+/// computed alone can differ in the last bits from the same row inside a bigger
+/// product.
 fn one_row(
     n: usize,
     k: usize,
