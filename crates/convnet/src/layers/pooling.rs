@@ -177,6 +177,7 @@ impl Layer for Pooling2D {
             &self.geometry(x.shape(), output.shape())?,
             self.kind,
             x.data(),
+            output.data(),
             dy.data(),
             dx.data_mut(),
         );
@@ -301,7 +302,7 @@ impl Layer for GlobalPooling2D {
     fn backward_impl(
         &self,
         inputs: &[&Tensor],
-        _: &Tensor,
+        output: &Tensor,
         _: &Saved,
         dy: &Tensor,
         _: &mut [Tensor],
@@ -312,6 +313,7 @@ impl Layer for GlobalPooling2D {
             &Self::geometry(x.shape()),
             self.kind,
             x.data(),
+            output.data(),
             dy.data(),
             dx.data_mut(),
         );

@@ -92,10 +92,19 @@ pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) 
         .for_each(|(row, y_row)| dispatch!(forward_row(g, kind, x, row, y_row)));
 }
 
-/// `dx = dL/dx` from the input `x` and `dy`; `dx` is overwritten. Max pooling sends each
-/// output's gradient to the first cell of its window that holds the maximum.
-pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// `dx = dL/dx` from the input `x`, the forward pass's output `y` and `dy`; `dx` is
+/// overwritten. Max pooling sends each output's gradient to the first cell of its window
+/// that holds the maximum, `y`'s value (so the windows are not searched for it again).
+pub fn pool_backward(
+    g: &PoolGeometry,
+    kind: PoolKind,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     g.check(x.len(), dy.len());
+    assert_eq!(y.len(), dy.len(), "pool output length");
     assert_eq!(dx.len(), x.len(), "pool gradient length");
     let image_in = g.in_h * g.in_w * g.channels;
     if image_in == 0 {
@@ -111,9 +120,9 @@ pub fn pool_backward(g: &PoolGeometry, kind: PoolKind, x: &[f32], dy: &[f32], dx
         .enumerate()
         .for_each(|(n, dx_image)| {
             if disjoint {
-                dispatch!(max_backward_disjoint(g, x, dy, n, dx_image))
+                dispatch!(max_backward_disjoint(g, x, y, dy, n, dx_image))
             } else {
-                dispatch!(backward_image(g, kind, x, dy, n, dx_image))
+                dispatch!(backward_image(g, kind, x, y, dy, n, dx_image))
             }
         });
 }

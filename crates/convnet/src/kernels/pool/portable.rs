@@ -37,10 +37,12 @@ pub(super) fn forward_row<const FMA: bool>(
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_image<const FMA: bool>(
     g: &PoolGeometry,
     kind: PoolKind,
     x: &[f32],
+    y: &[f32],
     dy: &[f32],
     n: usize,
     dx_image: &mut [f32],
@@ -48,13 +50,15 @@ pub(super) fn backward_image<const FMA: bool>(
     let c = g.channels;
     let image_out = g.out_h * g.out_w * c;
     let x_image = &x[n * dx_image.len()..][..dx_image.len()];
+    let y_image = &y[n * image_out..][..image_out];
     let dy_image = &dy[n * image_out..][..image_out];
     dx_image.fill(0.0);
-    let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
+    let mut taken = vec![0u32; c];
     for oy in 0..g.out_h {
         for ox in 0..g.out_w {
             let (rows, cols) = g.window(oy, ox);
-            let grad = &dy_image[(oy * g.out_w + ox) * c..][..c];
+            let at = (oy * g.out_w + ox) * c;
+            let (grad, max) = (&dy_image[at..][..c], &y_image[at..][..c]);
             let cells = || {
                 rows.clone()
                     .flat_map(|iy| cols.clone().map(move |ix| (iy * g.in_w + ix) * c))
@@ -70,7 +74,7 @@ pub(super) fn backward_image<const FMA: bool>(
                     }
                 }
                 PoolKind::Max => {
-                    to_first_max::<true>(dx_image, x_image, cells(), grad, &mut max, &mut taken)
+                    to_first_max::<true>(dx_image, x_image, cells(), grad, max, &mut taken)
                 }
             }
         }
@@ -86,6 +90,7 @@ pub(super) fn backward_image<const FMA: bool>(
 pub(super) fn max_backward_disjoint<const FMA: bool>(
     g: &PoolGeometry,
     x: &[f32],
+    y: &[f32],
     dy: &[f32],
     n: usize,
     dx_image: &mut [f32],
@@ -94,50 +99,46 @@ pub(super) fn max_backward_disjoint<const FMA: bool>(
     let (ph, pw) = (g.pool_h, g.pool_w);
     let image_out = g.out_h * g.out_w * c;
     let x_image = &x[n * dx_image.len()..][..dx_image.len()];
+    let y_image = &y[n * image_out..][..image_out];
     let dy_image = &dy[n * image_out..][..image_out];
     // Rows and columns past the last window get no gradient.
     let (covered_h, covered_w) = (g.out_h * ph, g.out_w * pw);
     if covered_h < g.in_h || covered_w < g.in_w {
         dx_image.fill(0.0);
     }
-    let (mut max, mut taken) = (vec![0.0f32; c], vec![0u32; c]);
+    let mut taken = vec![0u32; c];
     for oy in 0..g.out_h {
         for ox in 0..g.out_w {
-            let grad = &dy_image[(oy * g.out_w + ox) * c..][..c];
+            let at = (oy * g.out_w + ox) * c;
+            let (grad, max) = (&dy_image[at..][..c], &y_image[at..][..c]);
             let cells = (0..ph)
                 .flat_map(|i| (0..pw).map(move |j| ((oy * ph + i) * g.in_w + ox * pw + j) * c));
-            to_first_max::<false>(dx_image, x_image, cells, grad, &mut max, &mut taken);
+            to_first_max::<false>(dx_image, x_image, cells, grad, max, &mut taken);
         }
     }
 }
 
 /// Sends one window's gradient `grad` to the first of its cells (offsets into the
-/// image, in window order) that holds the window's maximum, channel by channel: added
-/// onto `dx_image` with `ADD` (windows that overlap), else written, zero in the other
-/// cells (windows that do not). `max` and `taken` are scratch of `grad`'s length: the
-/// maximum, and whether its gradient found its cell yet (all bits set once it did). The
-/// gradient is masked in with bit operations, not branches or conditional stores, so
-/// the loop vectorises well.
+/// image, in window order) that holds the window's maximum `max` (the forward pass's
+/// output), channel by channel: added onto `dx_image` with `ADD` (windows that overlap),
+/// else written, zero in the other cells (windows that do not). `taken` is scratch of
+/// `grad`'s length: whether a channel's gradient found its cell yet (all bits set once
+/// it did). The gradient is masked in with bit operations, not branches or conditional
+/// stores, so the loop vectorises well.
 #[inline(always)]
 fn to_first_max<const ADD: bool>(
     dx_image: &mut [f32],
     x_image: &[f32],
-    cells: impl Iterator<Item = usize> + Clone,
+    cells: impl Iterator<Item = usize>,
     grad: &[f32],
-    max: &mut [f32],
+    max: &[f32],
     taken: &mut [u32],
 ) {
     let c = grad.len();
-    max.fill(f32::NEG_INFINITY);
-    for at in cells.clone() {
-        max.iter_mut()
-            .zip(&x_image[at..][..c])
-            .for_each(|(m, &v)| *m = m.max(v));
-    }
     taken.fill(0);
     for at in cells {
         let (d, xs) = (&mut dx_image[at..][..c], &x_image[at..][..c]);
-        let lanes = d.iter_mut().zip(xs).zip(grad).zip(&*max).zip(&mut *taken);
+        let lanes = d.iter_mut().zip(xs).zip(grad).zip(max).zip(&mut *taken);
         for ((((d, &x), &g), &m), t) in lanes {
             let hit = if x == m { u32::MAX } else { 0 } & !*t;
             let routed = f32::from_bits(g.to_bits() & hit);
