@@ -537,14 +537,14 @@ impl Model {
         // The padding of a ZeroPadding2D skipped before a node, which that node takes in.
         let mut padding_before = vec![None; self.nodes.len()];
         for (id, node) in self.nodes.iter().enumerate() {
-            let padding_taken = sole_readers
-                .as_ref()
-                .and_then(|sole| fusion::padding_taken_by(self, id, sole));
             if fused[id] {
                 // Written by the node its chain starts at.
             } else if let Some(k) = self.inputs.iter().position(|&i| i == id) {
                 values[id] = Some(Cow::Borrowed(inputs[k]));
-            } else if let Some((reader, padding)) = padding_taken {
+            } else if let Some((reader, padding)) = sole_readers
+                .as_ref()
+                .and_then(|sole| fusion::padding_taken_by(self, id, sole))
+            {
                 // The reader gets the unpadded input (shared, not copied) and the padding.
                 values[id] = values[node.inputs[0]].clone();
                 padding_before[reader] = Some(padding);

@@ -75,11 +75,12 @@ pub fn depthwise_forward_with(
         use crate::kernels::simd::{has_avx2_fma, has_avx512};
         let whole = |lanes: usize| dm == 1 && g.in_c.is_multiple_of(lanes);
         let square = (g.kernel_h == 3 || g.kernel_h == 5) && g.kernel_w == g.kernel_h;
-        match () {
-            _ if !square => 0,
-            _ if whole(16) && has_avx512() => 16,
-            _ if whole(BLOCK) && has_avx2_fma() => BLOCK,
-            _ => 0,
+        if square && whole(16) && has_avx512() {
+            16
+        } else if square && whole(BLOCK) && has_avx2_fma() {
+            BLOCK
+        } else {
+            0
         }
     };
     let prefetch = 4 * (x.len() + y.len()) > PREFETCH_ABOVE_BYTES;

@@ -115,14 +115,20 @@ pub fn pool_backward(
         && (g.pad_top, g.pad_left) == (0, 0)
         && g.out_h * g.pool_h <= g.in_h
         && g.out_w * g.pool_w <= g.in_w;
+    let image_out = g.out_h * g.out_w * g.channels;
     // Windows may overlap within an image, so each image is one task.
     dx.par_chunks_mut(image_in)
         .enumerate()
         .for_each(|(n, dx_image)| {
+            let x = &x[n * image_in..][..image_in];
+            let (y, dy) = (
+                &y[n * image_out..][..image_out],
+                &dy[n * image_out..][..image_out],
+            );
             if disjoint {
-                dispatch!(max_backward_disjoint(g, x, y, dy, n, dx_image))
+                dispatch!(max_backward_disjoint(g, x, y, dy, dx_image))
             } else {
-                dispatch!(backward_image(g, kind, x, y, dy, n, dx_image))
+                dispatch!(backward_image(g, kind, x, y, dy, dx_image))
             }
         });
 }

@@ -36,22 +36,18 @@ pub(super) fn forward_row<const FMA: bool>(
     }
 }
 
+/// One image's gradient: `x_image` its input, `y_image` and `dy_image` its output and
+/// output gradient.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_image<const FMA: bool>(
     g: &PoolGeometry,
     kind: PoolKind,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    n: usize,
+    x_image: &[f32],
+    y_image: &[f32],
+    dy_image: &[f32],
     dx_image: &mut [f32],
 ) {
     let c = g.channels;
-    let image_out = g.out_h * g.out_w * c;
-    let x_image = &x[n * dx_image.len()..][..dx_image.len()];
-    let y_image = &y[n * image_out..][..image_out];
-    let dy_image = &dy[n * image_out..][..image_out];
     dx_image.fill(0.0);
     let mut taken = vec![0u32; c];
     for oy in 0..g.out_h {
@@ -89,18 +85,13 @@ pub(super) fn backward_image<const FMA: bool>(
 #[inline(always)]
 pub(super) fn max_backward_disjoint<const FMA: bool>(
     g: &PoolGeometry,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    n: usize,
+    x_image: &[f32],
+    y_image: &[f32],
+    dy_image: &[f32],
     dx_image: &mut [f32],
 ) {
     let c = g.channels;
     let (ph, pw) = (g.pool_h, g.pool_w);
-    let image_out = g.out_h * g.out_w * c;
-    let x_image = &x[n * dx_image.len()..][..dx_image.len()];
-    let y_image = &y[n * image_out..][..image_out];
-    let dy_image = &dy[n * image_out..][..image_out];
     // Rows and columns past the last window get no gradient.
     let (covered_h, covered_w) = (g.out_h * ph, g.out_w * pw);
     if covered_h < g.in_h || covered_w < g.in_w {
