@@ -8,6 +8,7 @@ use convnet::initializers::set_random_seed;
 use convnet::model::Model;
 use convnet::train::{Communicator, Compiled, CompiledModel, FitOptions, LossFn, Optimizer};
 use convnet::Error;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -203,7 +204,13 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             // An error on one rank ends every rank: the others would wait for it in
             // the next allreduce forever.
             train_ranks(args, Some(comm.clone())).or_else(|e| {
-                eprintln!("convnet: rank {rank}: {e}");
+                // One write, then a moment: mpirun's proxy forwards what the pipe holds
+                // when it reads it, and tears the job down as soon as it hears of the
+                // abort, so a message written piecemeal (as eprintln! does) or just
+                // before the abort can reach the user cut short.
+                let line = format!("convnet: rank {rank}: {e}\n");
+                let _ = std::io::stderr().write_all(line.as_bytes());
+                std::thread::sleep(std::time::Duration::from_millis(200));
                 comm.abort(1)
             })
         }
