@@ -183,3 +183,42 @@ fn zero_padding_joins_the_convolution_after_it() {
         ],
     );
 }
+
+#[test]
+fn concatenated_outputs_written_in_place_give_the_unfused_numbers() {
+    // The inputs of a channel Concatenate that only it reads are written straight into
+    // its output (model/placement.rs): a 1x1 convolution (the packed product), a
+    // padding → conv → BN → ReLU chain five channels wide (a masked last vector), a
+    // Winograd 3x3 (its rows copied into place), a grouped convolution with a sigmoid
+    // (the unpacked products and an activation after them, row by row); the other
+    // inputs are copied in: a pooling layer, the model's input and a convolution read
+    // twice. A Concatenate of rows is never written in place.
+    let x0 = Input::new([10, 9, 16]);
+    let a = Conv2D::new(8, (1, 1))
+        .activation(ActivationFn::Relu)
+        .call(&x0);
+    let b = Conv2D::new(5, (3, 3)).call(ZeroPadding2D::new([[1, 1], [1, 1]]).call(&x0));
+    let b = ReLU::new().call(BatchNormalization::new().call(&b));
+    let c = Conv2D::new(16, (3, 3)).padding(Padding::Same).call(&x0);
+    let d = Conv2D::new(6, (3, 3))
+        .padding(Padding::Same)
+        .groups(2)
+        .activation(ActivationFn::Sigmoid)
+        .call(&x0);
+    let e = MaxPooling2D::new((3, 3))
+        .strides((1, 1))
+        .padding(Padding::Same)
+        .call(&x0);
+    let shared = Conv2D::new(4, (1, 1)).named("shared").call(&x0);
+    let joined =
+        Concatenate::new()
+            .named("joined")
+            .call(&[a, b, c, d, e, x0.clone(), shared.clone()]);
+    let rows = Concatenate::new().axis(1).named("rows").call(&[
+        Conv2D::new(3, (1, 1)).call(&x0),
+        Conv2D::new(3, (2, 1)).call(&x0),
+    ]);
+    let outputs = [joined, shared, rows];
+    let model = Model::new(&x0, &outputs[..]).unwrap().named("inception");
+    fused_matches_unfused(model, &[2, 10, 9, 16], &["joined", "shared", "rows"]);
+}

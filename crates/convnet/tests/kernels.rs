@@ -4,12 +4,13 @@
 
 use convnet::initializers::rng_from_seed;
 use convnet::kernels::conv::{
-    conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, output_length,
+    conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_prepared,
+    output_length,
 };
 use convnet::kernels::depthwise::{
     depthwise_backward_input, depthwise_backward_kernel, depthwise_forward,
 };
-use convnet::kernels::{ConvGeometry, Padding};
+use convnet::kernels::{ConvGeometry, Epilogue, Padding};
 use rand::RngExt;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -198,6 +199,41 @@ fn pointwise_conv_uses_the_buffer_directly_over_several_tiles() {
         geometry(2, 48, 48, 16, 24, (1, 1), 1, 1, Padding::Same, 4),
         false,
     );
+}
+
+#[test]
+fn few_channel_convs_read_their_windows_in_place() {
+    // Where the product reads a packed kernel (AVX-512), convolutions over few input
+    // channels with outputs 16 or more wide read each window from the input through a
+    // table of offsets: 5x5 'same' with a second, partial panel of output channels; a
+    // 7x7 stride-2 stem; a dilated valid one-channel layer (read from the input itself,
+    // no padded copy); a 9x3 layer whose 189 steps span two blocks of the depth.
+    let geometries = [
+        geometry(2, 40, 37, 3, 70, (5, 5), 1, 1, Padding::Same, 1),
+        geometry(1, 45, 50, 3, 24, (7, 7), 2, 1, Padding::Same, 1),
+        geometry(2, 38, 36, 1, 8, (3, 3), 1, 2, Padding::Valid, 1),
+        geometry(1, 40, 20, 7, 16, (9, 3), 1, 1, Padding::Valid, 1),
+    ];
+    for g in geometries {
+        check_conv(g, false);
+        // Into columns 3.. of rows wider than the output, the other columns untouched.
+        let (x, w) = (random(g.input_len(), 1), random(g.kernel_len(), 2));
+        let (y_ref, _, _) = reference(&g, &x, &w, &random(g.output_len(), 3));
+        let row = g.out_c + 5;
+        let mut wide = vec![7.0f32; g.output_len() / g.out_c * row];
+        let epilogue = Epilogue::default();
+        conv2d_forward_prepared(&g, &x, &w, None, epilogue, &mut wide[3..], row);
+        let (inside, outside): (Vec<_>, Vec<_>) = wide
+            .chunks_exact(row)
+            .flat_map(|r| r.iter().enumerate())
+            .partition(|(c, _)| (3..3 + g.out_c).contains(c));
+        let inside: Vec<f32> = inside.into_iter().map(|(_, &v)| v).collect();
+        assert_close(&format!("columns of a wider output {g:?}"), &inside, &y_ref);
+        assert!(
+            outside.iter().all(|(_, &v)| v == 7.0),
+            "{g:?}: columns outside written"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::declare::{self, ChannelsLast, NullOnly};
 use super::prepared_kernel::PreparedKernel;
-use super::{single, Layer, LayerBase, Saved, Shape};
+use super::{single, Fusion, Layer, LayerBase, OutputColumns, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
 use crate::error::Result;
@@ -362,20 +362,34 @@ impl Conv2D {
             padded_geometry(self, self.window(), x, padding, self.filters, self.groups)?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
+        self.run_into(x, &g, epilogue, keep_prepared, y.data_mut(), self.filters);
+        Ok(y)
+    }
+
+    /// [`Conv2D::run`] for geometry `g` into output rows `y_row_stride` apart.
+    fn run_into(
+        &self,
+        x: &Tensor,
+        g: &ConvGeometry,
+        epilogue: Epilogue,
+        keep_prepared: bool,
+        y: &mut [f32],
+        y_row_stride: usize,
+    ) {
         let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
         let kernel = &self.base.weights[0].value;
         let prepared = keep_prepared
-            .then(|| self.prepared.get(kernel, |w| conv::prepared_kernel(&g, w)))
+            .then(|| self.prepared.get(kernel, |w| conv::prepared_kernel(g, w)))
             .flatten();
         conv::conv2d_forward_prepared(
-            &g,
+            g,
             x.data(),
             kernel.data(),
             prepared.as_deref(),
             epilogue,
-            y.data_mut(),
+            y,
+            y_row_stride,
         );
-        Ok(y)
     }
 
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
@@ -435,6 +449,36 @@ impl Layer for Conv2D {
     }
 
     activated_forward!(compute_inference);
+
+    fn apply_fused_into(
+        &self,
+        inputs: &[&Tensor],
+        fusion: &Fusion,
+        out: &mut OutputColumns,
+    ) -> bool {
+        let Some(epilogue) = fusion.epilogue_for(self.activation) else {
+            return false;
+        };
+        let Ok(x) = single(self, inputs) else {
+            return false;
+        };
+        let window = self.window();
+        let geometry = padded_geometry(
+            self,
+            window,
+            x,
+            fusion.input_padding,
+            self.filters,
+            self.groups,
+        );
+        match geometry {
+            Ok((shape, g)) if require_built(self).is_ok() && shape == out.shape => {
+                self.run_into(x, &g, epilogue, true, out.data, out.row_len);
+                true
+            }
+            _ => false,
+        }
+    }
 
     fn backward_impl(
         &self,

@@ -55,9 +55,8 @@ macro_rules! activated_forward {
             inputs: &[&Tensor],
             fusion: &crate::layers::Fusion,
         ) -> Option<Result<Tensor>> {
-            // Only a linear output can take the next layers' arithmetic in its place.
-            (self.activation == crate::activations::ActivationFn::Linear)
-                .then(|| self.compute(single(self, inputs)?, fusion.epilogue()))
+            let epilogue = fusion.epilogue_for(self.activation)?;
+            Some(single(self, inputs).and_then(|x| self.compute(x, epilogue)))
         }
 
         activated_forward!(@training);
@@ -77,15 +76,7 @@ macro_rules! activated_forward {
             inputs: &[&Tensor],
             fusion: &crate::layers::Fusion,
         ) -> Option<Result<Tensor>> {
-            let epilogue = if fusion.takes_layers_after() {
-                // Only a linear output can take the next layers' arithmetic in its place.
-                if self.activation != crate::activations::ActivationFn::Linear {
-                    return None;
-                }
-                fusion.epilogue()
-            } else {
-                crate::kernels::Epilogue::of(self.activation)
-            };
+            let epilogue = fusion.epilogue_for(self.activation)?;
             Some(single(self, inputs).and_then(|x| self.$infer(x, epilogue, fusion.input_padding)))
         }
 
@@ -415,6 +406,23 @@ impl Fusion {
         self.affine.is_some() || self.activation != crate::activations::ActivationFn::Linear
     }
 
+    /// The epilogue of a layer whose own activation is `own`, run with this fusion:
+    /// the fused layers' arithmetic, or the layer's own activation where none are
+    /// fused. None where there are both: only a linear output can take the next layers'
+    /// arithmetic in its place.
+    pub fn epilogue_for(
+        &self,
+        own: crate::activations::ActivationFn,
+    ) -> Option<crate::kernels::Epilogue<'_>> {
+        if !self.takes_layers_after() {
+            Some(crate::kernels::Epilogue::of(own))
+        } else if own == crate::activations::ActivationFn::Linear {
+            Some(self.epilogue())
+        } else {
+            None
+        }
+    }
+
     /// The affine map and the activation as a kernel's epilogue (the layer adds its
     /// bias).
     pub fn epilogue(&self) -> crate::kernels::Epilogue<'_> {
@@ -425,6 +433,19 @@ impl Fusion {
             activation: self.activation,
         }
     }
+}
+
+/// Columns of a wider row-major output that a layer writes its output into, in place
+/// of a tensor of its own ([`Layer::apply_fused_into`]): the executor's output of a
+/// Concatenate on the last axis, each input in its own columns.
+pub struct OutputColumns<'a> {
+    /// The wider output from the layer's first column on: row r of the layer's output
+    /// goes to `data[r * row_len..]`, its other columns left as they are.
+    pub data: &'a mut [f32],
+    /// Values between one row's start and the next's.
+    pub row_len: usize,
+    /// The layer's output shape, the rows (every axis but the last) and their width.
+    pub shape: Vec<usize>,
 }
 
 /// Copies a layer behind a `Box<dyn Layer>`; every layer is `Clone`.
@@ -511,6 +532,20 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// whose own activation is not linear); the executor then runs them one by one.
     fn apply_fused(&self, _inputs: &[&Tensor], _fusion: &Fusion) -> Option<Result<Tensor>> {
         None
+    }
+
+    /// [`Layer::apply_fused`] into `out` (columns of a wider output, whose shape the
+    /// layer's own output must match) rather than into a tensor of its own. False when
+    /// it wrote nothing: the default, and whenever `apply_fused` would not return the
+    /// output (an error included), so that running the layer as usual gives the same
+    /// result or error.
+    fn apply_fused_into(
+        &self,
+        _inputs: &[&Tensor],
+        _fusion: &Fusion,
+        _out: &mut OutputColumns,
+    ) -> bool {
+        false
     }
 
     /// Whether [`Layer::apply_fused`] takes [`Fusion::input_padding`], zero padding

@@ -11,6 +11,7 @@
 //! feeds several layers.
 
 use super::fusion;
+use super::placement::Placement;
 use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
@@ -536,9 +537,16 @@ impl Model {
         let mut fused = vec![false; self.nodes.len()];
         // The padding of a ZeroPadding2D skipped before a node, which that node takes in.
         let mut padding_before = vec![None; self.nodes.len()];
+        let mut placement = sole_readers
+            .as_ref()
+            .map(|sole| Placement::plan(self, sole));
         for (id, node) in self.nodes.iter().enumerate() {
+            let finished = placement.as_mut().and_then(|p| p.finish(self, id, &values));
             if fused[id] {
                 // Written by the node its chain starts at.
+            } else if let Some(output) = finished {
+                // A Concatenate that some of its inputs were written into.
+                values[id] = Some(Cow::Owned(output?));
             } else if let Some(k) = self.inputs.iter().position(|&i| i == id) {
                 values[id] = Some(Cow::Borrowed(inputs[k]));
             } else if let Some((reader, padding)) = sole_readers
@@ -566,19 +574,33 @@ impl Model {
                 if let Some(chain) = &mut chain {
                     chain.fusion.input_padding = padding;
                 }
+                // The node whose output this one's computes, the chain's last if any.
+                let last = chain
+                    .as_ref()
+                    .map_or(id, |chain| chain.members[chain.members.len() - 1]);
+                let alone = Fusion {
+                    input_padding: padding,
+                    ..Fusion::default()
+                };
+                let fusion = chain.as_ref().map_or(&alone, |chain| &chain.fusion);
+                let written = placement
+                    .as_mut()
+                    .is_some_and(|p| p.write(self, last, layer, &args, fusion));
                 let fused_output = chain
                     .as_ref()
+                    .filter(|_| !written)
                     .and_then(|chain| layer.apply_fused(&args, &chain.fusion));
-                if let (Some(chain), Some(output)) = (chain, fused_output) {
-                    let last = *chain.members.last().expect("a chain has members");
+                if written {
+                    // Into the Concatenate's output: the chain's outputs are never made.
+                    chain
+                        .iter()
+                        .flat_map(|c| &c.members)
+                        .for_each(|&m| fused[m] = true);
+                } else if let (Some(chain), Some(output)) = (chain, fused_output) {
                     values[last] = Some(Cow::Owned(output?));
                     chain.members.iter().for_each(|&m| fused[m] = true);
-                } else if let Some(padding) = padding {
+                } else if padding.is_some() {
                     // A layer that takes input padding always takes it alone.
-                    let alone = Fusion {
-                        input_padding: Some(padding),
-                        ..Fusion::default()
-                    };
                     let output = layer.apply_fused(&args, &alone).unwrap_or_else(|| {
                         Err(layer.shape_error("cannot take the padding of the layer before it"))
                     })?;

@@ -7,6 +7,7 @@ mod fusion;
 mod graph;
 mod memory;
 mod nested;
+mod placement;
 mod predict;
 mod sequential;
 mod summary;

@@ -2,6 +2,7 @@
 //! not take (see the module above for the algorithm and its gradients).
 
 use super::ConvGeometry;
+use crate::activations::ActivationFn;
 use crate::buffers::Scratch;
 use crate::kernels::gemm::{matmul, matmul_packed, MatRef, PackedRight, Start};
 use crate::kernels::Epilogue;
@@ -121,7 +122,7 @@ pub fn conv2d_forward_with(
     epilogue: Epilogue,
     y: &mut [f32],
 ) {
-    conv2d_forward_prepared(g, x, w, None, epilogue, y);
+    conv2d_forward_prepared(g, x, w, None, epilogue, y, g.out_c);
 }
 
 /// A kernel in the form a forward route reads, made ahead of the calls.
@@ -151,8 +152,11 @@ fn packed_kernel(g: &ConvGeometry, w: &[f32]) -> Option<PackedRight> {
 }
 
 /// [`conv2d_forward_with`] given, where the route reads one, the kernel's
-/// [`prepared_kernel`] form. A form that is not the route's (made for another
-/// geometry) is ignored and the route makes its own.
+/// [`prepared_kernel`] form, into output rows `y_row_stride` apart: `g.out_c` for an
+/// output of its own, more for columns of a wider one (a Concatenate's), whose other
+/// columns are left as they are. `y` starts at the first pixel's first channel. A form
+/// that is not the route's (made for another geometry) is ignored and the route makes
+/// its own.
 pub fn conv2d_forward_prepared(
     g: &ConvGeometry,
     x: &[f32],
@@ -160,10 +164,18 @@ pub fn conv2d_forward_prepared(
     prepared: Option<&KernelForm>,
     epilogue: Epilogue,
     y: &mut [f32],
+    y_row_stride: usize,
 ) {
-    g.check(x.len(), w.len(), y.len());
     let (cg, og, oc) = (g.group_in(), g.group_out(), g.out_c);
     let pixels = g.batch * g.out_h * g.out_w;
+    assert!(y_row_stride >= oc, "conv output rows overlap");
+    let y_len = if pixels == 0 {
+        0
+    } else {
+        (pixels - 1) * y_row_stride + oc
+    };
+    assert!(y.len() >= y_len, "conv output length");
+    g.check(x.len(), w.len(), g.output_len());
     if pixels == 0 || oc == 0 {
         return;
     }
@@ -172,7 +184,15 @@ pub fn conv2d_forward_prepared(
             Some(KernelForm::Winograd(u)) => Some(u),
             _ => None,
         };
-        super::winograd::forward(g, x, w, transformed, epilogue, y);
+        if y_row_stride == oc {
+            super::winograd::forward(g, x, w, transformed, epilogue, &mut y[..y_len]);
+        } else {
+            // Winograd's output transform writes whole rows: it writes its own buffer,
+            // whose rows are then copied into place.
+            let mut own = Scratch::new(g.output_len());
+            super::winograd::forward(g, x, w, transformed, epilogue, &mut own);
+            copy_rows(&own, oc, y, y_row_stride);
+        }
         return;
     }
     let own;
@@ -183,11 +203,17 @@ pub fn conv2d_forward_prepared(
             own.as_ref()
         }
     };
+    let y = &mut y[..y_len];
+    if let Some(packed) = packed.filter(|_| super::gathered::suits(g)) {
+        super::gathered::forward(g, x, packed, &epilogue, y, y_row_stride);
+        return;
+    }
     let rows_per_tile = g.parallel_tile_rows(pixels);
     let parallel_tiles = pixels > rows_per_tile;
+    let ldy = y_row_stride;
     let run_tile = |(t, y_tile): (usize, &mut [f32])| {
         let first = t * rows_per_tile;
-        let rows = y_tile.len() / oc;
+        let rows = rows_per_tile.min(pixels - first);
         let mut col = Scratch::new(if g.is_pointwise() {
             0
         } else {
@@ -200,8 +226,12 @@ pub fn conv2d_forward_prepared(
                 g.im2col(x, 0, first, rows, &mut col);
                 MatRef::row_major(&col, g.patch_len())
             };
-            let after = matmul_packed(rows, a, packed, y_tile, oc, &epilogue, !parallel_tiles);
-            after.apply_slice(y_tile, oc);
+            let after = matmul_packed(rows, a, packed, y_tile, ldy, &epilogue, !parallel_tiles);
+            if after != ActivationFn::Linear {
+                for_each_row(y_tile, rows, oc, ldy, |y_rows| {
+                    after.apply_slice(y_rows, oc)
+                });
+            }
             return;
         }
         for group in 0..g.groups {
@@ -223,22 +253,49 @@ pub fn conv2d_forward_prepared(
                 a,
                 kernel,
                 out,
-                oc,
+                ldy,
                 Start::Zeros,
                 !parallel_tiles,
             );
         }
         // The bias is added in the epilogue's pass: started from it, a product first
         // copies it into every output row, a copy call per row.
-        epilogue.apply_to(y_tile, oc);
+        for_each_row(y_tile, rows, oc, ldy, |y_rows| {
+            epilogue.apply_to(y_rows, oc)
+        });
     };
     if parallel_tiles {
-        y.par_chunks_mut(rows_per_tile * oc)
+        y.par_chunks_mut(rows_per_tile * ldy)
             .enumerate()
             .for_each(run_tile);
     } else {
         run_tile((0, y));
     }
+}
+
+/// Calls `f` on the first `width` values of each of `rows` rows `stride` apart, or once
+/// on all of them where the rows are contiguous (`stride == width`).
+pub(super) fn for_each_row(
+    y: &mut [f32],
+    rows: usize,
+    width: usize,
+    stride: usize,
+    f: impl Fn(&mut [f32]),
+) {
+    if stride == width {
+        f(&mut y[..rows * width]);
+    } else {
+        for r in 0..rows {
+            f(&mut y[r * stride..][..width]);
+        }
+    }
+}
+
+/// Copies the rows of `width` values in `src` into rows `stride` apart in `dst`.
+fn copy_rows(src: &[f32], width: usize, dst: &mut [f32], stride: usize) {
+    dst.par_chunks_mut(stride)
+        .zip(src.par_chunks_exact(width))
+        .for_each(|(d, s)| d[..width].copy_from_slice(s));
 }
 
 /// Each group's kernel transposed, `[group][out channel][patch]`: the input gradient's

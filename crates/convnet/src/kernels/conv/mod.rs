@@ -16,12 +16,17 @@
 //!
 //! 3x3 layers at stride 1 with enough channels take Winograd's F(2x2, 3x3) instead
 //! (`winograd`): 16 multiplications per 2x2 outputs where im2col needs 36, forward, for
-//! dL/dx and, on outputs of 14x14 or more, for dL/dW.
+//! dL/dx and, on outputs of 14x14 or more, for dL/dW. Layers over few input channels
+//! (a first layer) skip im2col's copies in the forward pass where the product reads a
+//! packed kernel (`gathered`): the product reads each receptive field from the input
+//! through a table of its taps' offsets.
 //!
 //! Files: `mod.rs` the shapes ([`ConvGeometry`], [`Padding`]), `im2col.rs` the tiled
-//! route, `winograd.rs` the 3x3 route; both run on the matrix products of `gemm`.
+//! route, `gathered.rs` the route without copies, `winograd.rs` the 3x3 route; all run
+//! on the matrix products of `gemm`.
 //! `volume.rs` is 3-D convolution, as a 2-D one over gathered depth taps.
 
+mod gathered;
 mod im2col;
 mod volume;
 mod winograd;

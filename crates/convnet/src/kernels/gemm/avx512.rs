@@ -17,7 +17,7 @@
 //! depends on neither threads nor chunking.
 
 use super::avx2::Strided;
-use super::{MatRef, PackedRight};
+use super::{LeftRows, PackedRight};
 use crate::kernels::{Clamp, Epilogue};
 use std::arch::x86_64::*;
 
@@ -77,12 +77,12 @@ struct Finish {
 /// the split goes first along the side whose operand is the smaller and the bigger one
 /// is read once (a batch-1 layer's last 7x7 pixels have far more weights than pixels).
 ///
-/// The caller (`matmul_packed`) has checked that `a` holds `m`×`b.k` (along its rows),
-/// `dst` `m`×`b.n`, and the epilogue's vectors `b.n` floats each.
+/// The caller (`matmul_packed_rows`) has checked that `a` holds `m` rows of `b.k`
+/// steps, `dst` `m`×`b.n`, and the epilogue's vectors `b.n` floats each.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn split_product(
     m: usize,
-    a: MatRef,
+    a: LeftRows,
     b: &PackedRight,
     epilogue: &Epilogue,
     clamp: Clamp,
@@ -117,6 +117,7 @@ pub(super) fn split_product(
         b.data.as_ptr() as usize,
         dst.as_mut_ptr() as usize,
     );
+    let offsets = a.offsets.map_or(std::ptr::null(), <[u32]>::as_ptr) as usize;
     let item = |i: usize| {
         let (block, group) = (i / column_groups, i % column_groups);
         let first = block * rows_per_block;
@@ -125,10 +126,10 @@ pub(super) fn split_product(
             m: rows_per_block.min(m - first),
             columns,
         };
-        let left = Strided {
+        let left = Left {
             ptr: (a_at as *const f32).wrapping_add(first * a.row_stride),
             rows: a.row_stride,
-            steps: 1,
+            offsets: offsets as *const u32,
         };
         let finish = Finish {
             scale: scale as *const f32,
@@ -162,6 +163,15 @@ pub(super) fn split_product(
     }
 }
 
+/// A left operand as [`product`] reads it: row i starts at `ptr + i·rows`, and its
+/// step p lies `offsets[p]` past that start, or `p` past it where `offsets` is null.
+#[derive(Clone, Copy)]
+struct Left {
+    ptr: *const f32,
+    rows: usize,
+    offsets: *const u32,
+}
+
 /// The output window one call computes: rows `0..m` (of `a` and `dst`) and columns
 /// `columns` (a range of whole panels, the last possibly partial).
 struct Window {
@@ -169,21 +179,21 @@ struct Window {
     columns: std::ops::Range<usize>,
 }
 
-/// `dst = finish(bias + a · b)` over `window`, for `a` read along its rows
-/// (`a.steps == 1`, `k` steps) and `b` packed by [`pack`] (`k`×`n`), into `dst` with
-/// rows `ldd` apart; `bias`, `finish.scale` and `finish.shift` are null or `n` long.
+/// `dst = finish(bias + a · b)` over `window`, for `a` (`k` steps) and `b` packed by
+/// [`pack`] (`k`×`n`), into `dst` with rows `ldd` apart; `bias`, `finish.scale` and
+/// `finish.shift` are null or `n` long.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `a` holds `window.m` rows of `k` floats `a.rows` apart, `b`
-/// [`packed_len`] floats, `dst` `window.m` rows of `n` floats `ldd` apart overlapping
-/// neither operand, and the non-null vectors `n` floats.
+/// The CPU has AVX-512F; `a` holds `window.m` rows of `k` steps (its offsets, where
+/// not null, `k` of them), `b` [`packed_len`] floats, `dst` `window.m` rows of `n`
+/// floats `ldd` apart overlapping neither operand, and the non-null vectors `n` floats.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn product(
     window: Window,
     n: usize,
     k: usize,
-    a: Strided,
+    a: Left,
     b: *const f32,
     bias: *const f32,
     finish: Finish,
@@ -192,7 +202,8 @@ unsafe fn product(
 ) {
     // SAFETY: the caller upholds the contract; every tile lies inside `m` × `n`.
     unsafe {
-        assert!(a.steps == 1 && k > 0);
+        assert!(k > 0);
+        let table = !a.offsets.is_null();
         let padded = n.next_multiple_of(16);
         let chunk = (CHUNK_FLOATS / k / MR * MR).max(MR);
         for i0 in (0..window.m).step_by(chunk) {
@@ -224,41 +235,93 @@ unsafe fn product(
                     let mut r = 0;
                     while r < rows {
                         let mr = MR.min(rows - r);
-                        let at_a = a.ptr.add((i0 + r) * a.rows + k0);
+                        let row = a.ptr.add((i0 + r) * a.rows);
                         let at_c = dst.add((i0 + r) * ldd + j0);
-                        let f = match (mr, width.div_ceil(16)) {
-                            (6, 4) => run::<6, 4>,
-                            (6, 3) => run::<6, 3>,
-                            (6, 2) => run::<6, 2>,
-                            (6, _) => run::<6, 1>,
-                            (5, 4) => run::<5, 4>,
-                            (5, 3) => run::<5, 3>,
-                            (5, 2) => run::<5, 2>,
-                            (5, _) => run::<5, 1>,
-                            (4, 4) => run::<4, 4>,
-                            (4, 3) => run::<4, 3>,
-                            (4, 2) => run::<4, 2>,
-                            (4, _) => run::<4, 1>,
-                            (3, 4) => run::<3, 4>,
-                            (3, 3) => run::<3, 3>,
-                            (3, 2) => run::<3, 2>,
-                            (3, _) => run::<3, 1>,
-                            (2, 4) => run::<2, 4>,
-                            (2, 3) => run::<2, 3>,
-                            (2, 2) => run::<2, 2>,
-                            (2, _) => run::<2, 1>,
-                            (_, 4) => run::<1, 4>,
-                            (_, 3) => run::<1, 3>,
-                            (_, 2) => run::<1, 2>,
-                            _ => run::<1, 1>,
-                        };
-                        f(&tile, at_a, a.rows, at_c);
+                        let vectors = width.div_ceil(16);
+                        if table {
+                            let steps = Table(a.offsets.add(k0));
+                            kernel(mr, vectors)(&tile, row, a.rows, steps, at_c);
+                        } else {
+                            kernel(mr, vectors)(&tile, row.add(k0), a.rows, InOrder, at_c);
+                        }
                         r += mr;
                     }
                 }
             }
         }
     }
+}
+
+/// A register tile's kernel, as [`run`] takes its arguments.
+type Kernel<S> = unsafe fn(&Tile, *const f32, usize, S, *mut f32);
+
+/// The kernel of `rows` (1 to [`MR`]) × `vectors` (1 to 4) vectors of 16 columns.
+fn kernel<S: Steps>(rows: usize, vectors: usize) -> Kernel<S> {
+    match (rows, vectors) {
+        (6, 4) => run::<6, 4, S>,
+        (6, 3) => run::<6, 3, S>,
+        (6, 2) => run::<6, 2, S>,
+        (6, _) => run::<6, 1, S>,
+        (5, 4) => run::<5, 4, S>,
+        (5, 3) => run::<5, 3, S>,
+        (5, 2) => run::<5, 2, S>,
+        (5, _) => run::<5, 1, S>,
+        (4, 4) => run::<4, 4, S>,
+        (4, 3) => run::<4, 3, S>,
+        (4, 2) => run::<4, 2, S>,
+        (4, _) => run::<4, 1, S>,
+        (3, 4) => run::<3, 4, S>,
+        (3, 3) => run::<3, 3, S>,
+        (3, 2) => run::<3, 2, S>,
+        (3, _) => run::<3, 1, S>,
+        (2, 4) => run::<2, 4, S>,
+        (2, 3) => run::<2, 3, S>,
+        (2, 2) => run::<2, 2, S>,
+        (2, _) => run::<2, 1, S>,
+        (_, 4) => run::<1, 4, S>,
+        (_, 3) => run::<1, 3, S>,
+        (_, 2) => run::<1, 2, S>,
+        _ => run::<1, 1, S>,
+    }
+}
+
+/// Where a tile's rows hold their steps: each kernel is compiled for one kind.
+trait Steps: Copy {
+    /// Step `p`'s distance from its row's start.
+    ///
+    /// # Safety
+    /// `p` is a step of the block.
+    unsafe fn at(self, p: usize) -> usize;
+
+    /// Whether a row's steps follow each other (so the next rows can be prefetched).
+    const IN_ORDER: bool;
+}
+
+/// Steps side by side, as in a matrix.
+#[derive(Clone, Copy)]
+struct InOrder;
+
+impl Steps for InOrder {
+    #[inline(always)]
+    unsafe fn at(self, p: usize) -> usize {
+        p
+    }
+
+    const IN_ORDER: bool = true;
+}
+
+/// Steps where a table of the block's offsets puts them.
+#[derive(Clone, Copy)]
+struct Table(*const u32);
+
+impl Steps for Table {
+    #[inline(always)]
+    unsafe fn at(self, p: usize) -> usize {
+        // SAFETY: the caller's `p` is a step of the block, which the table covers.
+        unsafe { *self.0.add(p) as usize }
+    }
+
+    const IN_ORDER: bool = false;
 }
 
 /// What a tile starts from.
@@ -284,20 +347,26 @@ struct Tile {
     finish: Option<Finish>,
 }
 
-/// One register tile: `c[r][j] = start + Σ_p a[r·lda + p] · b[p·16V + j]` for `R` rows
-/// and the tile's `width` of `16·V` columns, over the block's steps, finished when it
-/// is the last block.
+/// One register tile: `c[r][j] = start + Σ_p a[r·lda + steps.at(p)] · b[p·16V + j]`
+/// for `R` rows and the tile's `width` of `16·V` columns, over the block's steps,
+/// finished when it is the last block.
 ///
-/// Every 16 steps the tile asks for the next tile's rows at the same steps, so they are
-/// in cache when that tile starts (the hardware prefetcher, following six rows at once,
-/// falls behind).
+/// Where the steps are in order, every 16 steps the tile asks for the next tile's rows
+/// at the same steps, so they are in cache when that tile starts (the hardware
+/// prefetcher, following six rows at once, falls behind).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `a` holds `R` rows of `kc` floats `lda` apart, the block
-/// `kc`·16·`V` floats, `c` `R` rows `ldc` apart of `width` floats
+/// The CPU has AVX-512F; `a` holds `R` rows of the block's `kc` steps `lda` apart, the
+/// block `kc`·16·`V` floats, `c` `R` rows `ldc` apart of `width` floats
 /// (`16·(V − 1) < width <= 16·V`), and the start and finish vectors `width` floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn run<const R: usize, const V: usize>(t: &Tile, a: *const f32, lda: usize, c: *mut f32) {
+unsafe fn run<const R: usize, const V: usize, S: Steps>(
+    t: &Tile,
+    a: *const f32,
+    lda: usize,
+    steps: S,
+    c: *mut f32,
+) {
     // SAFETY: the caller (`product`) passes a tile inside the operands and output it was
     // given; lanes past `width` are masked off; prefetches never fault.
     unsafe {
@@ -317,32 +386,44 @@ unsafe fn run<const R: usize, const V: usize>(t: &Tile, a: *const f32, lda: usiz
                 }
             }
         }
-        let (mut a_at, mut b_at) = (a, t.b);
-        let step = |a_at: *const f32, b_at: *const f32, acc: &mut [[__m512; V]; R]| {
+        // Steps in order walk a pointer along the rows; a table is read step by step.
+        let (mut a_at, mut b_at, mut p) = (a, t.b, 0);
+        let step = |a_at: &mut *const f32,
+                    b_at: &mut *const f32,
+                    p: &mut usize,
+                    acc: &mut [[__m512; V]; R]| {
             let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(b_at.add(v * 16)));
+            let a_row = if S::IN_ORDER {
+                *a_at
+            } else {
+                a.add(steps.at(*p))
+            };
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a_at.add(r * lda));
+                let av = _mm512_set1_ps(*a_row.add(r * lda));
                 for (lane, bv) in row.iter_mut().zip(&bv) {
                     *lane = _mm512_fmadd_ps(av, *bv, *lane);
                 }
             }
+            *a_at = a_at.add(1);
+            *b_at = b_at.add(16 * V);
+            *p += 1;
         };
         let mut left = t.kc;
         while left >= 16 {
-            for r in R..2 * R {
-                _mm_prefetch::<_MM_HINT_T0>(a_at.wrapping_add(r * lda) as *const i8);
+            if S::IN_ORDER {
+                for r in R..2 * R {
+                    _mm_prefetch::<_MM_HINT_T0>(a_at.wrapping_add(r * lda) as *const i8);
+                }
             }
-            for _ in 0..16 {
-                step(a_at, b_at, &mut acc);
-                a_at = a_at.add(1);
-                b_at = b_at.add(16 * V);
+            // The count hidden from the compiler, which would otherwise unroll the 16
+            // steps whole, slower on deep products.
+            for _ in 0..std::hint::black_box(16) {
+                step(&mut a_at, &mut b_at, &mut p, &mut acc);
             }
             left -= 16;
         }
         for _ in 0..left {
-            step(a_at, b_at, &mut acc);
-            a_at = a_at.add(1);
-            b_at = b_at.add(16 * V);
+            step(&mut a_at, &mut b_at, &mut p, &mut acc);
         }
         if let Some(f) = t.finish {
             let bounds = f

@@ -217,6 +217,22 @@ impl PackedRight {
     }
 }
 
+/// A packed product's left operand, read along its rows: row i starts at
+/// `data[i * row_stride]`, and its step p lies `offsets[p]` past that start, or `p`
+/// past it where there is no table. The table lets a convolution read its receptive
+/// fields straight from its input (each row an output pixel, each step a tap's channel)
+/// instead of copying them into rows first.
+#[derive(Clone, Copy, Debug)]
+pub struct LeftRows<'a> {
+    /// The elements, at least up to the last one a row reads.
+    pub data: &'a [f32],
+    /// Distance in `data` between one row's start and the next's.
+    pub row_stride: usize,
+    /// Each step's distance from its row's start, when the steps do not follow each
+    /// other.
+    pub offsets: Option<&'a [u32]>,
+}
+
 /// `dst = epilogue(a · b)` for `a` (`m`×`k`, read along its rows) and a packed `b`, into
 /// `dst` (`m`×`n` with rows `dst_row_stride` apart): the bias, the affine map and a
 /// ReLU's clamp are applied in registers before each output is stored. Returns the
@@ -233,16 +249,47 @@ pub fn matmul_packed(
     epilogue: &crate::kernels::Epilogue,
     parallel: bool,
 ) -> crate::activations::ActivationFn {
+    assert_eq!(
+        a.col_stride, 1,
+        "gemm: a packed product reads its left operand along rows"
+    );
+    let a = LeftRows {
+        data: a.data,
+        row_stride: a.row_stride,
+        offsets: None,
+    };
+    matmul_packed_rows(m, a, b, dst, dst_row_stride, epilogue, parallel)
+}
+
+/// [`matmul_packed`] for a left operand whose steps may lie anywhere in its rows.
+pub fn matmul_packed_rows(
+    m: usize,
+    a: LeftRows,
+    b: &PackedRight,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    epilogue: &crate::kernels::Epilogue,
+    parallel: bool,
+) -> crate::activations::ActivationFn {
     let (k, n) = (b.k, b.n);
     let (clamp, after) = epilogue.clamp_and_after();
     if m == 0 {
         return after;
     }
-    assert_eq!(
-        a.col_stride, 1,
-        "gemm: a packed product reads its left operand along rows"
+    let row_len = match a.offsets {
+        Some(offsets) => {
+            assert_eq!(offsets.len(), k, "gemm: one offset per step");
+            offsets.iter().max().map_or(0, |&o| o as usize + 1)
+        }
+        None => k,
+    };
+    let last = (m - 1) * a.row_stride + row_len;
+    assert!(
+        last <= a.data.len(),
+        "gemm: left operand of {m} rows reaches index {} of a slice of {}",
+        last - 1,
+        a.data.len()
     );
-    a.check(m, k, "left operand");
     MatRef::row_major(dst, dst_row_stride).check(m, n, "destination");
     for v in [
         epilogue.bias,
