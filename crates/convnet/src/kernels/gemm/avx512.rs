@@ -76,6 +76,9 @@ struct Finish {
 /// block reads all of its columns' panels, and each column group all of its rows, so
 /// the split goes first along the side whose operand is the smaller and the bigger one
 /// is read once (a batch-1 layer's last 7x7 pixels have far more weights than pixels).
+/// The tiles and panels are shared out as evenly as they go, in a few items per thread,
+/// so that no thread is left with one item more than the others (9 panels in groups of
+/// 3 were three items for two threads).
 ///
 /// The caller (`matmul_packed_rows`) has checked that `a` holds `m` rows of `b.k`
 /// steps, `dst` `m`×`b.n`, and the epilogue's vectors `b.n` floats each.
@@ -91,7 +94,7 @@ pub(super) fn split_product(
     threads: usize,
 ) {
     let (k, n) = (b.k, b.n);
-    let wanted = if threads > 1 { 2 * threads } else { 1 };
+    let wanted = if threads > 1 { 4 * threads } else { 1 };
     let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(NR));
     let (row_blocks, column_groups) = if n > m {
         let groups = panels.min(wanted);
@@ -100,10 +103,8 @@ pub(super) fn split_product(
         let blocks = tiles.min(wanted);
         (blocks, panels.min(wanted.div_ceil(blocks)))
     };
-    let rows_per_block = m.div_ceil(row_blocks).next_multiple_of(MR);
-    let row_blocks = m.div_ceil(rows_per_block);
-    let panels_per_group = panels.div_ceil(column_groups);
-    let column_groups = panels.div_ceil(panels_per_group);
+    // Where part `i` of `whole` things cut into `parts` starts.
+    let start = |i: usize, parts: usize, whole: usize| i * whole / parts;
     // Raw parts as addresses, so that the items can run on any thread.
     let address = |v: Option<&[f32]>| v.map_or(std::ptr::null(), <[f32]>::as_ptr) as usize;
     let affine = epilogue.affine;
@@ -120,11 +121,13 @@ pub(super) fn split_product(
     let offsets = a.offsets.map_or(std::ptr::null(), <[u32]>::as_ptr) as usize;
     let item = |i: usize| {
         let (block, group) = (i / column_groups, i % column_groups);
-        let first = block * rows_per_block;
-        let columns = group * panels_per_group * NR..((group + 1) * panels_per_group * NR).min(n);
+        let first = start(block, row_blocks, tiles) * MR;
+        let end = (start(block + 1, row_blocks, tiles) * MR).min(m);
+        let first_panel = start(group, column_groups, panels);
+        let end_panel = start(group + 1, column_groups, panels);
         let window = Window {
-            m: rows_per_block.min(m - first),
-            columns,
+            m: end - first,
+            columns: first_panel * NR..(end_panel * NR).min(n),
         };
         let left = Left {
             ptr: (a_at as *const f32).wrapping_add(first * a.row_stride),
