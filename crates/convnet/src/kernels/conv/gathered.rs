@@ -30,10 +30,17 @@ const MAX_SPAN: usize = 32;
 const MIN_OUTPUT_WIDTH: usize = 16;
 
 /// Whether the forward pass for `g` takes this route (given a packed kernel, one group).
+/// The padded input it may read must be no bigger than the output: so it costs little
+/// beside the output's writes, and its size is bounded by one already checked (a huge
+/// padding at a huge stride makes a small output from a huge padded input).
 pub(super) fn suits(g: &ConvGeometry) -> bool {
     g.groups == 1
         && g.kernel_w * g.in_c <= MAX_SPAN
         && g.out_w >= MIN_OUTPUT_WIDTH
+        && padded_height(g)
+            .checked_mul(padded_width(g))
+            .and_then(|pixels| pixels.checked_mul(g.in_c))
+            .is_some_and(|len| len <= g.out_h * g.out_w * g.out_c)
         && offsets(g, padded_width(g)).is_some()
 }
 
