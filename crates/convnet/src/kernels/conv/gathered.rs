@@ -135,3 +135,48 @@ pub(super) fn forward(
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(
+        in_hw: usize,
+        in_c: usize,
+        out_hw: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvGeometry {
+        ConvGeometry {
+            batch: 2,
+            in_h: in_hw,
+            in_w: in_hw,
+            in_c,
+            out_h: out_hw,
+            out_w: out_hw,
+            out_c: 16,
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: 1,
+        }
+    }
+
+    #[test]
+    fn only_shallow_inputs_whose_padded_copy_is_small_take_the_route() {
+        // A first layer: 3x3 'same' over three channels.
+        assert!(suits(&geometry(32, 3, 32, 3, 1, 1)));
+        // Kernel rows of 3·16 floats: im2col's copies.
+        assert!(!suits(&geometry(32, 16, 32, 3, 1, 1)));
+        // Too narrow an output.
+        assert!(!suits(&geometry(8, 3, 8, 3, 1, 1)));
+        // A padding of 5000 at stride 5000: a 17x17 output from a 80,000-wide copy.
+        assert!(!suits(&geometry(32, 3, 17, 3, 5000, 40000)));
+    }
+}
