@@ -1,6 +1,8 @@
 //! The AVX-512 route of [`matmul_packed`](super::matmul_packed): our own product for a
 //! left operand read along its rows (a 1x1 layer's pixels × channels, an im2col tile's
-//! pixels × patch) and a right operand packed once (the layer's kernel).
+//! pixels × patch, or a few-channel layer's windows read from its input through a
+//! table of step offsets, [`LeftRows`]) and a right operand packed once (the layer's
+//! kernel).
 //!
 //! The `gemm` crate packs both operands into its own layout on every call; for a
 //! convolution's forward pass the left operand is the big one (the activations), and
