@@ -29,19 +29,34 @@ const MAX_SPAN: usize = 32;
 /// each, and a row of fewer pixels leaves the register tiles part empty.
 const MIN_OUTPUT_WIDTH: usize = 16;
 
-/// Whether the forward pass for `g` takes this route (given a packed kernel, one group).
-/// The padded input it may read must be no bigger than the output: so it costs little
-/// beside the output's writes, and its size is bounded by one already checked (a huge
-/// padding at a huge stride makes a small output from a huge padded input).
-pub(super) fn suits(g: &ConvGeometry) -> bool {
-    g.groups == 1
-        && g.kernel_w * g.in_c <= MAX_SPAN
-        && g.out_w >= MIN_OUTPUT_WIDTH
-        && padded_height(g)
-            .checked_mul(padded_width(g))
-            .and_then(|pixels| pixels.checked_mul(g.in_c))
-            .is_some_and(|len| len <= g.out_h * g.out_w * g.out_c)
-        && offsets(g, padded_width(g)).is_some()
+/// How this route reads a geometry's input: the padded input's rows and columns, and
+/// each step's offset from its window's first tap.
+pub(super) struct Plan {
+    height: usize,
+    width: usize,
+    offsets: Vec<u32>,
+}
+
+/// The plan for `g`, where the forward pass takes this route (given a packed kernel,
+/// one group). The padded input it may read must be no bigger than the output: so it
+/// costs little beside the output's writes, and its size is bounded by one already
+/// checked (a huge padding at a huge stride makes a small output from a huge padded
+/// input).
+pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
+    if g.groups != 1 || g.kernel_w * g.in_c > MAX_SPAN || g.out_w < MIN_OUTPUT_WIDTH {
+        return None;
+    }
+    let (height, width) = (padded_height(g), padded_width(g));
+    let copy = height.checked_mul(width)?.checked_mul(g.in_c)?;
+    if copy > g.out_h * g.out_w * g.out_c {
+        return None;
+    }
+    let offsets = offsets(g, width)?;
+    Some(Plan {
+        height,
+        width,
+        offsets,
+    })
 }
 
 /// Columns of the input as this route reads it: as many as the windows reach, or the
@@ -97,19 +112,19 @@ fn padded_input(g: &ConvGeometry, x: &[f32], height: usize, width: usize) -> Scr
     padded
 }
 
-/// `y = epilogue(conv(x, w))` for a geometry that [`suits`], from the kernel `packed`,
-/// into rows `ldy` apart (see `conv2d_forward_prepared`); `y` ends at the last pixel's
-/// last channel.
+/// `y = epilogue(conv(x, w))` for a geometry `g` and its [`plan`], from the kernel
+/// `packed`, into rows `ldy` apart (see `conv2d_forward_prepared`); `y` ends at the last
+/// pixel's last channel.
 pub(super) fn forward(
     g: &ConvGeometry,
+    plan: &Plan,
     x: &[f32],
     packed: &PackedRight,
     epilogue: &Epilogue,
     y: &mut [f32],
     ldy: usize,
 ) {
-    let (height, width) = (padded_height(g), padded_width(g));
-    let offsets = offsets(g, width).expect("suits checked the offsets");
+    let (height, width) = (plan.height, plan.width);
     let own;
     let input = if needs_padding(g, height, width) {
         own = padded_input(g, x, height, width);
@@ -127,7 +142,7 @@ pub(super) fn forward(
             let a = LeftRows {
                 data: &input[first..],
                 row_stride: g.stride_w * c,
-                offsets: Some(&offsets),
+                offsets: Some(&plan.offsets),
             };
             let after = matmul_packed_rows(g.out_w, a, packed, y_row, ldy, epilogue, false);
             if after != ActivationFn::Linear {
@@ -171,12 +186,12 @@ mod tests {
     #[test]
     fn only_shallow_inputs_whose_padded_copy_is_small_take_the_route() {
         // A first layer: 3x3 'same' over three channels.
-        assert!(suits(&geometry(32, 3, 32, 3, 1, 1)));
+        assert!(plan(&geometry(32, 3, 32, 3, 1, 1)).is_some());
         // Kernel rows of 3·16 floats: im2col's copies.
-        assert!(!suits(&geometry(32, 16, 32, 3, 1, 1)));
+        assert!(plan(&geometry(32, 16, 32, 3, 1, 1)).is_none());
         // Too narrow an output.
-        assert!(!suits(&geometry(8, 3, 8, 3, 1, 1)));
-        // A padding of 5000 at stride 5000: a 17x17 output from a 80,000-wide copy.
-        assert!(!suits(&geometry(32, 3, 17, 3, 5000, 40000)));
+        assert!(plan(&geometry(8, 3, 8, 3, 1, 1)).is_none());
+        // A padding of 40000 at stride 5000: a 17x17 output from an 80,000-wide copy.
+        assert!(plan(&geometry(32, 3, 17, 3, 5000, 40000)).is_none());
     }
 }

@@ -204,8 +204,8 @@ pub fn conv2d_forward_prepared(
         }
     };
     let y = &mut y[..y_len];
-    if let Some(packed) = packed.filter(|_| super::gathered::suits(g)) {
-        super::gathered::forward(g, x, packed, &epilogue, y, y_row_stride);
+    if let Some((packed, plan)) = packed.and_then(|p| Some((p, super::gathered::plan(g)?))) {
+        super::gathered::forward(g, &plan, x, packed, &epilogue, y, y_row_stride);
         return;
     }
     let rows_per_tile = g.parallel_tile_rows(pixels);
