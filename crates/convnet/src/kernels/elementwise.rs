@@ -31,6 +31,24 @@ pub fn in_rows(data: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Syn
         .for_each(|(i, c)| f(i * chunk, c));
 }
 
+/// Copies each part `(first, width, values)` into columns `first..first + width` of the
+/// rows of `row` values in `out` (a Concatenate's inputs, each into its own columns):
+/// row o of a part is `values[o * width..][..width]`. Every value is written once, the
+/// rows in parallel chunks when large.
+pub fn copy_into_columns(out: &mut [f32], row: usize, parts: &[(usize, usize, &[f32])]) {
+    if row == 0 {
+        return;
+    }
+    in_rows(out, row, |start, chunk| {
+        for (r, out) in chunk.chunks_exact_mut(row).enumerate() {
+            let o = start / row + r;
+            for &(first, width, values) in parts {
+                out[first..first + width].copy_from_slice(&values[o * width..][..width]);
+            }
+        }
+    });
+}
+
 /// `combine(a[i], b[i])` for every i.
 pub fn zip_with(a: &[f32], b: &[f32], combine: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     zip_with_then(a, b, combine, |_| {})

@@ -7,7 +7,7 @@
 use super::declare;
 use super::{format_shape, infer, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::kernels::elementwise::{in_rows, zip_with_then};
+use crate::kernels::elementwise::{copy_into_columns, in_rows, zip_with_then};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,17 +120,16 @@ impl Layer for Concatenate {
         if outer == 0 || row == 0 {
             return Ok(y);
         }
-        // Every value is written once, the rows in parallel chunks when large.
-        in_rows(y.data_mut(), row, |start, chunk| {
-            for (r, out) in chunk.chunks_exact_mut(row).enumerate() {
-                let o = start / row + r;
-                let mut at = 0;
-                for (x, &len) in inputs.iter().zip(&blocks) {
-                    out[at..at + len].copy_from_slice(&x.data()[o * len..(o + 1) * len]);
-                    at += len;
-                }
-            }
-        });
+        let mut at = 0;
+        let parts: Vec<(usize, usize, &[f32])> = inputs
+            .iter()
+            .zip(&blocks)
+            .map(|(x, &len)| {
+                at += len;
+                (at - len, len, x.data())
+            })
+            .collect();
+        copy_into_columns(y.data_mut(), row, &parts);
         Ok(y)
     }
 

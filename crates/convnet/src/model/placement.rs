@@ -7,7 +7,7 @@
 
 use super::graph::Model;
 use crate::error::Result;
-use crate::kernels::elementwise::in_rows;
+use crate::kernels::elementwise::copy_into_columns;
 use crate::layers::{check_output_size, format_shape, shape_of, Concatenate, Layer, OutputColumns};
 use crate::tensor::Tensor;
 use std::borrow::Cow;
@@ -147,14 +147,7 @@ impl Placement {
             }
             first += width;
         }
-        in_rows(output.data_mut(), row_len, |start, chunk| {
-            for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
-                let row = start / row_len + r;
-                for &(first, width, x) in &copies {
-                    out[first..first + width].copy_from_slice(&x[row * width..][..width]);
-                }
-            }
-        });
+        copy_into_columns(output.data_mut(), row_len, &copies);
         Some(Ok(output))
     }
 }
