@@ -222,3 +222,56 @@ fn concatenated_outputs_written_in_place_give_the_unfused_numbers() {
     let model = Model::new(&x0, &outputs[..]).unwrap().named("inception");
     fused_matches_unfused(model, &[2, 10, 9, 16], &["joined", "shared", "rows"]);
 }
+
+#[test]
+fn expansions_run_with_the_depthwise_layer_after_them() {
+    // A depthwise layer runs with the 1x1 convolutions next to it that only it reads, or
+    // that read only it (MobileNet's and EfficientNet's expansion and projection), as
+    // one pass, the tensors between them made a few rows at a time
+    // (kernels/depthwise/with_pointwise.rs); the tensors here are over the 1 MiB above
+    // which that route is taken. MobileNetV2's stride-1 block, projection and residual
+    // Add included, its stride-2 block through a ZeroPadding2D, EfficientNet's 5x5 block
+    // with swish and its own activation on the 1x1 layer, and an expansion that is also
+    // a model output, whose depthwise layer then runs on its own.
+    let bn_relu6 = |x: &convnet::model::SymbolicTensor| {
+        ReLU::new()
+            .max_value(6.0)
+            .call(BatchNormalization::new().call(x))
+    };
+    let x0 = Input::new([56, 56, 24]);
+    let e = bn_relu6(&Conv2D::new(144, (1, 1)).use_bias(false).call(&x0));
+    let d = DepthwiseConv2D::new((3, 3))
+        .padding(Padding::Same)
+        .use_bias(false)
+        .call(&e);
+    let p = Conv2D::new(24, (1, 1)).call(bn_relu6(&d));
+    let residual = Add::new().named("residual").call(&[x0.clone(), p]);
+    let e = bn_relu6(&Conv2D::new(96, (1, 1)).use_bias(false).call(&residual));
+    let padded = ZeroPadding2D::new([[0, 1], [0, 1]]).call(&e);
+    let strided = DepthwiseConv2D::new((3, 3)).strides((2, 2)).call(&padded);
+    let strided = bn_relu6(&strided);
+    let strided = Activation::new(ActivationFn::Linear)
+        .named("strided")
+        .call(&strided);
+    let e = Conv2D::new(192, (1, 1))
+        .activation(ActivationFn::Silu)
+        .call(&residual);
+    let five = DepthwiseConv2D::new((5, 5))
+        .strides((2, 2))
+        .padding(Padding::Same)
+        .call(&e);
+    let five = Activation::new(ActivationFn::Silu)
+        .named("five")
+        .call(BatchNormalization::new().call(&five));
+    let shared = Conv2D::new(96, (1, 1)).named("shared").call(&residual);
+    let after_shared = DepthwiseConv2D::new((3, 3))
+        .named("after_shared")
+        .call(&shared);
+    let outputs = [strided, five, shared, after_shared];
+    let model = Model::new(&x0, &outputs[..]).unwrap().named("expansions");
+    fused_matches_unfused(
+        model,
+        &[1, 56, 56, 24],
+        &["strided", "five", "shared", "after_shared"],
+    );
+}

@@ -9,6 +9,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::{self, output_length, ConvGeometry, Padding};
+use crate::kernels::depthwise::with_pointwise::Pointwise;
 use crate::kernels::Epilogue;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
@@ -131,13 +132,13 @@ impl Window {
 pub(super) fn padded_geometry(
     layer: &dyn Layer,
     window: Window,
-    x: &Tensor,
+    x: &[usize],
     padding: Option<[[usize; 2]; 2]>,
     out_c: usize,
     groups: usize,
 ) -> Result<(Vec<usize>, ConvGeometry)> {
     let [[top, bottom], [left, right]] = padding.unwrap_or_default();
-    let mut padded = x.shape().to_vec();
+    let mut padded = x.to_vec();
     if let [_, h, w, _] = &mut padded[..] {
         *h += top + bottom;
         *w += left + right;
@@ -301,6 +302,27 @@ pub(super) fn one() -> usize {
     1
 }
 
+/// A 1x1 Conv2D's prepared kernel, its epilogue and its output channels
+/// ([`Conv2D::pointwise_parts`]).
+pub(crate) struct PointwiseParts<'a> {
+    form: std::sync::Arc<conv::KernelForm>,
+    epilogue: Epilogue<'a>,
+    pub(crate) filters: usize,
+}
+
+impl PointwiseParts<'_> {
+    /// The layer as the depthwise block's kernels read it, where its kernel is packed.
+    pub(crate) fn pointwise(&self) -> Option<Pointwise<'_>> {
+        match &*self.form {
+            conv::KernelForm::Packed(kernel) => Some(Pointwise {
+                kernel,
+                epilogue: self.epilogue,
+            }),
+            conv::KernelForm::Winograd(_) => None,
+        }
+    }
+}
+
 impl Conv2D {
     /// A Conv2D of `filters` filters of `kernel_size`, like `keras.layers.Conv2D(filters,
     /// kernel_size)`, Keras's defaults elsewhere.
@@ -358,8 +380,14 @@ impl Conv2D {
         keep_prepared: bool,
         padding: Option<[[usize; 2]; 2]>,
     ) -> Result<Tensor> {
-        let (out_shape, g) =
-            padded_geometry(self, self.window(), x, padding, self.filters, self.groups)?;
+        let (out_shape, g) = padded_geometry(
+            self,
+            self.window(),
+            x.shape(),
+            padding,
+            self.filters,
+            self.groups,
+        )?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
         self.run_into(x, &g, epilogue, keep_prepared, y.data_mut(), self.filters);
@@ -390,6 +418,35 @@ impl Conv2D {
             y,
             y_row_stride,
         );
+    }
+
+    /// For inference with its chain's `fusion`, this layer's packed kernel and its
+    /// epilogue, as a 1x1 layer of a block that
+    /// [`DepthwiseConv2D::apply_with_pointwise`](super::DepthwiseConv2D) runs as one:
+    /// None unless it is a built 1x1 layer at stride 1 in one group on input shape `x`,
+    /// with a kernel packed on this CPU.
+    pub(crate) fn pointwise_parts<'a>(
+        &'a self,
+        x: &[usize],
+        fusion: &'a Fusion,
+    ) -> Option<PointwiseParts<'a>> {
+        let epilogue = fusion.epilogue_for(self.activation)?;
+        let (_, g) =
+            padded_geometry(self, self.window(), x, None, self.filters, self.groups).ok()?;
+        require_built(self).ok()?;
+        if !g.is_pointwise() || g.groups != 1 {
+            return None;
+        }
+        let kernel = &self.base.weights[0].value;
+        let form = self
+            .prepared
+            .get(kernel, |w| conv::prepared_kernel(&g, w))?;
+        let bias = self.use_bias.then(|| self.base.weights[1].value.data());
+        Some(PointwiseParts {
+            form,
+            epilogue: epilogue.with_bias(bias),
+            filters: self.filters,
+        })
     }
 
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.
@@ -466,7 +523,7 @@ impl Layer for Conv2D {
         let geometry = padded_geometry(
             self,
             window,
-            x,
+            x.shape(),
             fusion.input_padding,
             self.filters,
             self.groups,

@@ -6,13 +6,13 @@ use super::conv::{
     activation_grad, check_channels, nhwc, one, one_by_one, padded_geometry, require_built,
 };
 use super::declare::{self, ChannelsLast, LegacyGroups, NullOnly};
-use super::{single, Layer, LayerBase, Saved, Shape};
+use super::{single, Conv2D, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::activations::ActivationFn;
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
 use crate::kernels::conv::ConvGeometry;
-use crate::kernels::depthwise;
+use crate::kernels::depthwise::{self, with_pointwise};
 use crate::kernels::Epilogue;
 use crate::kernels::Padding;
 use crate::regularizers::Regularizer;
@@ -121,7 +121,8 @@ impl DepthwiseConv2D {
     ) -> Result<Tensor> {
         let channels = x.shape().get(3).copied().unwrap_or(0);
         let out_c = channels * self.depth_multiplier;
-        let (out_shape, g) = padded_geometry(self, self.window(), x, padding, out_c, channels)?;
+        let (out_shape, g) =
+            padded_geometry(self, self.window(), x.shape(), padding, out_c, channels)?;
         require_built(self)?;
         let mut y = Tensor::for_overwrite(out_shape);
         let epilogue = epilogue.with_bias(self.use_bias.then(|| self.base.weights[1].value.data()));
@@ -133,6 +134,68 @@ impl DepthwiseConv2D {
             y.data_mut(),
         );
         Ok(y)
+    }
+
+    /// Inference of this layer with the 1x1 Conv2D layers `before` and `after` it (each
+    /// with its chain's fusion), on `x` (the input of `before`, or of this layer without
+    /// it), as one pass that never makes the tensors between them whole
+    /// (`kernels::depthwise::with_pointwise`); this layer's own chain is `fusion`. The
+    /// output, and whether `after` was run too: a block runs without it where that
+    /// layer does not suit the route. None where the block does not suit it (or a shape
+    /// is wrong): the executor then runs the layers one by one, and they report any
+    /// error.
+    pub(crate) fn apply_with_pointwise(
+        &self,
+        before: Option<(&Conv2D, &Fusion)>,
+        x: &Tensor,
+        fusion: &Fusion,
+        after: Option<(&Conv2D, &Fusion)>,
+    ) -> Option<(Tensor, bool)> {
+        let [n, h, w, c] = *x.shape() else {
+            return None;
+        };
+        let epilogue = fusion.epilogue_for(self.activation)?;
+        let before = match before {
+            Some((conv, conv_fusion)) => Some(conv.pointwise_parts(x.shape(), conv_fusion)?),
+            None => None,
+        };
+        let channels = before.as_ref().map_or(c, |parts| parts.filters);
+        if self.depth_multiplier != 1 {
+            return None;
+        }
+        let padding = fusion.input_padding;
+        let (mut out_shape, g) = padded_geometry(
+            self,
+            self.window(),
+            &[n, h, w, channels],
+            padding,
+            channels,
+            channels,
+        )
+        .ok()?;
+        require_built(self).ok()?;
+        let before_kernels = match &before {
+            Some(parts) => Some(parts.pointwise()?),
+            None => None,
+        };
+        let before = before_kernels.as_ref();
+        let after =
+            after.and_then(|(conv, conv_fusion)| conv.pointwise_parts(&out_shape, conv_fusion));
+        let after_kernels = after.as_ref().and_then(|parts| parts.pointwise());
+        let after_kernels = after_kernels.filter(|p| with_pointwise::suits(&g, before, Some(p)));
+        if after_kernels.is_none() && !with_pointwise::suits(&g, before, None) {
+            return None;
+        }
+        if let (Some(parts), Some(_)) = (&after, &after_kernels) {
+            out_shape[3] = parts.filters;
+        }
+        let mut y = Tensor::for_overwrite(out_shape);
+        let bias = self.use_bias.then(|| self.base.weights[1].value.data());
+        let kernel = self.base.weights[0].value.data();
+        let epilogue = epilogue.with_bias(bias);
+        let after = after_kernels.as_ref();
+        with_pointwise::forward(before, x.data(), &g, kernel, epilogue, after, y.data_mut());
+        Some((y, after.is_some()))
     }
 
     /// Adds dL/dkernel and dL/dbias, from the input `x` and dL/d(pre-activation) `dz`.

@@ -7,9 +7,13 @@
 //! The executor finds the chain at run time, from the graph as it is, so a layer changed
 //! after the model was built (weights, activation) is never served stale. Only outputs
 //! nobody else reads are fused away: the chain's inner outputs are never made.
+//!
+//! A DepthwiseConv2D runs with the 1x1 Conv2D layers next to it, MobileNet's and
+//! EfficientNet's expansion and projection, as one pass ([`depthwise_block`]): the
+//! tensors between them are made a few rows at a time, and never whole.
 
 use super::graph::Model;
-use crate::layers::{Fusion, ZeroPadding2D};
+use crate::layers::{Conv2D, DepthwiseConv2D, Fusion, ZeroPadding2D};
 
 /// The nodes after one node that its output pass can compute.
 pub(crate) struct Chain {
@@ -62,6 +66,95 @@ pub(crate) fn chain_after(model: &Model, head: usize, sole: &[Option<usize>]) ->
         members.extend(next);
     }
     (!members.is_empty()).then_some(Chain { fusion, members })
+}
+
+/// A DepthwiseConv2D's node with the 1x1 Conv2D layers next to it, which may run with
+/// it as one pass (`DepthwiseConv2D::apply_with_pointwise`).
+pub(crate) struct DepthwiseBlock {
+    /// The 1x1 layer before it (the block's first node) and its chain's fusion.
+    pub(crate) before: Option<(usize, Fusion)>,
+    /// The DepthwiseConv2D's node.
+    pub(crate) depthwise: usize,
+    /// The depthwise layer's chain and the padding it takes in.
+    pub(crate) fusion: Fusion,
+    /// The 1x1 layer after it and its chain's fusion.
+    pub(crate) after: Option<(usize, Fusion)>,
+    /// The nodes the block computes without `after`, the first one first; the last
+    /// one's output is the block's.
+    pub(crate) members: Vec<usize>,
+    /// The nodes `after` and its chain add.
+    pub(crate) after_members: Vec<usize>,
+}
+
+/// The block that starts at node `head`, given the padding taken in before it:
+/// - either a Conv2D (the layer decides at run time whether it is a 1x1 one), its
+///   chain, a ZeroPadding2D taken in if any, then a DepthwiseConv2D reading nothing
+///   else,
+/// - or that DepthwiseConv2D itself, with `padding`;
+///
+/// then the depthwise layer's chain, then a Conv2D reading nothing else and its chain,
+/// if any; each the sole reader of the node before. None when there is no such block,
+/// or a layer on the way has an activity regularizer.
+pub(crate) fn depthwise_block(
+    model: &Model,
+    head: usize,
+    sole: &[Option<usize>],
+    padding: Option<[[usize; 2]; 2]>,
+) -> Option<DepthwiseBlock> {
+    let layer = |id: usize| model.layers[model.nodes[id].layer].as_any();
+    let plain = |id: usize| {
+        model.layers[model.nodes[id].layer]
+            .base()
+            .activity_regularizer
+            .is_none()
+            && model.nodes[id].inputs.len() == 1
+    };
+    let is = |id: usize, conv: bool| {
+        plain(id)
+            && if conv {
+                layer(id).is::<Conv2D>()
+            } else {
+                layer(id).is::<DepthwiseConv2D>()
+            }
+    };
+    let chain = |id: usize| {
+        chain_after(model, id, sole).map_or((Fusion::default(), vec![]), |c| (c.fusion, c.members))
+    };
+    let mut members = vec![head];
+    let (before, depthwise, padding) = if is(head, true) && padding.is_none() {
+        let (fusion, chained) = chain(head);
+        members.extend(chained);
+        let mut next = sole[*members.last()?]?;
+        let mut padding = None;
+        if let Some((reader, taken)) = padding_taken_by(model, next, sole) {
+            members.push(next);
+            (next, padding) = (reader, Some(taken));
+        }
+        members.push(next);
+        (Some((head, fusion)), next, padding)
+    } else {
+        (None, head, padding)
+    };
+    if !is(depthwise, false) {
+        return None;
+    }
+    let (mut fusion, chained) = chain(depthwise);
+    fusion.input_padding = padding;
+    members.extend(chained);
+    let after = sole[*members.last()?].filter(|&next| is(next, true));
+    let after_members: Vec<usize> = after.map_or(vec![], |next| {
+        let (_, chained) = chain(next);
+        [vec![next], chained].concat()
+    });
+    let after = after.map(|next| (next, chain(next).0));
+    (before.is_some() || after.is_some()).then_some(DepthwiseBlock {
+        before,
+        depthwise,
+        fusion,
+        after,
+        members,
+        after_members,
+    })
 }
 
 /// The node that takes ZeroPadding2D node `id`'s padding into its own window, and that

@@ -16,7 +16,8 @@ use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
 use crate::layers::{
-    default_name, shape_of, zero_grads, Fusion, InputLayer, Layer, Saved, Shape, Weight,
+    default_name, shape_of, zero_grads, Conv2D, DepthwiseConv2D, Fusion, InputLayer, Layer, Saved,
+    Shape, Weight,
 };
 use crate::tensor::Tensor;
 use std::borrow::Cow;
@@ -556,6 +557,21 @@ impl Model {
                 // The reader gets the unpadded input (shared, not copied) and the padding.
                 values[id] = values[node.inputs[0]].clone();
                 padding_before[reader] = Some(padding);
+            } else if let Some((members, output)) = sole_readers
+                .as_ref()
+                .and_then(|sole| fusion::depthwise_block(self, id, sole, padding_before[id]))
+                .and_then(|block| {
+                    let x = values[node.inputs[0]].as_deref().expect("inputs run first");
+                    let (output, with_after) = self.depthwise_block(&block, x)?;
+                    let mut members = block.members;
+                    if with_after {
+                        members.extend(block.after_members);
+                    }
+                    Some((members, output))
+                })
+            {
+                values[members[members.len() - 1]] = Some(Cow::Owned(output));
+                members.iter().for_each(|&m| fused[m] = true);
             } else {
                 let args: Vec<&Tensor> = node
                     .inputs
@@ -626,6 +642,32 @@ impl Model {
             }
         }
         Ok(values)
+    }
+
+    /// The output of `block` on `x` as one pass, and whether it took in the 1x1 layer
+    /// after the depthwise one; None where the layers do not suit it.
+    fn depthwise_block(
+        &self,
+        block: &fusion::DepthwiseBlock,
+        x: &Tensor,
+    ) -> Option<(Tensor, bool)> {
+        let layer = |id: usize| self.layers[self.nodes[id].layer].as_any();
+        fn conv<'a>(
+            layer: &'a dyn std::any::Any,
+            fusion: &'a Fusion,
+        ) -> Option<(&'a Conv2D, &'a Fusion)> {
+            Some((layer.downcast_ref::<Conv2D>()?, fusion))
+        }
+        let before = match &block.before {
+            Some((id, fusion)) => Some(conv(layer(*id), fusion)?),
+            None => None,
+        };
+        let after = block
+            .after
+            .as_ref()
+            .and_then(|(id, fusion)| conv(layer(*id), fusion));
+        let depthwise = layer(block.depthwise).downcast_ref::<DepthwiseConv2D>()?;
+        depthwise.apply_with_pointwise(before, x, &block.fusion, after)
     }
 
     /// The training path: Keras's `model(inputs, training=training)`, keeping every

@@ -158,7 +158,7 @@ impl ConvGeometry {
     }
 
     /// A 1x1 kernel, stride 1, no padding: the input buffer is already the im2col matrix.
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kernel_h == 1
             && self.kernel_w == 1
             && self.stride_h == 1

@@ -15,9 +15,11 @@
 //!
 //! Files: `mod.rs` the entry points and the choice of route per row, `portable.rs` the
 //! loops every CPU runs (generic over FMA, see `simd`), `x86.rs` the 3x3 and 5x5 rows
-//! in AVX2 and AVX-512 intrinsics, and the gather and the 3x3 kernel gradient in AVX2.
+//! in AVX2 and AVX-512 intrinsics, and the gather and the 3x3 kernel gradient in AVX2,
+//! `with_pointwise.rs` inference's depthwise layer run with the 1x1 layers next to it.
 
 mod portable;
+pub mod with_pointwise;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -68,22 +70,9 @@ pub fn depthwise_forward_with(
     let row_len = g.out_w * g.out_c;
     let rows = g.batch * g.out_h;
     let rows_per_task = rows.div_ceil(16 * rayon::current_num_threads()).max(1);
-    // The register-blocked rows, where the channels come in whole vectors: 16-lane
-    // AVX-512 ones, else 8-lane AVX2 ones.
-    #[cfg(target_arch = "x86_64")]
-    let lanes = {
-        use crate::kernels::simd::{has_avx2_fma, has_avx512};
-        let whole = |lanes: usize| dm == 1 && g.in_c.is_multiple_of(lanes);
-        let square = (g.kernel_h == 3 || g.kernel_h == 5) && g.kernel_w == g.kernel_h;
-        if square && whole(16) && has_avx512() {
-            16
-        } else if square && whole(BLOCK) && has_avx2_fma() {
-            BLOCK
-        } else {
-            0
-        }
-    };
+    let lanes = vector_lanes(g, dm);
     let prefetch = 4 * (x.len() + y.len()) > PREFETCH_ABOVE_BYTES;
+    let image_len = g.in_h * g.in_w * g.in_c;
     y.par_chunks_mut(rows_per_task * row_len)
         .enumerate()
         .for_each(|(task, y_rows)| {
@@ -92,27 +81,99 @@ pub fn depthwise_forward_with(
                 let (n, oy) = (row / g.out_h, row % g.out_h);
                 #[cfg(target_arch = "x86_64")]
                 if lanes > 0 {
-                    let bias = epilogue.bias;
-                    // SAFETY (each call): the CPU has the route's instructions, checked
-                    // when `lanes` was chosen.
-                    unsafe {
-                        match (lanes, g.kernel_h) {
-                            (16, 3) => {
-                                x86::forward_row_avx512::<3>(g, x, w, bias, n, oy, prefetch, y_row)
-                            }
-                            (16, _) => {
-                                x86::forward_row_avx512::<5>(g, x, w, bias, n, oy, prefetch, y_row)
-                            }
-                            (_, 3) => x86::forward_row::<3>(g, x, w, bias, n, oy, prefetch, y_row),
-                            _ => x86::forward_row::<5>(g, x, w, bias, n, oy, prefetch, y_row),
-                        }
-                    }
-                    epilogue.finish(y_row, g.out_c);
+                    let row_at = |iy: usize| n * image_len + iy * g.in_w * g.in_c;
+                    // SAFETY: `lanes` was chosen for this CPU and geometry.
+                    unsafe { vector_row(lanes, g, x, row_at, w, epilogue, oy, prefetch, y_row) };
                     continue;
                 }
                 forward_row(g, x, w, epilogue, dm, n, oy, y_row);
             }
         });
+}
+
+/// The lanes of the register-blocked rows for `g` on this CPU, where the channels come
+/// in whole vectors: 16 on AVX-512, else 8 on AVX2; 0 where they do not apply (other
+/// kernels, depth multipliers, channel counts or CPUs).
+fn vector_lanes(g: &ConvGeometry, dm: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::simd::{has_avx2_fma, has_avx512};
+        let whole = |lanes: usize| dm == 1 && g.in_c.is_multiple_of(lanes);
+        let square = (g.kernel_h == 3 || g.kernel_h == 5) && g.kernel_w == g.kernel_h;
+        if square && whole(16) && has_avx512() {
+            return 16;
+        } else if square && whole(BLOCK) && has_avx2_fma() {
+            return BLOCK;
+        }
+    }
+    let _ = (g, dm);
+    0
+}
+
+/// Output row `oy` by the register-blocked rows of `lanes` lanes, input row `iy`
+/// starting at `row_at(iy)` in `x`, then the epilogue's pass over it.
+///
+/// # Safety
+/// `lanes` is [`vector_lanes`]'s choice for `g` on this CPU, not 0.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn vector_row(
+    lanes: usize,
+    g: &ConvGeometry,
+    x: &[f32],
+    row_at: impl Fn(usize) -> usize,
+    w: &[f32],
+    epilogue: Epilogue,
+    oy: usize,
+    prefetch: bool,
+    y_row: &mut [f32],
+) {
+    use x86::input_rows;
+    let bias = epilogue.bias;
+    // SAFETY: the CPU has the route's instructions, checked when `lanes` was chosen;
+    // the row functions check every row they read against `x`.
+    unsafe {
+        match (lanes, g.kernel_h) {
+            (16, 3) => {
+                let rows = input_rows::<3>(g, oy, row_at);
+                x86::forward_row_avx512::<3>(g, x, rows, w, bias, prefetch, y_row)
+            }
+            (16, _) => {
+                let rows = input_rows::<5>(g, oy, row_at);
+                x86::forward_row_avx512::<5>(g, x, rows, w, bias, prefetch, y_row)
+            }
+            (_, 3) => {
+                let rows = input_rows::<3>(g, oy, row_at);
+                x86::forward_row::<3>(g, x, rows, w, bias, prefetch, y_row)
+            }
+            _ => {
+                let rows = input_rows::<5>(g, oy, row_at);
+                x86::forward_row::<5>(g, x, rows, w, bias, prefetch, y_row)
+            }
+        }
+    }
+    epilogue.finish(y_row, g.out_c);
+}
+
+/// Off x86 there are no register-blocked rows: [`vector_lanes`] is 0, so this is never
+/// called.
+///
+/// # Safety
+/// None: it is never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn vector_row(
+    _lanes: usize,
+    _g: &ConvGeometry,
+    _x: &[f32],
+    _row_at: impl Fn(usize) -> usize,
+    _w: &[f32],
+    _epilogue: Epilogue,
+    _oy: usize,
+    _prefetch: bool,
+    _y_row: &mut [f32],
+) {
+    unreachable!("no register-blocked depthwise rows off x86")
 }
 
 /// Channels per vector in the fixed-kernel loops: one AVX register, two SSE or NEON.

@@ -71,7 +71,7 @@ pub(super) unsafe fn kernel_gradient_row_3x3(
         let c = g.in_c;
         assert!(c.is_multiple_of(BLOCK) && g.kernel_h == 3 && g.kernel_w == 3);
         assert!(acc.len() == 9 * c && (bias_acc.is_empty() || bias_acc.len() == c));
-        let rows = input_rows::<3>(g, n, oy);
+        let rows = input_rows::<3>(g, oy, |iy| (n * g.in_h + iy) * g.in_w * c);
         assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
         let dy_row = (n * g.out_h + oy) * g.out_w * c;
         assert!(dy_row + g.out_w * c <= dy.len());
@@ -223,12 +223,16 @@ unsafe fn prefetch_lines(a: *const f32, b: *const f32, floats: usize) {
     }
 }
 
-/// The start in `x` of each of a K-row kernel's input rows for output row `oy` of
-/// image `n`, or None where that row lies in the padding.
-fn input_rows<const K: usize>(g: &ConvGeometry, n: usize, oy: usize) -> [Option<usize>; K] {
+/// The start of each of a K-row kernel's input rows for output row `oy`, where input
+/// row `iy` starts at `row_at(iy)`, or None where that row lies in the padding.
+pub(super) fn input_rows<const K: usize>(
+    g: &ConvGeometry,
+    oy: usize,
+    row_at: impl Fn(usize) -> usize,
+) -> [Option<usize>; K] {
     std::array::from_fn(|i| {
         let iy = (oy * g.stride_h + i * g.dilation_h).wrapping_sub(g.pad_top);
-        (iy < g.in_h).then(|| (n * g.in_h + iy) * g.in_w * g.in_c)
+        (iy < g.in_h).then(|| row_at(iy))
     })
 }
 
@@ -249,7 +253,8 @@ fn interior_columns<const K: usize>(g: &ConvGeometry) -> std::ops::Range<usize> 
     start..end
 }
 
-/// Output row `oy` of image `n`, every column, for a KxK kernel (K = 3 or 5: eight
+/// One output row, every column, from its K input rows at `rows` (offsets in `x`, None
+/// in the padding; see [`input_rows`]), for a KxK kernel (K = 3 or 5: eight
 /// accumulators and K weights fit AVX2's 16 registers) with one filter per channel and
 /// channels in whole blocks of 8 (any stride, dilation and padding); on AVX-512 CPUs
 /// [`forward_row_avx512`] runs the same body 16 channels a vector.
@@ -274,15 +279,14 @@ fn interior_columns<const K: usize>(g: &ConvGeometry) -> std::ops::Range<usize> 
 pub(super) unsafe fn forward_row<const K: usize>(
     g: &ConvGeometry,
     x: &[f32],
+    rows: [Option<usize>; K],
     w: &[f32],
     bias: Option<&[f32]>,
-    n: usize,
-    oy: usize,
     prefetch: bool,
     y_row: &mut [f32],
 ) {
     // SAFETY: the CPU has AVX2 and FMA, the caller's obligation.
-    unsafe { forward_row_in::<K, __m256>(g, x, w, bias, n, oy, prefetch, y_row) }
+    unsafe { forward_row_in::<K, __m256>(g, x, rows, w, bias, prefetch, y_row) }
 }
 
 /// [`forward_row`] on AVX-512 CPUs, 16 channels a vector (a multiple of 16 channels).
@@ -294,15 +298,14 @@ pub(super) unsafe fn forward_row<const K: usize>(
 pub(super) unsafe fn forward_row_avx512<const K: usize>(
     g: &ConvGeometry,
     x: &[f32],
+    rows: [Option<usize>; K],
     w: &[f32],
     bias: Option<&[f32]>,
-    n: usize,
-    oy: usize,
     prefetch: bool,
     y_row: &mut [f32],
 ) {
     // SAFETY: the CPU has AVX-512F, the caller's obligation.
-    unsafe { forward_row_in::<K, __m512>(g, x, w, bias, n, oy, prefetch, y_row) }
+    unsafe { forward_row_in::<K, __m512>(g, x, rows, w, bias, prefetch, y_row) }
 }
 
 /// [`forward_row`]'s work with vectors of `V`, inlined into each CPU's entry point.
@@ -314,10 +317,9 @@ pub(super) unsafe fn forward_row_avx512<const K: usize>(
 unsafe fn forward_row_in<const K: usize, V: Lanes>(
     g: &ConvGeometry,
     x: &[f32],
+    rows: [Option<usize>; K],
     w: &[f32],
     bias: Option<&[f32]>,
-    n: usize,
-    oy: usize,
     prefetch: bool,
     y_row: &mut [f32],
 ) {
@@ -327,7 +329,6 @@ unsafe fn forward_row_in<const K: usize, V: Lanes>(
         assert!(c.is_multiple_of(V::WIDTH) && g.kernel_h == K && g.kernel_w == K);
         assert!(y_row.len() == g.out_w * c && w.len() == K * K * c);
         assert!(bias.is_none_or(|b| b.len() == c));
-        let rows = input_rows::<K>(g, n, oy);
         assert!(rows.iter().flatten().all(|&r| r + g.in_w * c <= x.len()));
         let inside = |ox: usize| column_inside::<K>(g, ox);
         let row = Row {

@@ -115,12 +115,14 @@ pub fn matmul(
 }
 
 /// The product for one row of `a` with `b` read along its rows (a Dense layer at batch
-/// 1: a vector-matrix product): `b`'s rows scaled by the row of `a` and summed, in
-/// column chunks (parallel between threads), so `b` is streamed once. A general
-/// product first packs all of `b` (a classifier's 1280×1000 weights, 5 MB) for a
-/// product that reads it once. Its sums run over the depth in plain order, so a row
-/// computed alone can differ in the last bits from the same row inside a bigger
-/// product.
+/// 1: a vector-matrix product): `b`'s rows scaled by the row of `a` and summed. A
+/// general product first packs all of `b` (a classifier's 1280×1000 weights, 5 MB) for a
+/// product that reads it once, so this route streams `b` instead, in memory order: the
+/// depth is cut into at most eight parts, each part (parallel between threads) sums
+/// its rows into its own partial row, and the partial rows are added in order. Reading
+/// whole rows one after another keeps the hardware prefetchers streaming, where column
+/// chunks read a few cache lines from each row. A row computed alone can differ in the
+/// last bits from the same row inside a bigger product.
 fn one_row(
     n: usize,
     k: usize,
@@ -130,39 +132,68 @@ fn one_row(
     start: Start,
     parallel: bool,
 ) {
-    /// Columns per chunk: the chunk's sums stay in L1 while `b`'s rows stream past.
-    const CHUNK: usize = 256;
+    /// At most this many parts, so that they share out evenly between 2, 4 or 8
+    /// threads; the split depends on `k` alone, so the sums do not depend on the threads.
+    const PARTS: usize = 8;
+    /// At least this many rows per part.
+    const MIN_PART: usize = 64;
+    let part_rows = k
+        .div_ceil((k / MIN_PART).clamp(1, PARTS))
+        .next_multiple_of(4);
     let coefficients: Vec<f32> = (0..k).map(|p| a.data[p * a.col_stride]).collect();
-    let chunk = |(c, out): (usize, &mut [f32])| {
-        let j0 = c * CHUNK;
-        match start {
-            Start::Zeros => out.fill(0.0),
-            Start::Dst => {}
-            Start::Bias(bias) => out.copy_from_slice(&bias[j0..][..out.len()]),
-        }
-        let rows = (b.data, b.row_stride, j0);
-        crate::kernels::simd::dispatch!(add_scaled_rows(out, &coefficients, rows));
+    let mut partial = vec![0f32; k.div_ceil(part_rows) * n];
+    let part = |(i, out): (usize, &mut [f32])| {
+        let first = i * part_rows;
+        let rows = &b.data[first * b.row_stride..];
+        let coefficients = &coefficients[first..k.min(first + part_rows)];
+        crate::kernels::simd::dispatch!(add_scaled_rows(out, coefficients, rows, b.row_stride));
     };
     if parallel && n * k >= crate::kernels::PARALLEL_THRESHOLD {
         use rayon::prelude::*;
-        dst.par_chunks_mut(CHUNK).enumerate().for_each(chunk);
+        partial.par_chunks_mut(n).enumerate().for_each(part);
     } else {
-        dst.chunks_mut(CHUNK).enumerate().for_each(chunk);
+        partial.chunks_mut(n).enumerate().for_each(part);
+    }
+    match start {
+        Start::Zeros => dst.fill(0.0),
+        Start::Dst => {}
+        Start::Bias(bias) => dst.copy_from_slice(bias),
+    }
+    for sums in partial.chunks(n) {
+        dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
     }
 }
 
-/// `out += Σ_p coefficients[p] · b[p·stride + j0 ..][.. out.len()]`, the rows in order.
+/// `out += Σ_p coefficients[p] · rows[p·stride ..][.. out.len()]`, the rows in order,
+/// four at a time so that `out` is loaded and stored once per four rows.
 #[inline(always)]
 fn add_scaled_rows<const FMA: bool>(
     out: &mut [f32],
     coefficients: &[f32],
-    (b, stride, j0): (&[f32], usize, usize),
+    rows: &[f32],
+    stride: usize,
 ) {
-    for (p, &c) in coefficients.iter().enumerate() {
-        let row = &b[p * stride + j0..][..out.len()];
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = crate::kernels::simd::madd::<FMA>(c, v, *o);
+    use crate::kernels::simd::madd;
+    let n = out.len();
+    let row = |p: usize| &rows[p * stride..][..n];
+    let mut quads = coefficients.chunks_exact(4);
+    let mut p = 0;
+    for c in &mut quads {
+        let (r0, r1, r2, r3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
+        for j in 0..n {
+            let mut o = out[j];
+            o = madd::<FMA>(c[0], r0[j], o);
+            o = madd::<FMA>(c[1], r1[j], o);
+            o = madd::<FMA>(c[2], r2[j], o);
+            out[j] = madd::<FMA>(c[3], r3[j], o);
         }
+        p += 4;
+    }
+    for &c in quads.remainder() {
+        for (o, &v) in out.iter_mut().zip(row(p)) {
+            *o = madd::<FMA>(c, v, *o);
+        }
+        p += 1;
     }
 }
 
