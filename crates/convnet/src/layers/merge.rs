@@ -351,11 +351,23 @@ fn combine_broadcast(
     let rank = out.len();
     let last = out.last().copied().unwrap_or(1);
     if rank >= 2 && shape[rank - 1] == last && last > 1 {
-        let rows = broadcast_map(&shape[..rank - 1], &out[..rank - 1]);
+        // A row per sample (a squeeze-and-excitation's scale) is found by division;
+        // other shapes through a map of the rows.
+        let per_sample = shape[1..rank - 1].iter().all(|&d| d == 1);
+        let sample_rows: usize = out[1..rank - 1].iter().product();
+        let rows = (!per_sample)
+            .then(|| broadcast_map(&shape[..rank - 1], &out[..rank - 1]))
+            .flatten();
+        let source = |r: usize| match (&rows, per_sample) {
+            (Some(map), _) => map[r],
+            (None, true) if shape[0] == 1 => 0,
+            (None, true) => r / sample_rows.max(1),
+            (None, false) => r,
+        };
         in_rows(y, last, |first, chunk| {
             for (r, row) in chunk.chunks_mut(last).enumerate() {
                 let r = first / last + r;
-                let from = rows.as_ref().map_or(r, |m| m[r]) * last;
+                let from = source(r) * last;
                 let acc_row = &acc[r * last..(r + 1) * last];
                 combine_row(row, acc_row, &x.data()[from..from + last]);
             }
@@ -560,10 +572,12 @@ mod tests {
     #[test]
     fn broadcasting_merges_match_elementwise_definitions() {
         let out = [2, 4, 3, 5];
-        // Rows of the last axis (a squeeze-and-excitation), other axes (the general
-        // map), no input of the output's shape, and three inputs in order.
-        let cases: [(MergeOp, Vec<Vec<usize>>); 4] = [
+        // Rows of the last axis (a squeeze-and-excitation, per sample and for the whole
+        // batch), other axes (the general map), no input of the output's shape, and three
+        // inputs in order.
+        let cases: [(MergeOp, Vec<Vec<usize>>); 5] = [
             (MergeOp::Multiply, vec![vec![2, 4, 3, 5], vec![2, 1, 1, 5]]),
+            (MergeOp::Multiply, vec![vec![1, 1, 1, 5], vec![2, 4, 3, 5]]),
             (MergeOp::Subtract, vec![vec![2, 1, 3, 1], vec![2, 4, 3, 5]]),
             (MergeOp::Maximum, vec![vec![2, 4, 1, 5], vec![1, 1, 3, 5]]),
             (MergeOp::Subtract, vec![vec![1, 4, 3, 5], vec![2, 4, 3, 5]]),

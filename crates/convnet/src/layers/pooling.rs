@@ -8,7 +8,9 @@ use super::declare::{self, ChannelsLast};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
 use crate::kernels::conv::Padding;
-use crate::kernels::pool::{pool_backward, pool_forward, PoolGeometry, PoolKind};
+use crate::kernels::pool::{
+    global_pool_forward, pool_backward, pool_forward, PoolGeometry, PoolKind,
+};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -290,8 +292,12 @@ impl Layer for GlobalPooling2D {
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = *single(self, inputs)?;
         let mut y = Tensor::for_overwrite(infer(self, &[x])?);
-        pool_forward(
-            &Self::geometry(x.shape()),
+        let g = Self::geometry(x.shape());
+        let pixels = g.in_h * g.in_w;
+        global_pool_forward(
+            g.batch,
+            pixels,
+            g.channels,
             self.kind,
             x.data(),
             y.data_mut(),

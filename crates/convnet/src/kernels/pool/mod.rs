@@ -8,7 +8,7 @@
 mod portable;
 
 use crate::kernels::simd::dispatch;
-use portable::{backward_image, forward_row, max_backward_disjoint};
+use portable::{backward_image, forward_row, max_backward_disjoint, pool_pixels};
 use rayon::prelude::*;
 
 /// Everything a pooling kernel needs to know about its shapes (NHWC, channels pooled
@@ -92,6 +92,67 @@ pub fn pool_forward(g: &PoolGeometry, kind: PoolKind, x: &[f32], y: &mut [f32]) 
         .for_each(|(row, y_row)| dispatch!(forward_row(g, kind, x, row, y_row)));
 }
 
+/// `out` combined with `xs`, value by value, by the pool's operation: the maximum or
+/// the sum.
+#[inline(always)]
+fn combine(kind: PoolKind, out: &mut [f32], xs: &[f32]) {
+    match kind {
+        PoolKind::Max => out.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
+        PoolKind::Average => out.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
+    }
+}
+
+/// Values of an image's map per part of a global pool, at least: smaller maps are one
+/// part, so that a task is worth its bookkeeping.
+const GLOBAL_PART: usize = 1 << 14;
+
+/// `y = kind(x)` over all `pixels` pixels of each image (a global pool, `channels` per
+/// pixel; `y` one row per image). A window pool would give a batch-1 image's one output
+/// row to one thread; here each image's pixels are cut into up to eight parts, pooled
+/// in parallel into a row each and then combined in order. The parts depend on the
+/// sizes alone, so the result does not depend on the threads.
+pub fn global_pool_forward(
+    batch: usize,
+    pixels: usize,
+    channels: usize,
+    kind: PoolKind,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    assert_eq!(x.len(), batch * pixels * channels, "pool input length");
+    assert_eq!(y.len(), batch * channels, "pool output length");
+    if y.is_empty() {
+        return;
+    }
+    let parts = (pixels * channels / GLOBAL_PART).clamp(1, 8);
+    let part_pixels = pixels.div_ceil(parts).max(1);
+    let parts = pixels.div_ceil(part_pixels).max(1);
+    let mut partial = vec![0.0; batch * parts * channels];
+    partial
+        .par_chunks_mut(channels)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let (n, part) = (i / parts, i % parts);
+            let first = part * part_pixels;
+            let end = (first + part_pixels).min(pixels);
+            let x = &x[(n * pixels + first) * channels..(n * pixels + end) * channels];
+            dispatch!(pool_pixels(kind, x, out));
+        });
+    for (o, rows) in y
+        .chunks_exact_mut(channels)
+        .zip(partial.chunks(parts * channels))
+    {
+        o.copy_from_slice(&rows[..channels]);
+        for row in rows.chunks_exact(channels).skip(1) {
+            combine(kind, o, row);
+        }
+        if kind == PoolKind::Average && pixels > 0 {
+            let inv = 1.0 / pixels as f32;
+            o.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
 /// `dx = dL/dx` from the input `x`, the forward pass's output `y` and `dy`; `dx` is
 /// overwritten. Max pooling sends each output's gradient to the first cell of its window
 /// that holds the maximum, `y`'s value (so the windows are not searched for it again).
@@ -131,4 +192,46 @@ pub fn pool_backward(
                 dispatch!(backward_image(g, kind, x, y, dy, dx_image))
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The global pool in parts against the window pool whose window is the whole map,
+    /// on maps of one part and of several (an uneven last part), batch 2.
+    #[test]
+    fn global_pool_in_parts_matches_the_whole_window() {
+        for (h, w, c) in [(3, 5, 4), (61, 67, 24), (112, 112, 32)] {
+            let x: Vec<f32> = (0..2 * h * w * c)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let g = PoolGeometry {
+                batch: 2,
+                in_h: h,
+                in_w: w,
+                channels: c,
+                out_h: 1,
+                out_w: 1,
+                pool_h: h,
+                pool_w: w,
+                stride_h: 1,
+                stride_w: 1,
+                pad_top: 0,
+                pad_left: 0,
+            };
+            for kind in [PoolKind::Max, PoolKind::Average] {
+                let mut want = vec![0.0; 2 * c];
+                pool_forward(&g, kind, &x, &mut want);
+                let mut got = vec![f32::NAN; 2 * c];
+                global_pool_forward(2, h * w, c, kind, &x, &mut got);
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{h}x{w}x{c} {kind:?}: {a} against {b}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The pooling loops, per output row (forward) and per image (backward).
 
-use super::{PoolGeometry, PoolKind};
+use super::{combine, PoolGeometry, PoolKind};
 
 #[inline(always)]
 pub(super) fn forward_row<const FMA: bool>(
@@ -23,8 +23,7 @@ pub(super) fn forward_row<const FMA: bool>(
                 let xs = &x_image[(iy * g.in_w + ix) * c..][..c];
                 match kind {
                     PoolKind::Max if first => o.copy_from_slice(xs),
-                    PoolKind::Max => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = o.max(v)),
-                    PoolKind::Average => o.iter_mut().zip(xs).for_each(|(o, &v)| *o += v),
+                    _ => combine(kind, o, xs),
                 }
                 first = false;
             }
@@ -34,6 +33,18 @@ pub(super) fn forward_row<const FMA: bool>(
             o.iter_mut().for_each(|v| *v *= inv);
         }
     }
+}
+
+/// `out` = the maximum or the sum of the pixels of `x` (`out.len()` channels each);
+/// zeros for no pixels.
+#[inline(always)]
+pub(super) fn pool_pixels<const FMA: bool>(kind: PoolKind, x: &[f32], out: &mut [f32]) {
+    let mut pixels = x.chunks_exact(out.len());
+    match pixels.next() {
+        Some(first) => out.copy_from_slice(first),
+        None => out.fill(0.0),
+    }
+    pixels.for_each(|xs| combine(kind, out, xs));
 }
 
 /// One image's gradient: `x_image` its input, `y_image` and `dy_image` its output and
