@@ -351,18 +351,17 @@ fn combine_broadcast(
     let rank = out.len();
     let last = out.last().copied().unwrap_or(1);
     if rank >= 2 && shape[rank - 1] == last && last > 1 {
-        // A row per sample (a squeeze-and-excitation's scale) is found by division;
-        // other shapes through a map of the rows.
+        // A row per sample (a squeeze-and-excitation's scale), or one for the whole
+        // batch, is found by division; other shapes through a map of the rows.
         let per_sample = shape[1..rank - 1].iter().all(|&d| d == 1);
-        let sample_rows: usize = out[1..rank - 1].iter().product();
+        let sample_rows = out[1..rank - 1].iter().product::<usize>().max(1);
         let rows = (!per_sample)
             .then(|| broadcast_map(&shape[..rank - 1], &out[..rank - 1]))
             .flatten();
-        let source = |r: usize| match (&rows, per_sample) {
-            (Some(map), _) => map[r],
-            (None, true) if shape[0] == 1 => 0,
-            (None, true) => r / sample_rows.max(1),
-            (None, false) => r,
+        let source = |r: usize| match &rows {
+            Some(map) => map[r],
+            None if per_sample => r / sample_rows % shape[0],
+            None => r,
         };
         in_rows(y, last, |first, chunk| {
             for (r, row) in chunk.chunks_mut(last).enumerate() {

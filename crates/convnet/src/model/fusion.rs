@@ -141,12 +141,14 @@ pub(crate) fn depthwise_block(
     let (mut fusion, chained) = chain(depthwise);
     fusion.input_padding = padding;
     members.extend(chained);
-    let after = sole[*members.last()?].filter(|&next| is(next, true));
-    let after_members: Vec<usize> = after.map_or(vec![], |next| {
-        let (_, chained) = chain(next);
-        [vec![next], chained].concat()
-    });
-    let after = after.map(|next| (next, chain(next).0));
+    let mut after_members = vec![];
+    let after = sole[*members.last()?]
+        .filter(|&next| is(next, true))
+        .map(|next| {
+            let (fusion, chained) = chain(next);
+            after_members = [vec![next], chained].concat();
+            (next, fusion)
+        });
     (before.is_some() || after.is_some()).then_some(DepthwiseBlock {
         before,
         depthwise,

@@ -142,10 +142,8 @@ pub fn global_pool_forward(
         .chunks_exact_mut(channels)
         .zip(partial.chunks(parts * channels))
     {
-        o.copy_from_slice(&rows[..channels]);
-        for row in rows.chunks_exact(channels).skip(1) {
-            combine(kind, o, row);
-        }
+        // The parts' rows pooled like pixels.
+        dispatch!(pool_pixels(kind, rows, o));
         if kind == PoolKind::Average && pixels > 0 {
             let inv = 1.0 / pixels as f32;
             o.iter_mut().for_each(|v| *v *= inv);
