@@ -79,8 +79,27 @@ impl Flops {
 }
 
 /// Winograd F(2x2, 3x3)'s multiplications over the direct convolution's: 16 per tile of
-/// 4 outputs where the direct one needs 36.
-const WINOGRAD_SHARE: f64 = 16.0 / 36.0;
+/// 4 outputs where the direct one needs 36 (the kernel gradient's route).
+const WINOGRAD_F2_SHARE: f64 = 16.0 / 36.0;
+
+/// Winograd F(4x4, 3x3)'s: 36 per tile of 16 outputs where the direct one needs 144
+/// (the forward pass and the input gradient on outputs of about 24x24 or more).
+const WINOGRAD_F4_SHARE: f64 = 36.0 / 144.0;
+
+/// The share of a direct convolution's multiply-adds a layer's kernels do, in its
+/// forward pass, its input gradient and its kernel gradient.
+struct Arithmetic {
+    forward: f64,
+    input_gradient: f64,
+    kernel_gradient: f64,
+}
+
+/// A layer whose every pass does the direct convolution's arithmetic.
+const DIRECT: Arithmetic = Arithmetic {
+    forward: 1.0,
+    input_gradient: 1.0,
+    kernel_gradient: 1.0,
+};
 
 /// Median wall time of `f` in milliseconds: two warm-up runs, then at least five runs
 /// and at least a second of them.
@@ -217,16 +236,17 @@ fn training_step(
 /// One layer on a fixed input: forward (inference) and forward+backward (input and
 /// weight gradients), as W2–W4 define them.
 /// `arithmetic` is the share of the direct convolution's multiply-adds the layer's
-/// kernels do (Winograd's is [`WINOGRAD_SHARE`]).
+/// kernels do in each pass.
 fn bench_layer(
     name: &str,
     input: [usize; 4],
     layer: impl Call,
-    arithmetic: f64,
+    arithmetic: Arithmetic,
 ) -> Result<Vec<Measurement>, Error> {
     let x0 = Input::new([input[1], input[2], input[3]]);
     let mut model = Model::new(&x0, layer.call(&x0))?;
-    let macs = layer_macs(&model, input[0]) * arithmetic;
+    let macs = layer_macs(&model, input[0]);
+    let backward_macs = macs * (arithmetic.input_gradient + arithmetic.kernel_gradient);
     let x = random_inputs(&model, input[0], 1)?;
     let refs: Vec<&Tensor> = x.iter().collect();
     let forward = median_ms(|| model.apply(&refs).map(drop))?;
@@ -239,13 +259,15 @@ fn bench_layer(
         Measurement {
             name: format!("{name} forward"),
             ms: forward,
-            flops: Some(Flops::Actual(2.0 * macs)),
+            flops: Some(Flops::Actual(2.0 * macs * arithmetic.forward)),
             images: Some(input[0]),
         },
         Measurement {
             name: format!("{name} forward+backward"),
             ms: both,
-            flops: Some(Flops::Actual(6.0 * macs)),
+            flops: Some(Flops::Actual(
+                2.0 * (macs * arithmetic.forward + backward_macs),
+            )),
             images: Some(input[0]),
         },
     ])
@@ -311,19 +333,23 @@ fn workload(id: &str) -> Result<Vec<Measurement>, Error> {
             "W2 conv3x3 64->64 56x56 b8",
             [8, 56, 56, 64],
             Conv2D::new(64, (3, 3)).padding(Padding::Same),
-            WINOGRAD_SHARE,
+            Arithmetic {
+                forward: WINOGRAD_F4_SHARE,
+                input_gradient: WINOGRAD_F4_SHARE,
+                kernel_gradient: WINOGRAD_F2_SHARE,
+            },
         ),
         "W3" => bench_layer(
             "W3 conv1x1 64->256 56x56 b8",
             [8, 56, 56, 64],
             Conv2D::new(256, (1, 1)),
-            1.0,
+            DIRECT,
         ),
         "W4" => bench_layer(
             "W4 depthwise3x3 32ch 112x112 b8",
             [8, 112, 112, 32],
             DepthwiseConv2D::new((3, 3)).padding(Padding::Same),
-            1.0,
+            DIRECT,
         ),
         "W5" => {
             let model = zoo::seed_inception(224)?;

@@ -5,7 +5,7 @@
 use convnet::initializers::rng_from_seed;
 use convnet::kernels::conv::{
     conv2d_backward_input, conv2d_backward_kernel, conv2d_forward, conv2d_forward_prepared,
-    output_length,
+    output_length, prepared_kernel,
 };
 use convnet::kernels::depthwise::{
     depthwise_backward_input, depthwise_backward_kernel, depthwise_forward,
@@ -158,22 +158,41 @@ fn conv_3x3_over_several_tiles() {
 
 #[test]
 fn conv_3x3_stride_1_by_winograd() {
-    // F(2x2, 3x3) tiles: odd output sizes (tiles cut short), both paddings, bands of
-    // tile rows over several images, and more input channels than the micro-kernel's
-    // depth (the products on the gemm crate). The kernel gradient takes Winograd on the
-    // first and third (outputs of 14x14 or more; the third's bands are deep enough for
-    // the gemm crate) and im2col on the others.
+    // F(2x2, 3x3) tiles on outputs under about 24x24, F(4x4, 3x3) on larger ones: odd
+    // output sizes (tiles cut short on the right and at the bottom), both paddings,
+    // bands of tile rows over several images, more input channels than the
+    // micro-kernel's depth (the products on the gemm crate), and more channels than the
+    // transforms take at a time (64) on both sides. The kernel gradient takes F(2x2) on
+    // outputs of 14x14 or more and im2col on the others.
     for (batch, h, w, c, out_c, padding) in [
         (2, 19, 23, 16, 24, Padding::Same),
         (3, 10, 9, 32, 16, Padding::Valid),
         (2, 64, 40, 16, 16, Padding::Same),
         (1, 6, 7, 272, 16, Padding::Same),
+        (1, 24, 26, 136, 80, Padding::Same),
+        (2, 30, 27, 16, 20, Padding::Valid),
     ] {
         check_conv(
             geometry(batch, h, w, c, out_c, (3, 3), 1, 1, padding, 1),
             false,
         );
     }
+}
+
+#[test]
+fn winograd_ignores_a_kernel_prepared_for_the_other_tile_size() {
+    // A layer's kept form is made for the geometry of its first call; a later call on
+    // an image large enough for F(4x4) tiles makes its own rather than read F(2x2)'s.
+    let small = geometry(1, 8, 8, 16, 16, (3, 3), 1, 1, Padding::Same, 1);
+    let large = geometry(1, 32, 32, 16, 16, (3, 3), 1, 1, Padding::Same, 1);
+    let (x, w) = (random(large.input_len(), 1), random(large.kernel_len(), 2));
+    let kept = prepared_kernel(&small, &w);
+    assert!(kept.is_some(), "the 3x3 route keeps a transformed kernel");
+    let mut y = vec![f32::NAN; large.output_len()];
+    let epilogue = Epilogue::default();
+    conv2d_forward_prepared(&large, &x, &w, kept.as_ref(), epilogue, &mut y, large.out_c);
+    let (y_ref, _, _) = reference(&large, &x, &w, &random(large.output_len(), 3));
+    assert_close("forward with another tile size's kernel", &y, &y_ref);
 }
 
 #[test]
