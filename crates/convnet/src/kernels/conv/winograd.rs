@@ -20,8 +20,8 @@
 //!
 //! F(2x2, 3x3)'s transforms only add and halve, so its rounding stays close to the
 //! direct sum's. F(4x4, 3x3)'s constants (up to 8 in `Aᵀ`, 1/24 in `G`) cost some
-//! precision: on random data its relative error is a few times F(2x2)'s, still within
-//! the direct sum's tests. It is chosen where an image has enough of its tiles
+//! precision: on random data its relative error is about five times F(2x2)'s (unit
+//! test below), still well within the direct sum's tests. It is chosen where an image has enough of its tiles
 //! ([`Tile::for_geometry`]).
 
 use super::ConvGeometry;
