@@ -152,6 +152,39 @@ impl ConvGeometry {
         self.kernel_h * self.kernel_w * self.group_in()
     }
 
+    /// For unit tests: `k`x`k` windows at `stride` over `input` (NHWC), no dilation,
+    /// `pad` zeros above and left and as many below and right as the output size
+    /// `(in + 2·pad − k) / stride + 1` takes.
+    #[cfg(test)]
+    pub(crate) fn square_windows(
+        input: [usize; 4],
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> ConvGeometry {
+        let [batch, in_h, in_w, in_c] = input;
+        ConvGeometry {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            out_h: (in_h + 2 * pad - k) / stride + 1,
+            out_w: (in_w + 2 * pad - k) / stride + 1,
+            out_c,
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups,
+        }
+    }
+
     /// Multiply-adds of one forward pass (the same count for each gradient).
     pub fn macs(&self) -> usize {
         self.batch * self.out_h * self.out_w * self.out_c * self.patch_len()

@@ -80,9 +80,14 @@ impl Tile {
         }
     }
 
-    /// Positions of a transformed tile, (outputs + 2)²: its products.
+    /// The side of a tile's input patch and of its transformed tile: outputs + 2.
+    const fn side(self) -> usize {
+        self.outputs() + 2
+    }
+
+    /// Positions of a transformed tile, side²: its products.
     const fn positions(self) -> usize {
-        (self.outputs() + 2) * (self.outputs() + 2)
+        self.side() * self.side()
     }
 
     /// The tile the forward pass of `g` takes.
@@ -170,7 +175,7 @@ pub(crate) fn forward(
             "transformed kernel shape"
         ),
     }
-    let (side, tiles_w) = (tile.outputs(), tile.across(g));
+    let (outputs, tiles_w) = (tile.outputs(), tile.across(g));
     let row_len = g.out_w * co;
     let mut rest = y;
     let bands: Vec<_> = bands(tile, g)
@@ -185,7 +190,7 @@ pub(crate) fn forward(
     // band's products run in parallel too.
     let few_bands = bands.len() < 4 * rayon::current_num_threads();
     bands.into_par_iter().for_each(|(n, ty, y_band)| {
-        let tiles = (y_band.len() / row_len).div_ceil(side) * tiles_w;
+        let tiles = (y_band.len() / row_len).div_ceil(outputs) * tiles_w;
         // Position-major, V[e] and M[e] each a contiguous row-major matrix: rows a
         // few hundred bytes apart, not `positions` times that (rows 4 KiB apart share
         // L1 sets).
@@ -218,8 +223,8 @@ pub(crate) fn forward(
 /// row, output rows). A band has at most as many tile rows as keep its transformed
 /// inputs within [`BAND_FLOATS`].
 fn bands(tile: Tile, g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
-    let side = tile.outputs();
-    let (tiles_h, tiles_w) = (g.out_h.div_ceil(side), tile.across(g));
+    let outputs = tile.outputs();
+    let (tiles_h, tiles_w) = (g.out_h.div_ceil(outputs), tile.across(g));
     let most_rows =
         (BAND_FLOATS / (tile.positions() * g.in_c * tiles_w).max(1)).clamp(1, tiles_h.max(1));
     // As many bands as that takes, of even sizes: an image's band of three tile rows and
@@ -228,7 +233,7 @@ fn bands(tile: Tile, g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
     (0..g.batch)
         .flat_map(|n| {
             (0..tiles_h).step_by(band_rows).map(move |ty| {
-                let rows = (side * (ty + band_rows)).min(g.out_h) - side * ty;
+                let rows = (outputs * (ty + band_rows)).min(g.out_h) - outputs * ty;
                 (n, ty, rows)
             })
         })
@@ -386,8 +391,7 @@ pub(crate) fn backward_input(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [
 /// F(2x2)'s `G` is [`kernel_4`]'s, F(4x4)'s [`kernel_6`]'s.
 fn transformed_kernel(tile: Tile, g: &ConvGeometry, w: &[f32]) -> Scratch {
     let pairs = g.in_c * g.out_c;
-    let side = tile.outputs() + 2;
-    let mut u = Scratch::new(side * side * pairs);
+    let mut u = Scratch::new(tile.positions() * pairs);
     // Runs of (in, out) pairs, transformed slice by slice so the loops vectorise, and
     // shared among the threads: each run writes its own range of every plane.
     let mut planes: Vec<_> = u
@@ -775,24 +779,7 @@ mod tests {
 
     /// A 'same' 3x3 convolution of `hw`x`hw` images, `c` channels in and out.
     fn geometry(batch: usize, hw: usize, c: usize) -> ConvGeometry {
-        ConvGeometry {
-            batch,
-            in_h: hw,
-            in_w: hw,
-            in_c: c,
-            out_h: hw,
-            out_w: hw,
-            out_c: c,
-            kernel_h: 3,
-            kernel_w: 3,
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: 1,
-            pad_left: 1,
-            groups: 1,
-        }
+        ConvGeometry::square_windows([batch, hw, hw, c], c, 3, 1, 1, 1)
     }
 
     #[test]

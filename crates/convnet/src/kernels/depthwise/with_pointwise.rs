@@ -164,36 +164,6 @@ mod tests {
     use crate::kernels::depthwise::depthwise_forward_with;
     use crate::kernels::Affine;
 
-    /// A geometry of `k`x`k` windows at `stride`, `pad` zeros above and left.
-    fn geometry(
-        input: [usize; 4],
-        out_c: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        groups: usize,
-    ) -> ConvGeometry {
-        let [batch, in_h, in_w, in_c] = input;
-        ConvGeometry {
-            batch,
-            in_h,
-            in_w,
-            in_c,
-            out_h: (in_h + 2 * pad - k) / stride + 1,
-            out_w: (in_w + 2 * pad - k) / stride + 1,
-            out_c,
-            kernel_h: k,
-            kernel_w: k,
-            stride_h: stride,
-            stride_w: stride,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: pad,
-            pad_left: pad,
-            groups,
-        }
-    }
-
     /// A layer's weights: values in [-0.5, 0.5) from `seed`.
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
@@ -276,7 +246,7 @@ mod tests {
             let shift = values(c, 5);
             let (dw, dw_bias) = (values(k * k * c, 6), values(c, 7));
             let (proj, proj_bias) = (values(c * 24, 8), values(24, 9));
-            let dg = geometry([batch, h, w, c], c, k, stride, pad, c);
+            let dg = ConvGeometry::square_windows([batch, h, w, c], c, k, stride, pad, c);
             let pw_epilogue = Epilogue {
                 bias: Some(&pw_bias),
                 affine: Some(Affine {
@@ -293,14 +263,15 @@ mod tests {
             let proj_epilogue = Epilogue::default().with_bias(Some(&proj_bias));
             let mut expanded = x.clone();
             if expand {
-                let pg = geometry([batch, h, w, cin], c, 1, 1, 0, 1);
+                let pg = ConvGeometry::square_windows([batch, h, w, cin], c, 1, 1, 0, 1);
                 expanded = vec![0.0; pg.output_len()];
                 conv2d_forward_with(&pg, &x, &pw, pw_epilogue, &mut expanded);
             }
             let mut expected = vec![0.0; dg.output_len()];
             depthwise_forward_with(&dg, &expanded, &dw, dw_epilogue, &mut expected);
             if project {
-                let pg = geometry([batch, dg.out_h, dg.out_w, c], 24, 1, 1, 0, 1);
+                let pg =
+                    ConvGeometry::square_windows([batch, dg.out_h, dg.out_w, c], 24, 1, 1, 0, 1);
                 let mut projected = vec![0.0; pg.output_len()];
                 conv2d_forward_with(&pg, &expected, &proj, proj_epilogue, &mut projected);
                 expected = projected;
