@@ -166,6 +166,7 @@ fn matmul_and_pooling(c: &mut Criterion) {
         stride_w: 2,
         pad_top: 0,
         pad_left: 0,
+        zero_padded: false,
     };
     let (x, dy) = (data(g.input_len()), data(g.output_len()));
     let (mut y, mut dx) = (vec![0.0; g.output_len()], vec![0.0; g.input_len()]);

@@ -137,13 +137,46 @@ fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
 }
 
 #[test]
+fn zero_padding_joins_the_pooling_after_it() {
+    // A `valid` pooling takes a ZeroPadding2D before it into its windows, the padded
+    // zeros taking part: on values of both signs a max pooling's windows over the
+    // padding give 0 where their own cells are all negative, and an average pooling
+    // divides by the whole window (ResNet50's stem pads before its 3x3 stride-2 max
+    // pooling). A 'same' pooling after a padding keeps the padding a layer of its own.
+    let x0 = Input::new([9, 8, 5]);
+    let p = ZeroPadding2D::new([[1, 1], [1, 1]]).call(&x0);
+    let m = MaxPooling2D::new((3, 3))
+        .strides((2, 2))
+        .named("max_padded")
+        .call(&p);
+    let p = ZeroPadding2D::new([[2, 0], [1, 3]]).call(&x0);
+    let a = AveragePooling2D::new((3, 3))
+        .strides((2, 1))
+        .named("average_padded")
+        .call(&p);
+    let p = ZeroPadding2D::new([[1, 1], [1, 1]]).call(&x0);
+    let s = MaxPooling2D::new((2, 2))
+        .padding(Padding::Same)
+        .named("same_max")
+        .call(&p);
+    let model = Model::new(&x0, &[m, a, s][..])
+        .unwrap()
+        .named("pooled_paddings");
+    fused_matches_unfused(
+        model,
+        &[2, 9, 8, 5],
+        &["max_padded", "average_padded", "same_max"],
+    );
+}
+
+#[test]
 fn zero_padding_joins_the_convolution_after_it() {
     // A ZeroPadding2D before a convolution is taken into the convolution's window
     // (unit tests in model/fusion.rs check which ones are): uneven padding before a
     // strided valid Conv → BN → ReLU chain; before a depthwise layer with its own ReLU6;
     // before a 'same' convolution with a ReLU, whose BatchNormalization then cannot
-    // fold in (the padding alone is taken); and paddings that stay layers of their own,
-    // one read twice and one before a pooling layer.
+    // fold in (the padding alone is taken); a padding before a pooling layer; and
+    // paddings that stay layers of their own, read twice.
     let x0 = Input::new([11, 10, 16]);
     let p = ZeroPadding2D::new([[1, 2], [3, 0]]).call(&x0);
     let c = Conv2D::new(8, (3, 3)).strides((2, 2)).call(&p);

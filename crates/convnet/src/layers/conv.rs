@@ -126,6 +126,25 @@ impl Window {
     }
 }
 
+/// The shape of NHWC input `x` zero-padded by `padding` ((top, bottom), (left,
+/// right)), and `layer`'s output shape on it, checked against the size limit.
+pub(super) fn padded_shapes(
+    layer: &dyn Layer,
+    x: &[usize],
+    padding: [[usize; 2]; 2],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let [[top, bottom], [left, right]] = padding;
+    let mut padded = x.to_vec();
+    if let [_, h, w, _] = &mut padded[..] {
+        *h += top + bottom;
+        *w += left + right;
+    }
+    let shape: Shape = padded.iter().map(|&d| Some(d)).collect();
+    let out_shape = layer.output_shape(&[shape])?;
+    super::check_output_size(layer, &out_shape)?;
+    Ok((padded, super::concrete(layer, out_shape)?))
+}
+
 /// The output shape and kernel geometry of a window layer on input `x`, zero-padded
 /// by `padding` ((top, bottom), (left, right)) first when given: that padding joins
 /// the window's own, so the padded copy is never made.
@@ -138,15 +157,7 @@ pub(super) fn padded_geometry(
     groups: usize,
 ) -> Result<(Vec<usize>, ConvGeometry)> {
     let [[top, bottom], [left, right]] = padding.unwrap_or_default();
-    let mut padded = x.to_vec();
-    if let [_, h, w, _] = &mut padded[..] {
-        *h += top + bottom;
-        *w += left + right;
-    }
-    let shape: Shape = padded.iter().map(|&d| Some(d)).collect();
-    let out_shape = layer.output_shape(&[shape])?;
-    super::check_output_size(layer, &out_shape)?;
-    let out_shape = super::concrete(layer, out_shape)?;
+    let (padded, out_shape) = padded_shapes(layer, x, padding.unwrap_or_default())?;
     let g = window.geometry(layer, &padded, out_c, groups)?;
     let geometry = ConvGeometry {
         in_h: g.in_h - top - bottom,

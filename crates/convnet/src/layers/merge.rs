@@ -492,18 +492,28 @@ impl Layer for Merge {
             .iter()
             .map(|x| broadcast_map(x.shape(), &out))
             .collect();
-        let mut grads: Vec<Tensor> = inputs.iter().map(|x| x.zeros_like()).collect();
-        let dy = dy.data();
         let n = inputs.len();
+        let sum = matches!(self.op, MergeOp::Add | MergeOp::Average | MergeOp::Subtract);
+        let factor = |k: usize| match self.op {
+            MergeOp::Average => 1.0 / n as f32,
+            MergeOp::Subtract if k == 1 => -1.0,
+            _ => 1.0,
+        };
+        // An input of the output's shape that a sum takes as it is (a residual Add's)
+        // has `dy` itself for its gradient, shared, not copied.
+        let shares_dy = |k: usize| sum && maps[k].is_none() && factor(k) == 1.0;
+        let mut grads: Vec<Tensor> = (0..n)
+            .map(|k| match shares_dy(k) {
+                true => dy.clone(),
+                false => inputs[k].zeros_like(),
+            })
+            .collect();
+        let dy = dy.data();
         match self.op {
             MergeOp::Add | MergeOp::Average | MergeOp::Subtract => {
-                for (k, (g, map)) in grads.iter_mut().zip(&maps).enumerate() {
-                    let factor = match self.op {
-                        MergeOp::Average => 1.0 / n as f32,
-                        MergeOp::Subtract if k == 1 => -1.0,
-                        _ => 1.0,
-                    };
-                    reduce_into(g, map, |i| dy[i] * factor, len);
+                for k in (0..n).filter(|&k| !shares_dy(k)) {
+                    let factor = factor(k);
+                    reduce_into(&mut grads[k], &maps[k], |i| dy[i] * factor, len);
                 }
             }
             // d(x0·x1·…)/dxk = dy · the product of the other inputs.

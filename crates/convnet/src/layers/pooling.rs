@@ -3,7 +3,7 @@
 //! `MaxPooling2D::new(…)` and friends build the shared [`Pooling2D`] /
 //! [`GlobalPooling2D`] types with the right kind, so Keras's class names read as in Keras.
 
-use super::conv::{nhwc, Window};
+use super::conv::{nhwc, padded_shapes, Window};
 use super::declare::{self, ChannelsLast};
 use super::{infer, single, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
@@ -119,6 +119,7 @@ impl Pooling2D {
     }
 
     fn geometry(&self, x: &[usize], y: &[usize]) -> Result<PoolGeometry> {
+        let window = self.window();
         Ok(PoolGeometry {
             batch: x[0],
             in_h: x[1],
@@ -126,13 +127,32 @@ impl Pooling2D {
             channels: x[3],
             out_h: y[1],
             out_w: y[2],
-            pool_h: self.window().size.0,
-            pool_w: self.window().size.1,
-            stride_h: self.window().strides.0,
-            stride_w: self.window().strides.1,
-            pad_top: self.window().axis(self, 0, x[1])?.1,
-            pad_left: self.window().axis(self, 1, x[2])?.1,
+            pool_h: window.size.0,
+            pool_w: window.size.1,
+            stride_h: window.strides.0,
+            stride_w: window.strides.1,
+            pad_top: window.axis(self, 0, x[1])?.1,
+            pad_left: window.axis(self, 1, x[2])?.1,
+            zero_padded: false,
         })
+    }
+
+    /// The pooling of `x` zero-padded by `padding` ((top, bottom), (left, right)) first,
+    /// without the padded copy: the padding's zeros take part in the windows.
+    fn apply_padded(&self, x: &Tensor, padding: [[usize; 2]; 2]) -> Result<Tensor> {
+        let [[top, _], [left, _]] = padding;
+        let (padded, out_shape) = padded_shapes(self, x.shape(), padding)?;
+        let mut y = Tensor::for_overwrite(out_shape);
+        let g = PoolGeometry {
+            in_h: x.shape()[1],
+            in_w: x.shape()[2],
+            pad_top: top,
+            pad_left: left,
+            zero_padded: true,
+            ..self.geometry(&padded, y.shape())?
+        };
+        pool_forward(&g, self.kind, x.data(), y.data_mut());
+        Ok(y)
     }
 }
 
@@ -163,6 +183,27 @@ impl Layer for Pooling2D {
             y.data_mut(),
         );
         Ok(y)
+    }
+
+    /// A `valid` pooling takes a ZeroPadding2D before it into its windows.
+    fn takes_input_padding(&self) -> bool {
+        self.padding == Padding::Valid
+    }
+
+    fn apply_fused(
+        &self,
+        inputs: &[&Tensor],
+        fusion: &crate::layers::Fusion,
+    ) -> Option<Result<Tensor>> {
+        if fusion.takes_layers_after() {
+            return None;
+        }
+        Some(
+            single(self, inputs).and_then(|x| match fusion.input_padding {
+                Some(padding) => self.apply_padded(x, padding),
+                None => self.apply(&[x]),
+            }),
+        )
     }
 
     fn backward_impl(
@@ -266,6 +307,7 @@ impl GlobalPooling2D {
             stride_w: 1,
             pad_top: 0,
             pad_left: 0,
+            zero_padded: false,
         }
     }
 }

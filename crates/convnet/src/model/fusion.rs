@@ -3,7 +3,8 @@
 //! Conv → BN → ReLU) runs as one layer whose output pass does all three, block by block
 //! while the block is in cache; an element-wise merge takes the activation after it
 //! (a residual block's Add → ReLU) the same way. A ZeroPadding2D before a convolution
-//! becomes part of the convolution's own padding, so the padded copy is never made.
+//! or a `valid` pooling becomes part of that layer's own padding, so the padded copy is
+//! never made.
 //! The executor finds the chain at run time, from the graph as it is, so a layer changed
 //! after the model was built (weights, activation) is never served stale. Only outputs
 //! nobody else reads are fused away: the chain's inner outputs are never made.
@@ -182,11 +183,12 @@ pub(crate) fn padding_taken_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Padding;
     use crate::layers::{Conv2D, DepthwiseConv2D, MaxPooling2D};
     use crate::model::{Call, Input};
 
     #[test]
-    fn only_paddings_read_once_by_a_convolution_are_taken_in() {
+    fn only_paddings_read_once_by_a_convolution_or_a_valid_pooling_are_taken_in() {
         let x = Input::new([8, 8, 4]);
         let pad = |x| ZeroPadding2D::new([[1, 2], [0, 1]]).call(x);
         let conv = Conv2D::new(4, (3, 3)).call(pad(&x));
@@ -197,7 +199,10 @@ mod tests {
             Conv2D::new(2, (1, 1)).call(&shared),
         ];
         let pooled = MaxPooling2D::new((2, 2)).call(pad(&depthwise));
-        let outputs = [twice[0].clone(), twice[1].clone(), pooled, pad(&conv)];
+        let same = MaxPooling2D::new((2, 2))
+            .padding(Padding::Same)
+            .call(pad(&depthwise));
+        let outputs = [twice[0].clone(), twice[1].clone(), pooled, same, pad(&conv)];
         let model = Model::new(&x, &outputs[..]).unwrap();
         let sole = sole_readers(&model, &model.reader_counts());
         let taken: Vec<Option<&str>> = (0..model.nodes.len())
@@ -210,10 +215,17 @@ mod tests {
             })
             .collect();
         // In graph order: before the convolution, before the depthwise layer, the one
-        // read twice, before the pooling, and a model output.
+        // read twice, before the valid and the 'same' pooling, and a model output.
         assert_eq!(
             taken,
-            [Some("Conv2D"), Some("DepthwiseConv2D"), None, None, None]
+            [
+                Some("Conv2D"),
+                Some("DepthwiseConv2D"),
+                None,
+                Some("MaxPooling2D"),
+                None,
+                None
+            ]
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Max and average pooling over NHWC windows. Padded cells never take part: max pooling
 //! ignores them, and average pooling divides by the number of real cells under the
-//! window, as Keras (TensorFlow) does for `padding="same"`.
+//! window, as Keras (TensorFlow) does for `padding="same"`; except where a ZeroPadding2D
+//! before the pooling is taken into its window at inference
+//! ([`PoolGeometry::zero_padded`]), whose padded cells are zeros that take part.
 //!
 //! Files: `mod.rs` the shapes and entry points, `portable.rs` the loops (generic over
 //! FMA, compiled for AVX2+FMA and the baseline by `dispatch!`; no intrinsics).
@@ -39,6 +41,11 @@ pub struct PoolGeometry {
     pub pad_top: usize,
     /// Padded columns left of the input (they never count as cells of a window).
     pub pad_left: usize,
+    /// Whether the padded cells are zeros that take part in each window, as a
+    /// ZeroPadding2D before a `valid` pooling makes them, instead of being left out:
+    /// the padding is taken into the window so that the padded copy is never made.
+    /// Forward only.
+    pub zero_padded: bool,
 }
 
 impl PoolGeometry {
@@ -63,6 +70,16 @@ impl PoolGeometry {
             clip(oy, self.stride_h, self.pad_top, self.pool_h, self.in_h),
             clip(ox, self.stride_w, self.pad_left, self.pool_w, self.in_w),
         )
+    }
+
+    /// Cells of a window the pooling counts: the whole window when padded cells are
+    /// zeros that take part, else those of it on the input.
+    fn counted_cells(&self, on_input: usize) -> usize {
+        if self.zero_padded {
+            self.pool_h * self.pool_w
+        } else {
+            on_input
+        }
     }
 
     fn check(&self, x: usize, y: usize) {
@@ -163,6 +180,10 @@ pub fn pool_backward(
     dx: &mut [f32],
 ) {
     g.check(x.len(), dy.len());
+    assert!(
+        !g.zero_padded,
+        "pool_backward: zero-padded windows are forward only"
+    );
     assert_eq!(y.len(), dy.len(), "pool output length");
     assert_eq!(dx.len(), x.len(), "pool gradient length");
     let image_in = g.in_h * g.in_w * g.channels;
@@ -217,6 +238,7 @@ mod tests {
                 stride_w: 1,
                 pad_top: 0,
                 pad_left: 0,
+                zero_padded: false,
             };
             for kind in [PoolKind::Max, PoolKind::Average] {
                 let mut want = vec![0.0; 2 * c];

@@ -2,6 +2,9 @@
 
 use super::{combine, PoolGeometry, PoolKind};
 
+/// Channels pooled together in registers: four AVX-512 vectors.
+const BLOCK: usize = 64;
+
 #[inline(always)]
 pub(super) fn forward_row<const FMA: bool>(
     g: &PoolGeometry,
@@ -16,21 +19,41 @@ pub(super) fn forward_row<const FMA: bool>(
     for (ox, o) in y_row.chunks_exact_mut(c).enumerate() {
         let (rows, cols) = g.window(oy, ox);
         let cells = rows.len() * cols.len();
-        let mut first = true;
-        o.fill(0.0);
-        for iy in rows {
-            for ix in cols.clone() {
-                let xs = &x_image[(iy * g.in_w + ix) * c..][..c];
-                match kind {
-                    PoolKind::Max if first => o.copy_from_slice(xs),
-                    _ => combine(kind, o, xs),
+        let counted = g.counted_cells(cells);
+        // Each block of channels is pooled over the whole window in a local array the
+        // compiler keeps in registers, and stored once.
+        let pool = |start: usize, o: &mut [f32]| {
+            let width = o.len();
+            let mut acc = [0.0f32; BLOCK];
+            let acc = &mut acc[..width];
+            let mut first = true;
+            for iy in rows.clone() {
+                for ix in cols.clone() {
+                    let xs = &x_image[(iy * g.in_w + ix) * c + start..][..width];
+                    match kind {
+                        PoolKind::Max if first => acc.copy_from_slice(xs),
+                        _ => combine(kind, acc, xs),
+                    }
+                    first = false;
                 }
-                first = false;
             }
+            if kind == PoolKind::Max && cells > 0 && counted > cells {
+                // Padded zeros under the window.
+                acc.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            if kind == PoolKind::Average && counted > 0 {
+                let inv = 1.0 / counted as f32;
+                acc.iter_mut().for_each(|v| *v *= inv);
+            }
+            o.copy_from_slice(acc);
+        };
+        let mut blocks = o.chunks_exact_mut(BLOCK);
+        for (b, o) in blocks.by_ref().enumerate() {
+            pool(b * BLOCK, o);
         }
-        if kind == PoolKind::Average && cells > 0 {
-            let inv = 1.0 / cells as f32;
-            o.iter_mut().for_each(|v| *v *= inv);
+        let rest = blocks.into_remainder();
+        if !rest.is_empty() {
+            pool(c - rest.len(), rest);
         }
     }
 }
