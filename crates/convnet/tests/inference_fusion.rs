@@ -113,6 +113,34 @@ fn merges_take_the_activation_after_them() {
 }
 
 #[test]
+fn adds_write_over_an_input_only_they_read() {
+    // A residual Add → ReLU whose inputs only it still reads is written over one of
+    // them; a plain Add likewise; an Add of the model's input and a tensor that is also
+    // a model output overwrites neither (both are checked against the unfused run, and
+    // the model output "kept" must keep its own values).
+    let x0 = Input::new([24, 24, 128]);
+    let a = Conv2D::new(128, (1, 1)).call(&x0);
+    let b = Conv2D::new(128, (3, 3)).padding(Padding::Same).call(&a);
+    let r = ReLU::new()
+        .named("residual_relu")
+        .call(Add::new().call(&[a, b]));
+    let c = Conv2D::new(128, (1, 1)).call(&r);
+    let plain = Add::new().named("plain_add").call(&[r, c]);
+    let kept = Conv2D::new(128, (1, 1)).named("kept").call(&x0);
+    let outer = Add::new()
+        .named("outer_add")
+        .call(&[x0.clone(), kept.clone()]);
+    let model = Model::new(&x0, &[plain, kept, outer][..])
+        .unwrap()
+        .named("in_place");
+    fused_matches_unfused(
+        model,
+        &[2, 24, 24, 128],
+        &["plain_add", "kept", "outer_add"],
+    );
+}
+
+#[test]
 fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
     let x0 = Input::new([6, 6, 3]);
     // The convolution's output is a model output and also feeds the BatchNormalization.

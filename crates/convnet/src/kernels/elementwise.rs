@@ -80,3 +80,25 @@ pub fn zip_with_then(
     }
     out
 }
+
+/// [`zip_with_then`] written over `acc`: `acc[i] = combine(acc[i], b[i])`, then `then`
+/// on each chunk.
+pub fn zip_into_then(
+    acc: &mut [f32],
+    b: &[f32],
+    combine: impl Fn(f32, f32) -> f32 + Sync,
+    then: impl Fn(&mut [f32]) + Sync,
+) {
+    assert_eq!(acc.len(), b.len(), "zip_with lengths");
+    let run = |(y, b): (&mut [f32], &[f32])| {
+        y.iter_mut().zip(b).for_each(|(y, &b)| *y = combine(*y, b));
+        then(y);
+    };
+    if acc.len() < PARALLEL_FROM {
+        run((acc, b));
+    } else {
+        acc.par_chunks_mut(CHUNK)
+            .zip(b.par_chunks(CHUNK))
+            .for_each(run);
+    }
+}

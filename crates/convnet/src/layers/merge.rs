@@ -7,7 +7,7 @@
 use super::declare;
 use super::{format_shape, infer, Fusion, Layer, LayerBase, Saved, Shape};
 use crate::error::Result;
-use crate::kernels::elementwise::{copy_into_columns, in_rows, zip_with_then};
+use crate::kernels::elementwise::{copy_into_columns, in_rows, zip_into_then, zip_with_then};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -476,6 +476,30 @@ impl Layer for Merge {
             |chunk| activation.apply_slice(chunk, 1)
         ));
         Some(Tensor::new(a.shape().to_vec(), y))
+    }
+
+    /// A sum of two tensors of one shape (a residual Add), and the activation after it,
+    /// added into the first: the order of a sum's terms does not change it.
+    fn apply_fused_in_place(
+        &self,
+        acc: &mut Tensor,
+        other: &Tensor,
+        fusion: &Fusion,
+    ) -> Option<Result<()>> {
+        if self.op != MergeOp::Add || fusion.affine.is_some() || acc.shape() != other.shape() {
+            return None;
+        }
+        if let Err(e) = infer(self, &[acc, other]) {
+            return Some(Err(e));
+        }
+        let activation = fusion.activation;
+        zip_into_then(
+            acc.data_mut(),
+            other.data(),
+            |a, b| a + b,
+            |chunk| activation.apply_slice(chunk, 1),
+        );
+        Some(Ok(()))
     }
 
     fn backward_impl(

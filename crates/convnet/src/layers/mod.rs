@@ -534,6 +534,20 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         None
     }
 
+    /// [`Layer::apply_fused`] of two inputs written over the first, `acc`, which the
+    /// executor hands over because nothing else reads it (a residual Add's output over
+    /// its convolution's): no new buffer, and one pass over memory fewer. None, `acc`
+    /// untouched, where the layer cannot (the default, and any but a commutative merge
+    /// of two tensors of one shape).
+    fn apply_fused_in_place(
+        &self,
+        _acc: &mut Tensor,
+        _other: &Tensor,
+        _fusion: &Fusion,
+    ) -> Option<Result<()>> {
+        None
+    }
+
     /// [`Layer::apply_fused`] into `out` (columns of a wider output, whose shape the
     /// layer's own output must match) rather than into a tensor of its own. False when
     /// it wrote nothing: the default, and whenever `apply_fused` would not return the

@@ -559,6 +559,12 @@ impl Model {
                 padding_before[reader] = Some(padding);
             } else if let Some((members, output)) = sole_readers
                 .as_ref()
+                .and_then(|sole| self.merge_in_place(id, sole, &readers, &mut values))
+            {
+                values[members.last().copied().unwrap_or(id)] = Some(Cow::Owned(output?));
+                members.iter().for_each(|&m| fused[m] = true);
+            } else if let Some((members, output)) = sole_readers
+                .as_ref()
                 .and_then(|sole| fusion::depthwise_block(self, id, sole, padding_before[id]))
                 .and_then(|block| {
                     let x = values[node.inputs[0]].as_deref().expect("inputs run first");
@@ -642,6 +648,53 @@ impl Model {
             }
         }
         Ok(values)
+    }
+
+    /// Node `id`'s output written over one of its two inputs, one that only it still
+    /// reads and that the executor made (not a model input): [`Layer::apply_fused_in_place`]
+    /// with the chain after it, and the chain's nodes. None, `values` untouched, where
+    /// the node is no such merge.
+    fn merge_in_place(
+        &self,
+        id: usize,
+        sole: &[Option<usize>],
+        readers: &[usize],
+        values: &mut [Option<Cow<Tensor>>],
+    ) -> Option<(Vec<usize>, Result<Tensor>)> {
+        let node = &self.nodes[id];
+        let layer = self.layers[node.layer].as_ref();
+        let &[a, b] = &node.inputs[..] else {
+            return None;
+        };
+        let handed_over = |i: usize| readers[i] == 1 && matches!(values[i], Some(Cow::Owned(_)));
+        let (into, other) = match (handed_over(a), handed_over(b)) {
+            _ if a == b || layer.base().activity_regularizer.is_some() => return None,
+            (true, _) => (a, b),
+            (_, true) => (b, a),
+            _ => return None,
+        };
+        let chain = fusion::chain_after(self, id, sole);
+        let fusion = chain
+            .as_ref()
+            .map_or_else(Fusion::default, |c| c.fusion.clone());
+        let mut acc = match values[into].take() {
+            Some(Cow::Owned(acc)) => acc,
+            value => {
+                values[into] = value;
+                return None;
+            }
+        };
+        let other = values[other].as_deref().expect("inputs run first");
+        match layer.apply_fused_in_place(&mut acc, other, &fusion) {
+            Some(done) => {
+                let members = chain.map_or_else(Vec::new, |c| c.members);
+                Some((members, done.map(|()| acc)))
+            }
+            None => {
+                values[into] = Some(Cow::Owned(acc));
+                None
+            }
+        }
     }
 
     /// The output of `block` on `x` as one pass, and whether it took in the 1x1 layer
