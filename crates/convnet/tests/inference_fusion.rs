@@ -141,6 +141,31 @@ fn adds_write_over_an_input_only_they_read() {
 }
 
 #[test]
+fn squeeze_and_excitation_scales_in_place() {
+    // A squeeze-and-excitation's Multiply of a per-sample scale (batch, 1, 1, C) and the
+    // map it scales, which only the Multiply still reads: written over the map, with
+    // the scale first or second among the inputs, as a Multiply layer and as the
+    // operation `x * s` (which the ONNX import writes for EfficientNet's).
+    let x0 = Input::new([12, 12, 96]);
+    let x = Conv2D::new(96, (1, 1)).call(&x0);
+    let squeeze = |x: &convnet::model::SymbolicTensor| {
+        let s = GlobalAveragePooling2D::new().keepdims(true).call(x);
+        Conv2D::new(96, (1, 1))
+            .activation(ActivationFn::Sigmoid)
+            .call(&s)
+    };
+    let first = Multiply::new()
+        .named("scale_first")
+        .call(&[squeeze(&x), x.clone()]);
+    let y = Conv2D::new(96, (1, 1)).call(&first);
+    let second = NumpyOp::new(OpKind::Multiply)
+        .named("scale_second")
+        .call(&[y.clone(), squeeze(&y)]);
+    let model = Model::new(&x0, &second).unwrap().named("excitation");
+    fused_matches_unfused(model, &[2, 12, 12, 96], &["scale_second"]);
+}
+
+#[test]
 fn outputs_read_elsewhere_and_nonlinear_layers_are_not_fused_away() {
     let x0 = Input::new([6, 6, 3]);
     // The convolution's output is a model output and also feeds the BatchNormalization.

@@ -478,27 +478,51 @@ impl Layer for Merge {
         Some(Tensor::new(a.shape().to_vec(), y))
     }
 
-    /// A sum of two tensors of one shape (a residual Add), and the activation after it,
-    /// added into the first: the order of a sum's terms does not change it.
+    /// A sum or product of two tensors (a residual Add; a squeeze-and-excitation's
+    /// Multiply by its per-sample scale) combined into the first, which has the
+    /// output's shape, and the activation after it: the order of the terms does not
+    /// change a sum or a product.
     fn apply_fused_in_place(
         &self,
         acc: &mut Tensor,
         other: &Tensor,
         fusion: &Fusion,
     ) -> Option<Result<()>> {
-        if self.op != MergeOp::Add || fusion.affine.is_some() || acc.shape() != other.shape() {
+        if !matches!(self.op, MergeOp::Add | MergeOp::Multiply) || fusion.affine.is_some() {
             return None;
         }
-        if let Err(e) = infer(self, &[acc, other]) {
-            return Some(Err(e));
+        let out = match infer(self, &[acc, other]) {
+            Ok(out) => out,
+            Err(e) => return Some(Err(e)),
+        };
+        let per_sample = out.len() >= 2
+            && other.shape().len() == out.len()
+            && other.shape()[0] == out[0]
+            && other.shape().last() == out.last()
+            && other.shape()[1..out.len() - 1].iter().all(|&d| d == 1);
+        if acc.shape() != out || !(other.shape() == out || per_sample) {
+            return None;
         }
         let activation = fusion.activation;
-        zip_into_then(
-            acc.data_mut(),
-            other.data(),
-            |a, b| a + b,
-            |chunk| activation.apply_slice(chunk, 1),
-        );
+        let then = |chunk: &mut [f32]| activation.apply_slice(chunk, 1);
+        with_combine!(self.op, true, |combine| if other.shape() == out {
+            zip_into_then(acc.data_mut(), other.data(), combine, then)
+        } else {
+            // One row of `other` a sample, its channels against each pixel's.
+            let channels = out[out.len() - 1];
+            let sample = acc.len() / out[0].max(1);
+            let scale = other.data();
+            in_rows(acc.data_mut(), channels, |first, chunk| {
+                for (r, row) in chunk.chunks_mut(channels).enumerate() {
+                    let n = (first + r * channels) / sample;
+                    let s = &scale[n * channels..][..channels];
+                    row.iter_mut()
+                        .zip(s)
+                        .for_each(|(y, &b)| *y = combine(*y, b));
+                }
+                then(chunk);
+            })
+        });
         Some(Ok(()))
     }
 

@@ -250,6 +250,19 @@ impl Layer for NumpyOp {
         }
     }
 
+    /// An operation on two tensors runs as its merge does, in place where that can.
+    fn apply_fused_in_place(
+        &self,
+        acc: &mut Tensor,
+        other: &Tensor,
+        fusion: &crate::layers::Fusion,
+    ) -> Option<Result<()>> {
+        match self.constant {
+            Some(_) => None,
+            None => self.merge().ok()?.apply_fused_in_place(acc, other, fusion),
+        }
+    }
+
     fn backward_impl(
         &self,
         inputs: &[&Tensor],

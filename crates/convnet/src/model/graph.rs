@@ -667,8 +667,11 @@ impl Model {
             return None;
         };
         let handed_over = |i: usize| readers[i] == 1 && matches!(values[i], Some(Cow::Owned(_)));
+        let len = |i: usize| values[i].as_deref().map_or(0, Tensor::len);
+        // Of two, the larger: the one a broadcast merge's output has the shape of.
         let (into, other) = match (handed_over(a), handed_over(b)) {
             _ if a == b || layer.base().activity_regularizer.is_some() => return None,
+            (true, true) if len(b) > len(a) => (b, a),
             (true, _) => (a, b),
             (_, true) => (b, a),
             _ => return None,
