@@ -503,6 +503,9 @@ impl Layer for Merge {
         if acc.shape() != out || !(other.shape() == out || per_sample) {
             return None;
         }
+        if acc.is_empty() {
+            return Some(Ok(()));
+        }
         let activation = fusion.activation;
         let then = |chunk: &mut [f32]| activation.apply_slice(chunk, 1);
         with_combine!(self.op, true, |combine| if other.shape() == out {
