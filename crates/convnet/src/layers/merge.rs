@@ -323,6 +323,51 @@ pub(super) fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<usize>
     })
 }
 
+/// Where each row (the last axis) of an `out`-shaped tensor finds its row of an input
+/// of `shape` that keeps the last axis: a row per sample (a squeeze-and-excitation's
+/// scale) or one for the whole batch is found by division, other shapes through a map
+/// of the rows.
+struct RowSources {
+    /// Values a row: the last axis.
+    row: usize,
+    /// The source of each output row, where division does not find it.
+    map: Option<Vec<usize>>,
+    /// Output rows a sample, where the input has a row a sample (or one in all).
+    sample_rows: usize,
+    /// The input's batch.
+    batch: usize,
+}
+
+impl RowSources {
+    /// None where the input does not keep the last axis (or it is 1 long), so that
+    /// whole rows do not line up.
+    fn new(shape: &[usize], out: &[usize]) -> Option<RowSources> {
+        let rank = out.len();
+        let row = out.last().copied().unwrap_or(1);
+        if rank < 2 || shape.len() != rank || shape[rank - 1] != row || row <= 1 {
+            return None;
+        }
+        let per_sample = shape[1..rank - 1].iter().all(|&d| d == 1);
+        Some(RowSources {
+            row,
+            map: (!per_sample)
+                .then(|| broadcast_map(&shape[..rank - 1], &out[..rank - 1]))
+                .flatten(),
+            sample_rows: out[1..rank - 1].iter().product::<usize>().max(1),
+            batch: shape[0],
+        })
+    }
+
+    /// The row of `x` that output row `r` reads.
+    fn row_of<'a>(&self, x: &'a Tensor, r: usize) -> &'a [f32] {
+        let from = match &self.map {
+            Some(map) => map[r],
+            None => r / self.sample_rows % self.batch,
+        };
+        &x.data()[from * self.row..][..self.row]
+    }
+}
+
 /// `y[i] = combine(acc[i], x[i broadcast])` for `y` and `acc` of shape `out`, each
 /// value written once. When `x` keeps the last axis (a squeeze-and-excitation's
 /// (N, 1, 1, C) against (N, H, W, C)), whole rows of that axis are combined at once:
@@ -348,27 +393,13 @@ fn combine_broadcast(
         });
         return;
     }
-    let rank = out.len();
-    let last = out.last().copied().unwrap_or(1);
-    if rank >= 2 && shape[rank - 1] == last && last > 1 {
-        // A row per sample (a squeeze-and-excitation's scale), or one for the whole
-        // batch, is found by division; other shapes through a map of the rows.
-        let per_sample = shape[1..rank - 1].iter().all(|&d| d == 1);
-        let sample_rows = out[1..rank - 1].iter().product::<usize>().max(1);
-        let rows = (!per_sample)
-            .then(|| broadcast_map(&shape[..rank - 1], &out[..rank - 1]))
-            .flatten();
-        let source = |r: usize| match &rows {
-            Some(map) => map[r],
-            None if per_sample => r / sample_rows % shape[0],
-            None => r,
-        };
+    if let Some(rows) = RowSources::new(shape, out) {
+        let last = rows.row;
         in_rows(y, last, |first, chunk| {
             for (r, row) in chunk.chunks_mut(last).enumerate() {
                 let r = first / last + r;
-                let from = source(r) * last;
                 let acc_row = &acc[r * last..(r + 1) * last];
-                combine_row(row, acc_row, &x.data()[from..from + last]);
+                combine_row(row, acc_row, rows.row_of(x, r));
             }
         });
         return;
@@ -495,12 +526,10 @@ impl Layer for Merge {
             Ok(out) => out,
             Err(e) => return Some(Err(e)),
         };
-        let per_sample = out.len() >= 2
-            && other.shape().len() == out.len()
-            && other.shape()[0] == out[0]
-            && other.shape().last() == out.last()
-            && other.shape()[1..out.len() - 1].iter().all(|&d| d == 1);
-        if acc.shape() != out || !(other.shape() == out || per_sample) {
+        let rows = (other.shape() != out)
+            .then(|| RowSources::new(other.shape(), &out))
+            .flatten();
+        if acc.shape() != out || (other.shape() != out && rows.is_none()) {
             return None;
         }
         if acc.is_empty() {
@@ -508,23 +537,17 @@ impl Layer for Merge {
         }
         let activation = fusion.activation;
         let then = |chunk: &mut [f32]| activation.apply_slice(chunk, 1);
-        with_combine!(self.op, true, |combine| if other.shape() == out {
-            zip_into_then(acc.data_mut(), other.data(), combine, then)
-        } else {
-            // One row of `other` a sample, its channels against each pixel's.
-            let channels = out[out.len() - 1];
-            let sample = acc.len() / out[0].max(1);
-            let scale = other.data();
-            in_rows(acc.data_mut(), channels, |first, chunk| {
-                for (r, row) in chunk.chunks_mut(channels).enumerate() {
-                    let n = (first + r * channels) / sample;
-                    let s = &scale[n * channels..][..channels];
+        with_combine!(self.op, true, |combine| match &rows {
+            None => zip_into_then(acc.data_mut(), other.data(), combine, then),
+            Some(rows) => in_rows(acc.data_mut(), rows.row, |first, chunk| {
+                for (r, row) in chunk.chunks_mut(rows.row).enumerate() {
+                    let x_row = rows.row_of(other, first / rows.row + r);
                     row.iter_mut()
-                        .zip(s)
+                        .zip(x_row)
                         .for_each(|(y, &b)| *y = combine(*y, b));
                 }
                 then(chunk);
-            })
+            }),
         });
         Some(Ok(()))
     }

@@ -537,8 +537,9 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// [`Layer::apply_fused`] of two inputs written over the first, `acc`, which the
     /// executor hands over because nothing else reads it (a residual Add's output over
     /// its convolution's): no new buffer, and one pass over memory fewer. None, `acc`
-    /// untouched, where the layer cannot (the default, and any but a commutative merge
-    /// of two tensors of one shape).
+    /// untouched, where the layer cannot (the default, and any but a sum or product
+    /// whose `acc` has the output's shape and whose `other` lines up with it row by
+    /// row).
     fn apply_fused_in_place(
         &self,
         _acc: &mut Tensor,
