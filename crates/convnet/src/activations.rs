@@ -3,6 +3,7 @@
 //! softmax and log_softmax work along one axis of a tensor seen as (outer, axis, inner).
 
 use crate::error::{Error, Result};
+use crate::kernels::elementwise::copy_then;
 use crate::tensor::Tensor;
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -183,6 +184,12 @@ impl ActivationFn {
         }
     }
 
+    /// `y = f(x)` into `y`, rows of `axis_len` values (softmax-like functions along
+    /// them), in one pass over memory.
+    pub fn apply_to(self, x: &[f32], y: &mut [f32], axis_len: usize) {
+        copy_then(x, y, axis_len, |_, chunk| self.apply_slice(chunk, axis_len));
+    }
+
     /// Whether the derivative needs the function's input, not only its output: layers
     /// keep the pre-activation values for backward only then.
     pub fn needs_input(self) -> bool {
@@ -210,6 +217,16 @@ impl ActivationFn {
                 .zip(x.iter().zip(y))
                 .for_each(|(d, (&x, &y))| *d *= f.derivative(x, y)),
         }
+    }
+
+    /// [`backward_inplace`](Self::backward_inplace) into `dx`, leaving `dy` as it is,
+    /// in one pass over memory (in parallel chunks of whole rows when large).
+    pub fn backward_to(self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], axis_len: usize) {
+        copy_then(dy, dx, axis_len, |start, chunk| {
+            let part = start..start + chunk.len();
+            let x = if x.is_empty() { x } else { &x[part.clone()] };
+            self.backward_inplace(x, &y[part], chunk, axis_len)
+        });
     }
 
     /// f(x) for the elementwise functions.

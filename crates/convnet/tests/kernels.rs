@@ -1,6 +1,7 @@
-//! The convolution, depthwise and pooling kernels against plain nested loops in f64, on
-//! shapes large enough that the kernels split the work into several tiles and threads
-//! (the golden and gradient-check cases all fit in one tile).
+//! The convolution, depthwise and pooling kernels (and the activation layers' passes)
+//! against plain nested loops in f64, on shapes large enough that the kernels split the
+//! work into several tiles and threads (the golden and gradient-check cases all fit in
+//! one tile).
 
 use convnet::initializers::rng_from_seed;
 use convnet::kernels::conv::{
@@ -525,5 +526,59 @@ fn packed_matmul_matches_by_definition() {
                 assert_close(&case, &dst, &want);
             }
         }
+    }
+}
+
+/// Activation layers write their outputs and input gradients in parallel chunks on big
+/// tensors (the golden and gradient-check cases are small enough for one pass): the same
+/// values as plain loops, with softmax rows never cut between two chunks.
+#[test]
+fn activation_layers_over_several_chunks_match_plain_loops() {
+    use convnet::layers::{Activation, Layer};
+    use convnet::{ActivationFn, Tensor};
+    // 7,001 rows of 10: above the size split into chunks, rows not a divisor of one.
+    let (rows, len) = (7001, 10);
+    let shape = vec![rows, len];
+    let x = random(rows * len, 11);
+    let dy = random(rows * len, 12);
+    let softmax_row = |r: &[f32]| -> Vec<f64> {
+        let max = r.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
+        let e: Vec<f64> = r.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        e.iter().map(|v| v / sum).collect()
+    };
+    for f in [ActivationFn::Relu, ActivationFn::Elu, ActivationFn::Softmax] {
+        let (mut want_y, mut want_dx) = (Vec::new(), Vec::new());
+        for (xr, gr) in x.chunks(len).zip(dy.chunks(len)) {
+            match f {
+                ActivationFn::Softmax => {
+                    let y = softmax_row(xr);
+                    let dot: f64 = y.iter().zip(gr).map(|(y, &g)| y * g as f64).sum();
+                    want_dx.extend(y.iter().zip(gr).map(|(y, &g)| y * (g as f64 - dot)));
+                    want_y.extend(y);
+                }
+                ActivationFn::Relu => {
+                    want_y.extend(xr.iter().map(|&v| v.max(0.0) as f64));
+                    want_dx.extend(
+                        xr.iter()
+                            .zip(gr)
+                            .map(|(&v, &g)| if v > 0.0 { g as f64 } else { 0.0 }),
+                    );
+                }
+                _ => {
+                    let elu = |v: f64| if v > 0.0 { v } else { v.exp_m1() };
+                    let slope = |v: f64| if v > 0.0 { 1.0 } else { v.exp() };
+                    want_y.extend(xr.iter().map(|&v| elu(v as f64)));
+                    want_dx.extend(xr.iter().zip(gr).map(|(&v, &g)| g as f64 * slope(v as f64)));
+                }
+            }
+        }
+        let mut layer = Activation::new(f);
+        let x = Tensor::new(shape.clone(), x.clone()).unwrap();
+        let dy = Tensor::new(shape.clone(), dy.clone()).unwrap();
+        let (y, saved) = layer.forward(&[&x], true).unwrap();
+        assert_close(&format!("{f:?} output"), y.data(), &want_y);
+        let dx = layer.backward(&[&x], &y, &saved, &dy, &mut []).unwrap();
+        assert_close(&format!("{f:?} input gradient"), dx[0].data(), &want_dx);
     }
 }

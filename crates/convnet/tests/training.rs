@@ -5,8 +5,8 @@ use convnet::initializers::{rng_from_seed, set_random_seed};
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
 use convnet::train::*;
-use convnet::ActivationFn;
 use convnet::{sequential, Tensor};
+use convnet::{ActivationFn, Padding};
 use rand::RngExt;
 use std::sync::{Arc, Mutex};
 
@@ -727,4 +727,68 @@ fn tensorboard_reads_the_event_files() {
         32.0
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The training pass writes an activation over its input where the layer before does
+/// not read its own output back (BatchNormalization, a residual Add); after a layer that
+/// does (max pooling, a convolution with its own tanh) it must not. Each is checked
+/// against the same network whose activations' inputs are also model outputs (given a
+/// zero gradient), which the pass never writes over: the same output and gradients.
+#[test]
+fn activations_written_over_their_inputs_give_the_same_gradients() {
+    let network = |expose: bool| {
+        let mut exposed = Vec::new();
+        let mut activate = |f: ActivationFn, x: convnet::model::SymbolicTensor| {
+            exposed.push(x.clone());
+            Activation::new(f).call(&x)
+        };
+        let x = Input::new([8, 8, 2]);
+        let y = Conv2D::new(4, (3, 3)).padding(Padding::Same).call(&x);
+        let y = activate(ActivationFn::Relu, BatchNormalization::new().call(&y));
+        let y = activate(ActivationFn::Sigmoid, MaxPooling2D::new((2, 2)).call(&y));
+        let branch = Conv2D::new(4, (1, 1))
+            .activation(ActivationFn::Tanh)
+            .call(&y);
+        let branch = activate(ActivationFn::Sigmoid, branch);
+        let y = activate(ActivationFn::Relu, Add::new().call(&[y, branch]));
+        let y = Flatten::new().call(&y);
+        let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
+        let mut outputs = vec![y];
+        if expose {
+            outputs.extend(exposed);
+        }
+        Model::new(&x, &outputs).unwrap()
+    };
+    let mut rng = rng_from_seed(5);
+    let mut draw = |shape: &[usize]| {
+        let n = shape.iter().product();
+        let values = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+        Tensor::new(shape.to_vec(), values).unwrap()
+    };
+    let x = draw(&[4, 8, 8, 2]);
+    let dy = draw(&[4, 3]);
+    let mut runs = Vec::new();
+    for expose in [false, true] {
+        let mut model = network(expose);
+        model.initialize_weights(7).unwrap();
+        let outputs = model.forward(&[&x], true).unwrap();
+        let y = outputs[0].clone();
+        let mut grads = vec![dy.clone()];
+        grads.extend(outputs[1..].iter().map(|o| o.zeros_like()));
+        let dx = model.backward(&grads).unwrap();
+        runs.push((y, dx, model.gradients().concat()));
+    }
+    let close = |a: &Tensor, b: &Tensor| {
+        let pairs = a.data().iter().zip(b.data());
+        pairs
+            .into_iter()
+            .all(|(a, b)| (a - b).abs() <= 1e-6 * (1.0 + b.abs()))
+    };
+    let ((y, dx, grads), (want_y, want_dx, want_grads)) = (&runs[0], &runs[1]);
+    assert!(close(y, want_y), "outputs differ");
+    assert!(close(&dx[0], &want_dx[0]), "input gradients differ");
+    assert_eq!(grads.len(), want_grads.len());
+    for (k, (g, w)) in grads.iter().zip(want_grads).enumerate() {
+        assert!(close(g, w), "weight gradient {k} differs");
+    }
 }

@@ -31,6 +31,23 @@ pub fn in_rows(data: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Syn
         .for_each(|(i, c)| f(i * chunk, c));
 }
 
+/// `out` made a copy of `src`, then `then(start, chunk)` on each chunk of it (cut as
+/// [`in_rows`] cuts it) while the chunk is in cache: a function's output written from
+/// its input in one pass over memory, where a whole copy followed by a pass in place
+/// would read and write every value twice.
+pub fn copy_then(
+    src: &[f32],
+    out: &mut [f32],
+    row: usize,
+    then: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    assert_eq!(src.len(), out.len(), "copy_then lengths");
+    in_rows(out, row.max(1), |start, chunk| {
+        chunk.copy_from_slice(&src[start..][..chunk.len()]);
+        then(start, chunk);
+    });
+}
+
 /// Copies each part `(first, width, values)` into columns `first..first + width` of the
 /// rows of `row` values in `out` (a Concatenate's inputs, each into its own columns):
 /// row o of a part is `values[o * width..][..width]`. Every value is written once, the

@@ -8,27 +8,59 @@ use crate::activations::{self, ActivationFn};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::initializers::{Initializer, Rng};
+use crate::kernels::elementwise::copy_then;
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Applies `f` to every element of the single input, keeping its shape.
-fn map_input(layer: &dyn Layer, inputs: &[&Tensor], f: impl Fn(f32) -> f32) -> Result<Tensor> {
+fn map_input(
+    layer: &dyn Layer,
+    inputs: &[&Tensor],
+    f: impl Fn(f32) -> f32 + Sync + Send,
+) -> Result<Tensor> {
     let x = *single(layer, inputs)?;
     layer.output_shape(&[super::shape_of(x)])?;
-    let mut y = x.clone();
-    y.map_inplace(f);
+    let mut y = Tensor::for_overwrite(x.shape());
+    copy_then(x.data(), y.data_mut(), 1, |_, chunk| {
+        chunk.iter_mut().for_each(|v| *v = f(*v))
+    });
     Ok(y)
 }
 
+/// The single input through an elementwise or row-wise activation function.
+fn activate_input(layer: &dyn Layer, inputs: &[&Tensor], f: ActivationFn) -> Result<Tensor> {
+    let x = *single(layer, inputs)?;
+    layer.output_shape(&[super::shape_of(x)])?;
+    let mut y = Tensor::for_overwrite(x.shape());
+    f.apply_to(x.data(), y.data_mut(), axis_len(x));
+    Ok(y)
+}
+
+/// dL/dx through `f`, from the layer's input `x`, output `y` and `dy`.
+fn activation_gradient(f: ActivationFn, x: &Tensor, y: &Tensor, dy: &Tensor) -> Tensor {
+    let mut dx = Tensor::for_overwrite(dy.shape());
+    f.backward_to(x.data(), y.data(), dy.data(), dx.data_mut(), axis_len(y));
+    dx
+}
+
+/// The length of a tensor's last axis, along which softmax-like functions run.
+fn axis_len(t: &Tensor) -> usize {
+    t.shape().last().copied().unwrap_or(1)
+}
+
 /// dy times `f'(x)`, elementwise.
-fn chain(x: &Tensor, dy: &Tensor, derivative: impl Fn(f32) -> f32) -> Tensor {
-    let mut dx = dy.clone();
-    dx.data_mut()
-        .iter_mut()
-        .zip(x.data())
-        .for_each(|(d, &x)| *d *= derivative(x));
+fn chain(x: &Tensor, dy: &Tensor, derivative: impl Fn(f32) -> f32 + Sync + Send) -> Tensor {
+    let mut dx = Tensor::for_overwrite(dy.shape());
+    let x = x.data();
+    copy_then(dy.data(), dx.data_mut(), 1, |start, chunk| {
+        let x = &x[start..][..chunk.len()];
+        chunk
+            .iter_mut()
+            .zip(x)
+            .for_each(|(d, &x)| *d *= derivative(x))
+    });
     dx
 }
 
@@ -60,9 +92,7 @@ impl Layer for Activation {
     }
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut y = map_input(self, inputs, |v| v)?;
-        self.activation.apply_inplace(&mut y);
-        Ok(y)
+        activate_input(self, inputs, self.activation)
     }
 
     fn elementwise_activation(&self) -> Option<ActivationFn> {
@@ -81,11 +111,12 @@ impl Layer for Activation {
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        let mut dx = dy.clone();
-        let axis = output.shape().last().copied().unwrap_or(1);
-        self.activation
-            .backward_inplace(inputs[0].data(), output.data(), dx.data_mut(), axis);
-        Ok(vec![dx])
+        Ok(vec![activation_gradient(
+            self.activation,
+            inputs[0],
+            output,
+            dy,
+        )])
     }
 }
 
@@ -174,11 +205,7 @@ impl Layer for ReLU {
 
     fn apply(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         match self.elementwise_activation() {
-            Some(f) => {
-                let mut y = map_input(self, inputs, |v| v)?;
-                f.apply_inplace(&mut y);
-                Ok(y)
-            }
+            Some(f) => activate_input(self, inputs, f),
             None => map_input(self, inputs, |x| self.value(x)),
         }
     }
@@ -198,12 +225,17 @@ impl Layer for ReLU {
     fn backward_impl(
         &self,
         inputs: &[&Tensor],
-        _: &Tensor,
+        output: &Tensor,
         _: &Saved,
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
-        Ok(vec![chain(inputs[0], dy, |x| self.derivative(x))])
+        match self.elementwise_activation() {
+            // From the output alone, as the Activation layer's: the training pass may
+            // have written the output over the input.
+            Some(f) => Ok(vec![activation_gradient(f, inputs[0], output, dy)]),
+            None => Ok(vec![chain(inputs[0], dy, |x| self.derivative(x))]),
+        }
     }
 }
 

@@ -113,11 +113,13 @@ fn epsilon() -> f64 {
     1e-3
 }
 
-/// What training-mode backward needs: the normalised input and 1/√(var + ε).
+/// What training-mode backward needs: the batch's statistics, from which it normalises
+/// the input again as it goes (keeping x̂ would be another tensor of the input's size,
+/// written in the forward pass and read in the backward).
 struct BatchStatistics {
     /// With pooled statistics, this rank's samples over the global batch's.
     share: Option<f32>,
-    x_hat: Tensor,
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
 }
 
@@ -201,14 +203,8 @@ impl BatchNormalization {
         )
     }
 
-    /// `y = γ · (x − mean) · inv_std + β`; also returns x̂ when asked.
-    fn normalize(
-        &self,
-        x: &Tensor,
-        mean: &[f32],
-        inv_std: &[f32],
-        keep_x_hat: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    /// `y = γ · (x − mean) · inv_std + β`.
+    fn normalize(&self, x: &Tensor, mean: &[f32], inv_std: &[f32]) -> Result<Tensor> {
         let (channels, inner) = self.layout(x.shape())?;
         let (g, b, _, _) = self.slots();
         let (gamma, beta) = (
@@ -216,19 +212,8 @@ impl BatchNormalization {
             self.per_channel(b, channels, 0.0),
         );
         let mut y = Tensor::for_overwrite(x.shape());
-        let mut x_hat = keep_x_hat.then(|| Tensor::for_overwrite(x.shape()));
-        let xh = x_hat.as_mut().map(|xh| xh.data_mut());
-        norm::normalize(
-            x.data(),
-            mean,
-            inv_std,
-            &gamma,
-            &beta,
-            inner,
-            y.data_mut(),
-            xh,
-        );
-        Ok((y, x_hat))
+        norm::normalize(x.data(), mean, inv_std, &gamma, &beta, inner, y.data_mut());
+        Ok(y)
     }
 
     fn moving_inv_std(&self) -> (Vec<f32>, Vec<f32>) {
@@ -241,6 +226,11 @@ impl BatchNormalization {
 
 impl Layer for BatchNormalization {
     layer_common!("BatchNormalization");
+
+    /// Its gradient comes from its input and the batch's statistics.
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let shape = single(self, inputs)?;
@@ -295,7 +285,7 @@ impl Layer for BatchNormalization {
         infer(self, &[x])?;
         super::conv::require_built(self)?;
         let (mean, inv_std) = self.moving_inv_std();
-        Ok(self.normalize(x, &mean, &inv_std, false)?.0)
+        self.normalize(x, &mean, &inv_std)
     }
 
     fn inference_affine(&self, rank: usize) -> Option<(Vec<f32>, Vec<f32>)> {
@@ -346,18 +336,17 @@ impl Layer for BatchNormalization {
         };
         let eps = self.epsilon as f32;
         let inv_std = norm::inv_std(&var, eps);
-        let (y, x_hat) = self.normalize(x, &mean, &inv_std, true)?;
+        let y = self.normalize(x, &mean, &inv_std)?;
         let momentum = self.momentum as f32;
         let (_, _, m, v) = self.slots();
         for (slot, batch) in [(m, &mean), (v, &var)] {
             norm::update_moving(self.base.weights[slot].value.data_mut(), batch, momentum);
         }
-        let x_hat = x_hat.expect("asked for x_hat");
         Ok((
             y,
             Saved::new(BatchStatistics {
                 share,
-                x_hat,
+                mean,
                 inv_std,
             }),
         ))
@@ -378,19 +367,12 @@ impl Layer for BatchNormalization {
         // Inference mode: a per-channel affine map of x with fixed statistics.
         let training_stats = saved.get::<BatchStatistics>(self).ok();
         let share = training_stats.and_then(|s| s.share);
-        let (x_hat, inv_std) = match training_stats {
-            Some(s) => (s.x_hat.clone(), s.inv_std.clone()),
-            None => {
-                let (mean, inv_std) = self.moving_inv_std();
-                let x_hat = self
-                    .normalize(x, &mean, &inv_std, true)?
-                    .1
-                    .expect("asked for x_hat");
-                // normalize() applied gamma and beta to y only; x_hat is the plain x̂.
-                (x_hat, inv_std)
-            }
+        let (mean, inv_std) = match training_stats {
+            Some(s) => (s.mean.clone(), s.inv_std.clone()),
+            None => self.moving_inv_std(),
         };
-        let (sum_dy, sum_dy_xhat) = norm::grad_sums(dy.data(), x_hat.data(), channels, inner);
+        let statistics = (&mean[..], &inv_std[..]);
+        let (sum_dy, sum_dy_xhat) = norm::grad_sums(dy.data(), x.data(), statistics, inner);
         if let Some(i) = g {
             norm::accumulate(dweights[i].data_mut(), &sum_dy_xhat);
         }
@@ -417,12 +399,11 @@ impl Layer for BatchNormalization {
         let mut dx = Tensor::for_overwrite(dy.shape());
         let training = training_stats.is_some();
         let sums = (&sum_dy[..], &sum_dy_xhat[..]);
-        let (g, s) = (&gamma[..], &inv_std[..]);
         norm::backward_input(
             dy.data(),
-            x_hat.data(),
-            g,
-            s,
+            x.data(),
+            statistics,
+            &gamma,
             sums,
             inner,
             training,

@@ -436,6 +436,11 @@ impl Layer for Merge {
 
     layer_base!();
 
+    /// Every merge's gradient comes from its inputs (a maximum's winner is found again).
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         if self.op == MergeOp::Subtract && inputs.len() != 2 {
             return Err(self.shape_error(&format!("needs exactly 2 inputs, got {}", inputs.len())));

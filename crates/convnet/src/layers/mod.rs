@@ -585,6 +585,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
         None
     }
 
+    /// Whether [`Layer::backward_impl`] reads the layer's own output (an activation's
+    /// mask, a pooling's maxima) and not only its inputs: where it does not, the
+    /// training pass may write the next layer's activation over that output. True
+    /// unless a layer says otherwise.
+    fn backward_reads_output(&self) -> bool {
+        true
+    }
+
     /// Multiply-adds of one forward pass on these concrete input shapes, counted from
     /// the geometry the convolution kernels run on (`ConvGeometry::macs`), so what
     /// `explain` reports is what the engine does. `None` for layers without a kernel

@@ -13,6 +13,7 @@
 use super::fusion;
 use super::placement::Placement;
 use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
+use crate::activations::ActivationFn;
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
 use crate::layers::{
@@ -731,6 +732,10 @@ impl Model {
     /// its moving statistics and Dropout drops when `training` is true.
     pub fn forward(&mut self, inputs: &[&Tensor], training: bool) -> Result<Vec<&Tensor>> {
         self.check_inputs(inputs)?;
+        let readers = self.reader_counts();
+        let in_place: Vec<Option<ActivationFn>> = (0..self.nodes.len())
+            .map(|id| self.activation_in_place(id, &readers))
+            .collect();
         let tape = &mut self.tape;
         tape.outputs.clear();
         tape.outputs.resize(self.nodes.len(), None);
@@ -747,7 +752,16 @@ impl Model {
                         .map(|&i| tape.outputs[i].as_ref().expect("inputs run first"))
                         .collect();
                     check_call_size(self.layers[node.layer].as_ref(), &args)?;
-                    self.layers[node.layer].forward(&args, training)?
+                    match in_place[id] {
+                        Some(f) => {
+                            let input = node.inputs[0];
+                            let mut x = tape.outputs[input].take().expect("inputs run first");
+                            f.apply_inplace(&mut x);
+                            tape.outputs[input] = Some(x.clone());
+                            (x, Saved::none())
+                        }
+                        None => self.layers[node.layer].forward(&args, training)?,
+                    }
                 }
             };
             if training {
@@ -768,6 +782,26 @@ impl Model {
             tape.saved.push(saved);
         }
         Ok(tape.values(&self.outputs))
+    }
+
+    /// The activation that the training pass writes over node `id`'s input, where the
+    /// node is an element-wise activation whose gradient needs only its output (ReLU,
+    /// sigmoid, …), its input is read by nothing else, is no model input, and comes
+    /// from a layer whose backward does not read its own output (BatchNormalization, a
+    /// residual Add). The tape then holds one tensor for both nodes: a buffer and a
+    /// pass over memory fewer per Conv → BN → ReLU.
+    fn activation_in_place(&self, id: usize, readers: &[usize]) -> Option<ActivationFn> {
+        let node = &self.nodes[id];
+        let &[input] = &node.inputs[..] else {
+            return None;
+        };
+        let f = self.layers[node.layer].elementwise_activation()?;
+        let producer = self.layers[self.nodes[input].layer].as_ref();
+        let suits = !f.needs_input()
+            && readers[input] == 1
+            && !self.inputs.contains(&input)
+            && !producer.backward_reads_output();
+        suits.then_some(f)
     }
 
     /// Backpropagation through the last [`Model::forward`]: `output_grads` are dL/d(output)
