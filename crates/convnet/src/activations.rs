@@ -224,8 +224,7 @@ impl ActivationFn {
     pub fn backward_to(self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], axis_len: usize) {
         copy_then(dy, dx, axis_len, |start, chunk| {
             let part = start..start + chunk.len();
-            let x = if x.is_empty() { x } else { &x[part.clone()] };
-            self.backward_inplace(x, &y[part], chunk, axis_len)
+            self.backward_inplace(&x[part.clone()], &y[part], chunk, axis_len)
         });
     }
 

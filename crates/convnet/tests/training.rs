@@ -4,6 +4,7 @@ use convnet::callbacks::ModelCheckpoint;
 use convnet::initializers::{rng_from_seed, set_random_seed};
 use convnet::layers::*;
 use convnet::model::{Call, Input, Model};
+use convnet::regularizers::Regularizer;
 use convnet::train::*;
 use convnet::{sequential, Tensor};
 use convnet::{ActivationFn, Padding};
@@ -731,7 +732,8 @@ fn tensorboard_reads_the_event_files() {
 
 /// The training pass writes an activation over its input where the layer before does
 /// not read its own output back (BatchNormalization, a residual Add); after a layer that
-/// does (max pooling, a convolution with its own tanh) it must not. Each is checked
+/// does (max pooling, a convolution with its own tanh) or whose output carries an
+/// activity penalty it must not. Each is checked
 /// against the same network whose activations' inputs are also model outputs (given a
 /// zero gradient), which the pass never writes over: the same output and gradients.
 #[test]
@@ -751,6 +753,10 @@ fn activations_written_over_their_inputs_give_the_same_gradients() {
             .call(&y);
         let branch = activate(ActivationFn::Sigmoid, branch);
         let y = activate(ActivationFn::Relu, Add::new().call(&[y, branch]));
+        // A penalty on BN's output: its gradient is taken from that output.
+        let mut penalized = BatchNormalization::new();
+        penalized.base_mut().activity_regularizer = Some(Regularizer::l2(0.1));
+        let y = activate(ActivationFn::Relu, penalized.call(&y));
         let y = Flatten::new().call(&y);
         let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
         let mut outputs = vec![y];

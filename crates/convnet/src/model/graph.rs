@@ -788,8 +788,9 @@ impl Model {
     /// node is an element-wise activation whose gradient needs only its output (ReLU,
     /// sigmoid, …), its input is read by nothing else, is no model input, and comes
     /// from a layer whose backward does not read its own output (BatchNormalization, a
-    /// residual Add). The tape then holds one tensor for both nodes: a buffer and a
-    /// pass over memory fewer per Conv → BN → ReLU.
+    /// residual Add) and whose output carries no activity penalty (its gradient is
+    /// taken from that output). The tape then holds one tensor for both nodes: a buffer
+    /// and a pass over memory fewer per Conv → BN → ReLU.
     fn activation_in_place(&self, id: usize, readers: &[usize]) -> Option<ActivationFn> {
         let node = &self.nodes[id];
         let &[input] = &node.inputs[..] else {
@@ -800,7 +801,8 @@ impl Model {
         let suits = !f.needs_input()
             && readers[input] == 1
             && !self.inputs.contains(&input)
-            && !producer.backward_reads_output();
+            && !producer.backward_reads_output()
+            && producer.base().activity_regularizer.is_none();
         suits.then_some(f)
     }
 
