@@ -110,40 +110,49 @@ pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// Calls `$generic::<FMA>($args)` through the fastest copy this CPU runs: an
+/// Calls `$generic::<FMA>($args)` (or `$generic::<FMA, extra…>($args)` for
+/// `$generic::<extra…>($args)`) through the fastest copy this CPU runs: an
 /// AVX-512F-compiled one, else an AVX2+FMA-compiled one when available, else the
-/// baseline one.
+/// baseline one; the call's value is the macro's.
 macro_rules! dispatch {
-    ($generic:ident($($arg:expr),* $(,)?)) => {{
+    ($generic:ident $(::<$($extra:tt),+>)? ($($arg:expr),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             if $crate::kernels::simd::has_avx512() {
                 /// # Safety
                 /// The CPU has AVX-512F, AVX2 and FMA.
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512<F: FnOnce()>(f: F) {
+                unsafe fn avx512<R, F: FnOnce() -> R>(f: F) -> R {
                     f()
                 }
                 // SAFETY: the CPU has AVX-512F (checked just above), and with it AVX2
                 // and FMA. The closure is inlined into the wrapper, or its body would
                 // be compiled without the wrapper's features.
-                unsafe { avx512(#[inline(always)] || $generic::<true>($($arg),*)) }
+                unsafe {
+                    avx512(#[inline(always)] || {
+                        $generic::<true $($(, $extra)+)?>($($arg),*)
+                    })
+                }
             } else if $crate::kernels::simd::has_avx2_fma() {
                 /// # Safety
                 /// The CPU has AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<F: FnOnce()>(f: F) {
+                unsafe fn avx2<R, F: FnOnce() -> R>(f: F) -> R {
                     f()
                 }
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                unsafe { avx2(#[inline(always)] || $generic::<true>($($arg),*)) }
+                unsafe {
+                    avx2(#[inline(always)] || {
+                        $generic::<true $($(, $extra)+)?>($($arg),*)
+                    })
+                }
             } else {
-                $generic::<{ $crate::kernels::simd::BASELINE_FMA }>($($arg),*)
+                $generic::<{ $crate::kernels::simd::BASELINE_FMA } $($(, $extra)+)?>($($arg),*)
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            $generic::<{ $crate::kernels::simd::BASELINE_FMA }>($($arg),*)
+            $generic::<{ $crate::kernels::simd::BASELINE_FMA } $($(, $extra)+)?>($($arg),*)
         }
     }};
 }

@@ -10,6 +10,7 @@
 
 pub mod layer;
 
+use crate::kernels::simd::dispatch;
 use rayon::prelude::*;
 
 /// Per-channel mean and (biased) variance: the mean first, then the squared deviations
@@ -121,7 +122,7 @@ fn channel_sums<const K: usize>(
     };
     let block_sums = |(k, (a, b)): (usize, (&[f32], &[f32]))| {
         if runs.inner == 1 {
-            return pixel_sums(a, b, constants, &term);
+            return dispatch!(pixel_sums::<K>(a, b, constants, &term));
         }
         // Each run one channel's values.
         let mut sums: [Vec<f64>; K] = zeros();
@@ -161,79 +162,55 @@ fn channel_sums<const K: usize>(
 /// [`channel_sums`] of one block whose pixels' channels are contiguous (`inner` = 1):
 /// the terms are summed in f32 over a group of a few pixels, then the group's sums added
 /// into the f64 ones, so that the work per value is a few f32 vector operations,
-/// compiled for the widest vectors the CPU has.
-fn pixel_sums<const K: usize>(
+/// compiled for the widest vectors the CPU has (through `dispatch!`; no multiply-add is
+/// fused, so every copy gives the same sums).
+#[inline(always)]
+fn pixel_sums<const FMA: bool, const K: usize>(
     a: &[f32],
     b: &[f32],
     constants: &[f32],
-    term: &(impl Fn(f32, f32, f32) -> [f32; K] + Sync),
+    term: &impl Fn(f32, f32, f32) -> [f32; K],
 ) -> [Vec<f64>; K] {
-    #[inline(always)]
-    fn sums<const K: usize>(
-        a: &[f32],
-        b: &[f32],
-        constants: &[f32],
-        term: &impl Fn(f32, f32, f32) -> [f32; K],
-    ) -> [Vec<f64>; K] {
-        let channels = constants.len();
-        // One vector per term, so that each term's loops vectorise.
-        let mut sums: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
-        let mut group: [Vec<f32>; K] = std::array::from_fn(|_| vec![0.0; channels]);
-        let pixels = GROUP * channels;
-        for (a_group, b_group) in a.chunks(pixels).zip(b.chunks(pixels)) {
-            let pairs = a_group
-                .chunks_exact(channels)
-                .zip(b_group.chunks_exact(channels));
-            for (a_px, b_px) in pairs {
-                // Indexed loops over slices of one length: the compiler drops the
-                // bounds checks and vectorises the whole row (zipped iterators left
-                // the last vector's worth to a scalar loop).
-                let (a_px, b_px, c) =
-                    (&a_px[..channels], &b_px[..channels], &constants[..channels]);
-                match group.as_mut_slice() {
-                    [first] => {
-                        let g0 = &mut first[..channels];
-                        for ch in 0..channels {
-                            g0[ch] += term(a_px[ch], b_px[ch], c[ch])[0];
-                        }
+    let channels = constants.len();
+    // One vector per term, so that each term's loops vectorise.
+    let mut sums: [Vec<f64>; K] = std::array::from_fn(|_| vec![0.0; channels]);
+    let mut group: [Vec<f32>; K] = std::array::from_fn(|_| vec![0.0; channels]);
+    let pixels = GROUP * channels;
+    for (a_group, b_group) in a.chunks(pixels).zip(b.chunks(pixels)) {
+        let pairs = a_group
+            .chunks_exact(channels)
+            .zip(b_group.chunks_exact(channels));
+        for (a_px, b_px) in pairs {
+            // Indexed loops over slices of one length: the compiler drops the bounds
+            // checks and vectorises the whole row (zipped iterators left the last
+            // vector's worth to a scalar loop).
+            let (a_px, b_px, c) = (&a_px[..channels], &b_px[..channels], &constants[..channels]);
+            match group.as_mut_slice() {
+                [first] => {
+                    let g0 = &mut first[..channels];
+                    for ch in 0..channels {
+                        g0[ch] += term(a_px[ch], b_px[ch], c[ch])[0];
                     }
-                    [first, second] => {
-                        let (g0, g1) = (&mut first[..channels], &mut second[..channels]);
-                        for ch in 0..channels {
-                            let t = term(a_px[ch], b_px[ch], c[ch]);
-                            g0[ch] += t[0];
-                            g1[ch] += t[1];
-                        }
+                }
+                [first, second] => {
+                    let (g0, g1) = (&mut first[..channels], &mut second[..channels]);
+                    for ch in 0..channels {
+                        let t = term(a_px[ch], b_px[ch], c[ch]);
+                        g0[ch] += t[0];
+                        g1[ch] += t[1];
                     }
-                    _ => unreachable!("channel sums of one or two terms"),
                 }
-            }
-            for (s, g) in sums.iter_mut().zip(group.iter_mut()) {
-                for (s, g) in s.iter_mut().zip(g.iter_mut()) {
-                    *s += f64::from(*g);
-                    *g = 0.0;
-                }
+                _ => unreachable!("channel sums of one or two terms"),
             }
         }
-        sums
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::simd::has_avx512() {
-        /// # Safety
-        /// The CPU has AVX-512F.
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide<const K: usize>(
-            a: &[f32],
-            b: &[f32],
-            constants: &[f32],
-            term: &impl Fn(f32, f32, f32) -> [f32; K],
-        ) -> [Vec<f64>; K] {
-            sums(a, b, constants, term)
+        for (s, g) in sums.iter_mut().zip(group.iter_mut()) {
+            for (s, g) in s.iter_mut().zip(g.iter_mut()) {
+                *s += f64::from(*g);
+                *g = 0.0;
+            }
         }
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { wide(a, b, constants, term) };
     }
-    sums(a, b, constants, term)
+    sums
 }
 
 /// `1 / √(var + ε)` per channel.
