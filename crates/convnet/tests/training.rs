@@ -765,14 +765,59 @@ fn activations_written_over_their_inputs_give_the_same_gradients() {
         }
         Model::new(&x, &outputs).unwrap()
     };
+    same_with_and_without_exposing(network, [4, 8, 8, 2], 3);
+}
+
+/// A ReLU before a max pooling is applied to the pooling's gradient, and the layer that
+/// ends in it (a convolution, an Activation, a ReLU layer; before a pooling and a global
+/// pooling) then passes its gradient on as it comes: the same gradients as when each
+/// ReLU's output is also a model output, which keeps the ReLU's derivative where it is.
+#[test]
+fn relus_applied_after_max_pooling_give_the_same_gradients() {
+    let network = |expose: bool| {
+        let mut exposed = Vec::new();
+        let mut expose_it = |x: convnet::model::SymbolicTensor| {
+            exposed.push(x.clone());
+            x
+        };
+        let x = Input::new([12, 12, 2]);
+        let y = Conv2D::new(4, (3, 3))
+            .padding(Padding::Same)
+            .activation(ActivationFn::Relu)
+            .call(&x);
+        let y = MaxPooling2D::new((2, 2)).call(expose_it(y));
+        let y = BatchNormalization::new().call(Conv2D::new(6, (3, 3)).call(&y));
+        let y = expose_it(Activation::new(ActivationFn::Relu).call(&y));
+        let y = MaxPooling2D::new((2, 2)).call(&y);
+        let y = ReLU::new().call(Conv2D::new(5, (1, 1)).call(&y));
+        let y = GlobalMaxPooling2D::new().call(expose_it(y));
+        let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
+        let mut outputs = vec![y];
+        if expose {
+            outputs.extend(exposed);
+        }
+        Model::new(&x, &outputs).unwrap()
+    };
+    same_with_and_without_exposing(network, [4, 12, 12, 2], 3);
+}
+
+/// Runs `network(false)` and `network(true)` (the same network with some intermediate
+/// tensors as extra outputs, whose gradients are zero) forward and backward on the same
+/// random input and output gradient, and checks that the output, the input gradient and
+/// every weight gradient agree.
+fn same_with_and_without_exposing(
+    network: impl Fn(bool) -> Model,
+    input: [usize; 4],
+    classes: usize,
+) {
     let mut rng = rng_from_seed(5);
     let mut draw = |shape: &[usize]| {
         let n = shape.iter().product();
         let values = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
         Tensor::new(shape.to_vec(), values).unwrap()
     };
-    let x = draw(&[4, 8, 8, 2]);
-    let dy = draw(&[4, 3]);
+    let x = draw(&input);
+    let dy = draw(&[input[0], classes]);
     let mut runs = Vec::new();
     for expose in [false, true] {
         let mut model = network(expose);

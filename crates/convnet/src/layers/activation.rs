@@ -38,8 +38,18 @@ fn activate_input(layer: &dyn Layer, inputs: &[&Tensor], f: ActivationFn) -> Res
     Ok(y)
 }
 
-/// dL/dx through `f`, from the layer's input `x`, output `y` and `dy`.
-fn activation_gradient(f: ActivationFn, x: &Tensor, y: &Tensor, dy: &Tensor) -> Tensor {
+/// dL/dx through `f`, from the layer's input `x`, output `y` and `dy`: `dy` itself where
+/// the model applied `f` ahead ([`Saved::activation_applied`]).
+fn activation_gradient(
+    f: ActivationFn,
+    x: &Tensor,
+    y: &Tensor,
+    saved: &Saved,
+    dy: &Tensor,
+) -> Tensor {
+    if saved.is_activation_applied() {
+        return dy.clone();
+    }
     let mut dx = Tensor::for_overwrite(dy.shape());
     f.backward_to(x.data(), y.data(), dy.data(), dx.data_mut(), axis_len(y));
     dx
@@ -103,11 +113,15 @@ impl Layer for Activation {
         (!along_an_axis).then_some(self.activation)
     }
 
+    fn output_activation(&self) -> Option<ActivationFn> {
+        Some(self.activation).filter(|f| !f.needs_input())
+    }
+
     fn backward_impl(
         &self,
         inputs: &[&Tensor],
         output: &Tensor,
-        _: &Saved,
+        saved: &Saved,
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
@@ -115,6 +129,7 @@ impl Layer for Activation {
             self.activation,
             inputs[0],
             output,
+            saved,
             dy,
         )])
     }
@@ -210,6 +225,10 @@ impl Layer for ReLU {
         }
     }
 
+    fn output_activation(&self) -> Option<ActivationFn> {
+        self.elementwise_activation()
+    }
+
     /// The plain `relu` and `relu6` that most networks use (their vectorised loops).
     fn elementwise_activation(&self) -> Option<ActivationFn> {
         if self.negative_slope != 0.0 || self.threshold != 0.0 {
@@ -226,14 +245,14 @@ impl Layer for ReLU {
         &self,
         inputs: &[&Tensor],
         output: &Tensor,
-        _: &Saved,
+        saved: &Saved,
         dy: &Tensor,
         _: &mut [Tensor],
     ) -> Result<Vec<Tensor>> {
         match self.elementwise_activation() {
             // From the output alone, as the Activation layer's: the training pass may
             // have written the output over the input.
-            Some(f) => Ok(vec![activation_gradient(f, inputs[0], output, dy)]),
+            Some(f) => Ok(vec![activation_gradient(f, inputs[0], output, saved, dy)]),
             None => Ok(vec![chain(inputs[0], dy, |x| self.derivative(x))]),
         }
     }

@@ -213,7 +213,8 @@ pub(super) fn activate(act: ActivationFn, mut z: Tensor) -> (Tensor, Saved) {
 }
 
 /// dL/dz from dL/dy through the activation: `z` is the saved pre-activation, needed only
-/// by activations whose derivative the output `y` does not give.
+/// by activations whose derivative the output `y` does not give. `dy` is dL/dz already
+/// where the model applied the activation ahead ([`Saved::activation_applied`]).
 pub(super) fn activation_grad<'a>(
     layer: &dyn Layer,
     act: ActivationFn,
@@ -221,7 +222,7 @@ pub(super) fn activation_grad<'a>(
     y: &Tensor,
     dy: &'a Tensor,
 ) -> Result<Cow<'a, Tensor>> {
-    if act == ActivationFn::Linear {
+    if act == ActivationFn::Linear || saved.is_activation_applied() {
         return Ok(Cow::Borrowed(dy));
     }
     if act == ActivationFn::Relu {
@@ -572,7 +573,7 @@ impl Layer for Conv2D {
         Ok(vec![dx])
     }
 
-    weights_only_backward!();
+    activated_backward!();
 }
 
 /// Errors for a layer that was never built but is asked to run.

@@ -311,7 +311,7 @@ impl Layer for Conv3D {
         Ok(vec![dx])
     }
 
-    weights_only_backward!();
+    activated_backward!();
 }
 
 /// `output_padding` of Conv3DTranspose: null, one integer for every axis, or three.

@@ -191,5 +191,5 @@ impl Layer for Dense {
         Ok(vec![dx])
     }
 
-    weights_only_backward!();
+    activated_backward!();
 }

@@ -272,5 +272,5 @@ impl Layer for DepthwiseConv2D {
         Ok(vec![dx])
     }
 
-    weights_only_backward!();
+    activated_backward!();
 }

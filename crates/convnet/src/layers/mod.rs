@@ -98,10 +98,16 @@ macro_rules! activated_forward {
     };
 }
 
-/// `Layer::backward_weights_impl` for the layers with an activation and a
-/// `weight_gradients(x, dz, dweights)` method: dL/dW only, no input gradient.
-macro_rules! weights_only_backward {
+/// The backward side of the layers with an activation and a
+/// `weight_gradients(x, dz, dweights)` method: `Layer::backward_weights_impl` (dL/dW
+/// only, no input gradient), and the activation they end in for the model's backward
+/// pass to apply sooner (`activation_grad` honours `Saved::activation_applied`).
+macro_rules! activated_backward {
     () => {
+        fn output_activation(&self) -> Option<crate::activations::ActivationFn> {
+            Some(self.activation).filter(|f| !f.needs_input())
+        }
+
         fn backward_weights_impl(
             &self,
             inputs: &[&Tensor],
@@ -285,6 +291,18 @@ impl Saved {
         Saved(Some(Box::new(value)))
     }
 
+    /// Stands in for the [`Saved`] of a layer whose [`Layer::output_activation`] the
+    /// model's backward pass already applied to the gradient it hands the layer (see
+    /// `Model::relu_ahead`); such activations save nothing of their own.
+    pub fn activation_applied() -> Self {
+        Saved::new(ActivationApplied)
+    }
+
+    /// Whether this is [`Saved::activation_applied`]: `dy` is already dL/dz.
+    pub fn is_activation_applied(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| b.is::<ActivationApplied>())
+    }
+
     /// The saved value, or an error naming the layer when backward was called without
     /// the matching training-path forward.
     pub fn get<T: Any>(&self, layer: &dyn Layer) -> Result<&T> {
@@ -296,6 +314,9 @@ impl Saved {
             })
     }
 }
+
+/// The marker behind [`Saved::activation_applied`].
+struct ActivationApplied;
 
 /// The most values one weight may hold (8 GiB of f32): a config asking for more is
 /// refused before anything is allocated.
@@ -583,6 +604,23 @@ pub trait Layer: Send + Sync + std::fmt::Debug + CloneLayer {
     /// for the executor to fuse into the layer before it; None for any other layer.
     fn elementwise_activation(&self) -> Option<crate::activations::ActivationFn> {
         None
+    }
+
+    /// The activation that ends this layer, where backward reads its derivative from
+    /// the output alone and takes a `dy` it was already applied to when handed
+    /// [`Saved::activation_applied`] (the layers with an `activation` argument, and the
+    /// activation layers): the model's backward pass may apply it sooner, where there
+    /// are fewer values. None for any other layer.
+    fn output_activation(&self) -> Option<crate::activations::ActivationFn> {
+        None
+    }
+
+    /// Whether this layer commutes with a ReLU before it, gradient included: its output
+    /// is the ReLU of what it would give on the ReLU's input, and its backward sends
+    /// each output's gradient to a cell holding that output's value (max pooling). The
+    /// ReLU's derivative may then be applied to this layer's gradient instead.
+    fn commutes_with_relu(&self) -> bool {
+        false
     }
 
     /// Whether [`Layer::backward_impl`] reads the layer's own output (an activation's

@@ -166,6 +166,10 @@ impl Layer for Pooling2D {
 
     layer_base!();
 
+    fn commutes_with_relu(&self) -> bool {
+        self.kind == PoolKind::Max
+    }
+
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, h, w, c] = nhwc(self, single(self, inputs)?)?;
         self.window().validate(self, "pool_size")?;
@@ -321,6 +325,10 @@ impl Layer for GlobalPooling2D {
     }
 
     layer_base!();
+
+    fn commutes_with_relu(&self) -> bool {
+        self.kind == PoolKind::Max
+    }
 
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         let [n, _, _, c] = nhwc(self, single(self, inputs)?)?;

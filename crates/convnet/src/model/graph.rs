@@ -16,6 +16,7 @@ use super::symbolic::{model_error, SymbolicInputs, SymbolicTensor};
 use crate::activations::ActivationFn;
 use crate::error::{Error, Result};
 use crate::initializers::{rng_from_seed, Rng};
+use crate::kernels::activation::relu_backward;
 use crate::layers::{
     default_name, shape_of, zero_grads, Conv2D, DepthwiseConv2D, Fusion, InputLayer, Layer, Saved,
     Shape, Weight,
@@ -806,6 +807,26 @@ impl Model {
         suits.then_some(f)
     }
 
+    /// The input of node `id` where the ReLU that ends the layer before it is better
+    /// applied to `id`'s gradient (see [`Layer::commutes_with_relu`]): `id` is a max
+    /// pooling, a quarter of the values for 2x2 windows, and nothing else reads that
+    /// layer's output or adds to its gradient (no other reader, no activity penalty).
+    /// That layer then takes its gradient as it comes ([`Saved::activation_applied`]):
+    /// a pass over its output's size fewer.
+    fn relu_ahead(&self, id: usize, readers: &[usize], tape: &Tape) -> Option<usize> {
+        let node = &self.nodes[id];
+        let &[input] = &node.inputs[..] else {
+            return None;
+        };
+        let producer = &self.nodes[input];
+        let suits = self.layers[node.layer].commutes_with_relu()
+            && !producer.inputs.is_empty()
+            && readers[input] == 1
+            && !tape.penalized.contains(&input)
+            && self.layers[producer.layer].output_activation() == Some(ActivationFn::Relu);
+        suits.then_some(input)
+    }
+
     /// Backpropagation through the last [`Model::forward`]: `output_grads` are dL/d(output)
     /// for each model output. Fills the weight gradients ([`Model::gradients`]) and returns
     /// dL/d(input) for each model input.
@@ -897,12 +918,16 @@ impl Model {
             regularizer.add_gradient(output.data(), output.shape(), scale, g.data_mut());
             accumulate(&mut node_grads[id], Cow::Owned(g))?;
         }
+        let readers = self.reader_counts();
+        // The nodes whose ReLU was applied to the gradient of the max pooling after them.
+        let mut relu_applied = vec![false; self.nodes.len()];
+        let activation_applied = Saved::activation_applied();
         for id in (0..self.nodes.len()).rev() {
             let node = &self.nodes[id];
             if node.inputs.is_empty() {
                 continue;
             }
-            let Some(dy) = node_grads[id].take() else {
+            let Some(mut dy) = node_grads[id].take() else {
                 continue;
             };
             let args: Vec<&Tensor> = node
@@ -911,11 +936,22 @@ impl Model {
                 .map(|&i| tape.outputs[i].as_ref().expect("kept on the tape"))
                 .collect();
             let output = tape.outputs[id].as_ref().expect("kept on the tape");
+            if let Some(input) = self.relu_ahead(id, &readers, tape) {
+                let mut masked = Tensor::for_overwrite(dy.shape());
+                relu_backward(dy.data(), output.data(), masked.data_mut());
+                dy = Cow::Owned(masked);
+                relu_applied[input] = true;
+            }
+            let saved = if relu_applied[id] {
+                &activation_applied
+            } else {
+                &tape.saved[id]
+            };
             if !input_grads && node.inputs.iter().all(|i| self.inputs.contains(i)) {
                 self.layers[node.layer].backward_weights(
                     &args,
                     output,
-                    &tape.saved[id],
+                    saved,
                     &dy,
                     &mut weight_grads[node.layer],
                 )?;
@@ -924,7 +960,7 @@ impl Model {
             let dx = self.layers[node.layer].backward(
                 &args,
                 output,
-                &tape.saved[id],
+                saved,
                 &dy,
                 &mut weight_grads[node.layer],
             )?;
