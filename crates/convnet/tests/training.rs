@@ -3,7 +3,7 @@
 use convnet::callbacks::ModelCheckpoint;
 use convnet::initializers::{rng_from_seed, set_random_seed};
 use convnet::layers::*;
-use convnet::model::{Call, Input, Model};
+use convnet::model::{Call, Input, Model, SymbolicTensor};
 use convnet::regularizers::Regularizer;
 use convnet::train::*;
 use convnet::{sequential, Tensor};
@@ -738,9 +738,9 @@ fn tensorboard_reads_the_event_files() {
 /// zero gradient), which the pass never writes over: the same output and gradients.
 #[test]
 fn activations_written_over_their_inputs_give_the_same_gradients() {
-    let network = |expose: bool| {
+    let network = || {
         let mut exposed = Vec::new();
-        let mut activate = |f: ActivationFn, x: convnet::model::SymbolicTensor| {
+        let mut activate = |f: ActivationFn, x: SymbolicTensor| {
             exposed.push(x.clone());
             Activation::new(f).call(&x)
         };
@@ -759,11 +759,7 @@ fn activations_written_over_their_inputs_give_the_same_gradients() {
         let y = activate(ActivationFn::Relu, penalized.call(&y));
         let y = Flatten::new().call(&y);
         let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
-        let mut outputs = vec![y];
-        if expose {
-            outputs.extend(exposed);
-        }
-        Model::new(&x, &outputs).unwrap()
+        (x, y, exposed)
     };
     same_with_and_without_exposing(network, [4, 8, 8, 2], 3);
 }
@@ -774,9 +770,9 @@ fn activations_written_over_their_inputs_give_the_same_gradients() {
 /// ReLU's output is also a model output, which keeps the ReLU's derivative where it is.
 #[test]
 fn relus_applied_after_max_pooling_give_the_same_gradients() {
-    let network = |expose: bool| {
+    let network = || {
         let mut exposed = Vec::new();
-        let mut expose_it = |x: convnet::model::SymbolicTensor| {
+        let mut expose_it = |x: SymbolicTensor| {
             exposed.push(x.clone());
             x
         };
@@ -792,21 +788,17 @@ fn relus_applied_after_max_pooling_give_the_same_gradients() {
         let y = ReLU::new().call(Conv2D::new(5, (1, 1)).call(&y));
         let y = GlobalMaxPooling2D::new().call(expose_it(y));
         let y = Dense::new(3).activation(ActivationFn::Softmax).call(&y);
-        let mut outputs = vec![y];
-        if expose {
-            outputs.extend(exposed);
-        }
-        Model::new(&x, &outputs).unwrap()
+        (x, y, exposed)
     };
     same_with_and_without_exposing(network, [4, 12, 12, 2], 3);
 }
 
-/// Runs `network(false)` and `network(true)` (the same network with some intermediate
-/// tensors as extra outputs, whose gradients are zero) forward and backward on the same
-/// random input and output gradient, and checks that the output, the input gradient and
-/// every weight gradient agree.
+/// Builds `network()` (its input, its output and the intermediate tensors to expose)
+/// twice: as it is, and with those tensors as extra outputs, whose gradients are zero.
+/// Runs both forward and backward on the same random input and output gradient, and
+/// checks that the output, the input gradient and every weight gradient agree.
 fn same_with_and_without_exposing(
-    network: impl Fn(bool) -> Model,
+    network: impl Fn() -> (SymbolicTensor, SymbolicTensor, Vec<SymbolicTensor>),
     input: [usize; 4],
     classes: usize,
 ) {
@@ -820,7 +812,12 @@ fn same_with_and_without_exposing(
     let dy = draw(&[input[0], classes]);
     let mut runs = Vec::new();
     for expose in [false, true] {
-        let mut model = network(expose);
+        let (x_in, y, exposed) = network();
+        let mut outputs = vec![y];
+        if expose {
+            outputs.extend(exposed);
+        }
+        let mut model = Model::new(&x_in, &outputs).unwrap();
         model.initialize_weights(7).unwrap();
         let outputs = model.forward(&[&x], true).unwrap();
         let y = outputs[0].clone();

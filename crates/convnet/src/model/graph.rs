@@ -800,11 +800,18 @@ impl Model {
         let f = self.layers[node.layer].elementwise_activation()?;
         let producer = self.layers[self.nodes[input].layer].as_ref();
         let suits = !f.needs_input()
-            && readers[input] == 1
-            && !self.inputs.contains(&input)
-            && !producer.backward_reads_output()
-            && producer.base().activity_regularizer.is_none();
+            && self.read_only_once(input, readers)
+            && !producer.backward_reads_output();
         suits.then_some(f)
+    }
+
+    /// Whether node `id` is a layer's output that one node alone reads and whose
+    /// gradient nothing else adds to: no model input or output, no activity penalty.
+    fn read_only_once(&self, id: usize, readers: &[usize]) -> bool {
+        let layer = self.layers[self.nodes[id].layer].as_ref();
+        readers[id] == 1
+            && !self.inputs.contains(&id)
+            && layer.base().activity_regularizer.is_none()
     }
 
     /// The input of node `id` where the ReLU that ends the layer before it is better
@@ -813,17 +820,15 @@ impl Model {
     /// layer's output or adds to its gradient (no other reader, no activity penalty).
     /// That layer then takes its gradient as it comes ([`Saved::activation_applied`]):
     /// a pass over its output's size fewer.
-    fn relu_ahead(&self, id: usize, readers: &[usize], tape: &Tape) -> Option<usize> {
+    fn relu_ahead(&self, id: usize, readers: &[usize]) -> Option<usize> {
         let node = &self.nodes[id];
         let &[input] = &node.inputs[..] else {
             return None;
         };
-        let producer = &self.nodes[input];
+        let producer = self.layers[self.nodes[input].layer].as_ref();
         let suits = self.layers[node.layer].commutes_with_relu()
-            && !producer.inputs.is_empty()
-            && readers[input] == 1
-            && !tape.penalized.contains(&input)
-            && self.layers[producer.layer].output_activation() == Some(ActivationFn::Relu);
+            && self.read_only_once(input, readers)
+            && producer.output_activation() == Some(ActivationFn::Relu);
         suits.then_some(input)
     }
 
@@ -936,7 +941,7 @@ impl Model {
                 .map(|&i| tape.outputs[i].as_ref().expect("kept on the tape"))
                 .collect();
             let output = tape.outputs[id].as_ref().expect("kept on the tape");
-            if let Some(input) = self.relu_ahead(id, &readers, tape) {
+            if let Some(input) = self.relu_ahead(id, &readers) {
                 let mut masked = Tensor::for_overwrite(dy.shape());
                 relu_backward(dy.data(), output.data(), masked.data_mut());
                 dy = Cow::Owned(masked);
